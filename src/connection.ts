@@ -1,0 +1,96 @@
+import type pg from 'pg';
+import { SessionError } from './errors.js';
+
+/**
+ * How to reach the database. The libpq-style names (`host`, `hostaddr`, `port`, `dbname`, `user`,
+ * `password`, `options`, `requiressl`, `conninfo`) are those of ocaml-session's `connect`.
+ * `connectionString` (a `postgresql://` URL) and the `PG*` environment variables work as in `pg`.
+ */
+export interface ConnectionOptions {
+  /** A `postgresql://user:pass@host:port/db` URL. */
+  connectionString?: string;
+  /** A libpq connection string: `host=... port=... dbname=...` (or a URL). */
+  conninfo?: string;
+  host?: string;
+  /** Numeric address; used as the host when `host` is not given. */
+  hostaddr?: string;
+  port?: number;
+  dbname?: string;
+  user?: string;
+  password?: string;
+  /** Server options, e.g. `-c statement_timeout=5000`. */
+  options?: string;
+  /**
+   * Encrypt the connection, like libpq's `sslmode=require`: the server's certificate is NOT
+   * verified. To verify it, pass `ssl` (as in `pg`) instead.
+   */
+  requiressl?: boolean;
+  /** Passed to `pg` as is; wins over `requiressl`. */
+  ssl?: pg.ClientConfig['ssl'];
+  /** Give up connecting after this many milliseconds (default 10000). */
+  connectTimeoutMs?: number;
+  /** Server-side statement_timeout for the store's connections, in ms (default: the server's). */
+  statementTimeoutMs?: number;
+  /** Server-side lock_timeout for the store's connections, in ms (default: the server's). */
+  lockTimeoutMs?: number;
+  /** application_name shown in pg_stat_activity (default `session-postgresql`). */
+  applicationName?: string;
+}
+
+const conninfoKeys: Record<string, (o: ConnectionOptions, v: string) => void> = {
+  host: (o, v) => { o.host = v; },
+  hostaddr: (o, v) => { o.hostaddr = v; },
+  port: (o, v) => { o.port = Number(v); },
+  dbname: (o, v) => { o.dbname = v; },
+  user: (o, v) => { o.user = v; },
+  password: (o, v) => { o.password = v; },
+  options: (o, v) => { o.options = v; },
+  requiressl: (o, v) => { o.requiressl = v === '1'; },
+  sslmode: (o, v) => { if (v === 'require') o.requiressl = true; else if (v !== 'disable' && v !== 'prefer' && v !== 'allow') o.ssl = true; },
+  connect_timeout: (o, v) => { o.connectTimeoutMs = Number(v) * 1000; },
+  application_name: (o, v) => { o.applicationName = v; },
+};
+
+/** Parses libpq's `key=value key='quoted \' value'` syntax. Unknown keys are refused. */
+export function parseConninfo(conninfo: string): ConnectionOptions {
+  if (/^postgres(ql)?:\/\//.test(conninfo)) return { connectionString: conninfo };
+  const out: ConnectionOptions = {};
+  const re = /\s*([A-Za-z_]+)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|(\S*))/gy;
+  let m: RegExpExecArray | null;
+  let end = 0;
+  while ((m = re.exec(conninfo)) !== null) {
+    const [, key = '', quoted, bare] = m;
+    const apply = conninfoKeys[key];
+    if (apply === undefined) {
+      throw new SessionError('invalid_argument', `conninfo: unsupported keyword "${key}"`);
+    }
+    apply(out, quoted !== undefined ? quoted.replace(/\\(.)/g, '$1') : (bare ?? ''));
+    end = re.lastIndex;
+  }
+  if (conninfo.slice(end).trim() !== '') {
+    throw new SessionError('invalid_argument', 'conninfo: expected keyword=value pairs');
+  }
+  return out;
+}
+
+/** Turns our options into a `pg` client configuration. */
+export function clientConfig(options: ConnectionOptions): pg.ClientConfig {
+  const o = options.conninfo === undefined ? options : { ...parseConninfo(options.conninfo), ...options };
+  const config: pg.ClientConfig = {
+    application_name: o.applicationName ?? 'session-postgresql',
+    connectionTimeoutMillis: o.connectTimeoutMs ?? 10_000,
+  };
+  if (o.connectionString !== undefined) config.connectionString = o.connectionString;
+  const host = o.host ?? o.hostaddr;
+  if (host !== undefined) config.host = host;
+  if (o.port !== undefined) config.port = o.port;
+  if (o.dbname !== undefined) config.database = o.dbname;
+  if (o.user !== undefined) config.user = o.user;
+  if (o.password !== undefined) config.password = o.password;
+  if (o.options !== undefined) config.options = o.options;
+  if (o.ssl !== undefined) config.ssl = o.ssl;
+  else if (o.requiressl === true) config.ssl = { rejectUnauthorized: false };
+  if (o.statementTimeoutMs !== undefined) config.statement_timeout = o.statementTimeoutMs;
+  if (o.lockTimeoutMs !== undefined) config.lock_timeout = o.lockTimeoutMs;
+  return config;
+}

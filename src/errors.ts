@@ -1,0 +1,79 @@
+/**
+ * The stable error codes of {@link SessionError}. Match on these, never on message text.
+ *
+ * - `invalid_argument`: rejected by the client before any query was sent (wrong type, non-integer
+ *   or unsafe integer period, a value PostgreSQL text cannot hold: NUL or a lone surrogate).
+ * - `invalid_parameter`: SQLSTATE 22023, e.g. an expiry outside ±3155760000 s or a period ≤ 0.
+ * - `null_value`: SQLSTATE 22004, a NULL where the SQL API needs a value.
+ * - `value_too_large`: SQLSTATE 22001, the value exceeds `session.config.max_value_bytes`; nothing
+ *   was stored.
+ * - `permission_denied`: SQLSTATE 42501, the role may not call the function.
+ * - `not_installed`: SQLSTATE 42883 / 3F000, the migrations have not been applied to this database.
+ * - `statement_timeout`: SQLSTATE 57014, the statement was cancelled (statement_timeout).
+ * - `lock_timeout`: SQLSTATE 55P03, a lock could not be taken in time (lock_timeout).
+ * - `connection`: the database could not be reached, the connection broke, or connecting timed out.
+ * - `closed`: the store was closed with `close()`.
+ * - `database`: any other error reported by PostgreSQL or the driver (see `cause`).
+ */
+export type SessionErrorCode =
+  | 'invalid_argument'
+  | 'invalid_parameter'
+  | 'null_value'
+  | 'value_too_large'
+  | 'permission_denied'
+  | 'not_installed'
+  | 'statement_timeout'
+  | 'lock_timeout'
+  | 'connection'
+  | 'closed'
+  | 'database';
+
+/**
+ * The only error type the store rejects with. `code` is stable; `cause` keeps the driver's error.
+ * Messages never contain a session key.
+ */
+export class SessionError extends Error {
+  override readonly name = 'SessionError';
+  readonly code: SessionErrorCode;
+  /** The SQLSTATE reported by PostgreSQL, when there was one. */
+  readonly sqlState: string | undefined;
+
+  constructor(code: SessionErrorCode, message: string, options?: { cause?: unknown; sqlState?: string }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.sqlState = options?.sqlState;
+  }
+}
+
+const bySqlState: Record<string, SessionErrorCode> = {
+  '22023': 'invalid_parameter',
+  '22004': 'null_value',
+  '22001': 'value_too_large',
+  '42501': 'permission_denied',
+  '42883': 'not_installed',
+  '3F000': 'not_installed',
+  '57014': 'statement_timeout',
+  '55P03': 'lock_timeout',
+  // Server shutting down, crashed, or not yet accepting connections.
+  '57P01': 'connection',
+  '57P02': 'connection',
+  '57P03': 'connection',
+};
+
+const networkErrnos = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'EAI_AGAIN']);
+
+/** Wraps whatever the driver threw. The driver's message is kept: it never contains parameters. */
+export function toSessionError(err: unknown): SessionError {
+  if (err instanceof SessionError) return err;
+  const e = (err ?? {}) as { code?: unknown; message?: unknown };
+  const code = typeof e.code === 'string' ? e.code : undefined;
+  const message = typeof e.message === 'string' ? e.message : String(err);
+  if (code !== undefined && /^[0-9A-Z]{5}$/.test(code)) {
+    const mapped = bySqlState[code] ?? (code.startsWith('08') ? 'connection' : 'database');
+    return new SessionError(mapped, message, { cause: err, sqlState: code });
+  }
+  if ((code !== undefined && networkErrnos.has(code)) || /connect|Connection terminated|timeout exceeded/i.test(message)) {
+    return new SessionError('connection', message, { cause: err });
+  }
+  return new SessionError('database', message, { cause: err });
+}

@@ -1,0 +1,74 @@
+import pg from 'pg';
+
+/** Sends one single-statement query and returns its rows as arrays. */
+export interface Executor {
+  query(config: pg.QueryArrayConfig): Promise<pg.QueryArrayResult>;
+  close(): Promise<void>;
+}
+
+/** A pool the caller owns: we only borrow it and never end it. */
+export function poolExecutor(pool: pg.Pool): Executor {
+  return {
+    query: (config) => pool.query(config),
+    close: async () => {},
+  };
+}
+
+/**
+ * A few connections in `pg`'s pipeline mode, used round-robin. Every call of the store is one
+ * autocommit statement with its own Sync, so calls can share a connection without waiting for each
+ * other's round trips; that is what makes the client fast (see the README's performance section).
+ * A broken connection is dropped and reopened on the next call, so the store survives restarts.
+ */
+export class PipelineExecutor implements Executor {
+  private readonly slots: (Promise<pg.Client> | undefined)[];
+  private next = 0;
+  private closed = false;
+
+  constructor(
+    private readonly config: pg.ClientConfig,
+    size: number,
+    private readonly onError: (err: Error) => void,
+  ) {
+    this.slots = new Array<Promise<pg.Client> | undefined>(size).fill(undefined);
+  }
+
+  async query(config: pg.QueryArrayConfig): Promise<pg.QueryArrayResult> {
+    const i = this.next;
+    this.next = (i + 1) % this.slots.length;
+    const client = await (this.slots[i] ?? this.open(i));
+    return client.query(config);
+  }
+
+  private open(i: number): Promise<pg.Client> {
+    const client = new pg.Client({ ...this.config, pipeline: true } as pg.ClientConfig);
+    const drop = () => {
+      if (this.slots[i] === opening) this.slots[i] = undefined;
+    };
+    // Without an 'error' listener, a server restart would crash the host process.
+    client.on('error', (err) => {
+      drop();
+      this.onError(err);
+    });
+    client.on('end', drop);
+    const opening = client.connect().then(
+      () => client,
+      (err: unknown) => {
+        drop();
+        throw err;
+      },
+    );
+    this.slots[i] = opening;
+    return opening;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const open = this.slots.splice(0);
+    await Promise.all(open.map(async (p) => {
+      const client = await p?.catch(() => undefined);
+      await client?.end().catch(() => undefined);
+    }));
+  }
+}

@@ -1,0 +1,16 @@
+/**
+ * The calls the client makes: one SQL API function each, as named prepared statements so that the
+ * server parses and plans each one once per connection. The logic is in sql/; these only call it.
+ */
+const call = (name: string, text: string) => ({ name: `session_pg_${name}`, text });
+
+export const statements = {
+  generate: call('generate', 'SELECT session.session_generate($1::bigint, $2::text)'),
+  get: call('get', 'SELECT value, period FROM session.session_get($1::text)'),
+  set: call('set', 'SELECT session.session_set($1::text, $2::text, $3::bigint)'),
+  clear: call('clear', 'SELECT session.session_clear($1::text)'),
+  defaultPeriod: call('default_period', 'SELECT session.session_default_period()'),
+  setDefaultPeriod: call('set_default_period', 'SELECT session.session_set_default_period($1::bigint)'),
+  purge: call('purge', 'SELECT session.session_purge()'),
+  purgeBatch: call('purge_batch', 'SELECT session.session_purge($1::integer)'),
+} as const;

@@ -1,0 +1,175 @@
+import pg from 'pg';
+import { clientConfig, type ConnectionOptions } from './connection.js';
+import { SessionError, toSessionError } from './errors.js';
+import { PipelineExecutor, poolExecutor, type Executor } from './executor.js';
+import { statements } from './statements.js';
+
+/** The result of {@link SessionStore.get}: the value and its remaining period, or why there is none. */
+export type GetResult =
+  | { ok: true; value: string; period: number }
+  | { ok: false; error: 'not_found' | 'not_set' };
+
+/** Options of {@link connect}. */
+export interface StoreOptions extends ConnectionOptions {
+  /** Reuse this pool instead of opening connections; `close()` then leaves it open. */
+  pool?: pg.Pool;
+  /** Number of pipelined connections the store opens (default 2); ignored with `pool`. */
+  connections?: number;
+  /**
+   * Called when an idle connection breaks (e.g. the server restarted). The store reconnects on
+   * the next call by itself; the default ignores the event instead of crashing the process.
+   */
+  onError?: (err: SessionError) => void;
+}
+
+/**
+ * A session store. Every method is one round trip calling one `session.session_*` function, and
+ * rejects only with {@link SessionError}. Periods and expiries are whole seconds.
+ */
+export interface SessionStore {
+  /**
+   * Creates a session and returns its key. `expiry`: seconds from now (default: the default
+   * period; ≤ 0: born expired). `value`: omitted means "not set".
+   * Errors: `invalid_argument`, `invalid_parameter` (expiry beyond ±3155760000), `value_too_large`.
+   */
+  generate(options?: { expiry?: number; value?: string }): Promise<string>;
+  /** The value and remaining period, or `not_found` (unknown, cleared, expired) / `not_set`. */
+  get(key: string): Promise<GetResult>;
+  /**
+   * Replaces the value of a live session and restarts its expiry. Resolves `false` (and creates
+   * nothing) when the key is unknown, cleared or expired.
+   * Errors: `invalid_argument`, `invalid_parameter`, `value_too_large` (the stored value is kept).
+   */
+  set(key: string, value: string, options?: { expiry?: number }): Promise<boolean>;
+  /** Ends a session; idempotent. */
+  clear(key: string): Promise<void>;
+  /** The default period in seconds. */
+  defaultPeriod(): Promise<number>;
+  /** Changes the default period for sessions written from now on. Errors: `invalid_argument`, `invalid_parameter`. */
+  setDefaultPeriod(period: number): Promise<void>;
+  /**
+   * Deletes expired sessions, at most about `batchSize` (default 10000) in one short transaction,
+   * and resolves how many it deleted; 0 means none are left. pg_cron normally does this.
+   */
+  purge(options?: { batchSize?: number }): Promise<number>;
+  /** Closes the store's own connections (not a pool passed in). Later calls reject with `closed`. */
+  close(): Promise<void>;
+}
+
+// int8 arrives as text in pg; parse it here, per query, rather than changing pg's global parsers.
+// Every int8 the API returns is bounded well below 2^53.
+const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+function checkKey(key: unknown): string {
+  if (typeof key !== 'string') throw new SessionError('invalid_argument', 'key must be a string');
+  return key;
+}
+
+function checkValue(value: unknown): string {
+  if (typeof value !== 'string') throw new SessionError('invalid_argument', 'value must be a string');
+  // PostgreSQL text cannot hold NUL, and UTF-8 cannot encode a lone surrogate (Buffer would turn
+  // it into U+FFFD): refuse rather than store something other than what was given.
+  if (value.includes('\u0000')) throw new SessionError('invalid_argument', 'value must not contain NUL characters');
+  if (!value.isWellFormed()) throw new SessionError('invalid_argument', 'value must not contain lone surrogates');
+  return value;
+}
+
+function checkInteger(name: string, n: unknown, unit = ''): string {
+  if (typeof n !== 'number' || !Number.isSafeInteger(n)) {
+    throw new SessionError('invalid_argument', `${name} must be a safe integer${unit}`);
+  }
+  return String(n);
+}
+
+const checkSeconds = (name: string, n: unknown) => checkInteger(name, n, ' of seconds');
+
+function optionalSeconds(name: string, n: unknown): string | null {
+  return n === undefined || n === null ? null : checkSeconds(name, n);
+}
+
+/** A key that PostgreSQL could not even receive names no session: answer locally. */
+function unsendable(key: string): boolean {
+  return key.includes('\u0000') || !key.isWellFormed();
+}
+
+class PgSessionStore implements SessionStore {
+  private closed = false;
+
+  constructor(private readonly executor: Executor) {}
+
+  private async run(statement: { name: string; text: string }, values: (string | null)[]): Promise<unknown[][]> {
+    if (this.closed) throw new SessionError('closed', 'the session store is closed');
+    try {
+      const result = await this.executor.query({ ...statement, values, rowMode: 'array', types });
+      return result.rows;
+    } catch (err) {
+      throw toSessionError(err);
+    }
+  }
+
+  async generate(options: { expiry?: number; value?: string } = {}): Promise<string> {
+    const expiry = optionalSeconds('expiry', options.expiry);
+    const value = options.value === undefined ? null : checkValue(options.value);
+    const rows = await this.run(statements.generate, [expiry, value]);
+    return rows[0]?.[0] as string;
+  }
+
+  async get(key: string): Promise<GetResult> {
+    if (unsendable(checkKey(key))) return { ok: false, error: 'not_found' };
+    const row = (await this.run(statements.get, [key]))[0];
+    if (row === undefined) return { ok: false, error: 'not_found' };
+    const [value, period] = row as [string | null, number];
+    return value === null ? { ok: false, error: 'not_set' } : { ok: true, value, period };
+  }
+
+  async set(key: string, value: string, options: { expiry?: number } = {}): Promise<boolean> {
+    checkKey(key);
+    checkValue(value);
+    const expiry = optionalSeconds('expiry', options.expiry);
+    if (unsendable(key)) return false;
+    const rows = await this.run(statements.set, [key, value, expiry]);
+    return rows[0]?.[0] === true;
+  }
+
+  async clear(key: string): Promise<void> {
+    if (unsendable(checkKey(key))) return;
+    await this.run(statements.clear, [key]);
+  }
+
+  async defaultPeriod(): Promise<number> {
+    return (await this.run(statements.defaultPeriod, []))[0]?.[0] as number;
+  }
+
+  async setDefaultPeriod(period: number): Promise<void> {
+    await this.run(statements.setDefaultPeriod, [checkSeconds('period', period)]);
+  }
+
+  async purge(options: { batchSize?: number } = {}): Promise<number> {
+    const rows = options.batchSize === undefined
+      ? await this.run(statements.purge, [])
+      : await this.run(statements.purgeBatch, [checkInteger('batchSize', options.batchSize)]);
+    return rows[0]?.[0] as number;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.executor.close();
+  }
+}
+
+/**
+ * Opens a store. Connecting is lazy: the first call connects, and a connection failure rejects
+ * that call with a `connection` SessionError. Throws `invalid_argument` for a malformed `conninfo`.
+ */
+export function connect(options: StoreOptions = {}): SessionStore {
+  if (options.pool !== undefined) return new PgSessionStore(poolExecutor(options.pool));
+  const size = options.connections ?? 2;
+  if (!Number.isSafeInteger(size) || size < 1) {
+    throw new SessionError('invalid_argument', 'connections must be a positive integer');
+  }
+  const onError = options.onError ?? (() => {});
+  return new PgSessionStore(new PipelineExecutor(clientConfig(options), size, (err) => onError(toSessionError(err))));
+}

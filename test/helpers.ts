@@ -1,0 +1,89 @@
+// Shared by the test files: each file gets its own database, cloned from the migrated template
+// that harness/run.ts prepared, and roles it creates are dropped again.
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import pg from 'pg';
+import { databaseUrl } from './harness/urls.js';
+
+function required(name: string): string {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set: run the tests with "npm test"`);
+  return v;
+}
+
+export const adminUrl = required('TEST_ADMIN_URL');
+export const bindir = required('PG_BINDIR');
+/** pg_cron's database in the throwaway cluster, or '' when pg_cron is not installed. */
+export const cronDatabase = process.env.TEST_CRON_DATABASE ?? '';
+
+export interface TestDatabase {
+  name: string;
+  /** Superuser (owner) URL. */
+  url: string;
+  /** Runs SQL as the owner. */
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+  /** Creates a LOGIN role that is a member of session_client, and returns its URL. */
+  clientRole(): Promise<string>;
+  drop(): Promise<void>;
+}
+
+export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[], url = adminUrl): Promise<pg.QueryResult<R>> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await c.query<R>(text, values);
+  } finally {
+    await c.end();
+  }
+}
+
+export const uniqueName = (label: string) => `t_${label}_${randomBytes(4).toString('hex')}`;
+
+/** A database cloned from the template (or empty, for migration tests). */
+export async function freshDatabase(label: string, opts: { empty?: boolean } = {}): Promise<TestDatabase> {
+  const name = uniqueName(label);
+  await adminQuery(`CREATE DATABASE ${name}${opts.empty ? '' : ` TEMPLATE ${required('TEST_TEMPLATE')}`}`);
+  const url = databaseUrl(adminUrl, name);
+  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  pool.on('error', () => {});
+  const roles: string[] = [];
+  return {
+    name,
+    url,
+    query: (text, values) => pool.query(text, values),
+    async clientRole() {
+      const role = uniqueName('app');
+      const password = randomBytes(12).toString('hex');
+      await adminQuery(`CREATE ROLE ${role} LOGIN PASSWORD '${password}' IN ROLE session_client`);
+      roles.push(role);
+      return databaseUrl(adminUrl, name, { user: role, password });
+    },
+    async drop() {
+      await pool.end();
+      await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      for (const r of roles) await adminQuery(`DROP ROLE IF EXISTS ${r}`);
+    },
+  };
+}
+
+/** Runs psql (or another client binary) and returns its output; throws on a non-zero exit. */
+export function pgTool(binary: string, args: string[], input?: string): string {
+  const r = spawnSync(join(bindir, binary), args, { encoding: 'utf8', ...(input === undefined ? {} : { input }) });
+  if (r.status !== 0) throw new Error(`${binary} exited ${r.status}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** psql -X -A -t: unaligned tuples only, ON_ERROR_STOP. */
+export const psql = (url: string, sql: string) =>
+  pgTool('psql', ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-d', url], sql).trim();
+
+/** Resolves the SQLSTATE a promise rejects with (fails when it resolves). */
+export async function sqlState(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    return String((err as { code?: unknown }).code);
+  }
+  throw new Error('expected an error, got a result');
+}
