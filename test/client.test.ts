@@ -1,0 +1,234 @@
+// The TypeScript client against a real database, as the least-privileged client role.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { connect, SessionError, type SessionStore } from '../src/index.js';
+import { freePort } from './harness/cluster.js';
+import { adminQuery, freshDatabase, psql, type TestDatabase } from './helpers.js';
+
+let db: TestDatabase;
+let clientUrl: string;
+let store: SessionStore;
+before(async () => {
+  db = await freshDatabase('client');
+  clientUrl = await db.clientRole();
+  store = connect({ connectionString: clientUrl });
+});
+after(async () => {
+  await store.close();
+  await db.drop();
+});
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof SessionError, `not a SessionError: ${String(err)}`);
+    return err.code;
+  }
+  throw new Error('expected a SessionError');
+}
+
+describe('API', () => {
+  test('generate, get, set, clear', async () => {
+    const key = await store.generate({ expiry: 3600, value: 'v' });
+    const r = await store.get(key);
+    assert.equal(r.ok, true);
+    assert.ok(r.ok && r.value === 'v' && r.period > 3590 && r.period <= 3600 && Number.isInteger(r.period));
+    assert.equal(await store.set(key, 'v2', { expiry: 60 }), true);
+    const r2 = await store.get(key);
+    assert.ok(r2.ok && r2.value === 'v2' && r2.period <= 60);
+    await store.clear(key);
+    assert.deepEqual(await store.get(key), { ok: false, error: 'not_found' });
+    assert.equal(await store.set(key, 'v3'), false);
+  });
+  test('not set, not found, expired', async () => {
+    assert.deepEqual(await store.get(await store.generate()), { ok: false, error: 'not_set' });
+    assert.deepEqual(await store.get('garbage'), { ok: false, error: 'not_found' });
+    assert.deepEqual(await store.get(await store.generate({ expiry: 0, value: 'x' })), { ok: false, error: 'not_found' });
+    assert.deepEqual(await store.get(await store.generate({ expiry: -1 })), { ok: false, error: 'not_found' });
+  });
+  test('default period: one week, settable, numbers not strings', async () => {
+    assert.equal(await store.defaultPeriod(), 604800);
+    await store.setDefaultPeriod(86400);
+    assert.equal(await store.defaultPeriod(), 86400);
+    const r = await store.get(await store.generate({ value: 'x' }));
+    assert.ok(r.ok && r.period <= 86400 && r.period > 86390);
+    await store.setDefaultPeriod(604800);
+  });
+  test('purge returns a number', async () => {
+    await store.generate({ expiry: -10, value: 'old' });
+    let total = 0;
+    for (let n = await store.purge(); n > 0; n = await store.purge({ batchSize: 100 })) total += n;
+    assert.ok(total >= 1);
+    assert.equal(await store.purge(), 0);
+  });
+  test('many calls in flight keep their order and results', async () => {
+    const keys = await Promise.all(Array.from({ length: 200 }, (_, i) => store.generate({ value: `v${i}` })));
+    const results = await Promise.all(keys.map((k) => store.get(k)));
+    results.forEach((r, i) => assert.ok(r.ok && r.value === `v${i}`));
+  });
+  test('int8 is parsed per query: pg global parsers are unchanged', async () => {
+    assert.equal(pg.types.getTypeParser(20, 'text')('12'), '12');
+  });
+});
+
+describe('input checks happen before any query is sent', () => {
+  // A store whose database is unreachable: any query would fail with `connection`.
+  let offline: SessionStore;
+  before(async () => { offline = connect({ host: '127.0.0.1', port: await freePort(), connectTimeoutMs: 2000 }); });
+  after(async () => { await offline.close(); });
+
+  const bad: [string, () => Promise<unknown>][] = [
+    ['non-string key to get', () => offline.get(42 as unknown as string)],
+    ['undefined key to set', () => offline.set(undefined as unknown as string, 'v')],
+    ['object key to clear', () => offline.clear({} as unknown as string)],
+    ['non-string value', () => offline.set('k', 1 as unknown as string)],
+    ['NUL in a value', () => offline.generate({ value: 'a\u0000b' })],
+    ['lone surrogate in a value', () => offline.set('k', 'a\uD800b')],
+    ['fractional expiry', () => offline.generate({ expiry: 1.5 })],
+    ['NaN expiry', () => offline.generate({ expiry: NaN })],
+    ['Infinity expiry', () => offline.set('k', 'v', { expiry: Infinity })],
+    ['string expiry', () => offline.generate({ expiry: '60' as unknown as number })],
+    ['unsafe integer expiry', () => offline.generate({ expiry: 2 ** 62 })],
+    ['fractional period', () => offline.setDefaultPeriod(0.5)],
+    ['string period', () => offline.setDefaultPeriod('86400' as unknown as number)],
+    ['bigint period', () => offline.setDefaultPeriod(10n as unknown as number)],
+    ['fractional batch size', () => offline.purge({ batchSize: 1.5 })],
+  ];
+  for (const [name, call] of bad) {
+    test(name, async () => assert.equal(await code(call()), 'invalid_argument'));
+  }
+  test('keys PostgreSQL cannot receive are simply not found', async () => {
+    assert.deepEqual(await offline.get('a\u0000b'), { ok: false, error: 'not_found' });
+    assert.equal(await offline.set('a\uDC00', 'v'), false);
+    await offline.clear('\u0000');
+  });
+  test('an unreachable database gives `connection`, without hanging', async () => {
+    const started = Date.now();
+    assert.equal(await code(offline.get('k')), 'connection');
+    assert.ok(Date.now() - started < 10_000);
+  });
+});
+
+describe('errors', () => {
+  test('server errors map to stable codes, and the stored value is kept', async () => {
+    const key = await store.generate({ value: 'kept' });
+    assert.equal(await code(store.generate({ expiry: 3155760001 })), 'invalid_parameter');
+    assert.equal(await code(store.set(key, 'x', { expiry: -3155760001 })), 'invalid_parameter');
+    assert.equal(await code(store.setDefaultPeriod(0)), 'invalid_parameter');
+    assert.equal(await code(store.purge({ batchSize: 0 })), 'invalid_parameter');
+    assert.equal(await code(store.set(key, 'x'.repeat(1048577))), 'value_too_large');
+    const r = await store.get(key);
+    assert.ok(r.ok && r.value === 'kept');
+  });
+  test('SessionError keeps the SQLSTATE and the driver error as cause; no key in the message', async () => {
+    const key = await store.generate({ value: 'kept' });
+    try {
+      await store.set(key, 'x'.repeat(1048577));
+      assert.fail('expected an error');
+    } catch (err) {
+      assert.ok(err instanceof SessionError);
+      assert.equal(err.sqlState, '22001');
+      assert.ok(err.cause instanceof Error);
+      const text = `${err.message} ${String(err.stack)} ${JSON.stringify(err)} ${String((err.cause as Error).message)}`;
+      assert.ok(!text.includes(key), 'the key leaked into the error');
+    }
+  });
+  test('a role outside session_client gets permission_denied', async () => {
+    const role = `t_outsider_${process.pid}`;
+    await adminQuery(`CREATE ROLE ${role} LOGIN PASSWORD 'pw'`);
+    const u = new URL(db.url);
+    u.username = role;
+    u.password = 'pw';
+    const outsider = connect({ connectionString: u.toString() });
+    try {
+      assert.equal(await code(outsider.generate()), 'permission_denied');
+    } finally {
+      await outsider.close();
+      await adminQuery(`DROP ROLE ${role}`);
+    }
+  });
+  test('a database without the schema gives not_installed', async () => {
+    const empty = await freshDatabase('empty', { empty: true });
+    const s = connect({ connectionString: empty.url });
+    try {
+      assert.equal(await code(s.get('k')), 'not_installed');
+    } finally {
+      await s.close();
+      await empty.drop();
+    }
+  });
+  test('closed store rejects with closed', async () => {
+    const s = connect({ connectionString: clientUrl });
+    await s.get('k');
+    await s.close();
+    assert.equal(await code(s.get('k')), 'closed');
+  });
+});
+
+describe('connections', () => {
+  test('libpq-style options and conninfo connect', async () => {
+    const u = new URL(clientUrl);
+    const fields = { host: u.hostname, port: Number(u.port), dbname: u.pathname.slice(1), user: u.username, password: u.password };
+    for (const options of [fields, { conninfo: `host=${u.hostname} port=${u.port} dbname=${fields.dbname} user=${u.username} password='${u.password}'` }, { hostaddr: '127.0.0.1', ...fields, host: undefined as unknown as string }]) {
+      const s = connect(options);
+      try {
+        assert.deepEqual(await s.get('k'), { ok: false, error: 'not_found' });
+      } finally {
+        await s.close();
+      }
+    }
+    assert.throws(() => connect({ conninfo: 'bogus=1' }), (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument');
+  });
+  test('{ pool } is reused with named prepared statements, and left open by close()', async () => {
+    const pool = new pg.Pool({ connectionString: clientUrl, max: 1 });
+    const s = connect({ pool });
+    const key = await s.generate({ value: 'p' });
+    await s.get(key);
+    await s.set(key, 'q');
+    await s.close();
+    const names = (await pool.query<{ name: string }>('SELECT name FROM pg_prepared_statements ORDER BY name')).rows.map((r) => r.name);
+    assert.deepEqual(names, ['session_pg_generate', 'session_pg_get', 'session_pg_set']);
+    await pool.end();
+  });
+  test('`connections` is how many connections the store opens, lazily', async () => {
+    const s = connect({ connectionString: clientUrl, connections: 3, applicationName: 'three' });
+    try {
+      const count = async () => (await db.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'three'`)).rows[0]?.n;
+      assert.equal(await count(), 0);
+      await Promise.all(Array.from({ length: 10 }, () => s.get('k')));
+      assert.equal(await count(), 3);
+    } finally {
+      await s.close();
+    }
+  });
+  test('connections killed under an idle store: no crash, the next calls reconnect', async () => {
+    let reported = 0;
+    const s = connect({ connectionString: clientUrl, applicationName: 'killed', onError: () => { reported += 1; } });
+    try {
+      const key = await s.generate({ value: 'survives' });
+      await Promise.all([s.get(key), s.get(key)]);
+      await db.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'killed'`);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.ok(reported >= 1, 'the broken connection was reported');
+      const r = await s.get(key);
+      assert.ok(r.ok && r.value === 'survives');
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('psql and TypeScript interoperate', () => {
+  test('a session made by psql is read by the client, and the other way', async () => {
+    const fromPsql = psql(db.url, `SELECT session.session_generate(600, 'from psql');`);
+    const r = await store.get(fromPsql);
+    assert.ok(r.ok && r.value === 'from psql');
+    const fromTs = await store.generate({ expiry: 600, value: 'from ts' });
+    assert.equal(psql(db.url, `SELECT value FROM session.session_get('${fromTs}');`), 'from ts');
+    assert.equal(psql(db.url, `SELECT session.session_set('${fromTs}', 'changed by psql');`), 't');
+    const r2 = await store.get(fromTs);
+    assert.ok(r2.ok && r2.value === 'changed by psql');
+  });
+});

@@ -1,0 +1,124 @@
+// The privilege model: the application's role calls functions and can do nothing else.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { adminQuery, freshDatabase, sqlState, type TestDatabase } from './helpers.js';
+
+let db: TestDatabase;
+let app: pg.Client;
+before(async () => {
+  db = await freshDatabase('security');
+  app = new pg.Client({ connectionString: await db.clientRole() });
+  await app.connect();
+});
+after(async () => {
+  await app.end();
+  await db.drop();
+});
+
+const publicFunctions = [
+  'session_generate(bigint,text)', 'session_get(text)', 'session_set(text,text,bigint)', 'session_clear(text)',
+  'session_default_period()', 'session_set_default_period(bigint)', 'session_purge(integer)',
+];
+
+describe('a login role in session_client', () => {
+  test('can call every public function', async () => {
+    const key = (await app.query<{ k: string }>(`SELECT session.session_generate(60, 'v') AS k`)).rows[0]?.k;
+    assert.equal((await app.query('SELECT value FROM session.session_get($1)', [key])).rows[0]?.value, 'v');
+    assert.equal((await app.query('SELECT session.session_set($1, $2) AS ok', [key, 'w'])).rows[0]?.ok, true);
+    await app.query('SELECT session.session_clear($1)', [key]);
+    await app.query('SELECT session.session_default_period()');
+    await app.query('SELECT session.session_set_default_period(604800)');
+    await app.query('SELECT session.session_purge()');
+  });
+
+  test('cannot select, insert, update, delete or truncate any table', async () => {
+    const tables = (await db.query<{ t: string; c: string }>(`
+      SELECT format('session.%I', c.relname) AS t, (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = 1) AS c
+        FROM pg_class c WHERE c.relnamespace = 'session'::regnamespace AND c.relkind = 'r' ORDER BY 1`)).rows;
+    assert.deepEqual(tables.map((r) => r.t), ['session.config', 'session.purge_state', 'session.sessions']);
+    for (const { t, c } of tables) {
+      for (const sql of [`SELECT * FROM ${t}`, `INSERT INTO ${t} DEFAULT VALUES`, `UPDATE ${t} SET ${c} = ${c}`,
+        `DELETE FROM ${t}`, `TRUNCATE ${t}`, `COPY ${t} TO STDOUT`]) {
+        assert.equal(await sqlState(app.query(sql)), '42501', sql);
+      }
+    }
+  });
+
+  test('cannot call the private helpers', async () => {
+    assert.equal(await sqlState(app.query(`SELECT session.key_digest('k')`)), '42501');
+    assert.equal(await sqlState(app.query(`SELECT session.write_expiry('v', 1)`)), '42501');
+  });
+
+  test('cannot redefine, alter or drop the API, nor create objects in the schema', async () => {
+    for (const sql of [
+      `CREATE OR REPLACE FUNCTION session.session_get(key text) RETURNS TABLE (value text, period bigint) LANGUAGE sql AS $$ SELECT 'x', 1::bigint $$`,
+      `ALTER FUNCTION session.session_get(text) SECURITY INVOKER`,
+      `ALTER FUNCTION session.session_get(text) RESET search_path`,
+      `DROP FUNCTION session.session_clear(text)`,
+      `CREATE TABLE session.mine (x int)`,
+      `CREATE FUNCTION session.mine() RETURNS int LANGUAGE sql AS 'SELECT 1'`,
+      `ALTER TABLE session.sessions ADD COLUMN leak text`,
+      `GRANT SELECT ON session.sessions TO PUBLIC`,
+    ]) {
+      assert.equal(await sqlState(app.query(sql)), '42501', sql);
+    }
+  });
+});
+
+describe('function definitions', () => {
+  test('every public function is SECURITY DEFINER with a pinned search_path, and PUBLIC cannot execute it', async () => {
+    const rows = (await db.query<{ sig: string; secdef: boolean; config: string[] | null; public_exec: boolean; client_exec: boolean }>(`
+      SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS sig, p.prosecdef AS secdef,
+             p.proconfig AS config,
+             has_function_privilege('public', p.oid, 'EXECUTE') AS public_exec,
+             has_function_privilege('session_client', p.oid, 'EXECUTE') AS client_exec
+        FROM pg_proc p WHERE p.pronamespace = 'session'::regnamespace`)).rows;
+    const api = rows.filter((r) => r.sig.startsWith('session_'));
+    assert.equal(api.length, publicFunctions.length);
+    for (const r of api) {
+      assert.equal(r.secdef, true, r.sig);
+      assert.deepEqual(r.config, ['search_path=pg_catalog, pg_temp'], r.sig);
+      assert.equal(r.client_exec, true, r.sig);
+    }
+    for (const r of rows) assert.equal(r.public_exec, false, r.sig);
+    for (const r of rows.filter((x) => !x.sig.startsWith('session_'))) assert.equal(r.client_exec, false, r.sig);
+  });
+});
+
+describe('search_path hijack', () => {
+  test('look-alike functions and operators in an attacker schema first in search_path are never called', async () => {
+    await adminQuery(`GRANT CREATE ON DATABASE ${db.name} TO ${(await app.query<{ u: string }>('SELECT current_user AS u')).rows[0]?.u}`);
+    await app.query(`CREATE SCHEMA evil`);
+    await app.query(`CREATE TABLE evil.calls (fn text)`);
+    for (const [name, args, ret] of [
+      ['sha256', 'bytea', 'bytea'], ['now', '', 'timestamptz'], ['encode', 'bytea, text', 'text'],
+      ['convert_to', 'text, name', 'bytea'], ['gen_random_uuid', '', 'uuid'], ['octet_length', 'text', 'int'],
+      ['translate', 'text, text, text', 'text'], ['make_interval', 'int, int, int, int, int, int, double precision', 'interval'],
+    ] as const) {
+      await app.query(`CREATE FUNCTION evil.${name}(${args}) RETURNS ${ret} LANGUAGE plpgsql AS $$
+        BEGIN INSERT INTO evil.calls VALUES ('${name}'); RETURN NULL; END $$`);
+    }
+    await app.query(`CREATE FUNCTION evil.eq(bytea, bytea) RETURNS boolean LANGUAGE plpgsql AS $$
+      BEGIN INSERT INTO evil.calls VALUES ('='); RETURN true; END $$`);
+    await app.query(`CREATE OPERATOR evil.= (LEFTARG = bytea, RIGHTARG = bytea, FUNCTION = evil.eq)`);
+    await app.query(`CREATE FUNCTION evil.gt(timestamptz, timestamptz) RETURNS boolean LANGUAGE plpgsql AS $$
+      BEGIN INSERT INTO evil.calls VALUES ('>'); RETURN true; END $$`);
+    await app.query(`CREATE OPERATOR evil.> (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = evil.gt)`);
+    await app.query(`SET search_path = evil, pg_catalog, public`);
+    try {
+      const key = (await app.query<{ k: string }>(`SELECT session.session_generate(60, 'v') AS k`)).rows[0]?.k ?? '';
+      assert.match(key, /^[A-Za-z0-9_-]{64}$/);
+      assert.equal((await app.query('SELECT value FROM session.session_get($1)', [key])).rows[0]?.value, 'v');
+      assert.equal((await app.query('SELECT value FROM session.session_get($1)', ['not-a-key'])).rowCount, 0);
+      assert.equal((await app.query('SELECT session.session_set($1, $2) AS ok', ['not-a-key', 'x'])).rows[0]?.ok, false);
+      assert.equal((await app.query(`SELECT session.session_get(session.session_generate(0, 'x'))`)).rowCount, 0);
+      await app.query('SELECT session.session_clear($1)', [key]);
+      assert.equal((await app.query('SELECT value FROM session.session_get($1)', [key])).rowCount, 0);
+      await app.query('SELECT session.session_purge()');
+      assert.deepEqual((await app.query('SELECT fn FROM evil.calls')).rows, []);
+    } finally {
+      await app.query('RESET search_path');
+    }
+  });
+});
