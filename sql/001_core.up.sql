@@ -178,11 +178,11 @@ CREATE FUNCTION session.session_purge(batch_size integer DEFAULT 10000) RETURNS 
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  step    constant bigint := 128;
+  step    constant bigint := 128::bigint;
   pages   bigint;
   at      bigint;
-  swept   bigint := 0;
-  deleted bigint := 0;
+  swept   bigint := 0::bigint;
+  deleted bigint := 0::bigint;
   n       bigint;
 BEGIN
   IF batch_size IS NULL OR batch_size < 1 THEN
@@ -246,24 +246,32 @@ $$;
 -- The purge job. Correctness never depends on it: expired sessions are never returned.
 DO $$
 DECLARE
-  cron_db constant text := current_setting('cron.database_name', true);
   command constant text := 'SELECT session.session_purge()';
+  elsewhere constant text := format('SELECT cron.schedule_in_database(%L, %L, %L, %L);',
+                                    'session-purge-' || current_database(), '* * * * *', command,
+                                    current_database());
+  cron_db text;
 BEGIN
-  IF cron_db IS NULL THEN
-    RAISE NOTICE 'session-postgresql: pg_cron is not loaded, so no purge job was scheduled'
-      USING HINT = 'Expired sessions are never returned, but rows stay until purged. Run '
-                   || quote_literal(command) || ' every minute until it returns 0, or install pg_cron.';
-    RETURN;
-  END IF;
-  IF cron_db <> current_database() THEN
-    RAISE NOTICE 'session-postgresql: pg_cron lives in database %, not %; schedule the purge job there',
-                 cron_db, current_database()
-      USING HINT = format('In database %I, run: SELECT cron.schedule_in_database(%L, %L, %L, %L);',
-                          cron_db, 'session-purge-' || current_database(), '* * * * *', command,
-                          current_database());
-    RETURN;
-  END IF;
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+    BEGIN
+      cron_db := current_setting('cron.database_name', true);
+    EXCEPTION WHEN insufficient_privilege THEN
+      RAISE NOTICE 'session-postgresql: % may not read cron.database_name, so no purge job was scheduled', current_user
+        USING HINT = 'If pg_cron is installed, a superuser must run, in pg_cron''s database: ' || elsewhere;
+      RETURN;
+    END;
+    IF cron_db IS NULL THEN
+      RAISE NOTICE 'session-postgresql: pg_cron is not loaded, so no purge job was scheduled'
+        USING HINT = 'Expired sessions are never returned, but rows stay until purged. Run '
+                     || quote_literal(command) || ' every minute until it returns 0, or install pg_cron.';
+      RETURN;
+    END IF;
+    IF cron_db <> current_database() THEN
+      RAISE NOTICE 'session-postgresql: pg_cron lives in database %, not %; schedule the purge job there',
+                   cron_db, current_database()
+        USING HINT = format('In database %I, run: %s', cron_db, elsewhere);
+      RETURN;
+    END IF;
     BEGIN
       CREATE EXTENSION pg_cron;
     EXCEPTION WHEN insufficient_privilege THEN

@@ -1,0 +1,210 @@
+// Migrations: Node and psql paths, idempotence, concurrency, down, the CLI and the pg_cron job.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, test } from 'node:test';
+import { migrate, migrationStatus } from '../src/index.js';
+import { freePort } from './harness/cluster.js';
+import { databaseUrl } from './harness/urls.js';
+import { adminQuery, adminUrl, cronDatabase, freshDatabase, pgTool, psql, uniqueName } from './helpers.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const sqlDir = `${root}sql`;
+
+/** The schema as pg_dump sees it, without the per-dump \restrict key lines. */
+function schemaDump(url: string): string {
+  return pgTool('pg_dump', ['--schema-only', '-n', 'session', '-d', url])
+    .split('\n')
+    .filter((l) => !/^\\(un)?restrict /.test(l))
+    .join('\n');
+}
+
+const logs = () => {
+  const lines: string[] = [];
+  return { lines, log: (l: string) => { lines.push(l); } };
+};
+
+describe('node-pg-migrate path', () => {
+  test('up, re-run is a no-op, status, down, up again', async () => {
+    const db = await freshDatabase('mig', { empty: true });
+    try {
+      assert.deepEqual(await migrate({ connectionString: db.url, log: false }), ['001_core']);
+      assert.deepEqual(await migrate({ connectionString: db.url, log: false }), []);
+      const status = await migrationStatus({ connectionString: db.url });
+      assert.equal(status.length, readdirSync(sqlDir).filter((f) => f.endsWith('.up.sql')).length);
+      assert.ok(status.every((m) => m.applied && m.runOn instanceof Date));
+      const key = psql(db.url, `SELECT session.session_generate(60, 'x')`);
+      assert.equal(key.length, 64);
+
+      assert.deepEqual(await migrate({ connectionString: db.url, direction: 'down', log: false }), ['001_core']);
+      assert.equal(psql(db.url, `SELECT count(*) FROM pg_namespace WHERE nspname = 'session'`), '0');
+      assert.ok((await migrationStatus({ connectionString: db.url })).every((m) => !m.applied));
+
+      assert.deepEqual(await migrate({ connectionString: db.url, log: false }), ['001_core']);
+      assert.equal(psql(db.url, `SELECT count(*) FROM session.sessions`), '0');
+    } finally {
+      await db.drop();
+    }
+  });
+
+  test('five concurrent migrate runs: one applies, the others wait and find nothing; same schema as one run', async () => {
+    const single = await freshDatabase('single', { empty: true });
+    const racy = await freshDatabase('racy', { empty: true });
+    try {
+      await migrate({ connectionString: single.url, log: false });
+      const runs = await Promise.all(Array.from({ length: 5 }, () => migrate({ connectionString: racy.url, log: false })));
+      assert.deepEqual(runs.map((r) => r.length).sort(), [0, 0, 0, 0, 1]);
+      assert.equal(schemaDump(racy.url), schemaDump(single.url));
+    } finally {
+      await single.drop();
+      await racy.drop();
+    }
+  });
+
+  test('a database owner without superuser or CREATEROLE can migrate; the app role then works', async () => {
+    const owner = uniqueName('owner');
+    const name = uniqueName('owned');
+    await adminQuery(`CREATE ROLE ${owner} LOGIN PASSWORD 'pw'`);
+    await adminQuery(`CREATE DATABASE ${name} OWNER ${owner}`);
+    try {
+      const { lines, log } = logs();
+      const url = databaseUrl(adminUrl, name, { user: owner, password: 'pw' });
+      assert.deepEqual(await migrate({ connectionString: url, log }), ['001_core']);
+      if (cronDatabase) assert.ok(lines.some((l) => l.includes('may not read cron.database_name') && l.includes('cron.schedule_in_database')), lines.join('\n'));
+      else assert.ok(lines.some((l) => l.includes('pg_cron is not loaded')), lines.join('\n'));
+      const app = uniqueName('app');
+      await adminQuery(`CREATE ROLE ${app} LOGIN PASSWORD 'pw' IN ROLE session_client`);
+      try {
+        const appUrl = databaseUrl(adminUrl, name, { user: app, password: 'pw' });
+        const key = psql(appUrl, `SELECT session.session_generate(60, 'owned')`);
+        assert.equal(psql(appUrl, `SELECT value FROM session.session_get('${key}')`), 'owned');
+      } finally {
+        await adminQuery(`DROP DATABASE ${name} WITH (FORCE)`);
+        await adminQuery(`DROP ROLE ${app}`);
+      }
+    } finally {
+      await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await adminQuery(`DROP ROLE ${owner}`);
+    }
+  });
+});
+
+describe('psql path', () => {
+  test('sql/install.sql applies every numbered migration file', () => {
+    const install = readFileSync(`${sqlDir}/install.sql`, 'utf8');
+    for (const f of readdirSync(sqlDir).filter((x) => x.endsWith('.up.sql'))) {
+      assert.ok(install.includes(`\\ir ${f}`), `install.sql does not apply ${f}`);
+    }
+    const migrations = readdirSync(`${root}migrations`).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3));
+    assert.deepEqual(migrations, readdirSync(sqlDir).filter((x) => x.endsWith('.up.sql')).map((f) => f.slice(0, -7)));
+  });
+
+  test('psql install gives the same schema as the migrations, is re-runnable, and Node sees it applied', async () => {
+    const viaNode = await freshDatabase('vianode', { empty: true });
+    const viaPsql = await freshDatabase('viapsql', { empty: true });
+    try {
+      await migrate({ connectionString: viaNode.url, log: false });
+      const args = ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', viaPsql.url, '-f', `${sqlDir}/install.sql`];
+      pgTool('psql', args);
+      pgTool('psql', args);
+      assert.equal(schemaDump(viaPsql.url), schemaDump(viaNode.url));
+      assert.deepEqual(await migrate({ connectionString: viaPsql.url, log: false }), []);
+      assert.equal(psql(viaPsql.url, 'SELECT name FROM public.session_migrations'), '001_core');
+    } finally {
+      await viaNode.drop();
+      await viaPsql.drop();
+    }
+  });
+});
+
+describe('session-pg CLI', () => {
+  const cli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+    spawnSync(process.execPath, [`${root}dist/src/cli.js`, ...args], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: '', ...env } });
+
+  test('migrate, status, migrate down, with --database-url or DATABASE_URL', async () => {
+    const db = await freshDatabase('cli', { empty: true });
+    try {
+      let r = cli(['migrate', '--database-url', db.url]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /Applied: 001_core/);
+      r = cli(['migrate'], { DATABASE_URL: db.url });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /Nothing to do/);
+      r = cli(['status'], { DATABASE_URL: db.url });
+      assert.match(r.stdout, /^applied {2}001_core/m);
+      r = cli(['migrate', 'down', '--database-url', db.url]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(cli(['status', '--database-url', db.url]).stdout, /^pending {2}001_core/m);
+    } finally {
+      await db.drop();
+    }
+  });
+
+  test('help, usage errors (exit 2) and database errors (exit 1)', async () => {
+    for (const args of [['--help'], ['migrate', '--help'], ['status', '--help']]) {
+      const r = cli(args);
+      assert.equal(r.status, 0);
+      assert.match(r.stdout, /Usage: session-pg/);
+    }
+    assert.equal(cli([]).status, 2);
+    assert.equal(cli(['frobnicate']).status, 2);
+    assert.equal(cli(['migrate', 'sideways']).status, 2);
+    assert.equal(cli(['migrate', '--count', 'x']).status, 2);
+    const r = cli(['status', '--database-url', `postgresql://postgres@127.0.0.1:${await freePort()}/x`]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /connection/);
+  });
+});
+
+describe('pg_cron job', () => {
+  const cronUrl = cronDatabase ? databaseUrl(adminUrl, cronDatabase) : '';
+  const jobs = () => psql(cronUrl, `SELECT count(*) FROM cron.job WHERE jobname = 'session-purge'`);
+
+  test('scheduled once, idempotent, purges, removed by down', { timeout: 150_000 }, async (t) => {
+    if (!cronDatabase) {
+      t.skip('pg_cron is not installed on this machine (apt-get install postgresql-15-cron); the job is not tested');
+      return;
+    }
+    assert.deepEqual(await migrate({ connectionString: cronUrl, log: false }), ['001_core']);
+    assert.equal(jobs(), '1');
+    assert.equal(psql(cronUrl, `SELECT schedule || ' ' || command FROM cron.job WHERE jobname = 'session-purge'`), '* * * * * SELECT session.session_purge()');
+    await migrate({ connectionString: cronUrl, direction: 'down', log: false });
+    assert.equal(jobs(), '0');
+    await migrate({ connectionString: cronUrl, log: false });
+    // Applying the job's SQL again (as a DBA might) still leaves one job.
+    psql(cronUrl, `SELECT cron.schedule('session-purge', '* * * * *', 'SELECT session.session_purge()')`);
+    assert.equal(jobs(), '1');
+
+    // The job really runs: an expired row disappears within a minute or so.
+    psql(cronUrl, `SELECT session.session_generate(-5, 'expired')`);
+    const deadline = Date.now() + 130_000;
+    while (psql(cronUrl, 'SELECT count(*) FROM session.sessions') !== '0') {
+      assert.ok(Date.now() < deadline, 'the pg_cron job did not purge within 130 s');
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+    assert.match(psql(cronUrl, `SELECT status FROM cron.job_run_details d JOIN cron.job j USING (jobid) WHERE j.jobname = 'session-purge' ORDER BY d.start_time DESC LIMIT 1`), /succeeded/);
+
+    await migrate({ connectionString: cronUrl, direction: 'down', log: false });
+    assert.equal(jobs(), '0');
+  });
+
+  test('in another database, the migration prints the exact schedule_in_database call', async (t) => {
+    if (!cronDatabase) {
+      t.skip('pg_cron is not installed on this machine; nothing to schedule');
+      return;
+    }
+    const db = await freshDatabase('elsewhere', { empty: true });
+    try {
+      const { lines, log } = logs();
+      await migrate({ connectionString: db.url, log });
+      const hint = lines.join('\n').match(/run: (SELECT cron\.schedule_in_database\(.*\);)/)?.[1];
+      assert.ok(hint, lines.join('\n'));
+      psql(cronUrl, hint);
+      assert.equal(psql(cronUrl, `SELECT database FROM cron.job WHERE jobname = 'session-purge-${db.name}'`), db.name);
+      psql(cronUrl, `SELECT cron.unschedule('session-purge-${db.name}')`);
+    } finally {
+      await db.drop();
+    }
+  });
+});
