@@ -134,6 +134,57 @@ COMMENT ON FUNCTION session.session_set(text, text, bigint) IS
   'false and creates nothing when the key is unknown, cleared or expired. Errors: 22004 NULL value; '
   '22023 expiry out of range; 22001 value too large (the stored value is kept).';
 
+-- For frameworks that generate session ids themselves (express-session, @fastify/session) and
+-- expect "save" to create the session. Unlike session_set it may create a session for the given
+-- key, so it only accepts keys that look like the framework's own random ids (>= 32 base64url
+-- characters: 192 bits for express-session's 24 random bytes), and it never revives a key whose
+-- session has expired but is not yet purged. Frameworks never adopt an unknown id sent by a client:
+-- they generate a fresh one, which is what makes this safe (see the README).
+CREATE FUNCTION session.session_put(key text, value text, expiry bigint DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  new_expiry timestamptz;
+BEGIN
+  IF key IS NULL OR value IS NULL THEN
+    RAISE EXCEPTION 'session_put needs a key and a value'
+      USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  IF octet_length(key) > 1024 OR key !~ '^[A-Za-z0-9_-]{32,}$' THEN
+    RAISE EXCEPTION 'session_put only accepts keys of 32 to 1024 base64url characters'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Generate ids with at least 24 random bytes, or use session_generate.';
+  END IF;
+  new_expiry := session.write_expiry(value, expiry);
+  UPDATE session.sessions s
+     SET value = session_put.value, expires_at = new_expiry
+   WHERE s.digest = session.key_digest(session_put.key)
+     AND s.expires_at > now();
+  IF FOUND THEN
+    RETURN true;
+  END IF;
+  INSERT INTO session.sessions (digest, expires_at, value)
+  VALUES (session.key_digest(session_put.key), new_expiry, session_put.value)
+  ON CONFLICT (digest) DO NOTHING;
+  RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION session.session_put(text, text, bigint) IS
+  'Creates or replaces the session with this key (for frameworks that make their own ids). Returns '
+  'false, storing nothing, when the key belongs to an expired session not yet purged. Errors: 22004 '
+  'NULL key or value; 22023 key not 32-1024 base64url characters, or expiry out of range; 22001.';
+
+-- Live sessions, for express-session's optional length(). Counting reveals no key or value.
+CREATE FUNCTION session.session_count() RETURNS bigint
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN (SELECT count(*) FROM session.sessions s WHERE s.expires_at > now());
+END
+$$;
+COMMENT ON FUNCTION session.session_count() IS 'The number of live (unexpired) sessions. No errors.';
+
 CREATE FUNCTION session.session_clear(key text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -218,6 +269,8 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA session FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA session FROM PUBLIC;
 
 -- session_client: the application's role. It may call every public function and read no table.
+-- session_put lets it create sessions under ids it made itself, which an app role could always do
+-- in effect (generate, then hand out the key); see session_put for why frameworks need it.
 -- session_set_default_period is in the client API (as in ocaml-session); session_purge only
 -- removes rows that are already unreachable. Neither lets a client read or forge a session.
 DO $$
@@ -227,7 +280,8 @@ DECLARE
     'GRANT EXECUTE ON FUNCTION session.session_generate(bigint, text), session.session_get(text), '
     'session.session_set(text, text, bigint), session.session_clear(text), '
     'session.session_default_period(), session.session_set_default_period(bigint), '
-    'session.session_purge(integer) TO session_client;';
+    'session.session_purge(integer), session.session_put(text, text, bigint), session.session_count() '
+    'TO session_client;';
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'session_client') THEN
     IF (SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN

@@ -41,8 +41,18 @@ export interface SessionStore {
    * Errors: `invalid_argument`, `invalid_parameter`, `value_too_large` (the stored value is kept).
    */
   set(key: string, value: string, options?: { expiry?: number }): Promise<boolean>;
+  /**
+   * Creates or replaces the session under a key the caller generated — for frameworks such as
+   * express-session that make their own ids. The key must be 32–1024 base64url characters (at
+   * least 192 random bits). Resolves `false`, storing nothing, if the key belongs to a session
+   * that has expired (it is never revived). Prefer {@link generate} + {@link set} otherwise.
+   * Errors: `invalid_argument`, `invalid_parameter` (key shape, expiry), `value_too_large`.
+   */
+  put(key: string, value: string, options?: { expiry?: number }): Promise<boolean>;
   /** Ends a session; idempotent. */
   clear(key: string): Promise<void>;
+  /** The number of live sessions. */
+  count(): Promise<number>;
   /** The default period in seconds. */
   defaultPeriod(): Promise<number>;
   /** Changes the default period for sessions written from now on. Errors: `invalid_argument`, `invalid_parameter`. */
@@ -132,6 +142,19 @@ class PgSessionStore implements SessionStore {
     if (unsendable(key)) return false;
     const rows = await this.run(statements.set, [key, value, expiry]);
     return rows[0]?.[0] === true;
+  }
+
+  async put(key: string, value: string, options: { expiry?: number } = {}): Promise<boolean> {
+    checkKey(key);
+    checkValue(value);
+    const expiry = optionalSeconds('expiry', options.expiry);
+    if (unsendable(key)) throw new SessionError('invalid_argument', 'key must be base64url characters');
+    const rows = await this.run(statements.put, [key, value, expiry]);
+    return rows[0]?.[0] === true;
+  }
+
+  async count(): Promise<number> {
+    return (await this.run(statements.count, []))[0]?.[0] as number;
   }
 
   async clear(key: string): Promise<void> {

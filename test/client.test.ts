@@ -232,3 +232,17 @@ describe('psql and TypeScript interoperate', () => {
     assert.ok(r2.ok && r2.value === 'changed by psql');
   });
 });
+
+describe('put and count', () => {
+  test('put creates and replaces under a framework id; count counts live sessions', async () => {
+    const id = 'F'.repeat(32);
+    const before = await store.count();
+    assert.equal(await store.put(id, 'a', { expiry: 60 }), true);
+    assert.equal(await store.put(id, 'b'), true);
+    const r = await store.get(id);
+    assert.ok(r.ok && r.value === 'b');
+    assert.equal(await store.count(), before + 1);
+    assert.equal(await code(store.put('short', 'v')), 'invalid_parameter');
+    assert.equal(await code(store.put(7 as unknown as string, 'v')), 'invalid_argument');
+  });
+});

@@ -19,6 +19,7 @@ after(async () => {
 const publicFunctions = [
   'session_generate(bigint,text)', 'session_get(text)', 'session_set(text,text,bigint)', 'session_clear(text)',
   'session_default_period()', 'session_set_default_period(bigint)', 'session_purge(integer)',
+  'session_put(text,text,bigint)', 'session_count()',
 ];
 
 describe('a login role in session_client', () => {
@@ -30,6 +31,8 @@ describe('a login role in session_client', () => {
     await app.query('SELECT session.session_default_period()');
     await app.query('SELECT session.session_set_default_period(604800)');
     await app.query('SELECT session.session_purge()');
+    assert.equal((await app.query('SELECT session.session_put($1, $2) AS ok', ['a'.repeat(32), 'p'])).rows[0]?.ok, true);
+    assert.ok(Number((await app.query('SELECT session.session_count() AS n')).rows[0]?.n) >= 1);
   });
 
   test('cannot select, insert, update, delete or truncate any table', async () => {

@@ -143,6 +143,38 @@ describe('semantics', () => {
   });
 });
 
+describe('session_put and session_count (for frameworks with their own ids)', () => {
+  const id = (c: string) => c.repeat(32);
+  test('creates, then replaces a live session; get sees it', async () => {
+    assert.equal(await one('SELECT session.session_put($1, $2, 60)', [id('p'), 'one']), true);
+    assert.equal((await get(id('p')))[0]?.value, 'one');
+    assert.equal(await one('SELECT session.session_put($1, $2)', [id('p'), 'two']), true);
+    const row = (await get(id('p')))[0];
+    assert.equal(row?.value, 'two');
+    assert.ok(Number(row?.period) > 604790);
+  });
+  test('never revives an expired session that is not purged yet', async () => {
+    assert.equal(await one('SELECT session.session_put($1, $2, 0)', [id('q'), 'born expired']), true);
+    assert.equal(await one('SELECT session.session_put($1, $2)', [id('q'), 'revive?']), false);
+    assert.deepEqual(await get(id('q')), []);
+  });
+  test('refuses keys that are short or not base64url (22023), and NULLs (22004)', async () => {
+    for (const k of ['short', 'a'.repeat(31), `${'a'.repeat(31)}=`, `${'a'.repeat(40)} `, "'; --".repeat(10), 'a'.repeat(1025)]) {
+      assert.equal(await sqlState(db.query('SELECT session.session_put($1, $2)', [k, 'v'])), '22023', k);
+    }
+    assert.equal(await sqlState(db.query('SELECT session.session_put(NULL, $1)', ['v'])), '22004');
+    assert.equal(await sqlState(db.query('SELECT session.session_put($1, NULL)', [id('r')])), '22004');
+    assert.equal(await sqlState(db.query('SELECT session.session_put($1, $2, $3)', [id('r'), 'v', '3155760001'])), '22023');
+    assert.deepEqual(await get(id('r')), []);
+  });
+  test('count counts live sessions only', async () => {
+    const before = Number(await one('SELECT session.session_count()'));
+    await generate(60, 'live');
+    await generate(0, 'expired');
+    assert.equal(Number(await one('SELECT session.session_count()')), before + 1);
+  });
+});
+
 describe('documented SQLSTATEs', () => {
   test('22023: expiry out of range, in generate and set (never a date/time overflow)', async () => {
     for (const e of ['3155760001', '-3155760001', '9223372036854775807', '-9223372036854775808', '4611686018427387904']) {
