@@ -33,7 +33,8 @@ async function main(): Promise<number> {
     await admin.end();
     await migrate({ connectionString: databaseUrl(adminUrl, templateName), log: false });
 
-    const dir = fileURLToPath(new URL('..', import.meta.url));
+    // --stress runs the long tests in test/stress/ (npm run test:stress) instead of test/.
+    const dir = fileURLToPath(new URL(process.argv.includes('--stress') ? '../stress/' : '..', import.meta.url));
     const only = process.argv.slice(2).filter((a) => !a.startsWith('--'));
     const files = readdirSync(dir)
       .filter((f) => f.endsWith('.test.js') && (only.length === 0 || only.some((o) => f.includes(o))))
