@@ -1,12 +1,95 @@
-// `npm run demo`: a throwaway PostgreSQL (or $DATABASE_URL), migrated, then a walk through the API.
-import { connect, migrate, type GetResult } from '../src/index.js';
+// `npm run demo`: a throwaway PostgreSQL (or $DATABASE_URL), migrated; a walk through the API;
+// then ocaml-session's counter example as a web page, until Ctrl-C (which removes the database).
+// `npm run demo -- --once` stops after the walk-through.
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import pg from 'pg';
+import { connect, migrate, type GetResult, type SessionStore } from '../src/index.js';
 import { startCluster, type Cluster } from '../test/harness/cluster.js';
+import { databaseUrl } from '../test/harness/urls.js';
 
 const show = (r: GetResult) => (r.ok ? `value ${JSON.stringify(r.value)}, ${r.period} s left` : r.error);
 // Keys are secrets: even the demo shows only their beginning.
 const masked = (key: string) => `${key.slice(0, 6)}… (${key.length} characters)`;
 
+async function walkThrough(store: SessionStore): Promise<void> {
+  console.log(`default period: ${await store.defaultPeriod()} s`);
+  const key = await store.generate();
+  console.log(`generate()                      → ${masked(key)}`);
+  console.log(`get(key)                        → ${show(await store.get(key))}`);
+  console.log(`set(key, "visits=1")            → ${await store.set(key, 'visits=1')}`);
+  console.log(`get(key)                        → ${show(await store.get(key))}`);
+  console.log(`set(key, "visits=2", 60 s)      → ${await store.set(key, 'visits=2', { expiry: 60 })}`);
+  console.log(`get(key)                        → ${show(await store.get(key))}`);
+  await store.clear(key);
+  console.log('clear(key)                      → done');
+  console.log(`get(key)                        → ${show(await store.get(key))}`);
+  console.log(`set(key, "x") after clear       → ${await store.set(key, 'x')}  (set never creates a session)`);
+  const expired = await store.generate({ expiry: 0, value: 'gone' });
+  console.log(`get(generate(expiry 0))         → ${show(await store.get(expired))}`);
+  console.log(`purge()                         → ${await store.purge()} expired session(s) deleted`);
+}
+
+const cookieName = 'session';
+const keyFrom = (req: IncomingMessage) =>
+  /(?:^|;\s*)session=([A-Za-z0-9_-]+)/.exec(req.headers.cookie ?? '')?.[1];
+// Like ocaml-session's HTTP layer: the cookie lives exactly as long as the session.
+const cookie = (key: string, period: number) => `${cookieName}=${key}; Max-Age=${period}; Path=/; HttpOnly; SameSite=Lax`;
+
+function page(visits: number, period: number): string {
+  return `<!doctype html><meta charset="utf-8"><title>session-postgresql counter</title>
+<style>body{font:16px system-ui;max-width:36em;margin:3em auto}button{font:inherit;margin-right:.5em}</style>
+<h1>Visits in this session: <span id="visits">${visits}</span></h1>
+<p>The session expires in <span id="period">${period}</span> s unless you come back.</p>
+<form method="post" style="display:inline" action="/reset"><button>Reset (clear)</button></form>
+<form method="post" style="display:inline" action="/regenerate"><button>Regenerate the key</button></form>
+<p><small>The key is in an HttpOnly cookie; the database only has its SHA-256.</small></p>`;
+}
+
+async function counter(store: SessionStore, period: number, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const key = keyFrom(req);
+  const found = key === undefined ? undefined : await store.get(key);
+  if (req.method === 'POST') {
+    if (key !== undefined && req.url === '/reset') await store.clear(key);
+    if (key !== undefined && req.url === '/regenerate' && found?.ok) {
+      // A new key for the same data (what an app does at login), and the old key ends.
+      const fresh = await store.generate({ value: found.value });
+      await store.clear(key);
+      res.setHeader('set-cookie', cookie(fresh, found.period));
+    }
+    res.writeHead(303, { location: '/' }).end();
+    return;
+  }
+  if (req.url !== '/') {
+    res.writeHead(404).end('not found');
+    return;
+  }
+  let visits = 1;
+  let current = key;
+  if (current !== undefined && found?.ok) {
+    visits = Number(found.value) + 1;
+    await store.set(current, String(visits));
+  } else {
+    current = await store.generate({ value: '1' });
+  }
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'set-cookie': cookie(current, period) });
+  res.end(page(visits, period));
+}
+
+/** As superuser of a throwaway cluster, the app connects as a login role in session_client. */
+async function appRole(url: string): Promise<string> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    await c.query(`DROP ROLE IF EXISTS demo_app`);
+    await c.query(`CREATE ROLE demo_app LOGIN PASSWORD 'demo' IN ROLE session_client`);
+  } finally {
+    await c.end();
+  }
+  return databaseUrl(url, new URL(url).pathname.slice(1), { user: 'demo_app', password: 'demo' });
+}
+
 async function main(): Promise<void> {
+  const once = process.argv.includes('--once');
   let cluster: Cluster | undefined;
   let url = process.env.DATABASE_URL;
   if (!url) {
@@ -14,34 +97,50 @@ async function main(): Promise<void> {
     cluster = await startCluster({ cron: false });
     url = cluster.url;
   }
-  try {
-    const ran = await migrate({ connectionString: url, log: false });
-    console.log(ran.length ? `Migrated: ${ran.join(', ')}` : 'Schema already up to date');
-    const store = connect({ connectionString: url });
-    try {
-      console.log(`default period: ${await store.defaultPeriod()} s`);
-      const key = await store.generate();
-      console.log(`generate()                      → ${masked(key)}`);
-      console.log(`get(key)                        → ${show(await store.get(key))}`);
-      console.log(`set(key, "visits=1")            → ${await store.set(key, 'visits=1')}`);
-      console.log(`get(key)                        → ${show(await store.get(key))}`);
-      console.log(`set(key, "visits=2", 60 s)      → ${await store.set(key, 'visits=2', { expiry: 60 })}`);
-      console.log(`get(key)                        → ${show(await store.get(key))}`);
-      await store.clear(key);
-      console.log('clear(key)                      → done');
-      console.log(`get(key)                        → ${show(await store.get(key))}`);
-      console.log(`set(key, "x") after clear       → ${await store.set(key, 'x')}  (set never creates a session)`);
-      const expired = await store.generate({ expiry: 0, value: 'gone' });
-      console.log(`get(generate(expiry 0))         → ${show(await store.get(expired))}`);
-      console.log(`purge()                         → ${await store.purge()} expired session(s) deleted`);
-    } finally {
-      await store.close();
-    }
-  } finally {
+  const cleanup = () => {
     if (cluster) {
       cluster.destroy();
       console.log('Throwaway PostgreSQL removed.');
+      cluster = undefined;
     }
+  };
+  try {
+    const ran = await migrate({ connectionString: url, log: false });
+    console.log(ran.length ? `Migrated: ${ran.join(', ')}` : 'Schema already up to date');
+    const store = connect({ connectionString: cluster ? await appRole(url) : url });
+    await walkThrough(store);
+    if (once) {
+      await store.close();
+      cleanup();
+      return;
+    }
+    const period = await store.defaultPeriod();
+    const server = createServer((req, res) => {
+      counter(store, period, req, res).catch((err: unknown) => {
+        console.error('request failed:', (err as Error).message);
+        if (!res.headersSent) res.writeHead(500);
+        res.end('internal error');
+      });
+    });
+    const port = Number(process.env.PORT ?? 0);
+    server.listen(port, '127.0.0.1', () => {
+      const address = server.address();
+      const actual = typeof address === 'object' && address ? address.port : port;
+      console.log(`\nCounter demo: http://127.0.0.1:${actual}/   (Ctrl-C stops it and removes the database)`);
+    });
+    const stop = () => {
+      server.close();
+      server.closeAllConnections();
+      store.close().finally(() => {
+        cleanup();
+        process.exit(0);
+      });
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  } catch (err) {
+    cleanup();
+    throw err;
   }
 }
 
