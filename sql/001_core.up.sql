@@ -264,6 +264,23 @@ COMMENT ON FUNCTION session.session_purge(integer) IS
   'returns how many it deleted; call until it returns 0 to purge everything. Concurrent calls '
   'queue. Errors: 22023 batch_size NULL or < 1.';
 
+-- For DBAs (the owner; not granted to session_client): counts scan the table, so not for hot paths.
+CREATE FUNCTION session.session_stats(OUT live bigint, OUT expired bigint, OUT table_bytes bigint,
+                                      OUT index_bytes bigint, OUT default_period bigint,
+                                      OUT max_value_bytes integer)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  SELECT count(*) FILTER (WHERE s.expires_at > now()), count(*) FILTER (WHERE s.expires_at <= now())
+    INTO live, expired FROM session.sessions s;
+  table_bytes := pg_table_size('session.sessions'::regclass);
+  index_bytes := pg_indexes_size('session.sessions'::regclass);
+  SELECT c.default_period, c.max_value_bytes INTO default_period, max_value_bytes FROM session.config c;
+END
+$$;
+COMMENT ON FUNCTION session.session_stats() IS
+  'Owner only: live and expired (not yet purged) sessions, table and index bytes, and the settings.';
+
 -- Nobody but the owner may call anything until granted below.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA session FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA session FROM PUBLIC;

@@ -1,5 +1,5 @@
-import type pg from 'pg';
-import { SessionError } from './errors.js';
+import pg from 'pg';
+import { SessionError, toSessionError } from './errors.js';
 
 /**
  * How to reach the database. The libpq-style names (`host`, `hostaddr`, `port`, `dbname`, `user`,
@@ -93,4 +93,22 @@ export function clientConfig(options: ConnectionOptions): pg.ClientConfig {
   if (o.statementTimeoutMs !== undefined) config.statement_timeout = o.statementTimeoutMs;
   if (o.lockTimeoutMs !== undefined) config.lock_timeout = o.lockTimeoutMs;
   return config;
+}
+
+/** The fields of a server notice we print (e.g. what a DBA must run). */
+export interface Notice { severity?: string | undefined; message?: string | undefined; hint?: string | undefined }
+
+/** One short-lived connection for administrative work; errors become SessionErrors. */
+export async function withClient<T>(options: ConnectionOptions, fn: (c: pg.Client) => Promise<T>, onNotice?: (n: Notice) => void): Promise<T> {
+  const client = new pg.Client(clientConfig(options));
+  if (onNotice) client.on('notice', onNotice);
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    return await fn(client);
+  } catch (err) {
+    throw toSessionError(err);
+  } finally {
+    await client.end().catch(() => {});
+  }
 }

@@ -2,8 +2,8 @@ import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { runner } from 'node-pg-migrate';
-import { clientConfig, type ConnectionOptions } from './connection.js';
-import { SessionError, toSessionError } from './errors.js';
+import { withClient, type ConnectionOptions, type Notice } from './connection.js';
+import { SessionError } from './errors.js';
 
 /** The table (in schema public) recording applied migrations; sql/install.sql writes the same one. */
 export const migrationsTable = 'session_migrations';
@@ -26,19 +26,8 @@ function logger(log: MigrateOptions['log']): (line: string) => void {
   return log ?? ((line) => console.error(line));
 }
 
-async function withClient<T>(options: ConnectionOptions, log: (line: string) => void, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client(clientConfig({ applicationName: 'session-postgresql migrate', ...options }));
-  client.on('notice', (n) => log(`${n.severity ?? 'NOTICE'}: ${n.message}${n.hint ? `\n  HINT: ${n.hint}` : ''}`));
-  client.on('error', () => {});
-  try {
-    await client.connect();
-    return await fn(client);
-  } catch (err) {
-    throw toSessionError(err);
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
+const noticeLogger = (log: (line: string) => void) => (n: Notice) =>
+  log(`${n.severity ?? 'NOTICE'}: ${n.message}${n.hint ? `\n  HINT: ${n.hint}` : ''}`);
 
 /**
  * Applies (or with `direction: 'down'` reverts) the schema migrations, in one transaction.
@@ -52,7 +41,7 @@ export async function migrate(options: MigrateOptions = {}): Promise<string[]> {
     throw new SessionError('invalid_argument', "direction must be 'up' or 'down'");
   }
   const count = options.count ?? (direction === 'up' ? Infinity : 1);
-  return withClient(options, log, async (dbClient) => {
+  return withClient({ applicationName: 'session-postgresql migrate', ...options }, async (dbClient) => {
     const ran = await runner({
       dbClient,
       dir: migrationsDir,
@@ -65,7 +54,7 @@ export async function migrate(options: MigrateOptions = {}): Promise<string[]> {
       logger: { debug: () => {}, info: log, warn: log, error: log },
     });
     return ran.map((m) => m.name);
-  });
+  }, noticeLogger(log));
 }
 
 /** One migration shipped with the package, and whether this database has it. */
@@ -79,7 +68,7 @@ export interface MigrationState {
 /** Which of the package's migrations the database has applied. */
 export async function migrationStatus(options: MigrateOptions = {}): Promise<MigrationState[]> {
   const names = readdirSync(migrationsDir).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3)).sort();
-  return withClient(options, logger(options.log), async (client) => {
+  return withClient(options, async (client) => {
     const exists = await client.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [`public.${migrationsTable}`]);
     const applied = new Map<string, Date>();
     if (exists.rows[0]?.t) {

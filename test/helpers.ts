@@ -87,3 +87,11 @@ export async function sqlState(p: Promise<unknown>): Promise<string> {
   }
   throw new Error('expected an error, got a result');
 }
+
+/** The schema as pg_dump sees it, without the per-dump \restrict key lines. */
+export function schemaDump(url: string): string {
+  return pgTool('pg_dump', ['--schema-only', '-n', 'session', '-d', url])
+    .split('\n')
+    .filter((l) => !/^\\(un)?restrict /.test(l))
+    .join('\n');
+}

@@ -1,24 +1,14 @@
 // Migrations: Node and psql paths, idempotence, concurrency, down, the CLI and the pg_cron job.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import { migrate, migrationStatus } from '../src/index.js';
-import { freePort } from './harness/cluster.js';
 import { databaseUrl } from './harness/urls.js';
-import { adminQuery, adminUrl, cronDatabase, freshDatabase, pgTool, psql, uniqueName } from './helpers.js';
+import { adminQuery, adminUrl, cronDatabase, freshDatabase, pgTool, psql, schemaDump, uniqueName } from './helpers.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const sqlDir = `${root}sql`;
-
-/** The schema as pg_dump sees it, without the per-dump \restrict key lines. */
-function schemaDump(url: string): string {
-  return pgTool('pg_dump', ['--schema-only', '-n', 'session', '-d', url])
-    .split('\n')
-    .filter((l) => !/^\\(un)?restrict /.test(l))
-    .join('\n');
-}
 
 const logs = () => {
   const lines: string[] = [];
@@ -115,45 +105,6 @@ describe('psql path', () => {
       await viaNode.drop();
       await viaPsql.drop();
     }
-  });
-});
-
-describe('session-pg CLI', () => {
-  const cli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
-    spawnSync(process.execPath, [`${root}dist/src/cli.js`, ...args], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: '', ...env } });
-
-  test('migrate, status, migrate down, with --database-url or DATABASE_URL', async () => {
-    const db = await freshDatabase('cli', { empty: true });
-    try {
-      let r = cli(['migrate', '--database-url', db.url]);
-      assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stdout, /Applied: 001_core/);
-      r = cli(['migrate'], { DATABASE_URL: db.url });
-      assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stdout, /Nothing to do/);
-      r = cli(['status'], { DATABASE_URL: db.url });
-      assert.match(r.stdout, /^applied {2}001_core/m);
-      r = cli(['migrate', 'down', '--database-url', db.url]);
-      assert.equal(r.status, 0, r.stderr);
-      assert.match(cli(['status', '--database-url', db.url]).stdout, /^pending {2}001_core/m);
-    } finally {
-      await db.drop();
-    }
-  });
-
-  test('help, usage errors (exit 2) and database errors (exit 1)', async () => {
-    for (const args of [['--help'], ['migrate', '--help'], ['status', '--help']]) {
-      const r = cli(args);
-      assert.equal(r.status, 0);
-      assert.match(r.stdout, /Usage: session-pg/);
-    }
-    assert.equal(cli([]).status, 2);
-    assert.equal(cli(['frobnicate']).status, 2);
-    assert.equal(cli(['migrate', 'sideways']).status, 2);
-    assert.equal(cli(['migrate', '--count', 'x']).status, 2);
-    const r = cli(['status', '--database-url', `postgresql://postgres@127.0.0.1:${await freePort()}/x`]);
-    assert.equal(r.status, 1);
-    assert.match(r.stderr, /connection/);
   });
 });
 

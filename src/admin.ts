@@ -1,0 +1,105 @@
+// DBA operations behind the CLI: purge everything, statistics, the pg_cron job, the psql script.
+// They connect as the role given (normally the owner); none is needed by applications.
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { withClient, type ConnectionOptions } from './connection.js';
+import { SessionError } from './errors.js';
+import { connect } from './store.js';
+
+const sqlDir = new URL('../../sql/', import.meta.url);
+export const purgeCommand = 'SELECT session.session_purge()';
+export const defaultSchedule = '* * * * *';
+
+/** Progress of {@link purgeAll}, after each batch. */
+export interface PurgeProgress { deleted: number; batches: number; elapsedMs: number }
+
+/** Calls session_purge until it returns 0; each call is its own short transaction. */
+export async function purgeAll(options: ConnectionOptions & { batchSize?: number }, onProgress: (p: PurgeProgress) => void): Promise<PurgeProgress> {
+  const { batchSize, ...connection } = options;
+  const store = connect({ ...connection, connections: 1, applicationName: 'session-pg purge' });
+  const started = Date.now();
+  const progress: PurgeProgress = { deleted: 0, batches: 0, elapsedMs: 0 };
+  try {
+    for (;;) {
+      const n = await store.purge(batchSize === undefined ? {} : { batchSize });
+      progress.batches += 1;
+      progress.deleted += n;
+      progress.elapsedMs = Date.now() - started;
+      onProgress({ ...progress });
+      if (n === 0) return progress;
+    }
+  } finally {
+    await store.close();
+  }
+}
+
+export interface CronJob { database: string; schedule: string; command: string; active: boolean; lastRuns: { status: string; start: Date | null; message: string | null }[] }
+export interface Stats {
+  live: number; expired: number; tableBytes: number; indexBytes: number; defaultPeriod: number; maxValueBytes: number;
+  /** The purge job as pg_cron in this database (or `cronDatabaseUrl`) sees it; null if none. */
+  cron: CronJob | null;
+  /** Why `cron` is null. */
+  cronNote?: string;
+}
+
+/** The job name for a database: plain in pg_cron's own database, suffixed when scheduled from elsewhere. */
+export const jobName = (database: string, elsewhere: boolean) => (elsewhere ? `session-purge-${database}` : 'session-purge');
+
+async function cronClient<T>(options: ConnectionOptions & { cronDatabaseUrl?: string }, fn: (c: pg.Client, database: string, elsewhere: boolean) => Promise<T>): Promise<T> {
+  const database = await withClient({ applicationName: 'session-pg', ...options }, async (c) => (await c.query<{ d: string }>('SELECT current_database() AS d')).rows[0]?.d ?? '');
+  const elsewhere = options.cronDatabaseUrl !== undefined;
+  const cron = options.cronDatabaseUrl === undefined ? options : { connectionString: options.cronDatabaseUrl };
+  return withClient(cron, (c) => fn(c, database, elsewhere));
+}
+
+async function hasCron(c: pg.Client): Promise<boolean> {
+  return (await c.query(`SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'`)).rowCount === 1;
+}
+
+const noCron = () => new SessionError('not_installed',
+  'pg_cron is not installed in this database; if it lives in another one, pass its URL with --cron-database-url');
+
+export async function stats(options: ConnectionOptions & { cronDatabaseUrl?: string }): Promise<Stats> {
+  const s = await withClient(options, async (c) => (await c.query({
+    text: 'SELECT * FROM session.session_stats()',
+    types: { getTypeParser: (oid: number) => (oid === 20 || oid === 23 ? Number : pg.types.getTypeParser(oid)) } as pg.CustomTypesConfig,
+  })).rows[0] as { live: number; expired: number; table_bytes: number; index_bytes: number; default_period: number; max_value_bytes: number });
+  const base = { live: s.live, expired: s.expired, tableBytes: s.table_bytes, indexBytes: s.index_bytes, defaultPeriod: s.default_period, maxValueBytes: s.max_value_bytes };
+  return cronClient(options, async (c, database, elsewhere) => {
+    if (!(await hasCron(c))) return { ...base, cron: null, cronNote: 'pg_cron is not installed in this database (see --cron-database-url)' };
+    const job = (await c.query<{ jobid: number; database: string; schedule: string; command: string; active: boolean }>(
+      'SELECT jobid, database, schedule, command, active FROM cron.job WHERE jobname = $1', [jobName(database, elsewhere)])).rows[0];
+    if (job === undefined) return { ...base, cron: null, cronNote: 'no purge job is scheduled (session-pg schedule)' };
+    const runs = await c.query<{ status: string; start: Date | null; message: string | null }>(
+      'SELECT status, start_time AS start, return_message AS message FROM cron.job_run_details WHERE jobid = $1 ORDER BY runid DESC LIMIT 5', [job.jobid]);
+    return { ...base, cron: { database: job.database, schedule: job.schedule, command: job.command, active: job.active, lastRuns: runs.rows } };
+  });
+}
+
+/** Schedules (or re-schedules: pg_cron upserts by name) the purge job; resolves the job name. */
+export async function schedulePurge(options: ConnectionOptions & { cronDatabaseUrl?: string; schedule?: string }): Promise<string> {
+  return cronClient(options, async (c, database, elsewhere) => {
+    const name = jobName(database, elsewhere);
+    const schedule = options.schedule ?? defaultSchedule;
+    if (!(await hasCron(c))) throw noCron();
+    if (elsewhere) await c.query('SELECT cron.schedule_in_database($1, $2, $3, $4)', [name, schedule, purgeCommand, database]);
+    else await c.query('SELECT cron.schedule($1, $2, $3)', [name, schedule, purgeCommand]);
+    return name;
+  });
+}
+
+/** Removes the purge job; resolves false when there was none (pg_cron itself would error). */
+export async function unschedulePurge(options: ConnectionOptions & { cronDatabaseUrl?: string }): Promise<boolean> {
+  return cronClient(options, async (c, database, elsewhere) => {
+    const name = jobName(database, elsewhere);
+    if (!(await hasCron(c)) || (await c.query('SELECT 1 FROM cron.job WHERE jobname = $1', [name])).rowCount === 0) return false;
+    await c.query('SELECT cron.unschedule($1)', [name]);
+    return true;
+  });
+}
+
+/** sql/install.sql with every `\ir` file inlined: one script to pipe into psql. */
+export function installScript(): string {
+  return readFileSync(new URL('install.sql', sqlDir), 'utf8').replace(/^\\ir (\S+)$/gm, (_, file: string) =>
+    `-- ${file}\n${readFileSync(new URL(file, sqlDir), 'utf8')}`);
+}

@@ -1,0 +1,122 @@
+// The session-pg CLI as a DBA runs it: a separate process, exit codes, output.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import { freePort } from './harness/cluster.js';
+import { databaseUrl } from './harness/urls.js';
+import { adminUrl, cronDatabase, freshDatabase, pgTool, psql, schemaDump, type TestDatabase } from './helpers.js';
+
+const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+const cli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+  spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: '', ...env } });
+
+let db: TestDatabase;
+before(async () => { db = await freshDatabase('cli'); });
+after(async () => { await db.drop(); });
+
+describe('migrations', () => {
+  test('migrate, status, migrate down, with --database-url or DATABASE_URL', async () => {
+    const empty = await freshDatabase('climig', { empty: true });
+    try {
+      let r = cli(['migrate', '--database-url', empty.url]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /Applied: 001_core/);
+      r = cli(['migrate'], { DATABASE_URL: empty.url });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /Nothing to do/);
+      assert.match(cli(['status'], { DATABASE_URL: empty.url }).stdout, /^applied {2}001_core/m);
+      r = cli(['migrate', 'down', '--database-url', empty.url]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(cli(['status', '--database-url', empty.url]).stdout, /^pending {2}001_core/m);
+    } finally {
+      await empty.drop();
+    }
+  });
+
+  test('`session-pg sql | psql` installs the same schema as migrate, and again is a no-op', async () => {
+    const empty = await freshDatabase('clisql', { empty: true });
+    try {
+      const script = cli(['sql']).stdout;
+      assert.ok(!script.includes('\\ir '), 'the files are inlined');
+      pgTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', empty.url], script);
+      pgTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', empty.url], script);
+      assert.equal(schemaDump(empty.url), schemaDump(db.url));
+      assert.match(cli(['status', '--database-url', empty.url]).stdout, /^applied {2}001_core/m);
+    } finally {
+      await empty.drop();
+    }
+  });
+});
+
+describe('operations', () => {
+  test('purge deletes every expired session, printing progress lines off a terminal', async () => {
+    await db.query(`INSERT INTO session.sessions (digest, expires_at, value)
+                    SELECT sha256(('cli' || i)::bytea), now() - interval '1 s', 'x' FROM generate_series(1, 5000) i`);
+    const r = cli(['purge', '--batch-size', '1000', '--database-url', db.url]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /^purged \d+ rows in 1 batches, \d+ rows\/s, [\d.]+ s$/m);
+    assert.match(r.stdout, /Done: 5000 expired sessions deleted\./);
+    assert.equal(psql(db.url, 'SELECT count(*) FROM session.sessions WHERE expires_at <= now()'), '0');
+  });
+
+  test('stats reports counts, sizes and settings', async () => {
+    psql(db.url, `SELECT session.session_generate(600, 'a'), session.session_generate(0, 'b')`);
+    const r = cli(['stats', '--json', '--database-url', db.url]);
+    assert.equal(r.status, 0, r.stderr);
+    const s = JSON.parse(r.stdout) as Record<string, unknown>;
+    assert.ok(Number(s.live) >= 1 && Number(s.expired) >= 1, r.stdout);
+    assert.ok(Number(s.tableBytes) > 0 && Number(s.indexBytes) > 0);
+    assert.equal(s.defaultPeriod, 604800);
+    assert.equal(s.maxValueBytes, 1048576);
+    assert.equal(s.cron, null);
+    assert.match(cli(['stats', '--database-url', db.url]).stdout, /^live sessions +\d+$/m);
+  });
+
+  test('default-period shows and changes; bad values exit 1 or 2 and change nothing', () => {
+    assert.equal(cli(['default-period', '--database-url', db.url]).stdout.trim(), '604800');
+    assert.equal(cli(['default-period', '86400', '--database-url', db.url]).stdout.trim(), '86400');
+    const refused = cli(['default-period', '0', '--database-url', db.url]);
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /invalid_parameter/);
+    assert.equal(cli(['default-period', 'soon', '--database-url', db.url]).status, 2);
+    assert.equal(cli(['default-period', '604800', '--database-url', db.url]).stdout.trim(), '604800');
+  });
+
+  test('schedule / unschedule the pg_cron job from another database', async (t) => {
+    const refused = cli(['schedule', '--database-url', db.url]);
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /not_installed: pg_cron is not installed/);
+    if (!cronDatabase) {
+      t.skip('pg_cron is not installed on this machine; scheduling itself is not tested');
+      return;
+    }
+    const cronUrl = databaseUrl(adminUrl, cronDatabase);
+    psql(cronUrl, 'CREATE EXTENSION IF NOT EXISTS pg_cron');
+    const args = ['--database-url', db.url, '--cron-database-url', cronUrl];
+    let r = cli(['schedule', '--every', '*/5 * * * *', ...args]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`session-purge-${db.name}`));
+    const stats = JSON.parse(cli(['stats', '--json', ...args]).stdout) as { cron: { schedule: string; database: string } };
+    assert.equal(stats.cron.schedule, '*/5 * * * *');
+    assert.equal(stats.cron.database, db.name);
+    assert.match(cli(['unschedule', ...args]).stdout, /Removed/);
+    assert.match(cli(['unschedule', ...args]).stdout, /There was no purge job/);
+  });
+});
+
+describe('usage', () => {
+  test('--help on every command; usage errors exit 2; database errors exit 1', async () => {
+    for (const c of ['', 'migrate', 'status', 'purge', 'stats', 'default-period', 'schedule', 'unschedule', 'sql']) {
+      const r = cli(c ? [c, '--help'] : ['--help']);
+      assert.equal(r.status, 0, c);
+      assert.match(r.stdout, /Usage: session-pg/, c);
+    }
+    for (const args of [[], ['frobnicate'], ['migrate', 'sideways'], ['migrate', '--count', 'x'], ['status', 'extra'], ['--bogus-flag']]) {
+      assert.equal(cli(args).status, 2, args.join(' '));
+    }
+    const r = cli(['status', '--database-url', `postgresql://postgres@127.0.0.1:${await freePort()}/x`]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /session-pg: connection:/);
+  });
+});
