@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""generate / get / set / clear from Python, with psycopg 3 (Debian: python3-psycopg).
+
+    DATABASE_URL=postgresql://app@localhost/mydb python3 session_demo.py demo
+    python3 session_demo.py generate VALUE      # prints the new key
+    python3 session_demo.py get KEY             # prints the value, or not_found / not_set
+    python3 session_demo.py set KEY VALUE       # prints true / false
+    python3 session_demo.py clear KEY
+"""
+import os
+import sys
+
+import psycopg
+
+
+def generate(conn, value=None, expiry=None):
+    return conn.execute("SELECT session.session_generate(%s, %s)", (expiry, value)).fetchone()[0]
+
+
+def get(conn, key):
+    """(value, period) or the string 'not_found' / 'not_set', as in ocaml-session."""
+    row = conn.execute("SELECT value, period FROM session.session_get(%s)", (key,)).fetchone()
+    if row is None:
+        return "not_found"
+    if row[0] is None:
+        return "not_set"
+    return row
+
+
+def set_(conn, key, value, expiry=None):
+    return conn.execute("SELECT session.session_set(%s, %s, %s)", (key, value, expiry)).fetchone()[0]
+
+
+def clear(conn, key):
+    conn.execute("SELECT session.session_clear(%s)", (key,))
+
+
+def demo(conn):
+    key = generate(conn)
+    print(f"generate() -> a key of {len(key)} characters")
+    print(f"get(key) -> {get(conn, key)}")
+    print(f"set(key, 'hello from python') -> {set_(conn, key, 'hello from python')}")
+    value, period = get(conn, key)
+    print(f"get(key) -> {value!r}, {period} s left")
+    clear(conn, key)
+    print(f"clear(key); get(key) -> {get(conn, key)}")
+
+
+def main(argv):
+    with psycopg.connect(os.environ.get("DATABASE_URL", ""), autocommit=True) as conn:
+        command, args = (argv[0] if argv else "demo"), argv[1:]
+        if command == "demo":
+            demo(conn)
+        elif command == "generate":
+            print(generate(conn, *args))
+        elif command == "get":
+            r = get(conn, args[0])
+            print(r if isinstance(r, str) else r[0])
+        elif command == "set":
+            print("true" if set_(conn, args[0], args[1]) else "false")
+        elif command == "clear":
+            clear(conn, args[0])
+        else:
+            print(__doc__, file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
