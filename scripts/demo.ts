@@ -122,11 +122,13 @@ async function main(): Promise<void> {
         res.end('internal error');
       });
     });
+    // PORT and HOST let a container publish the page (docker/compose.yaml); locally: loopback only.
     const port = Number(process.env.PORT ?? 0);
-    server.listen(port, '127.0.0.1', () => {
+    const host = process.env.HOST ?? '127.0.0.1';
+    server.listen(port, host, () => {
       const address = server.address();
       const actual = typeof address === 'object' && address ? address.port : port;
-      console.log(`\nCounter demo: http://127.0.0.1:${actual}/   (Ctrl-C stops it and removes the database)`);
+      console.log(`\nCounter demo: http://127.0.0.1:${actual}/   (Ctrl-C stops it${cluster ? ' and removes the database' : ''})`);
     });
     const stop = () => {
       server.close();
