@@ -100,6 +100,22 @@ function optionalSeconds(name: string, n: unknown): string | null {
   return n === undefined || n === null ? null : checkSeconds(name, n);
 }
 
+/** An options argument must be an object: `generate(3600)` must not silently mean "the default". */
+function checkOptions<T extends object>(options: T | undefined): Partial<T> {
+  if (options === undefined) return {};
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new SessionError('invalid_argument', 'options must be an object');
+  }
+  return options;
+}
+
+/** session_purge takes an int4: a larger batch size would reach the server as an overflow. */
+function checkBatchSize(n: unknown): string {
+  const s = checkInteger('batchSize', n);
+  if (Math.abs(n as number) > 2147483647) throw new SessionError('invalid_argument', 'batchSize must fit a 32-bit integer');
+  return s;
+}
+
 /** A key that PostgreSQL could not even receive names no session: answer locally. */
 function unsendable(key: string): boolean {
   return key.includes('\u0000') || !key.isWellFormed();
@@ -120,7 +136,8 @@ class PgSessionStore implements SessionStore {
     }
   }
 
-  async generate(options: { expiry?: number; value?: string } = {}): Promise<string> {
+  async generate(opts?: { expiry?: number; value?: string }): Promise<string> {
+    const options = checkOptions(opts);
     const expiry = optionalSeconds('expiry', options.expiry);
     const value = options.value === undefined ? null : checkValue(options.value);
     const rows = await this.run(statements.generate, [expiry, value]);
@@ -135,19 +152,19 @@ class PgSessionStore implements SessionStore {
     return value === null ? { ok: false, error: 'not_set' } : { ok: true, value, period };
   }
 
-  async set(key: string, value: string, options: { expiry?: number } = {}): Promise<boolean> {
+  async set(key: string, value: string, options?: { expiry?: number }): Promise<boolean> {
     checkKey(key);
     checkValue(value);
-    const expiry = optionalSeconds('expiry', options.expiry);
+    const expiry = optionalSeconds('expiry', checkOptions(options).expiry);
     if (unsendable(key)) return false;
     const rows = await this.run(statements.set, [key, value, expiry]);
     return rows[0]?.[0] === true;
   }
 
-  async put(key: string, value: string, options: { expiry?: number } = {}): Promise<boolean> {
+  async put(key: string, value: string, options?: { expiry?: number }): Promise<boolean> {
     checkKey(key);
     checkValue(value);
-    const expiry = optionalSeconds('expiry', options.expiry);
+    const expiry = optionalSeconds('expiry', checkOptions(options).expiry);
     if (unsendable(key)) throw new SessionError('invalid_argument', 'key must be base64url characters');
     const rows = await this.run(statements.put, [key, value, expiry]);
     return rows[0]?.[0] === true;
@@ -170,10 +187,11 @@ class PgSessionStore implements SessionStore {
     await this.run(statements.setDefaultPeriod, [checkSeconds('period', period)]);
   }
 
-  async purge(options: { batchSize?: number } = {}): Promise<number> {
-    const rows = options.batchSize === undefined
+  async purge(opts?: { batchSize?: number }): Promise<number> {
+    const { batchSize } = checkOptions(opts);
+    const rows = batchSize === undefined
       ? await this.run(statements.purge, [])
-      : await this.run(statements.purgeBatch, [checkInteger('batchSize', options.batchSize)]);
+      : await this.run(statements.purgeBatch, [checkBatchSize(batchSize)]);
     return rows[0]?.[0] as number;
   }
 
