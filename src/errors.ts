@@ -72,7 +72,9 @@ export function toSessionError(err: unknown): SessionError {
     const mapped = bySqlState[code] ?? (code.startsWith('08') ? 'connection' : 'database');
     return new SessionError(mapped, message, { cause: err, sqlState: code });
   }
-  if ((code !== undefined && networkErrnos.has(code)) || /connect|Connection terminated|timeout exceeded/i.test(message)) {
+  // pg gives no code for its own connect timeouts: "timeout expired" (Client), "timeout exceeded
+  // when trying to connect" (Pool).
+  if ((code !== undefined && networkErrnos.has(code)) || /connect|Connection terminated|timeout exceeded|timeout expired/i.test(message)) {
     return new SessionError('connection', message, { cause: err });
   }
   return new SessionError('database', message, { cause: err });

@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { connect, SessionError, type SessionStore } from '../src/index.js';
 import { freePort } from './harness/cluster.js';
-import { adminQuery, freshDatabase, psql, type TestDatabase } from './helpers.js';
+import { adminQuery, errorCode, freshDatabase, psql, type TestDatabase } from './helpers.js';
 
 let db: TestDatabase;
 let clientUrl: string;
@@ -19,15 +19,7 @@ after(async () => {
   await db.drop();
 });
 
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof SessionError, `not a SessionError: ${String(err)}`);
-    return err.code;
-  }
-  throw new Error('expected a SessionError');
-}
+const code = errorCode;
 
 describe('API', () => {
   test('generate, get, set, clear', async () => {

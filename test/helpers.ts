@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import pg from 'pg';
+import { SessionError } from '../src/index.js';
 import { databaseUrl } from './harness/urls.js';
 
 function required(name: string): string {
@@ -94,4 +95,15 @@ export function schemaDump(url: string): string {
     .split('\n')
     .filter((l) => !/^\\(un)?restrict /.test(l))
     .join('\n');
+}
+
+/** Resolves the SessionError code a client call rejects with (fails on a result or another error). */
+export async function errorCode(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    if (!(err instanceof SessionError)) throw new Error(`not a SessionError: ${String(err)}`);
+    return err.code;
+  }
+  throw new Error('expected a SessionError');
 }
