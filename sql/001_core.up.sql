@@ -157,16 +157,12 @@ BEGIN
             HINT = 'Generate ids with at least 24 random bytes, or use session_generate.';
   END IF;
   new_expiry := session.write_expiry(value, expiry);
-  UPDATE session.sessions s
-     SET value = session_put.value, expires_at = new_expiry
-   WHERE s.digest = session.key_digest(session_put.key)
-     AND s.expires_at > now();
-  IF FOUND THEN
-    RETURN true;
-  END IF;
-  INSERT INTO session.sessions (digest, expires_at, value)
+  -- One statement, so that concurrent puts of a new key cannot make one of them miss both the
+  -- UPDATE and the INSERT: it inserts, or updates the row if it is live, or (expired) does nothing.
+  INSERT INTO session.sessions AS s (digest, expires_at, value)
   VALUES (session.key_digest(session_put.key), new_expiry, session_put.value)
-  ON CONFLICT (digest) DO NOTHING;
+  ON CONFLICT (digest) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+   WHERE s.expires_at > now();
   RETURN FOUND;
 END
 $$;

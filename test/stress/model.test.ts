@@ -1,0 +1,151 @@
+// Model-based tests: random sequences of generate/get/set/put/clear/count/defaultPeriod/
+// setDefaultPeriod/purge (and waits, so that sessions really expire) are run against an in-memory
+// model of ocaml-session's semantics, through the TypeScript client and through the SQL functions
+// called directly as the client role. A failure shrinks to a minimal sequence. Mutated
+// implementations show that the model catches real deviations and shrinks them.
+// MODEL_RUNS (default 100) sequences per implementation.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import fc from 'fast-check';
+import pg from 'pg';
+import { connect, type SessionStore } from '../../src/index.js';
+import { freshDatabase, type TestDatabase } from '../helpers.js';
+import { commandArb, Model, type Api, type Real } from './model.js';
+
+const runs = Number(process.env.MODEL_RUNS ?? 100);
+const maxCommands = 40;
+
+let db: TestDatabase;
+let clientUrl = '';
+let store: SessionStore;
+let sql: pg.Client;
+before(async () => {
+  db = await freshDatabase('model');
+  clientUrl = await db.clientRole();
+  store = connect({ connectionString: clientUrl });
+  sql = new pg.Client({ connectionString: clientUrl });
+  await sql.connect();
+});
+after(async () => {
+  await store.close();
+  await sql.end();
+  await db.drop();
+});
+
+function clientApi(s: SessionStore): Api {
+  return {
+    generate: (expiry, value) => s.generate({ ...(expiry === undefined ? {} : { expiry }), ...(value === undefined ? {} : { value }) }),
+    get: (key) => s.get(key),
+    set: (key, value, expiry) => s.set(key, value, expiry === undefined ? {} : { expiry }),
+    put: (key, value, expiry) => s.put(key, value, expiry === undefined ? {} : { expiry }),
+    clear: (key) => s.clear(key),
+    count: () => s.count(),
+    defaultPeriod: () => s.defaultPeriod(),
+    setDefaultPeriod: (p) => s.setDefaultPeriod(p),
+    purge: (batchSize) => s.purge(batchSize === undefined ? {} : { batchSize }),
+  };
+}
+
+/** The SQL functions over the wire, with the documented SQLSTATEs named as the client names them. */
+function sqlApi(c: pg.Client): Api {
+  const names: Record<string, string> = { '22023': 'invalid_parameter', '22001': 'value_too_large', '22004': 'null_value' };
+  const q = async (text: string, values: unknown[] = []) => {
+    try {
+      return (await c.query({ text, values, rowMode: 'array' })).rows;
+    } catch (err) {
+      const state = String((err as { code?: unknown }).code);
+      if (names[state] === undefined) throw err;
+      throw Object.assign(new Error(`SQLSTATE ${state}`), { code: names[state] });
+    }
+  };
+  const one = async (text: string, values: unknown[] = []) => (await q(text, values))[0]?.[0];
+  return {
+    generate: async (expiry, value) => String(await one('SELECT session.session_generate($1, $2)', [expiry ?? null, value ?? null])),
+    get: async (key) => {
+      const row = (await q('SELECT value, period FROM session.session_get($1)', [key]))[0];
+      if (row === undefined) return { ok: false, error: 'not_found' };
+      return row[0] === null ? { ok: false, error: 'not_set' } : { ok: true, value: String(row[0]), period: Number(row[1]) };
+    },
+    set: async (key, value, expiry) => (await one('SELECT session.session_set($1, $2, $3)', [key, value, expiry ?? null])) === true,
+    put: async (key, value, expiry) => (await one('SELECT session.session_put($1, $2, $3)', [key, value, expiry ?? null])) === true,
+    clear: async (key) => { await q('SELECT session.session_clear($1)', [key]); },
+    count: async () => Number(await one('SELECT session.session_count()')),
+    defaultPeriod: async () => Number(await one('SELECT session.session_default_period()')),
+    setDefaultPeriod: async (p) => { await q('SELECT session.session_set_default_period($1)', [p]); },
+    purge: async (b) => Number(await one(b === undefined ? 'SELECT session.session_purge()' : 'SELECT session.session_purge($1)', b === undefined ? [] : [b])),
+  };
+}
+
+const totals = { sequences: 0, commands: 0, calls: 0, sessions: 0, expiredHits: 0, ambiguous: 0 };
+
+/** A fresh table and settings for every sequence (the model starts empty). */
+async function setup(api: Api): Promise<{ model: Model; real: Real }> {
+  await db.query('TRUNCATE session.sessions; UPDATE session.config SET default_period = 604800; UPDATE session.purge_state SET next_block = 0');
+  const real: Real = {
+    api,
+    present: async (keys) => {
+      const r = await db.query<{ k: string }>(`SELECT k FROM unnest($1::text[]) k JOIN session.sessions s ON s.digest = sha256(convert_to(k, 'UTF8'))`, [keys]);
+      return new Set(r.rows.map((x) => x.k));
+    },
+  };
+  return { model: new Model(), real };
+}
+
+function property(api: () => Api, count = true) {
+  return fc.asyncProperty(fc.commands([commandArb], { maxCommands, size: 'max' }), async (cmds) => {
+    let model: Model | undefined;
+    await fc.asyncModelRun(async () => {
+      const s = await setup(api());
+      model = s.model;
+      return s;
+    }, cmds);
+    if (count && model !== undefined) {
+      totals.sequences += 1;
+      totals.commands += [...cmds].length;
+      totals.calls += model.calls;
+      totals.sessions += model.keys.length;
+      totals.expiredHits += model.expiredHits;
+      totals.ambiguous += model.ambiguous;
+    }
+  });
+}
+
+describe('model-based: ocaml-session semantics', () => {
+  test(`through the TypeScript client (${runs} sequences of up to ${maxCommands} commands)`, { timeout: 600_000 }, async (t) => {
+    const started = performance.now();
+    await fc.assert(property(() => clientApi(store)), { numRuns: runs });
+    t.diagnostic(`${Math.round((performance.now() - started) / 1000)} s`);
+  });
+
+  test(`through the SQL functions, as the client role (${runs} sequences)`, { timeout: 600_000 }, async (t) => {
+    const started = performance.now();
+    await fc.assert(property(() => sqlApi(sql)), { numRuns: runs });
+    t.diagnostic(`${Math.round((performance.now() - started) / 1000)} s`);
+  });
+
+  // The model must not be vacuous: implementations that deviate in one way are caught, and the
+  // failing sequence shrinks to the few commands that show the deviation.
+  const mutants: [string, (a: Api) => Api, number][] = [
+    ['set creates unknown keys (session fixation)', (a) => ({ ...a, set: async (k, v, e) => (await a.set(k, v, e)) || a.put(k, v, e).catch(() => false) }), 2],
+    ['clear does nothing', (a) => ({ ...a, clear: async () => {} }), 3],
+    ['get ignores the value', (a) => ({ ...a, get: async (k) => { const r = await a.get(k); return r.ok ? { ...r, value: `${r.value}.` } : r; } }), 2],
+    ['setDefaultPeriod is ignored', (a) => ({ ...a, setDefaultPeriod: async () => {} }), 2],
+    ['generate ignores its expiry', (a) => ({ ...a, generate: (_e, v) => a.generate(undefined, v) }), 2],
+  ];
+  for (const [name, mutate, maxLength] of mutants) {
+    test(`a mutant is caught and shrunk: ${name}`, { timeout: 300_000 }, async (t) => {
+      const details = await fc.check(property(() => mutate(sqlApi(sql)), false), { numRuns: 1000 });
+      assert.equal(details.failed, true, 'the mutant survived');
+      const shrunk = [...(details.counterexample?.[0] ?? [])].map(String);
+      t.diagnostic(`after ${details.numRuns} runs and ${details.numShrinks} shrinks: [${shrunk.join(', ')}]`);
+      assert.ok(shrunk.length <= maxLength, `shrunk to ${shrunk.length} commands: ${shrunk.join(', ')}`);
+    });
+  }
+
+  test('figures', (t) => {
+    assert.equal(totals.sequences, 2 * runs);
+    const line = `model-based: ${totals.sequences} sequences (${runs} via the client, ${runs} via SQL), ${totals.commands} commands, ${totals.calls} calls, ${totals.sessions} sessions generated, ${totals.expiredHits} reads/writes of sessions expired by the clock, ${totals.ambiguous} within the ±30 ms tolerance, 0 deviations; ${mutants.length}/${mutants.length} mutants caught`;
+    t.diagnostic(line);
+    console.log(`# ${line}`);
+  });
+});
