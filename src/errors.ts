@@ -68,7 +68,8 @@ export function toSessionError(err: unknown): SessionError {
   const e = (err ?? {}) as { code?: unknown; message?: unknown };
   const code = typeof e.code === 'string' ? e.code : undefined;
   const message = typeof e.message === 'string' ? e.message : String(err);
-  if (code !== undefined && /^[0-9A-Z]{5}$/.test(code)) {
+  // EPIPE looks like a SQLSTATE (five capitals): tell socket errors apart first.
+  if (code !== undefined && !networkErrnos.has(code) && /^[0-9A-Z]{5}$/.test(code)) {
     const mapped = bySqlState[code] ?? (code.startsWith('08') ? 'connection' : 'database');
     return new SessionError(mapped, message, { cause: err, sqlState: code });
   }

@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { PG_MIGRATE_LOCK_ID } from 'node-pg-migrate';
 import { connect, migrate, SessionError, type SessionStore } from '../src/index.js';
+import { toSessionError } from '../src/errors.js';
 import { freePort } from './harness/cluster.js';
 import { errorCode, freshDatabase, schemaDump, type TestDatabase } from './helpers.js';
 
@@ -70,6 +71,14 @@ describe('the database is unreachable at start', () => {
     } finally {
       await rude.close();
     }
+  });
+  test('socket errors are `connection`, even EPIPE, whose errno looks like a SQLSTATE', () => {
+    for (const errno of ['EPIPE', 'ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT']) {
+      const err = toSessionError(Object.assign(new Error(`write ${errno}`), { code: errno }));
+      assert.equal(err.code, 'connection', errno);
+      assert.equal(err.sqlState, undefined, errno);
+    }
+    assert.equal(toSessionError(new Error('timeout expired')).code, 'connection');
   });
   test('migrate against a silent server: `connection`, no hang', async () => {
     const silent = await fakeServer(() => {});
