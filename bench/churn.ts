@@ -88,6 +88,8 @@ export interface ChurnResult {
   /** Sets that failed: with partitions, a set racing another set of the same session that moved it. */
   failedSets: number;
   setsPerSec: number;
+  /** WAL written during the sets, per set. */
+  walBytesPerSet: number;
   /** Share of the sets that were HOT updates (a cross-partition move is no update at all). */
   hotShare: number;
   before: Sizes;
@@ -123,6 +125,7 @@ export async function churn(server: BenchServer, variant: Variant, o: ChurnOptio
   await db.sql(`VACUUM ANALYZE ${name}`);
   const before = await sizes(db, name);
   const statsBefore = await tableStats(db, name);
+  const [walBefore] = await db.sql<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
 
   const set = variant === 'partitioned'
     ? `UPDATE bench_part.sessions SET value = :v, expires_at = now() + interval '7 days'
@@ -145,6 +148,8 @@ export async function churn(server: BenchServer, variant: Variant, o: ChurnOptio
 
   const afterSets = await sizes(db, name);
   const statsAfter = await tableStats(db, name);
+  // All databases share the WAL, but nothing else writes while the sets run.
+  const [wal] = await db.sql<{ bytes: string }>('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn) AS bytes', [walBefore?.lsn]);
   const [settings] = await db.sql<{ threshold: string }>(`
     SELECT current_setting('autovacuum_vacuum_threshold')::float8
            + current_setting('autovacuum_vacuum_scale_factor')::float8 * ${o.sessions} AS threshold`);
@@ -166,6 +171,7 @@ export async function churn(server: BenchServer, variant: Variant, o: ChurnOptio
     sets: tx.length,
     failedSets: tx.filter((t) => t.failed).length,
     setsPerSec,
+    walBytesPerSet: Number(wal?.bytes) / tx.length,
     hotShare: (statsAfter.hotUpdates - statsBefore.hotUpdates) / tx.length,
     before,
     afterSets,

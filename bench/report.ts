@@ -140,7 +140,7 @@ export function targetTable(ts: Target[]): string {
   return [
     '| target (ours at 32 in flight) | measured | target | met |',
     '|---|---:|---:|---|',
-    ...ts.map((t) => `| ${t.what} | ${x(t.ratio)} | ≥ ${t.target.toFixed(2)}× | ${t.met ? 'yes' : '**no**'} |`),
+    ...ts.map((t) => `| ${t.what} | ${x(t.ratio)} | ≥ ${t.target.toFixed(2)}× | ${Number.isFinite(t.ratio) ? (t.met ? 'yes' : '**no**') : 'not measured'} |`),
   ].join('\n');
 }
 
@@ -149,13 +149,13 @@ const colors: Record<ContenderName, string> = { ours: '#1f77b4', raw: '#7f7f7f',
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
 /** A grouped bar chart: one panel per operation, bars per contender at each concurrency. */
-export function svgChart(summaries: Summary[], title: string): string {
+export function svgChart(summaries: Summary[], title: string, subtitle = ''): string {
   const concurrencies = [...new Set(summaries.map((s) => s.concurrency))].sort((a, b) => a - b);
   const ops = opNames.filter((op) => summaries.some((s) => s.op === op));
   const panelW = 300;
   const panelH = 220;
   const left = 56;
-  const top = 50;
+  const top = 62;
   const gap = 30;
   const width = Math.max(left + ops.length * (panelW + gap), left + 4 * 160);
   const height = top + panelH + 80;
@@ -163,6 +163,7 @@ export function svgChart(summaries: Summary[], title: string): string {
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="${left}" y="20" font-size="14" font-weight="bold">${esc(title)}</text>`,
+    `<text x="${left}" y="36" fill="#555">${esc(subtitle)}</text>`,
   ];
   ops.forEach((op, pi) => {
     const x0 = left + pi * (panelW + gap);

@@ -1,7 +1,8 @@
 // `npm run bench`: ours vs a plain pg.Pool vs connect-pg-simple vs pgbench, on one server in one run.
 // Contenders take turns (the order rotates) and rounds repeat; the report uses medians over rounds.
 // Settings (flag or env): --rounds, --seconds, --warmup, --sessions, --concurrency=1,8,32,128,
-// --ops=get,set,generate, --contenders=ours,raw,cps,pgbench, --quick, --wait-idle, --out=DIR.
+// --ops=get,set,generate,clear, --contenders=ours,raw,cps,pgbench, --quick, --wait-idle, --out=DIR,
+// --no-http (skip the Express scenario), --http-only.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,13 +21,14 @@ import { httpScenario, type HttpResult } from './http.js';
 
 const settings = {
   rounds: numberOption('rounds', 3, 1),
-  seconds: numberOption('seconds', 2.5, 0.3),
+  seconds: numberOption('seconds', 3, 0.3),
   warmup: numberOption('warmup', 0.5, 0.15),
   sessions: numberOption('sessions', 100_000),
   concurrency: listOption('concurrency', ['1', '8', '32', '128']).map(Number),
   ops: listOption<OpName>('ops', opNames),
   contenders: listOption<ContenderName>('contenders', contenderNames),
   http: !flag('no-http'),
+  httpOnly: flag('http-only'),
   out: stringOption('out', quick ? join(tmpdir(), 'session-bench-quick') : fileURLToPath(new URL('../../bench/results', import.meta.url))),
 };
 
@@ -114,7 +116,7 @@ async function main(): Promise<void> {
     }
     const cells: Cell[] = [];
     const groups = (['get', 'set', 'generate'] as const).filter((op) => settings.ops.includes(op) || (op === 'generate' && settings.ops.includes('clear')));
-    for (let round = 0; round < settings.rounds; round++) {
+    for (let round = 0; round < (settings.httpOnly ? 0 : settings.rounds); round++) {
       for (const [ci, concurrency] of settings.concurrency.entries()) {
         for (const [gi, op] of groups.entries()) {
           for (const who of rotate(settings.contenders, round + ci + gi)) {
@@ -146,7 +148,8 @@ function report(cells: Cell[], facts: MachineFacts, http: HttpResult | undefined
   const { out: _out, ...recordedSettings } = settings;
   writeFileSync(join(settings.out, 'bench.json'), JSON.stringify({ machine: facts, settings: recordedSettings, elapsedSeconds: Math.round(elapsedMs / 1000), targets: ts, ratios, summaries, http, cells }, null, 2) + '\n');
   const title = `Session stores, ${settings.sessions.toLocaleString('en-US')} sessions of ${200} B: median ops/s over ${settings.rounds} round(s)`;
-  writeFileSync(join(settings.out, 'bench.svg'), svgChart(summaries, title));
+  const subtitle = `${facts.nproc}-CPU ${facts.cpuModel}, Node ${facts.node}, ${facts.postgres.split(' on ')[0]}; load average ${facts.loadAverage.split(' ').slice(0, 3).join(' ')}; ${facts.date.slice(0, 10)}`;
+  writeFileSync(join(settings.out, 'bench.svg'), svgChart(summaries, title, subtitle));
   const md = [
     `# npm run bench — ${facts.date}`,
     '',

@@ -1,3 +1,4 @@
+import type { Writable } from 'node:stream';
 import pg from 'pg';
 
 /** Sends one single-statement query and returns its rows as arrays. */
@@ -22,6 +23,10 @@ export function poolExecutor(pool: pg.Pool): Executor {
  */
 export class PipelineExecutor implements Executor {
   private readonly slots: (Promise<pg.Client> | undefined)[];
+  /** The connected clients, so that a call on an open connection waits for nothing. */
+  private readonly ready: (pg.Client | undefined)[];
+  /** Whether the slot's socket is corked until the end of the current tick. */
+  private readonly corked: boolean[];
   private next = 0;
   private closed = false;
 
@@ -31,19 +36,45 @@ export class PipelineExecutor implements Executor {
     private readonly onError: (err: Error) => void,
   ) {
     this.slots = new Array<Promise<pg.Client> | undefined>(size).fill(undefined);
+    this.ready = new Array<pg.Client | undefined>(size).fill(undefined);
+    this.corked = new Array<boolean>(size).fill(false);
   }
 
-  async query(config: pg.QueryArrayConfig): Promise<pg.QueryArrayResult> {
+  query(config: pg.QueryArrayConfig): Promise<pg.QueryArrayResult> {
     const i = this.next;
-    this.next = (i + 1) % this.slots.length;
-    const client = await (this.slots[i] ?? this.open(i));
+    this.next = i + 1 === this.slots.length ? 0 : i + 1;
+    const client = this.ready[i];
+    if (client !== undefined) return this.send(i, client, config);
+    return (this.slots[i] ?? this.open(i)).then((c) => this.send(i, c, config));
+  }
+
+  /**
+   * Every query is several protocol messages; pg writes each query to the socket on its own.
+   * Corking the socket until the end of the tick sends all the queries issued in the same tick
+   * (e.g. by every request whose result just arrived) in one write: far fewer system calls.
+   */
+  private send(i: number, client: pg.Client, config: pg.QueryArrayConfig): Promise<pg.QueryArrayResult> {
+    if (!this.corked[i]) {
+      const stream = (client as unknown as { connection?: { stream?: Partial<Writable> } }).connection?.stream;
+      if (stream?.cork !== undefined && stream.uncork !== undefined) {
+        stream.cork();
+        this.corked[i] = true;
+        process.nextTick(() => {
+          this.corked[i] = false;
+          stream.uncork?.();
+        });
+      }
+    }
     return client.query(config);
   }
 
   private open(i: number): Promise<pg.Client> {
     const client = new pg.Client({ ...this.config, pipeline: true } as pg.ClientConfig);
     const drop = () => {
-      if (this.slots[i] === opening) this.slots[i] = undefined;
+      if (this.slots[i] === opening) {
+        this.slots[i] = undefined;
+        this.ready[i] = undefined;
+      }
     };
     // Without an 'error' listener, a server restart would crash the host process.
     client.on('error', (err) => {
@@ -52,7 +83,10 @@ export class PipelineExecutor implements Executor {
     });
     client.on('end', drop);
     const opening = client.connect().then(
-      () => client,
+      () => {
+        if (this.slots[i] === opening) this.ready[i] = client;
+        return client;
+      },
       (err: unknown) => {
         drop();
         throw err;
@@ -65,6 +99,7 @@ export class PipelineExecutor implements Executor {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.ready.fill(undefined);
     const open = this.slots.splice(0);
     await Promise.all(open.map(async (p) => {
       const client = await p?.catch(() => undefined);
