@@ -124,21 +124,22 @@ describe('model-based: ocaml-session semantics', () => {
   });
 
   // The model must not be vacuous: implementations that deviate in one way are caught, and the
-  // failing sequence shrinks to the few commands that show the deviation.
-  const mutants: [string, (a: Api) => Api, number][] = [
-    ['set creates unknown keys (session fixation)', (a) => ({ ...a, set: async (k, v, e) => (await a.set(k, v, e)) || a.put(k, v, e).catch(() => false) }), 2],
-    ['clear does nothing', (a) => ({ ...a, clear: async () => {} }), 3],
-    ['get ignores the value', (a) => ({ ...a, get: async (k) => { const r = await a.get(k); return r.ok ? { ...r, value: `${r.value}.` } : r; } }), 2],
-    ['setDefaultPeriod is ignored', (a) => ({ ...a, setDefaultPeriod: async () => {} }), 2],
-    ['generate ignores its expiry', (a) => ({ ...a, generate: (_e, v) => a.generate(undefined, v) }), 2],
+  // failing sequence shrinks to the few commands that show the deviation. Shrinking can stop at a local minimum (e.g. generate, set, get where generate, get would do
+  // for a session with a value): three commands is the bound for every mutant.
+  const mutants: [string, (a: Api) => Api][] = [
+    ['set creates unknown keys (session fixation)', (a) => ({ ...a, set: async (k, v, e) => (await a.set(k, v, e)) || a.put(k, v, e).catch(() => false) })],
+    ['clear does nothing', (a) => ({ ...a, clear: async () => {} })],
+    ['get ignores the value', (a) => ({ ...a, get: async (k) => { const r = await a.get(k); return r.ok ? { ...r, value: `${r.value}.` } : r; } })],
+    ['setDefaultPeriod is ignored', (a) => ({ ...a, setDefaultPeriod: async () => {} })],
+    ['generate ignores its expiry', (a) => ({ ...a, generate: (_e, v) => a.generate(undefined, v) })],
   ];
-  for (const [name, mutate, maxLength] of mutants) {
+  for (const [name, mutate] of mutants) {
     test(`a mutant is caught and shrunk: ${name}`, { timeout: 300_000 }, async (t) => {
       const details = await fc.check(property(() => mutate(sqlApi(sql)), false), { numRuns: 1000 });
       assert.equal(details.failed, true, 'the mutant survived');
       const shrunk = [...(details.counterexample?.[0] ?? [])].map(String);
       t.diagnostic(`after ${details.numRuns} runs and ${details.numShrinks} shrinks: [${shrunk.join(', ')}]`);
-      assert.ok(shrunk.length <= maxLength, `shrunk to ${shrunk.length} commands: ${shrunk.join(', ')}`);
+      assert.ok(shrunk.length <= 3, `shrunk to ${shrunk.length} commands: ${shrunk.join(', ')}`);
     });
   }
 
