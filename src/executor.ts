@@ -16,9 +16,12 @@ export function poolExecutor(pool: pg.Pool): Executor {
 }
 
 /**
- * A few connections in `pg`'s pipeline mode, used round-robin. Every call of the store is one
- * autocommit statement with its own Sync, so calls can share a connection without waiting for each
- * other's round trips; that is what makes the client fast (see the README's performance section).
+ * A few connections in `pg`'s pipeline mode. Every call of the store is one autocommit statement
+ * with its own Sync, so calls can share a connection without waiting for each other's round trips;
+ * that is what makes the client fast (see the README's performance section). The calls made in one
+ * tick of the event loop (typically every request whose result just arrived) go to the same
+ * connection, in order and in one write; the next tick's go to the next connection, round-robin.
+ * Until every connection is open, calls are spread over all of them, one by one.
  * A broken connection is dropped and reopened on the next call, so the store survives restarts.
  */
 export class PipelineExecutor implements Executor {
@@ -28,6 +31,8 @@ export class PipelineExecutor implements Executor {
   /** Whether the slot's socket is corked until the end of the current tick. */
   private readonly corked: boolean[];
   private next = 0;
+  /** The connection of the current tick's calls, or -1 before the tick's first call. */
+  private current = -1;
   private closed = false;
 
   constructor(
@@ -40,18 +45,26 @@ export class PipelineExecutor implements Executor {
     this.corked = new Array<boolean>(size).fill(false);
   }
 
+  private readonly endTick = () => { this.current = -1; };
+
   query(config: pg.QueryArrayConfig): Promise<pg.QueryArrayResult> {
-    const i = this.next;
-    this.next = i + 1 === this.slots.length ? 0 : i + 1;
+    let i = this.current;
+    // Until every connection is open, calls are spread over all of them, which opens them.
+    if (i < 0 || this.ready.includes(undefined)) {
+      i = this.next;
+      this.next = i + 1 === this.slots.length ? 0 : i + 1;
+      if (this.current < 0) process.nextTick(this.endTick);
+      this.current = i;
+    }
     const client = this.ready[i];
     if (client !== undefined) return this.send(i, client, config);
     return (this.slots[i] ?? this.open(i)).then((c) => this.send(i, c, config));
   }
 
   /**
-   * Every query is several protocol messages; pg writes each query to the socket on its own.
-   * Corking the socket until the end of the tick sends all the queries issued in the same tick
-   * (e.g. by every request whose result just arrived) in one write: far fewer system calls.
+   * Every query is several protocol messages, and pg writes each query to the socket on its own.
+   * Corking the socket until the end of the tick sends the tick's queries in one write: far fewer
+   * system calls here, and fewer wake-ups of the server process.
    */
   private send(i: number, client: pg.Client, config: pg.QueryArrayConfig): Promise<pg.QueryArrayResult> {
     if (!this.corked[i]) {
