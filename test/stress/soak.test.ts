@@ -62,8 +62,9 @@ test(`soak: ${seconds} s of mixed traffic with a purge every 3 s`, { timeout: (s
       const t0 = performance.now();
       try {
         if (roll < 0.25 || target === undefined) {
-          // Mostly short-lived sessions, so that purge has steady work; some living 1-2 minutes.
-          const expiry = Math.random() < 0.9 ? 1 + Math.floor(Math.random() * 8) : 60 + Math.floor(Math.random() * 60);
+          // Mostly short-lived sessions, so that purge has steady work; some living 20-40 s (short
+          // enough that the number of live sessions is steady well before autovacuum first runs).
+          const expiry = Math.random() < 0.9 ? 1 + Math.floor(Math.random() * 8) : 20 + Math.floor(Math.random() * 20);
           const value = Math.random() < 0.1 ? null : `w${w}:${n}:${'x'.repeat(Math.floor(Math.random() * 400))}`;
           const key = await store.generate(value === null ? { expiry } : { expiry, value });
           ring.push({ key, value, lo: t0 + expiry * 1000 - 30, hi: performance.now() + expiry * 1000 + 30, cleared: false });
