@@ -148,7 +148,7 @@ function report(cells: Cell[], facts: MachineFacts, http: HttpResult | undefined
   const { out: _out, ...recordedSettings } = settings;
   writeFileSync(join(settings.out, 'bench.json'), JSON.stringify({ machine: facts, settings: recordedSettings, elapsedSeconds: Math.round(elapsedMs / 1000), targets: ts, ratios, summaries, http, cells }, null, 2) + '\n');
   const title = `Session stores, ${settings.sessions.toLocaleString('en-US')} sessions of ${200} B: median ops/s over ${settings.rounds} round(s)`;
-  const subtitle = `${facts.nproc}-CPU ${facts.cpuModel}, Node ${facts.node}, ${facts.postgres.split(' on ')[0]}; load average ${facts.loadAverage.split(' ').slice(0, 3).join(' ')}; ${facts.date.slice(0, 10)}`;
+  const subtitle = `${facts.nproc}-CPU ${facts.cpuModel}, Node ${facts.node}, ${facts.postgres.split(' on ')[0]}; 1-min load average ${facts.loadAverage.split(' ')[0]} at start, ${facts.loadAverageEnd?.split(' ')[0] ?? '?'} at end; ${facts.date.slice(0, 10)}`;
   writeFileSync(join(settings.out, 'bench.svg'), svgChart(summaries, title, subtitle));
   const md = [
     `# npm run bench — ${facts.date}`,
