@@ -2,7 +2,7 @@
 // churn with each indexing alternative (issue 4 §3). Data is loaded with SQL (generate_series).
 // Settings (flag or env): --parts=growth,storage,purge,churn, --sizes=10000,1000000,10000000,
 // --rounds, --seconds, --warmup, --storage-size, --purge-live, --churn-sessions, --churn-sets,
-// --variants=none,fillfactor100,btree,brin,partial,partitioned, --quick, --wait-idle, --out=DIR.
+// --variants=none,fillfactor80,btree,brin,partial,partitioned, --purge-pause, --quick, --wait-idle, --out=DIR.
 import { mkdirSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,9 +11,9 @@ import pg from 'pg';
 import { connect, type SessionStore } from '../src/index.js';
 import { churn, mb, sizes, variantNames, type ChurnResult, type Sizes, type Variant } from './churn.js';
 import { benchKey, createPeerTables, expiries, loadSessions } from './data.js';
-import { closedLoop, median, summarize, type Measurement } from './load.js';
+import { closedLoop, median, usersLoop, type Measurement } from './load.js';
 import { flag, listOption, numberOption, quick, stringOption, waitForIdle } from './options.js';
-import { loadAverage, machineFacts, openBenchServer, type BenchDatabase, type BenchServer, type MachineFacts } from './setup.js';
+import { loadAverage, machineFacts, openBenchServer, sampleLoad, type BenchDatabase, type BenchServer, type MachineFacts } from './setup.js';
 
 const settings = {
   parts: listOption('parts', ['growth', 'storage', 'purge', 'churn'] as const),
@@ -24,6 +24,11 @@ const settings = {
   storageSize: numberOption('storage-size', 1_000_000, 100_000),
   purgeLive: numberOption('purge-live', 1_000_000, 50_000),
   purgeClients: numberOption('purge-clients', 8),
+  /** The paced purge sleeps this many times each call's duration after it. */
+  purgePause: numberOption('purge-pause', 4),
+  /** The moderate load beside the purge: users pausing between gets (about 5000 gets/s, a fifth of capacity). */
+  purgeUsers: numberOption('purge-users', 32),
+  purgeThinkMs: numberOption('purge-think-ms', 5),
   churnSessions: numberOption('churn-sessions', 100_000, 10_000),
   churnSets: numberOption('churn-sets', 1_000_000, 50_000),
   churnWait: numberOption('churn-wait', 150, 30),
@@ -172,10 +177,19 @@ async function storage(server: BenchServer, dbs: Map<number, BenchDatabase>): Pr
 
 // ---- purge ------------------------------------------------------------------------------------
 
-interface PurgeResult {
+/** How the get load runs beside the purge, and how the purge calls follow each other. */
+interface PurgeScenario {
+  /** `closed`: `purgeClients` gets always in flight (saturates this machine); `users`: `purgeUsers` users who pause `purgeThinkMs` between gets. */
+  load: 'closed' | 'users';
+  /** After each call, a pause of this many times its duration (0: back to back). */
+  pauseFactor: number;
+}
+
+interface PurgeResult extends PurgeScenario {
   live: number;
   expired: number;
-  getConcurrency: number;
+  /** Gets in flight (closed), or users (users). */
+  getLoad: number;
   idleBefore: Measurement;
   duringPurge: Measurement;
   idleAfter: Measurement;
@@ -215,63 +229,61 @@ function lockMonitor(url: string): { stop(): Promise<{ samples: number; waitSamp
   return { stop: async () => { running = false; await done; return result; } };
 }
 
-async function purge(server: BenchServer): Promise<PurgeResult> {
+/** The get load of a purge scenario, for a while or (with `stop`) until told. */
+function getLoad(scenario: PurgeScenario, get: () => Promise<unknown>, durationMs: number, stop?: () => boolean): Promise<Measurement> {
+  const bounded = stop ? 3_600_000 : durationMs;
+  if (scenario.load === 'users') {
+    return usersLoop(get, { users: settings.purgeUsers, thinkMs: settings.purgeThinkMs, durationMs: bounded, ...(stop ? { stop } : {}) });
+  }
+  const op = () => ((stop?.() ?? false) ? null : get());
+  return closedLoop(op, { concurrency: settings.purgeClients, warmupMs: stop ? 0 : settings.warmup * 1000, durationMs: bounded });
+}
+
+async function purge(server: BenchServer, scenario: PurgeScenario): Promise<PurgeResult> {
   const live = settings.purgeLive;
-  log(`purge: loading ${live.toLocaleString('en-US')} live and as many expired sessions, interleaved`);
+  const how = `${scenario.load === 'users' ? `${settings.purgeUsers} users` : `${settings.purgeClients} gets in flight`}, pause ${scenario.pauseFactor}× each call`;
+  log(`purge (${how}): loading ${live.toLocaleString('en-US')} live and as many expired sessions, interleaved`);
   const db = await server.database('session_purge');
   await load(db, 2 * live, expiries.halfExpired);
   const store = connect({ connectionString: db.appUrl });
   const purger = connect({ connectionString: db.appUrl, connections: 1, applicationName: 'session-purge' });
   const liveKey = () => benchKey(1 + 2 * Math.floor(Math.random() * live)); // odd numbers are live
-  const loop = { concurrency: settings.purgeClients, warmupMs: settings.warmup * 1000, durationMs: settings.seconds * 2000 };
+  const get = () => store.get(liveKey());
   try {
-    const idleBefore = await closedLoop(() => store.get(liveKey()), loop);
-    log(`purge: idle gets p50 ${idleBefore.p50Ms.toFixed(3)} p99 ${idleBefore.p99Ms.toFixed(3)} ms`);
+    const idleBefore = await getLoad(scenario, get, settings.seconds * 2000);
     const monitor = lockMonitor(db.adminUrl);
-    // The get load runs from before the purge starts until it ends; gets sent during it count.
+    // The get load starts with the purge and stops when it is done.
     let purging = true;
-    let started = Infinity;
-    let ended = Infinity;
-    const latencies: number[] = [];
-    const getLoad = (async () => {
-      const worker = async () => {
-        while (purging) {
-          const t0 = performance.now();
-          await store.get(liveKey());
-          if (t0 >= started && t0 < ended) latencies.push(performance.now() - t0);
-        }
-      };
-      await Promise.all(Array.from({ length: settings.purgeClients }, worker));
-    })();
-    await new Promise((r) => setTimeout(r, 500));
-    started = performance.now();
+    const during = getLoad(scenario, get, 0, () => !purging);
+    const started = performance.now();
     let calls = 0;
     let deleted = 0;
     let slowest = 0;
     for (let n = -1; n !== 0 && calls < 1_000_000; calls++) {
       const t0 = performance.now();
       n = await purger.purge();
-      slowest = Math.max(slowest, performance.now() - t0);
+      const took = performance.now() - t0;
+      slowest = Math.max(slowest, took);
       deleted += n;
+      if (scenario.pauseFactor > 0 && n > 0) await new Promise((r) => setTimeout(r, took * scenario.pauseFactor));
     }
-    ended = performance.now();
-    const purgeMs = ended - started;
+    const purgeMs = performance.now() - started;
     purging = false;
-    await getLoad;
+    const duringPurge = await during;
     const locks = await monitor.stop();
-    const duringPurge = summarize(latencies, purgeMs / 1000);
-    const idleAfter = await closedLoop(() => store.get(liveKey()), loop);
+    const idleAfter = await getLoad(scenario, get, settings.seconds * 2000);
     const [left] = await db.sql<{ expired: string; live: string }>(
       'SELECT count(*) FILTER (WHERE expires_at <= now()) AS expired, count(*) FILTER (WHERE expires_at > now()) AS live FROM session.sessions');
     const result: PurgeResult = {
-      live, expired: live, getConcurrency: settings.purgeClients,
+      ...scenario, live, expired: live,
+      getLoad: scenario.load === 'users' ? settings.purgeUsers : settings.purgeClients,
       idleBefore, duringPurge, idleAfter,
       p99Ratio: duringPurge.p99Ms / idleBefore.p99Ms,
       purgeSeconds: purgeMs / 1000, purgeCalls: calls, deleted, slowestCallMs: slowest,
       lockWaitSamples: locks.waitSamples, maxLockWaiters: locks.maxWaiters, samples: locks.samples,
       expiredLeft: Number(left?.expired), liveLeft: Number(left?.live),
     };
-    log(`purge: ${deleted} deleted in ${result.purgeSeconds.toFixed(1)} s (${calls} calls, slowest ${slowest.toFixed(0)} ms); gets during purge p99 ${duringPurge.p99Ms.toFixed(3)} ms = ${result.p99Ratio.toFixed(2)}× idle; lock waits in ${locks.waitSamples}/${locks.samples} samples`);
+    log(`purge: ${deleted} deleted in ${result.purgeSeconds.toFixed(1)} s (${calls} calls, slowest ${slowest.toFixed(0)} ms); gets p99 idle ${idleBefore.p99Ms.toFixed(3)} ms, during ${duringPurge.p99Ms.toFixed(3)} ms = ${result.p99Ratio.toFixed(2)}×; lock waits in ${locks.waitSamples}/${locks.samples} samples`);
     return result;
   } finally {
     await store.close();
@@ -288,7 +300,7 @@ interface Results {
   sharedBuffers: string;
   growth?: GrowthResult;
   storage?: StorageResult;
-  purge?: PurgeResult;
+  purge?: PurgeResult[];
   churn?: ChurnResult[];
 }
 
@@ -302,6 +314,7 @@ function markdown(r: Results): string {
     '',
     `Machine: ${r.machine.cpuModel}, ${r.machine.nproc} CPUs, ${r.machine.memoryGiB} GiB RAM; Node ${r.machine.node}; ${r.machine.postgres.split(',')[0]}; shared_buffers ${r.sharedBuffers}, autovacuum_naptime 10s.`,
     `Load average at start: ${r.machine.loadAverage}; at end: ${r.machine.loadAverageEnd ?? ''}.`,
+    `1-minute load average every 30 s during the run (other engineers' test suites share this machine): ${(r.machine.loadSamples ?? []).join(', ')}.`,
     '',
   ];
   if (r.growth) {
@@ -323,13 +336,16 @@ function markdown(r: Results): string {
     const s = r.storage;
     out.push(`## Bytes per session at ${n(s.sessions)} sessions (200-byte values)`, '',
       '| store | heap | indexes | total (with TOAST, FSM, VM) | bytes per session |', '|---|---:|---:|---:|---:|',
-      `| ours (fillfactor 80, 32-byte digest key, no expiry index) | ${mb(s.ours.heapBytes)} MB | ${mb(s.ours.indexBytes)} MB | ${mb(s.ours.totalBytes)} MB | ${s.ours.bytesPerSession.toFixed(0)} |`,
+      `| ours (32-byte digest key, no expiry index) | ${mb(s.ours.heapBytes)} MB | ${mb(s.ours.indexBytes)} MB | ${mb(s.ours.totalBytes)} MB | ${s.ours.bytesPerSession.toFixed(0)} |`,
       `| connect-pg-simple (32-char sid, json, expire index) | ${mb(s.cps.heapBytes)} MB | ${mb(s.cps.indexBytes)} MB | ${mb(s.cps.totalBytes)} MB | ${s.cps.bytesPerSession.toFixed(0)} |`, '');
   }
-  if (r.purge) {
-    const p = r.purge;
-    out.push(`## Purge: ${n(p.expired)} expired among ${n(p.live)} live sessions, under a get load`, '',
-      `Repeated \`session_purge()\` calls (default batch 10000) until 0, while ${p.getConcurrency} gets stay in flight.`, '',
+  for (const p of r.purge ?? []) {
+    const how = p.pauseFactor === 0 ? 'back to back' : `each followed by a pause of ${p.pauseFactor}× its duration`;
+    const gets = p.load === 'users'
+      ? `${p.getLoad} users each send a get ${r.settings.purgeThinkMs} ms after their previous answer (a moderate load with spare capacity)`
+      : `${p.getLoad} gets stay in flight (a closed loop that saturates this machine)`;
+    out.push(`## Purge: ${n(p.expired)} expired among ${n(p.live)} live sessions; ${p.load === 'users' ? `${p.getLoad} users` : `${p.getLoad} gets in flight`}; calls ${how}`, '',
+      `Repeated \`session_purge()\` calls (default batch 10000) until 0, ${how}, while ${gets}.`, '',
       '| | p50 ms | p99 ms | gets/s |', '|---|---:|---:|---:|',
       `| idle, before | ${ms(p.idleBefore.p50Ms)} | ${ms(p.idleBefore.p99Ms)} | ${n(Math.round(p.idleBefore.opsPerSec))} |`,
       `| during the purge | ${ms(p.duringPurge.p50Ms)} | ${ms(p.duringPurge.p99Ms)} | ${n(Math.round(p.duringPurge.opsPerSec))} |`,
@@ -355,6 +371,7 @@ function markdown(r: Results): string {
 
 async function main(): Promise<void> {
   const loadBefore = flag('wait-idle') ? await waitForIdle(0.8, 20, log) : undefined;
+  const stopSampling = sampleLoad();
   const server = await openBenchServer([`shared_buffers = '${settings.sharedBuffers}'`, 'autovacuum_naptime = 10s', 'max_wal_size = 4GB']);
   try {
     const dbs = new Map<number, BenchDatabase>();
@@ -367,13 +384,20 @@ async function main(): Promise<void> {
     if (settings.parts.includes('growth')) results.growth = await growth(server, dbs);
     if (settings.parts.includes('storage')) results.storage = await storage(server, dbs);
     for (const db of dbs.values()) await server.drop(db.name);
-    if (settings.parts.includes('purge')) results.purge = await purge(server);
+    // Back to back (as fast as it goes), then paced (calls spread out, as a scheduler would).
+    if (settings.parts.includes('purge')) {
+      results.purge = [];
+      for (const scenario of [
+        { load: 'closed', pauseFactor: 0 }, { load: 'users', pauseFactor: 0 }, { load: 'users', pauseFactor: settings.purgePause },
+      ] as const) results.purge.push(await purge(server, scenario));
+    }
     if (settings.parts.includes('churn')) {
       results.churn = [];
       const options = { sessions: settings.churnSessions, sets: settings.churnSets, clients: 8, maxWaitSeconds: settings.churnWait };
       for (const v of settings.variants) results.churn.push(await churn(server, v, options, log));
     }
     facts.loadAverageEnd = loadAverage();
+    facts.loadSamples = stopSampling();
     mkdirSync(settings.out, { recursive: true });
     writeFileSync(join(settings.out, 'growth.json'), JSON.stringify(results, null, 2) + '\n');
     const md = markdown(results);

@@ -61,6 +61,37 @@ export async function closedLoop(op: Operation, options: LoopOptions): Promise<M
   return summarize(latencies, Math.max(0, end - measureFrom) / 1000);
 }
 
+export interface UsersOptions {
+  users: number;
+  /** Each user's pause after an answer before its next request. */
+  thinkMs: number;
+  /** Stop after this long, or earlier once `stop()` returns true. */
+  durationMs: number;
+  stop?: () => boolean;
+}
+
+/**
+ * A moderate load: `users` loops that each send one operation, wait for the answer, then pause for
+ * `thinkMs`, like people clicking. Their requests spread over time instead of arriving together,
+ * and the machine keeps spare capacity, as a production server should.
+ */
+export async function usersLoop(op: () => Promise<unknown>, options: UsersOptions): Promise<Measurement> {
+  const latencies: number[] = [];
+  const start = performance.now();
+  const done = () => performance.now() - start >= options.durationMs || (options.stop?.() ?? false);
+  const user = async () => {
+    await new Promise((r) => setTimeout(r, Math.random() * options.thinkMs));
+    while (!done()) {
+      const t0 = performance.now();
+      await op();
+      latencies.push(performance.now() - t0);
+      await new Promise((r) => setTimeout(r, options.thinkMs));
+    }
+  };
+  await Promise.all(Array.from({ length: options.users }, user));
+  return summarize(latencies, (performance.now() - start) / 1000);
+}
+
 export const median = (xs: number[]): number => {
   const s = [...xs].filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
   if (s.length === 0) return NaN;

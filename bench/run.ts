@@ -16,7 +16,7 @@ import {
   contenderNames, markdownTable, opNames, summarizeCells, svgChart, targets, targetTable,
   type Cell, type ContenderName, type OpName,
 } from './report.js';
-import { loadAverage, machineFacts, openBenchServer, type BenchDatabase, type MachineFacts } from './setup.js';
+import { loadAverage, machineFacts, openBenchServer, sampleLoad, type BenchDatabase, type MachineFacts } from './setup.js';
 import { httpScenario, type HttpResult } from './http.js';
 
 const settings = {
@@ -83,6 +83,7 @@ const rotate = <T>(xs: readonly T[], by: number): T[] => xs.map((_, i) => xs[(i 
 async function main(): Promise<void> {
   const loadBefore = flag('wait-idle') ? await waitForIdle(0.8, 20, log) : undefined;
   const started = Date.now();
+  const stopSampling = sampleLoad();
   const server = await openBenchServer();
   const node: Bench['node'] = {};
   const closeAll = async () => {
@@ -133,6 +134,7 @@ async function main(): Promise<void> {
     }
     await closeAll();
     const http = settings.http ? await httpScenario(server, settings, log) : undefined;
+    facts.loadSamples = stopSampling();
     report(cells, facts, http, Date.now() - started);
   } finally {
     await closeAll();
@@ -155,6 +157,7 @@ function report(cells: Cell[], facts: MachineFacts, http: HttpResult | undefined
     '',
     `Machine: ${facts.cpuModel}, ${facts.nproc} CPUs, ${facts.memoryGiB} GiB RAM; Node ${facts.node}; ${facts.postgres.split(',')[0]}.`,
     `Load average at start: ${facts.loadAverage}; at end: ${facts.loadAverageEnd}. Run took ${Math.round(elapsedMs / 1000)} s.`,
+    `1-minute load average every 30 s during the run (other engineers' test suites share this machine): ${(facts.loadSamples ?? []).join(', ')}.`,
     `Settings: ${settings.sessions} sessions per contender, ${settings.rounds} rounds, ${settings.warmup} s warm-up + ${settings.seconds} s per cell; medians over rounds; ratios are medians of same-round ratios.`,
     '',
     targetTable(ts),

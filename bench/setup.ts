@@ -115,9 +115,25 @@ export interface MachineFacts {
   postgres: string;
   loadAverage: string;
   loadAverageEnd?: string;
+  /** The 1-minute load average every 30 s during the run: other work on the machine shows here. */
+  loadSamples?: number[];
 }
 
 export const loadAverage = (): string => readFileSync('/proc/loadavg', 'utf8').trim();
+
+/** Samples the 1-minute load average every 30 s until stopped; returns the samples. */
+export function sampleLoad(): () => number[] {
+  const samples: number[] = [];
+  const take = () => samples.push(Number(loadAverage().split(' ')[0]));
+  take();
+  const timer = setInterval(take, 30_000);
+  timer.unref();
+  return () => {
+    clearInterval(timer);
+    take();
+    return samples;
+  };
+}
 
 export async function machineFacts(db: BenchDatabase): Promise<MachineFacts> {
   const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
