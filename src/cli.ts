@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // session-pg: the DBA's tool. Exit codes: 0 success, 1 the database failed or refused, 2 usage.
 import { parseArgs } from 'node:util';
-import { installScript, purgeAll, schedulePurge, stats, unschedulePurge, type PurgeProgress } from './admin.js';
+import { defaultPurgePause, installScript, purgeAll, schedulePurge, stats, unschedulePurge, type PurgeProgress } from './admin.js';
 import { SessionError } from './errors.js';
 import { migrate, migrationStatus } from './migrate.js';
 import { connect } from './store.js';
@@ -36,10 +36,12 @@ ${common}`,
 
 Prints each migration shipped with this version and whether the database has applied it.
 ${common}`,
-  purge: `Usage: session-pg purge [--batch-size N] [--database-url URL]
+  purge: `Usage: session-pg purge [--batch-size N] [--pause FACTOR] [--database-url URL]
 
 Calls session.session_purge() until it returns 0. Each call is one short transaction deleting about
-N rows (default 10000). Shows a progress line on a terminal, plain lines otherwise.
+N rows (default 10000). After each call it rests FACTOR times as long as the call took (default
+${defaultPurgePause}), so that a large backlog does not crowd out the application's queries; --pause 0 runs
+the calls back to back. Shows a progress line on a terminal, plain lines otherwise.
 ${common}`,
   stats: `Usage: session-pg stats [--json] [--cron-database-url URL] [--database-url URL]
 
@@ -110,8 +112,11 @@ async function run(command: Command, args: string[], values: Record<string, stri
       return;
     case 'purge': {
       const batchSize = number('--batch-size', values['batch-size'] as string | undefined);
+      const pauseText = values.pause as string | undefined;
+      const pause = pauseText === undefined ? undefined : Number(pauseText);
+      if (pause !== undefined && !(pauseText !== '' && pause >= 0 && pause <= 1000)) throw new Usage('--pause must be a number from 0 to 1000');
       const tty = process.stderr.isTTY;
-      const done = await purgeAll({ ...conn, ...(batchSize === undefined ? {} : { batchSize }) }, (p) => {
+      const done = await purgeAll({ ...conn, ...(batchSize === undefined ? {} : { batchSize }), ...(pause === undefined ? {} : { pause }) }, (p) => {
         if (tty) process.stderr.write(`\r${bar(p)}\x1b[K`);
         else console.error(bar(p));
       });
@@ -175,6 +180,7 @@ async function main(argv: string[]): Promise<number> {
         'cron-database-url': { type: 'string' },
         count: { type: 'string' },
         'batch-size': { type: 'string' },
+        pause: { type: 'string' },
         every: { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
+import { purgeAll, type PurgeProgress } from '../src/admin.js';
+import { SessionError } from '../src/index.js';
 import { freePort } from './harness/cluster.js';
 import { databaseUrl } from './harness/urls.js';
 import { adminUrl, cronDatabase, freshDatabase, pgTool, psql, schemaDump, type TestDatabase } from './helpers.js';
@@ -58,6 +60,37 @@ describe('operations', () => {
     assert.match(r.stderr, /^purged \d+ rows in 1 batches, \d+ rows\/s, [\d.]+ s$/m);
     assert.match(r.stdout, /Done: 5000 expired sessions deleted\./);
     assert.equal(psql(db.url, 'SELECT count(*) FROM session.sessions WHERE expires_at <= now()'), '0');
+  });
+
+  test('purge rests after each call (--pause, default 4x the call) and refuses a bad factor', async () => {
+    const expire = async (n: number) => db.query(`INSERT INTO session.sessions (digest, expires_at, value)
+      SELECT sha256(('pace' || i || random())::bytea), now() - interval '1 s', repeat('x', 1500) FROM generate_series(1, ${n}) i`);
+    for (const bad of ['-1', 'abc', '', '1001']) {
+      const r = cli(['purge', `--pause=${bad}`, '--database-url', db.url]);
+      assert.equal(r.status, 2, `--pause ${bad}: ${r.stderr}`);
+      assert.match(r.stderr, /--pause must be a number from 0 to 1000/);
+    }
+    await expire(3000);
+    const r = cli(['purge', '--batch-size', '1000', '--pause', '0.5', '--database-url', db.url]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /Done: 3000 expired sessions deleted\./);
+
+    // The rest after each call that deleted rows is at least factor x its duration (a lower bound:
+    // timers never fire early), and none follows the final call that found nothing.
+    for (const pause of [0, 2]) {
+      await expire(3000);
+      const seen: PurgeProgress[] = [];
+      const done = await purgeAll({ connectionString: db.url, batchSize: 1000, pause }, (p) => { seen.push(p); });
+      assert.equal(done.deleted, 3000);
+      // About 5 rows a page: each call sweeps 1 MiB ranges until it has 1000 rows, so several calls.
+      assert.ok(done.batches >= 3, `${done.batches} batches`);
+      assert.equal(seen.length, done.batches);
+      assert.equal(seen.at(-2)!.deleted, 3000);
+      const lastCall = done.busyMs - seen.at(-2)!.busyMs;
+      const rested = done.elapsedMs - done.busyMs;
+      assert.ok(rested >= pause * (done.busyMs - lastCall) - 5, `rested ${rested} ms after ${done.busyMs} ms of calls (pause ${pause})`);
+    }
+    await assert.rejects(purgeAll({ connectionString: db.url, pause: -1 }, () => {}), (e: SessionError) => e.code === 'invalid_argument');
   });
 
   test('stats reports counts, sizes and settings', async () => {
