@@ -15,4 +15,10 @@ SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '001_core'
 INSERT INTO public.session_migrations (name, run_on) VALUES ('001_core', now());
 \endif
 
+SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '002_purge_job') AS apply \gset
+\if :apply
+\ir 002_purge_job.up.sql
+INSERT INTO public.session_migrations (name, run_on) VALUES ('002_purge_job', now());
+\endif
+
 COMMIT;

@@ -7,7 +7,8 @@ import { SessionError } from './errors.js';
 import { connect } from './store.js';
 
 const sqlDir = new URL('../../sql/', import.meta.url);
-export const purgeCommand = 'SELECT session.session_purge()';
+/** What the pg_cron job runs: session_purge() until nothing is left, paced, within 30 s (sql/002). */
+export const purgeCommand = 'CALL session.session_purge_job()';
 export const defaultSchedule = '* * * * *';
 
 /** Progress of {@link purgeAll}, after each batch. `busyMs`: time spent inside purge calls. */

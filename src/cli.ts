@@ -56,7 +56,8 @@ written from now on.
 ${common}`,
   schedule: `Usage: session-pg schedule [--every "CRON"] [--cron-database-url URL] [--database-url URL]
 
-Schedules (or updates) the pg_cron job that calls session.session_purge(), every minute by default.
+Schedules (or updates) the pg_cron job, every minute by default. It runs
+CALL session.session_purge_job(): session_purge() until nothing is left, paced, for at most 30 s.
 If pg_cron lives in another database, pass its URL with --cron-database-url: the job is then named
 session-purge-<database> and uses cron.schedule_in_database.
 ${common}`,

@@ -30,6 +30,10 @@ describe('migrations', () => {
       assert.match(cli(['status'], { DATABASE_URL: empty.url }).stdout, /^applied {2}001_core/m);
       r = cli(['migrate', 'down', '--database-url', empty.url]);
       assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /Reverted: 002_purge_job$/m);
+      assert.match(cli(['status', '--database-url', empty.url]).stdout, /^applied {2}001_core.*\npending {2}002_purge_job$/m);
+      r = cli(['migrate', 'down', '--database-url', empty.url]);
+      assert.match(r.stdout, /Reverted: 001_core$/m);
       assert.match(cli(['status', '--database-url', empty.url]).stdout, /^pending {2}001_core/m);
     } finally {
       await empty.drop();

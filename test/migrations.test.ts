@@ -19,7 +19,7 @@ describe('node-pg-migrate path', () => {
   test('up, re-run is a no-op, status, down, up again', async () => {
     const db = await freshDatabase('mig', { empty: true });
     try {
-      assert.deepEqual(await migrate({ connectionString: db.url, log: false }), ['001_core']);
+      assert.deepEqual(await migrate({ connectionString: db.url, log: false }), ['001_core', '002_purge_job']);
       assert.deepEqual(await migrate({ connectionString: db.url, log: false }), []);
       const status = await migrationStatus({ connectionString: db.url });
       assert.equal(status.length, readdirSync(sqlDir).filter((f) => f.endsWith('.up.sql')).length);
@@ -27,11 +27,15 @@ describe('node-pg-migrate path', () => {
       const key = psql(db.url, `SELECT session.session_generate(60, 'x')`);
       assert.equal(key.length, 64);
 
+      // down reverts one migration at a time, newest first.
+      assert.deepEqual(await migrate({ connectionString: db.url, direction: 'down', log: false }), ['002_purge_job']);
+      assert.equal(psql(db.url, `SELECT to_regprocedure('session.session_purge_job(integer, double precision)') IS NULL`), 't');
+      assert.equal(psql(db.url, `SELECT value FROM session.session_get('${key}')`), 'x');
       assert.deepEqual(await migrate({ connectionString: db.url, direction: 'down', log: false }), ['001_core']);
       assert.equal(psql(db.url, `SELECT count(*) FROM pg_namespace WHERE nspname = 'session'`), '0');
       assert.ok((await migrationStatus({ connectionString: db.url })).every((m) => !m.applied));
 
-      assert.deepEqual(await migrate({ connectionString: db.url, log: false }), ['001_core']);
+      assert.deepEqual(await migrate({ connectionString: db.url, log: false }), ['001_core', '002_purge_job']);
       assert.equal(psql(db.url, `SELECT count(*) FROM session.sessions`), '0');
     } finally {
       await db.drop();
@@ -44,7 +48,7 @@ describe('node-pg-migrate path', () => {
     try {
       await migrate({ connectionString: single.url, log: false });
       const runs = await Promise.all(Array.from({ length: 5 }, () => migrate({ connectionString: racy.url, log: false })));
-      assert.deepEqual(runs.map((r) => r.length).sort(), [0, 0, 0, 0, 1]);
+      assert.deepEqual(runs.map((r) => r.length).sort(), [0, 0, 0, 0, 2]);
       assert.equal(schemaDump(racy.url), schemaDump(single.url));
     } finally {
       await single.drop();
@@ -60,7 +64,7 @@ describe('node-pg-migrate path', () => {
     try {
       const { lines, log } = logs();
       const url = databaseUrl(adminUrl, name, { user: owner, password: 'pw' });
-      assert.deepEqual(await migrate({ connectionString: url, log }), ['001_core']);
+      assert.deepEqual(await migrate({ connectionString: url, log }), ['001_core', '002_purge_job']);
       if (cronDatabase) assert.ok(lines.some((l) => l.includes('may not read cron.database_name') && l.includes('cron.schedule_in_database')), lines.join('\n'));
       else assert.ok(lines.some((l) => l.includes('pg_cron is not loaded')), lines.join('\n'));
       const app = uniqueName('app');
@@ -100,7 +104,7 @@ describe('psql path', () => {
       pgTool('psql', args);
       assert.equal(schemaDump(viaPsql.url), schemaDump(viaNode.url));
       assert.deepEqual(await migrate({ connectionString: viaPsql.url, log: false }), []);
-      assert.equal(psql(viaPsql.url, 'SELECT name FROM public.session_migrations'), '001_core');
+      assert.equal(psql(viaPsql.url, 'SELECT string_agg(name, \' \' ORDER BY id) FROM public.session_migrations'), '001_core 002_purge_job');
     } finally {
       await viaNode.drop();
       await viaPsql.drop();
@@ -117,26 +121,41 @@ describe('pg_cron job', () => {
       t.skip('pg_cron is not installed on this machine (apt-get install postgresql-15-cron); the job is not tested');
       return;
     }
-    assert.deepEqual(await migrate({ connectionString: cronUrl, log: false }), ['001_core']);
+    const command = () => psql(cronUrl, `SELECT schedule || ' ' || command FROM cron.job WHERE jobname = 'session-purge'`);
+    assert.deepEqual(await migrate({ connectionString: cronUrl, log: false }), ['001_core', '002_purge_job']);
     assert.equal(jobs(), '1');
-    assert.equal(psql(cronUrl, `SELECT schedule || ' ' || command FROM cron.job WHERE jobname = 'session-purge'`), '* * * * * SELECT session.session_purge()');
+    assert.equal(command(), '* * * * * CALL session.session_purge_job()');
+    // Reverting 002 gives the job back its 001 command; reverting 001 removes it.
+    await migrate({ connectionString: cronUrl, direction: 'down', log: false });
+    assert.equal(command(), '* * * * * SELECT session.session_purge()');
     await migrate({ connectionString: cronUrl, direction: 'down', log: false });
     assert.equal(jobs(), '0');
     await migrate({ connectionString: cronUrl, log: false });
-    // Applying the job's SQL again (as a DBA might) still leaves one job.
-    psql(cronUrl, `SELECT cron.schedule('session-purge', '* * * * *', 'SELECT session.session_purge()')`);
+    // Applying the job's SQL again (as a DBA might, or session-pg schedule) still leaves one job.
+    psql(cronUrl, `SELECT cron.schedule('session-purge', '* * * * *', 'CALL session.session_purge_job()')`);
     assert.equal(jobs(), '1');
 
-    // The job really runs: an expired row disappears within a minute or so.
+    // The job really runs: a backlog of several batches disappears within a minute or so.
     psql(cronUrl, `SELECT session.session_generate(-5, 'expired')`);
+    psql(cronUrl, `INSERT INTO session.sessions (digest, expires_at, value)
+                   SELECT sha256(('cron' || i)::bytea), now() - interval '1 s', repeat('x', 1500) FROM generate_series(1, 30000) i`);
+    // Runs recorded from here on see the rows (they start after the INSERT committed).
+    const before = psql(cronUrl, 'SELECT coalesce(max(runid), 0) FROM cron.job_run_details');
     const deadline = Date.now() + 130_000;
     while (psql(cronUrl, 'SELECT count(*) FROM session.sessions') !== '0') {
       assert.ok(Date.now() < deadline, 'the pg_cron job did not purge within 130 s');
       await new Promise((r) => setTimeout(r, 2000));
     }
-    assert.match(psql(cronUrl, `SELECT status FROM cron.job_run_details d JOIN cron.job j USING (jobid) WHERE j.jobname = 'session-purge' ORDER BY d.start_time DESC LIMIT 1`), /succeeded/);
+    const since = `FROM cron.job_run_details d JOIN cron.job j USING (jobid) WHERE j.jobname = 'session-purge' AND d.runid > ${before}`;
+    while (psql(cronUrl, `SELECT count(*) ${since} AND d.status IN ('starting', 'running')`) !== '0') {
+      assert.ok(Date.now() < deadline, 'the pg_cron run did not finish');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const runs = psql(cronUrl, `SELECT count(*) || ' ' || min(status) || ' ' || max(status) ${since}`);
+    // One run took all 30001 rows (about 3 batches of 10000): the job drains, not one batch a minute.
+    assert.equal(runs, '1 succeeded succeeded');
 
-    await migrate({ connectionString: cronUrl, direction: 'down', log: false });
+    await migrate({ connectionString: cronUrl, direction: 'down', count: Infinity, log: false });
     assert.equal(jobs(), '0');
   });
 
@@ -149,10 +168,13 @@ describe('pg_cron job', () => {
     try {
       const { lines, log } = logs();
       await migrate({ connectionString: db.url, log });
-      const hint = lines.join('\n').match(/run: (SELECT cron\.schedule_in_database\(.*\);)/)?.[1];
-      assert.ok(hint, lines.join('\n'));
-      psql(cronUrl, hint);
-      assert.equal(psql(cronUrl, `SELECT database FROM cron.job WHERE jobname = 'session-purge-${db.name}'`), db.name);
+      // 001 prints the call for its command, 002 the one for the job's command now; the same job name,
+      // so running both (as a DBA following the output might) leaves one job with the newer command.
+      const hints = [...lines.join('\n').matchAll(/run: (SELECT cron\.schedule_in_database\(.*\);)/g)].map((m) => m[1]!);
+      assert.equal(hints.length, 2, lines.join('\n'));
+      assert.match(hints[1]!, /CALL session\.session_purge_job\(\)/);
+      for (const hint of hints) psql(cronUrl, hint);
+      assert.equal(psql(cronUrl, `SELECT database || ' ' || command FROM cron.job WHERE jobname = 'session-purge-${db.name}'`), `${db.name} CALL session.session_purge_job()`);
       psql(cronUrl, `SELECT cron.unschedule('session-purge-${db.name}')`);
     } finally {
       await db.drop();

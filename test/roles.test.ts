@@ -34,7 +34,7 @@ test('without CREATEROLE the migration succeeds and prints the SQL a DBA must ru
   const owner = databaseUrl(admin, 'app', { user: 'plain_owner', password: 'pw' });
 
   const lines: string[] = [];
-  assert.deepEqual(await migrate({ connectionString: owner, log: (l) => { lines.push(l); } }), ['001_core']);
+  assert.deepEqual(await migrate({ connectionString: owner, log: (l) => { lines.push(l); } }), ['001_core', '002_purge_job']);
   const output = lines.join('\n');
   assert.match(output, /WARNING: session-postgresql: role session_client does not exist and plain_owner may not create roles/);
   const hint = /HINT: A DBA must run: (.*) Then GRANT session_client TO <your application role>;/.exec(output);

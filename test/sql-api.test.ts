@@ -249,3 +249,64 @@ describe('storage and purge', () => {
     assert.equal(Number(await one('SELECT session.session_purge()')), 0);
   });
 });
+
+describe('session_purge_job (what the pg_cron job calls)', () => {
+  // 30000 expired rows of about 1.5 kB: about 5 a page, so the default batch of 10000 takes 3 calls.
+  const backlog = () => db.query(`INSERT INTO session.sessions (digest, expires_at, value)
+    SELECT sha256(('job' || i || random())::bytea), now() - interval '1 s', repeat('x', 1500) FROM generate_series(1, 30000) i`);
+  const expired = async () => Number(await one(`SELECT count(*) FROM session.sessions WHERE expires_at <= now()`));
+
+  test('drains a backlog in batches, each committed on its own, and keeps live sessions', async () => {
+    await backlog();
+    const live = await generate(3600, 'live');
+    // A second connection watches while the job rests 20x each call between batches.
+    const watcher = new pg.Client({ connectionString: db.url });
+    await watcher.connect();
+    const seen = new Set<number>();
+    let running = true;
+    const watching = (async () => {
+      while (running) {
+        seen.add(Number((await watcher.query(`SELECT count(*) AS n FROM session.sessions WHERE expires_at <= now()`)).rows[0].n));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    try {
+      await db.query('CALL session.session_purge_job(60, 20)');
+    } finally {
+      running = false;
+      await watching;
+      await watcher.end();
+    }
+    assert.equal(await expired(), 0);
+    assert.equal((await get(live))[0]?.value, 'live');
+    const between = [...seen].filter((n) => n > 0 && n < 30000);
+    assert.ok(between.length >= 1, `no intermediate count seen by another connection: ${[...seen].join(', ')}`);
+  });
+
+  test('stops after its time budget (at least one call); the next run goes on', async () => {
+    await backlog();
+    await db.query('CALL session.session_purge_job(0)');
+    const left = await expired();
+    assert.ok(left > 0 && left < 30000, `left ${left}`);
+    await db.query('CALL session.session_purge_job(budget_seconds => 60, pause => 0)');
+    assert.equal(await expired(), 0);
+  });
+
+  test('bad arguments: 22023; inside a transaction block: 2D000 and nothing deleted', async () => {
+    for (const args of ['NULL', '-1', '30, -1', '30, NULL', '30, 1001', "30, 'NaN'"]) {
+      assert.equal(await sqlState(db.query(`CALL session.session_purge_job(${args})`)), '22023', args);
+    }
+    await backlog();
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      await client.query('BEGIN');
+      assert.equal(await sqlState(client.query('CALL session.session_purge_job()')), '2D000');
+      await client.query('ROLLBACK');
+    } finally {
+      await client.end();
+    }
+    assert.equal(await expired(), 30000);
+    await db.query('CALL session.session_purge_job(60, 0)');
+  });
+});
