@@ -2,7 +2,8 @@
 // churn with each indexing alternative (issue 4 §3). Data is loaded with SQL (generate_series).
 // Settings (flag or env): --parts=growth,storage,purge,churn, --sizes=10000,1000000,10000000,
 // --rounds, --seconds, --warmup, --storage-size, --purge-live, --churn-sessions, --churn-sets,
-// --variants=none,fillfactor80,btree,brin,partial,partitioned, --purge-pause, --quick, --wait-idle, --out=DIR.
+// --variants=none,fillfactor80,btree,brin,partial,partitioned, --purge-pause,
+// --purge-scenarios=closed,users,users-paced,users-job, --quick, --wait-idle, --out=DIR.
 import { mkdirSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,15 @@ import { closedLoop, median, usersLoop, type Measurement } from './load.js';
 import { flag, listOption, numberOption, quick, stringOption, waitForIdle } from './options.js';
 import { loadAverage, machineFacts, openBenchServer, sampleLoad, type BenchDatabase, type BenchServer, type MachineFacts } from './setup.js';
 
+/** Purge scenarios (--purge-scenarios); a pauseFactor of -1 means --purge-pause. */
+const purgeScenarios = {
+  'closed': { load: 'closed', pauseFactor: 0, via: 'calls' },
+  'users': { load: 'users', pauseFactor: 0, via: 'calls' },
+  'users-paced': { load: 'users', pauseFactor: -1, via: 'calls' },
+  'users-job': { load: 'users', pauseFactor: -1, via: 'job' },
+} as const;
+type PurgeScenarioName = keyof typeof purgeScenarios;
+
 const settings = {
   parts: listOption('parts', ['growth', 'storage', 'purge', 'churn'] as const),
   sizes: listOption('sizes', ['10000', '1000000', '10000000'], ['10000', '100000'], null).map(Number),
@@ -26,6 +36,8 @@ const settings = {
   purgeClients: numberOption('purge-clients', 8),
   /** The paced purge sleeps this many times each call's duration after it. */
   purgePause: numberOption('purge-pause', 4),
+  /** Which purge scenarios run (paced ones use purgePause). */
+  purgeScenarios: listOption<PurgeScenarioName>('purge-scenarios', Object.keys(purgeScenarios) as PurgeScenarioName[]),
   /** The moderate load beside the purge: users pausing between gets (about 5000 gets/s, a fifth of capacity). */
   purgeUsers: numberOption('purge-users', 32),
   purgeThinkMs: numberOption('purge-think-ms', 5),
@@ -190,7 +202,10 @@ interface PurgeScenario {
   load: 'closed' | 'users';
   /** After each call, a pause of this many times its duration (0: back to back). */
   pauseFactor: number;
+  /** `calls`: session_purge() from Node until 0; `job`: one CALL session_purge_job() as the owner, what the pg_cron job runs. */
+  via: 'calls' | 'job';
 }
+
 
 interface PurgeResult extends PurgeScenario {
   live: number;
@@ -248,7 +263,7 @@ function getLoad(scenario: PurgeScenario, get: () => Promise<unknown>, durationM
 
 async function purge(server: BenchServer, scenario: PurgeScenario): Promise<PurgeResult> {
   const live = settings.purgeLive;
-  const how = `${scenario.load === 'users' ? `${settings.purgeUsers} users` : `${settings.purgeClients} gets in flight`}, pause ${scenario.pauseFactor}× each call`;
+  const how = `${scenario.load === 'users' ? `${settings.purgeUsers} users` : `${settings.purgeClients} gets in flight`}, ${scenario.via === 'job' ? 'CALL session_purge_job, ' : ''}pause ${scenario.pauseFactor}× each call`;
   log(`purge (${how}): loading ${live.toLocaleString('en-US')} live and as many expired sessions, interleaved`);
   const db = await server.database('session_purge');
   await load(db, 2 * live, expiries.halfExpired);
@@ -266,13 +281,24 @@ async function purge(server: BenchServer, scenario: PurgeScenario): Promise<Purg
     let calls = 0;
     let deleted = 0;
     let slowest = 0;
-    for (let n = -1; n !== 0 && calls < 1_000_000; calls++) {
+    if (scenario.via === 'job') {
+      // As the pg_cron job does it: one CALL, pacing and committing inside the server.
+      const count = async () => Number((await db.sql<{ n: string }>('SELECT count(*) AS n FROM session.sessions'))[0]?.n);
+      const before = await count();
       const t0 = performance.now();
-      n = await purger.purge();
-      const took = performance.now() - t0;
-      slowest = Math.max(slowest, took);
-      deleted += n;
-      if (scenario.pauseFactor > 0 && n > 0) await new Promise((r) => setTimeout(r, took * scenario.pauseFactor));
+      await db.sql(`CALL session.session_purge_job(600, ${scenario.pauseFactor})`);
+      slowest = performance.now() - t0;
+      calls = 1;
+      deleted = before - (await count());
+    } else {
+      for (let n = -1; n !== 0 && calls < 1_000_000; calls++) {
+        const t0 = performance.now();
+        n = await purger.purge();
+        const took = performance.now() - t0;
+        slowest = Math.max(slowest, took);
+        deleted += n;
+        if (scenario.pauseFactor > 0 && n > 0) await new Promise((r) => setTimeout(r, took * scenario.pauseFactor));
+      }
     }
     const purgeMs = performance.now() - started;
     purging = false;
@@ -348,7 +374,8 @@ function markdown(r: Results): string {
       `| connect-pg-simple (32-char sid, json, expire index) | ${mb(s.cps.heapBytes)} MB | ${mb(s.cps.indexBytes)} MB | ${mb(s.cps.totalBytes)} MB | ${s.cps.bytesPerSession.toFixed(0)} |`, '');
   }
   for (const p of r.purge ?? []) {
-    const how = p.pauseFactor === 0 ? 'back to back' : `each followed by a pause of ${p.pauseFactor}× its duration`;
+    const how = (p.pauseFactor === 0 ? 'back to back' : `each followed by a pause of ${p.pauseFactor}× its duration`)
+      + (p.via === 'job' ? ', inside one `CALL session.session_purge_job()` (what the pg_cron job runs)' : '');
     const gets = p.load === 'users'
       ? `${p.getLoad} users each send a get ${r.settings.purgeThinkMs} ms after their previous answer (a moderate load with spare capacity)`
       : `${p.getLoad} gets stay in flight (a closed loop that saturates this machine)`;
@@ -358,7 +385,7 @@ function markdown(r: Results): string {
       `| idle, before | ${ms(p.idleBefore.p50Ms)} | ${ms(p.idleBefore.p99Ms)} | ${n(Math.round(p.idleBefore.opsPerSec))} |`,
       `| during the purge | ${ms(p.duringPurge.p50Ms)} | ${ms(p.duringPurge.p99Ms)} | ${n(Math.round(p.duringPurge.opsPerSec))} |`,
       `| idle, after | ${ms(p.idleAfter.p50Ms)} | ${ms(p.idleAfter.p99Ms)} | ${n(Math.round(p.idleAfter.opsPerSec))} |`, '',
-      `- purge: ${n(p.deleted)} rows deleted in **${p.purgeSeconds.toFixed(1)} s** (${p.purgeCalls} calls, slowest ${p.slowestCallMs.toFixed(0)} ms); target ≤ 30 s: ${p.purgeSeconds <= 30 ? 'met' : 'not met'}. Left: ${n(p.expiredLeft)} expired, ${n(p.liveLeft)} live.`,
+      `- purge: ${n(p.deleted)} rows deleted in **${p.purgeSeconds.toFixed(1)} s** (${p.via === 'job' ? 'one CALL' : `${p.purgeCalls} calls, slowest ${p.slowestCallMs.toFixed(0)} ms`}); target ≤ 30 s: ${p.purgeSeconds <= 30 ? 'met' : 'not met'}. Left: ${n(p.expiredLeft)} expired, ${n(p.liveLeft)} live.`,
       `- get p99 during the purge: **${p.p99Ratio.toFixed(2)}×** idle (target ≤ 2×: ${p.p99Ratio <= 2 ? 'met' : 'not met'}).`,
       `- clients waiting on a lock: ${p.lockWaitSamples} of ${p.samples} samples of pg_stat_activity (every 20 ms), at most ${p.maxLockWaiters} at once.`, '');
   }
@@ -392,12 +419,14 @@ async function main(): Promise<void> {
     if (settings.parts.includes('growth')) results.growth = await growth(server, dbs);
     if (settings.parts.includes('storage')) results.storage = await storage(server, dbs);
     for (const db of dbs.values()) await server.drop(db.name);
-    // Back to back (as fast as it goes), then paced (calls spread out, as a scheduler would).
+    // Back to back (as fast as it goes), then paced (calls spread out, as a scheduler would), then
+    // paced inside the server by the procedure the pg_cron job calls.
     if (settings.parts.includes('purge')) {
       results.purge = [];
-      for (const scenario of [
-        { load: 'closed', pauseFactor: 0 }, { load: 'users', pauseFactor: 0 }, { load: 'users', pauseFactor: settings.purgePause },
-      ] as const) results.purge.push(await purge(server, scenario));
+      for (const name of settings.purgeScenarios) {
+        const s = purgeScenarios[name];
+        results.purge.push(await purge(server, { ...s, pauseFactor: s.pauseFactor < 0 ? settings.purgePause : s.pauseFactor }));
+      }
     }
     if (settings.parts.includes('churn')) {
       results.churn = [];
