@@ -17,6 +17,9 @@ export interface PurgeProgress { deleted: number; batches: number; elapsedMs: nu
 /** How long purgeAll rests after a call, as a multiple of that call's duration, by default. */
 export const defaultPurgePause = 4;
 
+/** The pause factors purgeAll accepts (the CLI checks with this too, to exit 2 on bad usage). */
+export const validPurgePause = (pause: unknown): pause is number => typeof pause === 'number' && pause >= 0 && pause <= 1000;
+
 /**
  * Calls session_purge until it returns 0; each call is its own short transaction. After a call that
  * deleted rows it rests `pause` times as long as the call took (default 4), so that draining a
@@ -25,7 +28,7 @@ export const defaultPurgePause = 4;
  */
 export async function purgeAll(options: ConnectionOptions & { batchSize?: number; pause?: number }, onProgress: (p: PurgeProgress) => void): Promise<PurgeProgress> {
   const { batchSize, pause = defaultPurgePause, ...connection } = options;
-  if (!(typeof pause === 'number' && pause >= 0 && pause <= 1000)) {
+  if (!validPurgePause(pause)) {
     throw new SessionError('invalid_argument', 'pause must be a number from 0 to 1000');
   }
   const store = connect({ ...connection, connections: 1, applicationName: 'session-pg purge' });

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // session-pg: the DBA's tool. Exit codes: 0 success, 1 the database failed or refused, 2 usage.
 import { parseArgs } from 'node:util';
-import { defaultPurgePause, installScript, purgeAll, schedulePurge, stats, unschedulePurge, type PurgeProgress } from './admin.js';
+import { defaultPurgePause, installScript, validPurgePause, purgeAll, schedulePurge, stats, unschedulePurge, type PurgeProgress } from './admin.js';
 import { SessionError } from './errors.js';
 import { migrate, migrationStatus } from './migrate.js';
 import { connect } from './store.js';
@@ -114,8 +114,8 @@ async function run(command: Command, args: string[], values: Record<string, stri
     case 'purge': {
       const batchSize = number('--batch-size', values['batch-size'] as string | undefined);
       const pauseText = values.pause as string | undefined;
-      const pause = pauseText === undefined ? undefined : Number(pauseText);
-      if (pause !== undefined && !(pauseText !== '' && pause >= 0 && pause <= 1000)) throw new Usage('--pause must be a number from 0 to 1000');
+      const pause = pauseText === undefined ? undefined : pauseText === '' ? NaN : Number(pauseText);
+      if (pause !== undefined && !validPurgePause(pause)) throw new Usage('--pause must be a number from 0 to 1000');
       const tty = process.stderr.isTTY;
       const done = await purgeAll({ ...conn, ...(batchSize === undefined ? {} : { batchSize }), ...(pause === undefined ? {} : { pause }) }, (p) => {
         if (tty) process.stderr.write(`\r${bar(p)}\x1b[K`);

@@ -124,8 +124,9 @@ describe('model-based: ocaml-session semantics', () => {
   });
 
   // The model must not be vacuous: implementations that deviate in one way are caught, and the
-  // failing sequence shrinks to the few commands that show the deviation. Shrinking can stop at a local minimum (e.g. generate, set, get where generate, get would do
-  // for a session with a value): three commands is the bound for every mutant.
+  // failing sequence shrinks to the few commands that show the deviation. Shrinking can stop at a
+  // local minimum (e.g. generate, set, get where generate, get would do for a session with a
+  // value): three commands is the bound for every mutant.
   const mutants: [string, (a: Api) => Api][] = [
     ['set creates unknown keys (session fixation)', (a) => ({ ...a, set: async (k, v, e) => (await a.set(k, v, e)) || a.put(k, v, e).catch(() => false) })],
     ['clear does nothing', (a) => ({ ...a, clear: async () => {} })],
