@@ -54,19 +54,25 @@ REVOKE ALL ON PROCEDURE session.session_purge_job(integer, double precision) FRO
 DO $$
 DECLARE
   job_command constant text := 'CALL session.session_purge_job()';
+  by_hand constant text := format(
+    'SELECT cron.alter_job(jobid, command => %L) FROM cron.job WHERE jobname = %L AND database = %L;',
+    job_command, 'session-purge', current_database());
   cron_db text;
   job bigint;
 BEGIN
   IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
     BEGIN
+      -- cron.job has row-level security: a role other than a superuser sees only its own jobs.
       SELECT j.jobid INTO job FROM cron.job j WHERE j.jobname = 'session-purge' AND j.database = current_database();
       IF job IS NOT NULL THEN
         PERFORM cron.alter_job(job, command => job_command);
+      ELSIF NOT pg_catalog.current_setting('is_superuser')::boolean THEN
+        RAISE NOTICE 'session-postgresql: % has no pg_cron job named session-purge here; if another role scheduled it, it still makes one call a minute', current_user
+          USING HINT = 'That role or a superuser must run: ' || by_hand;
       END IF;
     EXCEPTION WHEN insufficient_privilege THEN
       RAISE NOTICE 'session-postgresql: % may not change pg_cron jobs; the purge job still makes one call a minute', current_user
-        USING HINT = format('A superuser must run: SELECT cron.alter_job(jobid, command => %L) FROM cron.job WHERE jobname = %L;',
-                            job_command, 'session-purge');
+        USING HINT = 'A superuser must run: ' || by_hand;
     END;
     RETURN;
   END IF;

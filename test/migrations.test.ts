@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
+import pg from 'pg';
 import { migrate, migrationStatus } from '../src/index.js';
 import { databaseUrl } from './harness/urls.js';
 import { adminQuery, adminUrl, cronDatabase, freshDatabase, pgTool, psql, schemaDump, uniqueName } from './helpers.js';
@@ -156,6 +157,54 @@ describe('pg_cron job', () => {
     assert.equal(runs, '1 succeeded succeeded');
 
     await migrate({ connectionString: cronUrl, direction: 'down', count: Infinity, log: false });
+    assert.equal(jobs(), '0');
+  });
+
+  test('002 applied by a role that cannot change the 001 job: a NOTICE with the call that does, which works', async (t) => {
+    if (!cronDatabase) {
+      t.skip('pg_cron is not installed on this machine; there is no job to change');
+      return;
+    }
+    const command = () => psql(cronUrl, `SELECT command FROM cron.job WHERE jobname = 'session-purge' AND database = current_database()`);
+    // 001 as the superuser: the job is the superuser's. 002's SQL is then run by another role
+    // that may create the procedure, once without and once with USAGE on schema cron.
+    assert.deepEqual(await migrate({ connectionString: cronUrl, count: 1, log: false }), ['001_core']);
+    const role = uniqueName('mig');
+    await adminQuery(`CREATE ROLE ${role} LOGIN PASSWORD 'pw'`);
+    const upSql = readFileSync(`${sqlDir}/002_purge_job.up.sql`, 'utf8');
+    const run002 = async () => {
+      const client = new pg.Client({ connectionString: databaseUrl(adminUrl, cronDatabase, { user: role, password: 'pw' }) });
+      const notices: string[] = [];
+      client.on('notice', (n) => { notices.push(`${n.message} HINT: ${n.hint ?? ''}`); });
+      await client.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query(upSql);
+        await client.query('ROLLBACK');
+      } finally {
+        await client.end();
+      }
+      return notices;
+    };
+    try {
+      psql(cronUrl, `GRANT CREATE, USAGE ON SCHEMA session TO ${role}`);
+      for (const [grant, says] of [['', 'may not change pg_cron jobs'], [`GRANT USAGE ON SCHEMA cron TO ${role}`, 'has no pg_cron job named session-purge']] as const) {
+        if (grant) psql(cronUrl, grant);
+        const notices = await run002();
+        assert.equal(notices.length, 1, notices.join('\n'));
+        assert.ok(notices[0]!.includes(says), notices[0]);
+        assert.equal(command(), 'SELECT session.session_purge()');
+        const hint = /must run: (SELECT cron\.alter_job\(.*;)$/.exec(notices[0]!)?.[1];
+        assert.ok(hint, notices[0]);
+        psql(cronUrl, hint);
+        assert.equal(command(), 'CALL session.session_purge_job()');
+        psql(cronUrl, `SELECT cron.alter_job(jobid, command => 'SELECT session.session_purge()') FROM cron.job WHERE jobname = 'session-purge'`);
+      }
+    } finally {
+      await migrate({ connectionString: cronUrl, direction: 'down', count: Infinity, log: false });
+      psql(cronUrl, `REVOKE ALL ON SCHEMA cron FROM ${role}`);
+      await adminQuery(`DROP ROLE ${role}`);
+    }
     assert.equal(jobs(), '0');
   });
 
