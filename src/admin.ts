@@ -97,6 +97,10 @@ export async function stats(options: ConnectionOptions & { cronDatabaseUrl?: str
 
 /** Schedules (or re-schedules: pg_cron upserts by name) the purge job; resolves the job name. */
 export async function schedulePurge(options: ConnectionOptions & { cronDatabaseUrl?: string; schedule?: string }): Promise<string> {
+  // A job whose command does not exist fails every minute, visible only in cron.job_run_details.
+  const ready = await withClient({ applicationName: 'session-pg', ...options }, async (c) => (await c.query<{ ok: boolean }>(
+    `SELECT to_regprocedure('session.session_purge_job(integer, double precision)') IS NOT NULL AS ok`)).rows[0]?.ok === true);
+  if (!ready) throw new SessionError('not_installed', 'session.session_purge_job is missing (migration 002_purge_job): run session-pg migrate first');
   return cronClient(options, async (c, database, elsewhere) => {
     const name = jobName(database, elsewhere);
     const schedule = options.schedule ?? defaultSchedule;

@@ -121,6 +121,16 @@ describe('operations', () => {
   });
 
   test('schedule / unschedule the pg_cron job from another database', async (t) => {
+    // Not migrated to 002: no job that would fail every minute is scheduled.
+    const old = await freshDatabase('cli001', { empty: true });
+    try {
+      assert.equal(cli(['migrate', '--count', '1', '--database-url', old.url]).status, 0);
+      const early = cli(['schedule', '--database-url', old.url]);
+      assert.equal(early.status, 1);
+      assert.match(early.stderr, /not_installed: session\.session_purge_job is missing .*run session-pg migrate first/);
+    } finally {
+      await old.drop();
+    }
     const refused = cli(['schedule', '--database-url', db.url]);
     assert.equal(refused.status, 1);
     assert.match(refused.stderr, /not_installed: pg_cron is not installed/);
