@@ -124,9 +124,11 @@ describe('model-based: ocaml-session semantics', () => {
   });
 
   // The model must not be vacuous: implementations that deviate in one way are caught, and the
-  // failing sequence shrinks to the few commands that show the deviation. Shrinking can stop at a
-  // local minimum (e.g. generate, set, get where generate, get would do for a session with a
-  // value): three commands is the bound for every mutant.
+  // failing sequence shrinks to the few commands that show the deviation. Shrinking removes
+  // commands but never merges or reorders them, so it can stop at a local minimum one or two
+  // commands longer than the shortest case (generate, set(key, v, 0), clear, purge where
+  // generate(0), clear, purge would do). Over 100 seeds per mutant, 5 of the 500 stopped at 4
+  // commands and none at more; the bound leaves one command of slack.
   const mutants: [string, (a: Api) => Api][] = [
     ['set creates unknown keys (session fixation)', (a) => ({ ...a, set: async (k, v, e) => (await a.set(k, v, e)) || a.put(k, v, e).catch(() => false) })],
     ['clear does nothing', (a) => ({ ...a, clear: async () => {} })],
@@ -134,13 +136,17 @@ describe('model-based: ocaml-session semantics', () => {
     ['setDefaultPeriod is ignored', (a) => ({ ...a, setDefaultPeriod: async () => {} })],
     ['generate ignores its expiry', (a) => ({ ...a, generate: (_e, v) => a.generate(undefined, v) })],
   ];
+  const maxShrunk = 5;
   for (const [name, mutate] of mutants) {
     test(`a mutant is caught and shrunk: ${name}`, { timeout: 300_000 }, async (t) => {
       const details = await fc.check(property(() => mutate(sqlApi(sql)), false), { numRuns: 1000 });
       assert.equal(details.failed, true, 'the mutant survived');
-      const shrunk = [...(details.counterexample?.[0] ?? [])].map(String);
-      t.diagnostic(`after ${details.numRuns} runs and ${details.numShrinks} shrinks: [${shrunk.join(', ')}]`);
-      assert.ok(shrunk.length <= 3, `shrunk to ${shrunk.length} commands: ${shrunk.join(', ')}`);
+      // Iterating the counterexample yields fast-check's command wrappers, also those after the
+      // failing one, which never ran; fast-check's own toString prints only the ones that ran.
+      const ran = [...(details.counterexample?.[0] ?? [])].filter((c) => (c as { hasRan?: unknown }).hasRan === true);
+      const shown = ran.map(String).join(', ');
+      t.diagnostic(`seed ${details.seed}: after ${details.numRuns} runs and ${details.numShrinks} shrinks: [${shown}]`);
+      assert.ok(ran.length >= 1 && ran.length <= maxShrunk, `shrunk to ${ran.length} commands: ${shown} (seed ${details.seed})`);
     });
   }
 
