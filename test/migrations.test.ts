@@ -160,18 +160,18 @@ describe('pg_cron job', () => {
     assert.equal(jobs(), '0');
   });
 
-  test('002 applied by a role that cannot change the 001 job: a NOTICE with the call that does, which works', async (t) => {
+  test('002 up and down by a role that cannot change the job: a NOTICE with the call that does, which works', async (t) => {
     if (!cronDatabase) {
       t.skip('pg_cron is not installed on this machine; there is no job to change');
       return;
     }
     const command = () => psql(cronUrl, `SELECT command FROM cron.job WHERE jobname = 'session-purge' AND database = current_database()`);
-    // 001 as the superuser: the job is the superuser's. 002's SQL is then run by another role
-    // that may create the procedure, once without and once with USAGE on schema cron.
+    // 001 as the superuser: the job is the superuser's. 002's SQL, up then down, is then run by
+    // another role that may create the procedure, once without and once with USAGE on schema cron.
     assert.deepEqual(await migrate({ connectionString: cronUrl, count: 1, log: false }), ['001_core']);
     const role = uniqueName('mig');
     await adminQuery(`CREATE ROLE ${role} LOGIN PASSWORD 'pw'`);
-    const upSql = readFileSync(`${sqlDir}/002_purge_job.up.sql`, 'utf8');
+    const [upSql, downSql] = ['up', 'down'].map((d) => readFileSync(`${sqlDir}/002_purge_job.${d}.sql`, 'utf8'));
     const run002 = async () => {
       const client = new pg.Client({ connectionString: databaseUrl(adminUrl, cronDatabase, { user: role, password: 'pw' }) });
       const notices: string[] = [];
@@ -180,25 +180,31 @@ describe('pg_cron job', () => {
       try {
         await client.query('BEGIN');
         await client.query(upSql);
+        const up = notices.splice(0);
+        await client.query(downSql!);
         await client.query('ROLLBACK');
+        return { up, down: notices };
       } finally {
         await client.end();
       }
-      return notices;
+    };
+    const hintIn = (notices: string[], says: string) => {
+      assert.equal(notices.length, 1, notices.join('\n'));
+      assert.ok(notices[0]!.includes(says), notices[0]);
+      const hint = /must run: (SELECT cron\.alter_job\(.*;)$/.exec(notices[0]!)?.[1];
+      assert.ok(hint, notices[0]);
+      return hint;
     };
     try {
       psql(cronUrl, `GRANT CREATE, USAGE ON SCHEMA session TO ${role}`);
       for (const [grant, says] of [['', 'may not change pg_cron jobs'], [`GRANT USAGE ON SCHEMA cron TO ${role}`, 'has no pg_cron job named session-purge']] as const) {
         if (grant) psql(cronUrl, grant);
-        const notices = await run002();
-        assert.equal(notices.length, 1, notices.join('\n'));
-        assert.ok(notices[0]!.includes(says), notices[0]);
+        const { up, down } = await run002();
         assert.equal(command(), 'SELECT session.session_purge()');
-        const hint = /must run: (SELECT cron\.alter_job\(.*;)$/.exec(notices[0]!)?.[1];
-        assert.ok(hint, notices[0]);
-        psql(cronUrl, hint);
+        psql(cronUrl, hintIn(up, says));
         assert.equal(command(), 'CALL session.session_purge_job()');
-        psql(cronUrl, `SELECT cron.alter_job(jobid, command => 'SELECT session.session_purge()') FROM cron.job WHERE jobname = 'session-purge'`);
+        psql(cronUrl, hintIn(down, says));
+        assert.equal(command(), 'SELECT session.session_purge()');
       }
     } finally {
       await migrate({ connectionString: cronUrl, direction: 'down', count: Infinity, log: false });
@@ -208,7 +214,7 @@ describe('pg_cron job', () => {
     assert.equal(jobs(), '0');
   });
 
-  test('in another database, the migration prints the exact schedule_in_database call', async (t) => {
+  test('in another database, the migrations print the exact pg_cron calls, up and down', async (t) => {
     if (!cronDatabase) {
       t.skip('pg_cron is not installed on this machine; nothing to schedule');
       return;
@@ -223,7 +229,15 @@ describe('pg_cron job', () => {
       assert.equal(hints.length, 2, lines.join('\n'));
       assert.match(hints[1]!, /CALL session\.session_purge_job\(\)/);
       for (const hint of hints) psql(cronUrl, hint);
-      assert.equal(psql(cronUrl, `SELECT database || ' ' || command FROM cron.job WHERE jobname = 'session-purge-${db.name}'`), `${db.name} CALL session.session_purge_job()`);
+      const job = () => psql(cronUrl, `SELECT database || ' ' || command FROM cron.job WHERE jobname = 'session-purge-${db.name}'`);
+      assert.equal(job(), `${db.name} CALL session.session_purge_job()`);
+      // Reverting 002 prints the call that points that job back at session_purge().
+      lines.length = 0;
+      await migrate({ connectionString: db.url, direction: 'down', log });
+      const back = /run: (SELECT cron\.alter_job\(.*;)$/m.exec(lines.join('\n'))?.[1];
+      assert.ok(back, lines.join('\n'));
+      psql(cronUrl, back);
+      assert.equal(job(), `${db.name} SELECT session.session_purge()`);
       psql(cronUrl, `SELECT cron.unschedule('session-purge-${db.name}')`);
     } finally {
       await db.drop();
