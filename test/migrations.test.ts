@@ -171,7 +171,8 @@ describe('pg_cron job', () => {
     assert.deepEqual(await migrate({ connectionString: cronUrl, count: 1, log: false }), ['001_core']);
     const role = uniqueName('mig');
     await adminQuery(`CREATE ROLE ${role} LOGIN PASSWORD 'pw'`);
-    const [upSql, downSql] = ['up', 'down'].map((d) => readFileSync(`${sqlDir}/002_purge_job.${d}.sql`, 'utf8'));
+    const upSql = readFileSync(`${sqlDir}/002_purge_job.up.sql`, 'utf8');
+    const downSql = readFileSync(`${sqlDir}/002_purge_job.down.sql`, 'utf8');
     const run002 = async () => {
       const client = new pg.Client({ connectionString: databaseUrl(adminUrl, cronDatabase, { user: role, password: 'pw' }) });
       const notices: string[] = [];
@@ -181,7 +182,7 @@ describe('pg_cron job', () => {
         await client.query('BEGIN');
         await client.query(upSql);
         const up = notices.splice(0);
-        await client.query(downSql!);
+        await client.query(downSql);
         await client.query('ROLLBACK');
         return { up, down: notices };
       } finally {
