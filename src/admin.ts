@@ -64,11 +64,16 @@ export interface Stats {
 /** The job name for a database: plain in pg_cron's own database, suffixed when scheduled from elsewhere. */
 export const jobName = (database: string, elsewhere: boolean) => (elsewhere ? `session-purge-${database}` : 'session-purge');
 
-async function cronClient<T>(options: ConnectionOptions & { cronDatabaseUrl?: string }, fn: (c: pg.Client, database: string, elsewhere: boolean) => Promise<T>): Promise<T> {
-  const database = await withClient({ applicationName: 'session-pg', ...options }, async (c) => (await c.query<{ d: string }>('SELECT current_database() AS d')).rows[0]?.d ?? '');
+/**
+ * Runs `fn` on a connection to pg_cron's database, with the name of the sessions database and
+ * whether that database has the procedure the job calls (migration 002).
+ */
+async function cronClient<T>(options: ConnectionOptions & { cronDatabaseUrl?: string }, fn: (c: pg.Client, database: string, elsewhere: boolean, jobInstalled: boolean) => Promise<T>): Promise<T> {
+  const target = await withClient({ applicationName: 'session-pg', ...options }, async (c) => (await c.query<{ d: string; installed: boolean }>(
+    `SELECT current_database() AS d, to_regprocedure('session.session_purge_job(integer, double precision)') IS NOT NULL AS installed`)).rows[0]);
   const elsewhere = options.cronDatabaseUrl !== undefined;
   const cron = options.cronDatabaseUrl === undefined ? options : { connectionString: options.cronDatabaseUrl };
-  return withClient(cron, (c) => fn(c, database, elsewhere));
+  return withClient(cron, (c) => fn(c, target?.d ?? '', elsewhere, target?.installed === true));
 }
 
 async function hasCron(c: pg.Client): Promise<boolean> {
@@ -97,11 +102,9 @@ export async function stats(options: ConnectionOptions & { cronDatabaseUrl?: str
 
 /** Schedules (or re-schedules: pg_cron upserts by name) the purge job; resolves the job name. */
 export async function schedulePurge(options: ConnectionOptions & { cronDatabaseUrl?: string; schedule?: string }): Promise<string> {
-  // A job whose command does not exist fails every minute, visible only in cron.job_run_details.
-  const ready = await withClient({ applicationName: 'session-pg', ...options }, async (c) => (await c.query<{ ok: boolean }>(
-    `SELECT to_regprocedure('session.session_purge_job(integer, double precision)') IS NOT NULL AS ok`)).rows[0]?.ok === true);
-  if (!ready) throw new SessionError('not_installed', 'session.session_purge_job is missing (migration 002_purge_job): run session-pg migrate first');
-  return cronClient(options, async (c, database, elsewhere) => {
+  return cronClient(options, async (c, database, elsewhere, jobInstalled) => {
+    // A job whose command does not exist fails every minute, visible only in cron.job_run_details.
+    if (!jobInstalled) throw new SessionError('not_installed', 'session.session_purge_job is missing (migration 002_purge_job): run session-pg migrate first');
     const name = jobName(database, elsewhere);
     const schedule = options.schedule ?? defaultSchedule;
     if (!(await hasCron(c))) throw noCron();
