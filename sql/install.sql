@@ -2,10 +2,25 @@
 --   psql -v ON_ERROR_STOP=1 -d yourdb -f sql/install.sql
 -- Applies the numbered files of this folder that are not applied yet, in one transaction, and
 -- records them in the same table node-pg-migrate uses, so either tool can take over later.
+-- The roles granted to default to session_client and session_admin; one pair per database:
+--   psql -v client_role=shop_session -v admin_role=shop_session_admin -d shop -f sql/install.sql
 \set ON_ERROR_STOP on
 BEGIN;
+-- Pinned for the whole install: a function or operator that another role planted in "$user" or
+-- public (say a better-matching format(...)) can never run with the installer's rights.
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true) AS search_path \gset
+\if :{?client_role}
+SELECT pg_catalog.set_config('session_postgresql.client_role', :'client_role', true) AS client_role \gset
+\else
+SELECT pg_catalog.set_config('session_postgresql.client_role', 'session_client', true) AS client_role \gset
+\endif
+\if :{?admin_role}
+SELECT pg_catalog.set_config('session_postgresql.admin_role', :'admin_role', true) AS admin_role \gset
+\else
+SELECT pg_catalog.set_config('session_postgresql.admin_role', 'session_admin', true) AS admin_role \gset
+\endif
 -- The advisory lock node-pg-migrate takes, so psql and Node installs never run at once.
-SELECT pg_advisory_xact_lock(7241865325823964);
+SELECT pg_catalog.pg_advisory_xact_lock(7241865325823964) AS locked \gset
 CREATE TABLE IF NOT EXISTS public.session_migrations (
   id SERIAL PRIMARY KEY, name varchar(255) NOT NULL, run_on timestamp NOT NULL);
 
@@ -19,6 +34,12 @@ SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '002_purge
 \if :apply
 \ir 002_purge_job.up.sql
 INSERT INTO public.session_migrations (name, run_on) VALUES ('002_purge_job', now());
+\endif
+
+SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '003_security') AS apply \gset
+\if :apply
+\ir 003_security.up.sql
+INSERT INTO public.session_migrations (name, run_on) VALUES ('003_security', now());
 \endif
 
 COMMIT;

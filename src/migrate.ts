@@ -19,6 +19,14 @@ export interface MigrateOptions extends ConnectionOptions {
    * pg_cron job in another database). Default: standard error. `false` silences it.
    */
   log?: ((line: string) => void) | false;
+  /**
+   * The role the application's login roles are granted (default `session_client`). Roles are
+   * cluster-wide: give each database its own pair so that one database's app role is refused in
+   * another. Read by the migrations that grant privileges; set it the first time you migrate.
+   */
+  clientRole?: string;
+  /** The role for the administrative calls (default period, purge, stats); default `session_admin`. */
+  adminRole?: string;
 }
 
 function logger(log: MigrateOptions['log']): (line: string) => void {
@@ -41,7 +49,17 @@ export async function migrate(options: MigrateOptions = {}): Promise<string[]> {
     throw new SessionError('invalid_argument', "direction must be 'up' or 'down'");
   }
   const count = options.count ?? (direction === 'up' ? Infinity : 1);
+  const roles = roleSettings(options);
   return withClient({ applicationName: 'session-postgresql migrate', ...options }, async (dbClient) => {
+    // The migrations (and node-pg-migrate's own queries) run with a search_path no other role can
+    // write to: a function or operator planted in "$user" or public can never be picked instead of
+    // pg_catalog's. pg_temp last: its functions are never found without qualification.
+    await dbClient.query(
+      `SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false),
+              pg_catalog.set_config('session_postgresql.client_role', $1, false),
+              pg_catalog.set_config('session_postgresql.admin_role', $2, false)`,
+      [roles.client, roles.admin],
+    );
     const ran = await runner({
       dbClient,
       dir: migrationsDir,
@@ -55,6 +73,21 @@ export async function migrate(options: MigrateOptions = {}): Promise<string[]> {
     });
     return ran.map((m) => m.name);
   }, noticeLogger(log));
+}
+
+const roleName = /^[a-z_][a-z0-9_$]{0,62}$/;
+
+/** The role names the migrations grant to; refused unless they are plain lower-case identifiers. */
+function roleSettings(options: MigrateOptions): { client: string; admin: string } {
+  const client = options.clientRole ?? 'session_client';
+  const admin = options.adminRole ?? 'session_admin';
+  for (const [name, role] of [['clientRole', client], ['adminRole', admin]] as const) {
+    if (typeof role !== 'string' || !roleName.test(role) || role.startsWith('pg_') || role === 'public') {
+      throw new SessionError('invalid_argument', `${name} must be a lower-case identifier (a-z, 0-9, _), not public or pg_*`);
+    }
+  }
+  if (client === admin) throw new SessionError('invalid_argument', 'clientRole and adminRole must differ');
+  return { client, admin };
 }
 
 /** One migration shipped with the package, and whether this database has it. */

@@ -8,6 +8,7 @@ export const statements = {
   generate: call('generate', 'SELECT session.session_generate($1::bigint, $2::text)'),
   get: call('get', 'SELECT value, period FROM session.session_get($1::text)'),
   set: call('set', 'SELECT session.session_set($1::text, $2::text, $3::bigint)'),
+  touch: call('touch', 'SELECT session.session_touch($1::text, $2::bigint)'),
   put: call('put', 'SELECT session.session_put($1::text, $2::text, $3::bigint)'),
   count: call('count', 'SELECT session.session_count()'),
   clear: call('clear', 'SELECT session.session_clear($1::text)'),

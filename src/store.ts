@@ -42,10 +42,17 @@ export interface SessionStore {
    */
   set(key: string, value: string, options?: { expiry?: number }): Promise<boolean>;
   /**
+   * Restarts the expiry of a live session without writing its value: what a request that changed
+   * nothing does. Resolves `false` (and creates nothing) when the key is unknown, cleared or expired.
+   * Errors: `invalid_argument`, `invalid_parameter` (expiry beyond ±3155760000).
+   */
+  touch(key: string, options?: { expiry?: number }): Promise<boolean>;
+  /**
    * Creates or replaces the session under a key the caller generated — for frameworks such as
    * express-session that make their own ids. The key must be 32–1024 base64url characters (at
    * least 192 random bits). Resolves `false`, storing nothing, if the key belongs to a session
-   * that has expired (it is never revived). Prefer {@link generate} + {@link set} otherwise.
+   * that has expired or was cleared (it is never revived). Only for an id just made: for a session
+   * that was loaded, use {@link set} or {@link touch}, which never create. Prefer {@link generate} + {@link set} otherwise.
    * Errors: `invalid_argument`, `invalid_parameter` (key shape, expiry), `value_too_large`.
    */
   put(key: string, value: string, options?: { expiry?: number }): Promise<boolean>;
@@ -55,11 +62,16 @@ export interface SessionStore {
   count(): Promise<number>;
   /** The default period in seconds. */
   defaultPeriod(): Promise<number>;
-  /** Changes the default period for sessions written from now on. Errors: `invalid_argument`, `invalid_parameter`. */
+  /**
+   * Changes the default period for sessions written from now on. Needs the admin role
+   * (`session_admin` by default); the client role gets `permission_denied`.
+   * Errors: `invalid_argument`, `invalid_parameter`, `permission_denied`.
+   */
   setDefaultPeriod(period: number): Promise<void>;
   /**
    * Deletes expired sessions, at most about `batchSize` (default 10000) in one short transaction,
-   * and resolves how many it deleted; 0 means none are left. pg_cron normally does this.
+   * and resolves how many it deleted; 0 means none are left, or another purge is running.
+   * pg_cron normally does this. Needs the admin role (`permission_denied` otherwise).
    */
   purge(options?: { batchSize?: number }): Promise<number>;
   /** Closes the store's own connections (not a pool passed in). Later calls reject with `closed`. */
@@ -175,6 +187,14 @@ class PgSessionStore implements SessionStore {
     const expiry = optionalSeconds('expiry', checkOptions(options).expiry);
     if (unsendable(key)) return false;
     const rows = await this.run(statements.set, [key, value, expiry]);
+    return rows[0]?.[0] === true;
+  }
+
+  async touch(key: string, options?: { expiry?: number }): Promise<boolean> {
+    checkKey(key);
+    const expiry = optionalSeconds('expiry', checkOptions(options).expiry);
+    if (unsendable(key)) return false;
+    const rows = await this.run(statements.touch, [key, expiry]);
     return rows[0]?.[0] === true;
   }
 

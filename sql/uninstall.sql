@@ -1,0 +1,31 @@
+-- session-postgresql uninstall for psql, without Node (what "session-pg migrate down" does for each
+-- applied migration, newest first):
+--   psql -v ON_ERROR_STOP=1 -d yourdb -f sql/uninstall.sql
+-- Drops schema session with every session in it. The roles are kept: they are cluster-wide.
+\set ON_ERROR_STOP on
+BEGIN;
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true) AS search_path \gset
+SELECT pg_catalog.pg_advisory_xact_lock(7241865325823964) AS locked \gset
+SELECT pg_catalog.to_regclass('public.session_migrations') IS NOT NULL AS installed \gset
+\if :installed
+
+SELECT EXISTS (SELECT FROM public.session_migrations WHERE name = '003_security') AS revert \gset
+\if :revert
+\ir 003_security.down.sql
+DELETE FROM public.session_migrations WHERE name = '003_security';
+\endif
+
+SELECT EXISTS (SELECT FROM public.session_migrations WHERE name = '002_purge_job') AS revert \gset
+\if :revert
+\ir 002_purge_job.down.sql
+DELETE FROM public.session_migrations WHERE name = '002_purge_job';
+\endif
+
+SELECT EXISTS (SELECT FROM public.session_migrations WHERE name = '001_core') AS revert \gset
+\if :revert
+\ir 001_core.down.sql
+DELETE FROM public.session_migrations WHERE name = '001_core';
+\endif
+
+\endif
+COMMIT;
