@@ -11,7 +11,7 @@ const show = (r: GetResult) => (r.ok ? `value ${JSON.stringify(r.value)}, ${r.pe
 // Keys are secrets: even the demo shows only their beginning.
 const masked = (key: string) => `${key.slice(0, 6)}… (${key.length} characters)`;
 
-async function walkThrough(store: SessionStore): Promise<void> {
+async function walkThrough(store: SessionStore, admin: SessionStore): Promise<void> {
   console.log(`default period: ${await store.defaultPeriod()} s`);
   const key = await store.generate();
   console.log(`generate()                      → ${masked(key)}`);
@@ -26,7 +26,9 @@ async function walkThrough(store: SessionStore): Promise<void> {
   console.log(`set(key, "x") after clear       → ${await store.set(key, 'x')}  (set never creates a session)`);
   const expired = await store.generate({ expiry: 0, value: 'gone' });
   console.log(`get(generate(expiry 0))         → ${show(await store.get(expired))}`);
-  console.log(`purge()                         → ${await store.purge()} expired session(s) deleted`);
+  // Purging and the default period affect every session: they are the admin role's calls.
+  console.log(`purge() as the admin role       → ${await admin.purge()} expired session(s) deleted`);
+  console.log(`purge() as the app role         → ${await store.purge().then(() => 'allowed?!', (e: { code?: string }) => e.code)}`);
 }
 
 const cookieName = 'session';
@@ -75,17 +77,26 @@ async function counter(store: SessionStore, period: number, req: IncomingMessage
   res.end(page(visits, period));
 }
 
-/** As superuser of a throwaway cluster, the app connects as a login role in session_client. */
-async function appRole(url: string): Promise<string> {
+/**
+ * As superuser of a throwaway cluster: the app connects as a login role granted session_client,
+ * the operator as one granted session_admin (what a DBA does once per database).
+ */
+async function demoRoles(url: string): Promise<{ app: string; ops: string }> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
-    await c.query(`DROP ROLE IF EXISTS demo_app`);
-    await c.query(`CREATE ROLE demo_app LOGIN PASSWORD 'demo' IN ROLE session_client`);
+    for (const [role, granted] of [['demo_app', 'session_client'], ['demo_ops', 'session_admin']] as const) {
+      await c.query(`DROP ROLE IF EXISTS ${role}`);
+      await c.query(`CREATE ROLE ${role} LOGIN PASSWORD 'demo' IN ROLE ${granted}`);
+    }
   } finally {
     await c.end();
   }
-  return databaseUrl(url, new URL(url).pathname.slice(1), { user: 'demo_app', password: 'demo' });
+  const database = new URL(url).pathname.slice(1);
+  return {
+    app: databaseUrl(url, database, { user: 'demo_app', password: 'demo' }),
+    ops: databaseUrl(url, database, { user: 'demo_ops', password: 'demo' }),
+  };
 }
 
 async function main(): Promise<void> {
@@ -107,8 +118,11 @@ async function main(): Promise<void> {
   try {
     const ran = await migrate({ connectionString: url, log: false });
     console.log(ran.length ? `Migrated: ${ran.join(', ')}` : 'Schema already up to date');
-    const store = connect({ connectionString: cluster ? await appRole(url) : url });
-    await walkThrough(store);
+    const roles = cluster ? await demoRoles(url) : { app: url, ops: url };
+    const store = connect({ connectionString: roles.app });
+    const admin = connect({ connectionString: roles.ops, connections: 1 });
+    await walkThrough(store, admin);
+    await admin.close();
     if (once) {
       await store.close();
       cleanup();

@@ -199,7 +199,7 @@ BEGIN
   -- waiting for it could stall the pg_cron job for as long as that transaction lives.
   SELECT p.next_block INTO at FROM session.purge_state p FOR UPDATE SKIP LOCKED;
   IF NOT FOUND THEN
-    RETURN 0;
+    RETURN 0::bigint;
   END IF;
   pages := pg_relation_size('session.sessions'::regclass) / current_setting('block_size')::bigint;
   WHILE swept < pages AND deleted < batch_size LOOP

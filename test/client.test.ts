@@ -11,7 +11,7 @@ let clientUrl: string;
 let store: SessionStore;
 before(async () => {
   db = await freshDatabase('client');
-  clientUrl = await db.clientRole();
+  clientUrl = await db.clientRole({ admin: true });
   store = connect({ connectionString: clientUrl });
 });
 after(async () => {

@@ -99,7 +99,7 @@ describe('statement and lock timeouts', () => {
   let key = '';
   before(async () => {
     db = await freshDatabase('timeouts');
-    url = await db.clientRole();
+    url = await db.clientRole({ admin: true });
     holder = new pg.Client({ connectionString: db.url });
     await holder.connect();
     const s = connect({ connectionString: url });

@@ -24,8 +24,13 @@ export interface TestDatabase {
   url: string;
   /** Runs SQL as the owner. */
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
-  /** Creates a LOGIN role that is a member of session_client, and returns its URL. */
-  clientRole(): Promise<string>;
+  /**
+   * Creates a LOGIN role that is a member of session_client (and of session_admin with
+   * `{ admin: true }`, for tests that also purge or change the default period), and returns its URL.
+   */
+  clientRole(options?: { admin?: boolean }): Promise<string>;
+  /** Creates a LOGIN role that is a member of session_admin only, and returns its URL. */
+  adminRole(): Promise<string>;
   drop(): Promise<void>;
 }
 
@@ -49,16 +54,22 @@ export async function freshDatabase(label: string, opts: { empty?: boolean } = {
   const pool = new pg.Pool({ connectionString: url, max: 2 });
   pool.on('error', () => {});
   const roles: string[] = [];
+  const loginRole = async (label: string, inRoles: string) => {
+    const role = uniqueName(label);
+    const password = randomBytes(12).toString('hex');
+    await adminQuery(`CREATE ROLE ${role} LOGIN PASSWORD '${password}' IN ROLE ${inRoles}`);
+    roles.push(role);
+    return databaseUrl(adminUrl, name, { user: role, password });
+  };
   return {
     name,
     url,
     query: (text, values) => pool.query(text, values),
-    async clientRole() {
-      const role = uniqueName('app');
-      const password = randomBytes(12).toString('hex');
-      await adminQuery(`CREATE ROLE ${role} LOGIN PASSWORD '${password}' IN ROLE session_client`);
-      roles.push(role);
-      return databaseUrl(adminUrl, name, { user: role, password });
+    async clientRole(options = {}) {
+      return loginRole('app', options.admin ? 'session_client, session_admin' : 'session_client');
+    },
+    async adminRole() {
+      return loginRole('ops', 'session_admin');
     },
     async drop() {
       await pool.end();

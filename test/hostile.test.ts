@@ -15,7 +15,7 @@ const victim = { live: '', unset: '', expired: '', id: 'V'.repeat(40) };
 
 before(async () => {
   db = await freshDatabase('hostile');
-  const url = await db.clientRole();
+  const url = await db.clientRole({ admin: true });
   app = new pg.Client({ connectionString: url });
   await app.connect();
   store = connect({ connectionString: url });

@@ -11,6 +11,11 @@ import { adminQuery, adminUrl, cronDatabase, freshDatabase, pgTool, psql, schema
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const sqlDir = `${root}sql`;
 
+/** The migrations this package ships, oldest first. */
+const shipped = readdirSync(`${root}migrations`).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3)).sort();
+/** How many to revert to go back to 001_core alone. */
+const downTo001 = shipped.length - 1;
+
 const logs = () => {
   const lines: string[] = [];
   return { lines, log: (l: string) => { lines.push(l); } };
@@ -20,7 +25,7 @@ describe('node-pg-migrate path', () => {
   test('up, re-run is a no-op, status, down, up again', async () => {
     const db = await freshDatabase('mig', { empty: true });
     try {
-      assert.deepEqual(await migrate({ connectionString: db.url, log: false }), ['001_core', '002_purge_job']);
+      assert.deepEqual(await migrate({ connectionString: db.url, log: false }), shipped);
       assert.deepEqual(await migrate({ connectionString: db.url, log: false }), []);
       const status = await migrationStatus({ connectionString: db.url });
       assert.equal(status.length, readdirSync(sqlDir).filter((f) => f.endsWith('.up.sql')).length);
@@ -28,15 +33,17 @@ describe('node-pg-migrate path', () => {
       const key = psql(db.url, `SELECT session.session_generate(60, 'x')`);
       assert.equal(key.length, 64);
 
-      // down reverts one migration at a time, newest first.
-      assert.deepEqual(await migrate({ connectionString: db.url, direction: 'down', log: false }), ['002_purge_job']);
+      // down reverts one migration at a time, newest first; a live session survives each step.
+      for (const name of [...shipped].reverse().slice(0, -1)) {
+        assert.deepEqual(await migrate({ connectionString: db.url, direction: 'down', log: false }), [name]);
+        assert.equal(psql(db.url, `SELECT value FROM session.session_get('${key}')`), 'x');
+      }
       assert.equal(psql(db.url, `SELECT to_regprocedure('session.session_purge_job(integer, double precision)') IS NULL`), 't');
-      assert.equal(psql(db.url, `SELECT value FROM session.session_get('${key}')`), 'x');
       assert.deepEqual(await migrate({ connectionString: db.url, direction: 'down', log: false }), ['001_core']);
       assert.equal(psql(db.url, `SELECT count(*) FROM pg_namespace WHERE nspname = 'session'`), '0');
       assert.ok((await migrationStatus({ connectionString: db.url })).every((m) => !m.applied));
 
-      assert.deepEqual(await migrate({ connectionString: db.url, log: false }), ['001_core', '002_purge_job']);
+      assert.deepEqual(await migrate({ connectionString: db.url, log: false }), shipped);
       assert.equal(psql(db.url, `SELECT count(*) FROM session.sessions`), '0');
     } finally {
       await db.drop();
@@ -49,7 +56,7 @@ describe('node-pg-migrate path', () => {
     try {
       await migrate({ connectionString: single.url, log: false });
       const runs = await Promise.all(Array.from({ length: 5 }, () => migrate({ connectionString: racy.url, log: false })));
-      assert.deepEqual(runs.map((r) => r.length).sort(), [0, 0, 0, 0, 2]);
+      assert.deepEqual(runs.map((r) => r.length).sort(), [0, 0, 0, 0, shipped.length]);
       assert.equal(schemaDump(racy.url), schemaDump(single.url));
     } finally {
       await single.drop();
@@ -65,7 +72,7 @@ describe('node-pg-migrate path', () => {
     try {
       const { lines, log } = logs();
       const url = databaseUrl(adminUrl, name, { user: owner, password: 'pw' });
-      assert.deepEqual(await migrate({ connectionString: url, log }), ['001_core', '002_purge_job']);
+      assert.deepEqual(await migrate({ connectionString: url, log }), shipped);
       if (cronDatabase) assert.ok(lines.some((l) => l.includes('may not read cron.database_name') && l.includes('cron.schedule_in_database')), lines.join('\n'));
       else assert.ok(lines.some((l) => l.includes('pg_cron is not loaded')), lines.join('\n'));
       const app = uniqueName('app');
@@ -105,7 +112,7 @@ describe('psql path', () => {
       pgTool('psql', args);
       assert.equal(schemaDump(viaPsql.url), schemaDump(viaNode.url));
       assert.deepEqual(await migrate({ connectionString: viaPsql.url, log: false }), []);
-      assert.equal(psql(viaPsql.url, 'SELECT string_agg(name, \' \' ORDER BY id) FROM public.session_migrations'), '001_core 002_purge_job');
+      assert.equal(psql(viaPsql.url, 'SELECT string_agg(name, \' \' ORDER BY id) FROM public.session_migrations'), shipped.join(' '));
     } finally {
       await viaNode.drop();
       await viaPsql.drop();
@@ -123,11 +130,11 @@ describe('pg_cron job', () => {
       return;
     }
     const command = () => psql(cronUrl, `SELECT schedule || ' ' || command FROM cron.job WHERE jobname = 'session-purge'`);
-    assert.deepEqual(await migrate({ connectionString: cronUrl, log: false }), ['001_core', '002_purge_job']);
+    assert.deepEqual(await migrate({ connectionString: cronUrl, log: false }), shipped);
     assert.equal(jobs(), '1');
     assert.equal(command(), '* * * * * CALL session.session_purge_job()');
-    // Reverting 002 gives the job back its 001 command; reverting 001 removes it.
-    await migrate({ connectionString: cronUrl, direction: 'down', log: false });
+    // Reverting to 001 gives the job back its 001 command; reverting 001 removes it.
+    await migrate({ connectionString: cronUrl, direction: 'down', count: downTo001, log: false });
     assert.equal(command(), '* * * * * SELECT session.session_purge()');
     await migrate({ connectionString: cronUrl, direction: 'down', log: false });
     assert.equal(jobs(), '0');
@@ -234,7 +241,7 @@ describe('pg_cron job', () => {
       assert.equal(job(), `${db.name} CALL session.session_purge_job()`);
       // Reverting 002 prints the call that points that job back at session_purge().
       lines.length = 0;
-      await migrate({ connectionString: db.url, direction: 'down', log });
+      await migrate({ connectionString: db.url, direction: 'down', count: downTo001, log });
       const back = /run: (SELECT cron\.alter_job\(.*;)$/m.exec(lines.join('\n'))?.[1];
       assert.ok(back, lines.join('\n'));
       psql(cronUrl, back);

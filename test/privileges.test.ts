@@ -93,13 +93,13 @@ describe('a login role in session_client cannot', () => {
       'ALTER FUNCTION session.session_clear(text) OWNER TO CURRENT_USER',
       'ALTER FUNCTION session.key_digest(text) STABLE LEAKPROOF',
       `COMMENT ON FUNCTION session.session_purge(integer) IS 'mine'`,
-      'DROP FUNCTION session.write_expiry(text, bigint)',
+      'DROP FUNCTION session.expiry_at(text, bigint, timestamptz)',
       `CREATE OR REPLACE FUNCTION session.key_digest(key text) RETURNS bytea LANGUAGE sql AS $$ SELECT '\\x00'::bytea $$`,
       `CREATE FUNCTION session.session_get(key text, extra int) RETURNS int LANGUAGE sql AS 'SELECT 1'`,
       `CREATE OPERATOR session.= (LEFTARG = bytea, RIGHTARG = bytea, FUNCTION = pg_catalog.byteaeq)`,
       `CREATE VIEW session.leak AS SELECT 1`,
       `SELECT session.key_digest(key => 'k')`,
-      `SELECT * FROM session.write_expiry(value => 'v', expiry => 1)`,
+      `SELECT * FROM session.expiry_at(value => 'v', expiry => 1, at => now())`,
     ]);
   });
 

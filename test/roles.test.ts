@@ -5,9 +5,12 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
+import { readdirSync } from 'node:fs';
 import { migrate } from '../src/index.js';
 import { startCluster, type Cluster } from './harness/cluster.js';
 import { databaseUrl } from './harness/urls.js';
+
+const shipped = readdirSync(new URL('../../migrations', import.meta.url)).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3)).sort();
 
 let cluster: Cluster | undefined;
 before(async () => {
@@ -34,17 +37,21 @@ test('without CREATEROLE the migration succeeds and prints the SQL a DBA must ru
   const owner = databaseUrl(admin, 'app', { user: 'plain_owner', password: 'pw' });
 
   const lines: string[] = [];
-  assert.deepEqual(await migrate({ connectionString: owner, log: (l) => { lines.push(l); } }), ['001_core', '002_purge_job']);
+  assert.deepEqual(await migrate({ connectionString: owner, log: (l) => { lines.push(l); } }), shipped);
   const output = lines.join('\n');
-  assert.match(output, /WARNING: session-postgresql: role session_client does not exist and plain_owner may not create roles/);
-  const hint = /HINT: A DBA must run: (.*) Then GRANT session_client TO <your application role>;/.exec(output);
+  // 001 and 003 each say what is missing; 003's SQL (the last) is the whole of it.
+  assert.match(output, /WARNING: session-postgresql: plain_owner may not create roles/);
+  const hints = [...output.matchAll(/HINT: A DBA must run: (.*?) ?Then GRANT session_client TO <your application role>;/g)];
+  const hint = hints[hints.length - 1];
   assert.ok(hint?.[1], output);
   assert.equal((await query(admin, `SELECT count(*)::int AS n FROM pg_roles WHERE rolname = 'session_client'`)).rows[0].n, 0);
 
   // The DBA runs the printed SQL verbatim, then grants the role to the application's login role.
   await query(admin, hint[1]);
   await query(admin, `CREATE ROLE web LOGIN PASSWORD 'pw' IN ROLE session_client`);
+  await query(admin, `CREATE ROLE ops LOGIN PASSWORD 'pw' IN ROLE session_admin`);
   const app = databaseUrl(admin, 'app', { user: 'web', password: 'pw' });
+  const ops = databaseUrl(admin, 'app', { user: 'ops', password: 'pw' });
 
   const key = (await query(app, `SELECT session.session_generate(60, 'v') AS key`)).rows[0].key as string;
   assert.equal(key.length, 64);
@@ -55,6 +62,12 @@ test('without CREATEROLE the migration succeeds and prints the SQL a DBA must ru
   for (const table of ['session.sessions', 'session.config', 'session.purge_state']) {
     await assert.rejects(query(app, `SELECT * FROM ${table}`), (e: { code?: string }) => e.code === '42501', table);
   }
-  // The administrative helper stays the owner's.
-  await assert.rejects(query(app, 'SELECT * FROM session.session_stats()'), (e: { code?: string }) => e.code === '42501');
+  // The administrative calls are the admin role's, not the application's.
+  for (const call of ['SELECT * FROM session.session_stats()', 'SELECT session.session_set_default_period(1)', 'SELECT session.session_purge()']) {
+    await assert.rejects(query(app, call), (e: { code?: string }) => e.code === '42501', call);
+  }
+  assert.equal((await query(ops, 'SELECT session.session_purge() AS n')).rows[0].n, '0');
+  await query(ops, 'SELECT session.session_set_default_period(3600)');
+  assert.equal((await query(ops, 'SELECT live FROM session.session_stats()')).rows[0].live, '1');
+  await assert.rejects(query(ops, `SELECT session.session_get('${key}')`), (e: { code?: string }) => e.code === '42501');
 });

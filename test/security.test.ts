@@ -6,20 +6,30 @@ import { adminQuery, freshDatabase, sqlState, type TestDatabase } from './helper
 
 let db: TestDatabase;
 let app: pg.Client;
+let ops: pg.Client;
 before(async () => {
   db = await freshDatabase('security');
   app = new pg.Client({ connectionString: await db.clientRole() });
+  ops = new pg.Client({ connectionString: await db.adminRole() });
   await app.connect();
+  await ops.connect();
 });
 after(async () => {
   await app.end();
+  await ops.end();
   await db.drop();
 });
 
-const publicFunctions = [
-  'session_generate(bigint,text)', 'session_get(text)', 'session_set(text,text,bigint)', 'session_clear(text)',
-  'session_default_period()', 'session_set_default_period(bigint)', 'session_purge(integer)',
-  'session_put(text,text,bigint)', 'session_count()',
+/** What the application's role (session_client) may call. */
+const clientFunctions = [
+  'session_generate(expiry bigint, value text)', 'session_get(key text)', 'session_set(key text, value text, expiry bigint)',
+  'session_touch(key text, expiry bigint)', 'session_clear(key text)', 'session_default_period()',
+  'session_put(key text, value text, expiry bigint)', 'session_count()',
+];
+/** What the admin role (session_admin) may call: the calls that affect every session. */
+const adminFunctions = [
+  'session_set_default_period(period bigint)', 'session_purge(batch_size integer)', 'session_stats()',
+  'session_default_period()', 'session_count()',
 ];
 
 describe('a login role in session_client', () => {
@@ -27,12 +37,20 @@ describe('a login role in session_client', () => {
     const key = (await app.query<{ k: string }>(`SELECT session.session_generate(60, 'v') AS k`)).rows[0]?.k;
     assert.equal((await app.query('SELECT value FROM session.session_get($1)', [key])).rows[0]?.value, 'v');
     assert.equal((await app.query('SELECT session.session_set($1, $2) AS ok', [key, 'w'])).rows[0]?.ok, true);
+    assert.equal((await app.query('SELECT session.session_touch($1, 120) AS ok', [key])).rows[0]?.ok, true);
     await app.query('SELECT session.session_clear($1)', [key]);
     await app.query('SELECT session.session_default_period()');
-    await app.query('SELECT session.session_set_default_period(604800)');
-    await app.query('SELECT session.session_purge()');
     assert.equal((await app.query('SELECT session.session_put($1, $2) AS ok', ['a'.repeat(32), 'p'])).rows[0]?.ok, true);
     assert.ok(Number((await app.query('SELECT session.session_count() AS n')).rows[0]?.n) >= 1);
+  });
+
+  test('cannot change the default period, purge or read stats: those are the admin role\'s', async () => {
+    // With the default period at 1 s, every session written afterwards would end within a second.
+    for (const sql of ['SELECT session.session_set_default_period(1)', 'SELECT session.session_set_default_period(3155760000)',
+      'SELECT session.session_purge()', 'SELECT * FROM session.session_stats()']) {
+      assert.equal(await sqlState(app.query(sql)), '42501', sql);
+    }
+    assert.equal((await db.query('SELECT default_period FROM session.config')).rows[0]?.default_period, '604800');
   });
 
   test('cannot select, insert, update, delete or truncate any table', async () => {
@@ -50,8 +68,7 @@ describe('a login role in session_client', () => {
 
   test('cannot call the private helpers', async () => {
     assert.equal(await sqlState(app.query(`SELECT session.key_digest('k')`)), '42501');
-    assert.equal(await sqlState(app.query(`SELECT session.write_expiry('v', 1)`)), '42501');
-    assert.equal(await sqlState(app.query(`SELECT * FROM session.session_stats()`)), '42501');
+    assert.equal(await sqlState(app.query(`SELECT session.expiry_at('v', 1, now())`)), '42501');
     assert.equal(await sqlState(app.query(`CALL session.session_purge_job()`)), '42501');
   });
 
@@ -71,27 +88,44 @@ describe('a login role in session_client', () => {
   });
 });
 
+describe('a login role in session_admin', () => {
+  test('changes the default period, purges and reads stats, and cannot touch a session', async () => {
+    await ops.query('SELECT session.session_set_default_period(3600)');
+    assert.equal((await ops.query('SELECT session.session_default_period() AS p')).rows[0]?.p, '3600');
+    await ops.query('SELECT session.session_set_default_period(604800)');
+    assert.equal(Number((await ops.query('SELECT session.session_purge() AS n')).rows[0]?.n) >= 0, true);
+    assert.equal((await ops.query('SELECT count(*) AS n FROM session.session_stats()')).rows[0]?.n, '1');
+    for (const sql of [`SELECT session.session_generate()`, `SELECT * FROM session.session_get('k')`,
+      `SELECT session.session_clear('k')`, `SELECT * FROM session.sessions`]) {
+      assert.equal(await sqlState(ops.query(sql)), '42501', sql);
+    }
+  });
+});
+
 describe('function definitions', () => {
-  test('every public function is SECURITY DEFINER with a pinned search_path, and PUBLIC cannot execute it', async () => {
-    const rows = (await db.query<{ sig: string; secdef: boolean; config: string[] | null; public_exec: boolean; client_exec: boolean }>(`
+  test('every public function is SECURITY DEFINER with a pinned search_path, granted as documented, never to PUBLIC', async () => {
+    const rows = (await db.query<{ sig: string; secdef: boolean; config: string[] | null; public_exec: boolean; client_exec: boolean; admin_exec: boolean }>(`
       SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS sig, p.prosecdef AS secdef,
              p.proconfig AS config,
              has_function_privilege('public', p.oid, 'EXECUTE') AS public_exec,
-             has_function_privilege('session_client', p.oid, 'EXECUTE') AS client_exec
+             has_function_privilege('session_client', p.oid, 'EXECUTE') AS client_exec,
+             has_function_privilege('session_admin', p.oid, 'EXECUTE') AS admin_exec
         FROM pg_proc p WHERE p.pronamespace = 'session'::regnamespace`)).rows;
-    // session_stats and the procedure session_purge_job are the owner's (see sql/002_purge_job.up.sql
-    // for why the procedure cannot be SECURITY DEFINER): no one else may execute them.
-    const ownerOnly = (sig: string) => sig.startsWith('session_stats(') || sig.startsWith('session_purge_job(');
-    const api = rows.filter((r) => r.sig.startsWith('session_') && !ownerOnly(r.sig));
-    assert.equal(rows.filter((r) => ownerOnly(r.sig)).length, 2);
-    assert.equal(api.length, publicFunctions.length);
+    // The procedure session_purge_job is the owner's (see sql/002_purge_job.up.sql for why it cannot
+    // be SECURITY DEFINER): no one else may execute it.
+    // session_stats has only OUT arguments: it is called as session_stats().
+    for (const r of rows) r.sig = r.sig.replace(/^(session_stats)\(OUT .*\)$/, '$1()');
+    const api = rows.filter((r) => r.sig.startsWith('session_') && !r.sig.startsWith('session_purge_job('));
+    assert.deepEqual(api.map((r) => r.sig).sort(), [...new Set([...clientFunctions, ...adminFunctions])].sort());
     for (const r of api) {
       assert.equal(r.secdef, true, r.sig);
       assert.deepEqual(r.config, ['search_path=pg_catalog, pg_temp'], r.sig);
-      assert.equal(r.client_exec, true, r.sig);
     }
-    for (const r of rows) assert.equal(r.public_exec, false, r.sig);
-    for (const r of rows.filter((x) => !api.includes(x))) assert.equal(r.client_exec, false, r.sig);
+    for (const r of rows) {
+      assert.equal(r.public_exec, false, r.sig);
+      assert.equal(r.client_exec, clientFunctions.includes(r.sig), r.sig);
+      assert.equal(r.admin_exec, adminFunctions.includes(r.sig), r.sig);
+    }
   });
 });
 
@@ -124,10 +158,13 @@ describe('search_path hijack', () => {
       assert.equal((await app.query(`SELECT session.session_get(session.session_generate(0, 'x'))`)).rowCount, 0);
       await app.query('SELECT session.session_clear($1)', [key]);
       assert.equal((await app.query('SELECT value FROM session.session_get($1)', [key])).rowCount, 0);
-      await app.query('SELECT session.session_purge()');
+      assert.equal((await app.query('SELECT session.session_touch($1) AS ok', [key])).rows[0]?.ok, false);
+      await ops.query(`SET search_path = evil, pg_catalog, public`);
+      await ops.query('SELECT session.session_purge()');
       assert.deepEqual((await app.query('SELECT fn FROM evil.calls')).rows, []);
     } finally {
       await app.query('RESET search_path');
+      await ops.query('RESET search_path');
     }
   });
 });

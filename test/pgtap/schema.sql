@@ -11,12 +11,15 @@
 BEGIN;
 SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
-SELECT plan(47);
+SELECT plan(53);
+-- The roles this install grants to (session_client and session_admin unless chosen at install).
+SELECT client_role, admin_role FROM session.config \gset
 
 -- Signatures ---------------------------------------------------------------------------------------
 SELECT function_returns('session', 'session_generate', ARRAY['bigint', 'text'], 'text', 'session_generate(bigint, text) returns text');
 SELECT function_returns('session', 'session_get', ARRAY['text'], 'setof record', 'session_get(text) returns a set of (value, period)');
 SELECT function_returns('session', 'session_set', ARRAY['text', 'text', 'bigint'], 'boolean', 'session_set(text, text, bigint) returns boolean');
+SELECT function_returns('session', 'session_touch', ARRAY['text', 'bigint'], 'boolean', 'session_touch(text, bigint) returns boolean');
 SELECT function_returns('session', 'session_put', ARRAY['text', 'text', 'bigint'], 'boolean', 'session_put(text, text, bigint) returns boolean');
 SELECT function_returns('session', 'session_count', ARRAY[]::name[], 'bigint', 'session_count() returns bigint');
 SELECT function_returns('session', 'session_clear', ARRAY['text'], 'void', 'session_clear(text) returns void');
@@ -42,7 +45,8 @@ SELECT results_eq(
             ('session_put', 'key text, value text, expiry bigint DEFAULT NULL::bigint', 'boolean'),
             ('session_set', 'key text, value text, expiry bigint DEFAULT NULL::bigint', 'boolean'),
             ('session_set_default_period', 'period bigint', 'void'),
-            ('session_stats', 'OUT live bigint, OUT expired bigint, OUT table_bytes bigint, OUT index_bytes bigint, OUT default_period bigint, OUT max_value_bytes integer', 'record') $$,
+            ('session_stats', 'OUT live bigint, OUT expired bigint, OUT table_bytes bigint, OUT index_bytes bigint, OUT default_period bigint, OUT max_value_bytes integer', 'record'),
+            ('session_touch', 'key text, expiry bigint DEFAULT NULL::bigint', 'boolean') $$,
   'the session_* routines are exactly the documented ones, with their argument names and defaults');
 
 -- Security definer with a pinned search_path --------------------------------------------------------
@@ -50,6 +54,7 @@ SELECT results_eq(
 SELECT is_definer('session', 'session_generate', ARRAY['bigint', 'text'], 'session_generate is SECURITY DEFINER');
 SELECT is_definer('session', 'session_get', ARRAY['text'], 'session_get is SECURITY DEFINER');
 SELECT is_definer('session', 'session_set', ARRAY['text', 'text', 'bigint'], 'session_set is SECURITY DEFINER');
+SELECT is_definer('session', 'session_touch', ARRAY['text', 'bigint'], 'session_touch is SECURITY DEFINER');
 SELECT is_definer('session', 'session_put', ARRAY['text', 'text', 'bigint'], 'session_put is SECURITY DEFINER');
 SELECT is_definer('session', 'session_count', ARRAY[]::name[], 'session_count is SECURITY DEFINER');
 SELECT is_definer('session', 'session_clear', ARRAY['text'], 'session_clear is SECURITY DEFINER');
@@ -71,31 +76,41 @@ SELECT is_empty(
       WHERE p.pronamespace = n.oid AND n.nspname = 'session' AND p.proowner <> n.nspowner $$,
   'every routine is owned by the owner of schema session');
 
--- Privileges of session_client -----------------------------------------------------------------------
-SELECT schema_privs_are('session', 'session_client', ARRAY['USAGE'], 'session_client may use schema session, not create in it');
-SELECT function_privs_are('session', 'session_generate', ARRAY['bigint', 'text'], 'session_client', ARRAY['EXECUTE'], 'session_client may call session_generate');
-SELECT function_privs_are('session', 'session_get', ARRAY['text'], 'session_client', ARRAY['EXECUTE'], 'session_client may call session_get');
-SELECT function_privs_are('session', 'session_set', ARRAY['text', 'text', 'bigint'], 'session_client', ARRAY['EXECUTE'], 'session_client may call session_set');
-SELECT function_privs_are('session', 'session_put', ARRAY['text', 'text', 'bigint'], 'session_client', ARRAY['EXECUTE'], 'session_client may call session_put');
-SELECT function_privs_are('session', 'session_count', ARRAY[]::name[], 'session_client', ARRAY['EXECUTE'], 'session_client may call session_count');
-SELECT function_privs_are('session', 'session_clear', ARRAY['text'], 'session_client', ARRAY['EXECUTE'], 'session_client may call session_clear');
-SELECT function_privs_are('session', 'session_default_period', ARRAY[]::name[], 'session_client', ARRAY['EXECUTE'], 'session_client may call session_default_period');
-SELECT function_privs_are('session', 'session_set_default_period', ARRAY['bigint'], 'session_client', ARRAY['EXECUTE'], 'session_client may call session_set_default_period');
-SELECT function_privs_are('session', 'session_purge', ARRAY['integer'], 'session_client', ARRAY['EXECUTE'], 'session_client may call session_purge');
-SELECT function_privs_are('session', 'session_stats', ARRAY[]::name[], 'session_client', ARRAY[]::name[], 'session_client may not call session_stats (owner only)');
-SELECT function_privs_are('session', 'session_purge_job', ARRAY['integer', 'double precision'], 'session_client', ARRAY[]::name[], 'session_client may not call session_purge_job (owner only)');
-SELECT function_privs_are('session', 'key_digest', ARRAY['text'], 'session_client', ARRAY[]::name[], 'session_client may not call the private key_digest');
-SELECT function_privs_are('session', 'write_expiry', ARRAY['text', 'bigint'], 'session_client', ARRAY[]::name[], 'session_client may not call the private write_expiry');
+-- Privileges of the client role (the application's) ---------------------------------------------------
+SELECT schema_privs_are('session', :'client_role', ARRAY['USAGE'], 'the client role may use schema session, not create in it');
+SELECT function_privs_are('session', 'session_generate', ARRAY['bigint', 'text'], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_generate');
+SELECT function_privs_are('session', 'session_get', ARRAY['text'], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_get');
+SELECT function_privs_are('session', 'session_set', ARRAY['text', 'text', 'bigint'], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_set');
+SELECT function_privs_are('session', 'session_touch', ARRAY['text', 'bigint'], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_touch');
+SELECT function_privs_are('session', 'session_put', ARRAY['text', 'text', 'bigint'], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_put');
+SELECT function_privs_are('session', 'session_count', ARRAY[]::name[], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_count');
+SELECT function_privs_are('session', 'session_clear', ARRAY['text'], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_clear');
+SELECT function_privs_are('session', 'session_default_period', ARRAY[]::name[], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_default_period');
+SELECT function_privs_are('session', 'session_set_default_period', ARRAY['bigint'], :'client_role', ARRAY[]::name[], 'the client role may not change the default period (admin role)');
+SELECT function_privs_are('session', 'session_purge', ARRAY['integer'], :'client_role', ARRAY[]::name[], 'the client role may not purge (admin role)');
+SELECT function_privs_are('session', 'session_stats', ARRAY[]::name[], :'client_role', ARRAY[]::name[], 'the client role may not call session_stats (admin role)');
+SELECT function_privs_are('session', 'session_purge_job', ARRAY['integer', 'double precision'], :'client_role', ARRAY[]::name[], 'the client role may not call session_purge_job (owner only)');
+SELECT function_privs_are('session', 'key_digest', ARRAY['text'], :'client_role', ARRAY[]::name[], 'the client role may not call the private key_digest');
+SELECT function_privs_are('session', 'expiry_at', ARRAY['text', 'bigint', 'timestamp with time zone'], :'client_role', ARRAY[]::name[], 'the client role may not call the private expiry_at');
 -- Catches a routine added later and granted by mistake, which the lines above would not name.
 SELECT set_eq(
-  $$ SELECT p.proname::text FROM pg_catalog.pg_proc p
-      WHERE p.pronamespace = 'session'::regnamespace AND pg_catalog.has_function_privilege('session_client', p.oid, 'EXECUTE') $$,
-  ARRAY['session_generate', 'session_get', 'session_set', 'session_put', 'session_count', 'session_clear',
-        'session_default_period', 'session_set_default_period', 'session_purge'],
-  'session_client may call the nine client functions and nothing else in schema session');
-SELECT table_privs_are('session', 'sessions', 'session_client', ARRAY[]::name[], 'session_client has no privilege on session.sessions');
-SELECT table_privs_are('session', 'config', 'session_client', ARRAY[]::name[], 'session_client has no privilege on session.config');
-SELECT table_privs_are('session', 'purge_state', 'session_client', ARRAY[]::name[], 'session_client has no privilege on session.purge_state');
+  format($$ SELECT p.proname::text FROM pg_catalog.pg_proc p
+      WHERE p.pronamespace = 'session'::regnamespace AND pg_catalog.has_function_privilege(%L, p.oid, 'EXECUTE') $$, :'client_role'),
+  ARRAY['session_generate', 'session_get', 'session_set', 'session_touch', 'session_put', 'session_count', 'session_clear',
+        'session_default_period'],
+  'the client role may call the eight data functions and nothing else in schema session');
+SELECT table_privs_are('session', 'sessions', :'client_role', ARRAY[]::name[], 'the client role has no privilege on session.sessions');
+SELECT table_privs_are('session', 'config', :'client_role', ARRAY[]::name[], 'the client role has no privilege on session.config');
+SELECT table_privs_are('session', 'purge_state', :'client_role', ARRAY[]::name[], 'the client role has no privilege on session.purge_state');
+
+-- Privileges of the admin role -------------------------------------------------------------------------
+SELECT schema_privs_are('session', :'admin_role', ARRAY['USAGE'], 'the admin role may use schema session, not create in it');
+SELECT set_eq(
+  format($$ SELECT p.proname::text FROM pg_catalog.pg_proc p
+      WHERE p.pronamespace = 'session'::regnamespace AND pg_catalog.has_function_privilege(%L, p.oid, 'EXECUTE') $$, :'admin_role'),
+  ARRAY['session_set_default_period', 'session_purge', 'session_stats', 'session_default_period', 'session_count'],
+  'the admin role may change the default period, purge, read stats and counts, and nothing else');
+SELECT table_privs_are('session', 'sessions', :'admin_role', ARRAY[]::name[], 'the admin role has no privilege on session.sessions');
 
 -- Nothing for PUBLIC -----------------------------------------------------------------------------------
 -- acldefault stands in for a NULL ACL, which would mean PostgreSQL's defaults (EXECUTE for PUBLIC).

@@ -21,7 +21,7 @@ let store: SessionStore;
 let sql: pg.Client;
 before(async () => {
   db = await freshDatabase('model');
-  clientUrl = await db.clientRole();
+  clientUrl = await db.clientRole({ admin: true });
   store = connect({ connectionString: clientUrl });
   sql = new pg.Client({ connectionString: clientUrl });
   await sql.connect();

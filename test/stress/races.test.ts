@@ -41,7 +41,7 @@ const open = (n: number) => {
 
 before(async () => {
   db = await freshDatabase('races');
-  clientUrl = await db.clientRole();
+  clientUrl = await db.clientRole({ admin: true });
   console.log(`# races: RACE_SEED=${seed}`);
 });
 after(async () => {

@@ -19,7 +19,7 @@ let db: TestDatabase;
 let store: SessionStore;
 before(async () => {
   db = await freshDatabase('soak');
-  store = connect({ connectionString: await db.clientRole() });
+  store = connect({ connectionString: await db.clientRole({ admin: true }) });
 });
 after(async () => {
   await store.close();
