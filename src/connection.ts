@@ -73,6 +73,21 @@ export function parseConninfo(conninfo: string): ConnectionOptions {
   return out;
 }
 
+/**
+ * Server settings of every connection the package opens, ahead of the caller's own `options`.
+ * - log_parameter_max_length_on_error = 0: any role may raise it, and the server would then log the
+ *   parameters of a failing call (a session key) and send them back in the error's `where` field.
+ * - plan_cache_mode = force_generic_plan: a custom plan has the key folded in as a literal, which
+ *   auto_explain (log_verbose) would log; the generic plan shows `$1`. Our statements are single
+ *   function calls, whose generic plans are the custom ones.
+ */
+const serverSettings = '-c log_parameter_max_length_on_error=0 -c plan_cache_mode=force_generic_plan';
+
+/** `options` wins over our settings where the two set the same parameter (the server takes the last). */
+function withServerSettings(options: string | undefined): string {
+  return options === undefined || options.trim() === '' ? serverSettings : `${serverSettings} ${options}`;
+}
+
 /** Turns our options into a `pg` client configuration. */
 export function clientConfig(options: ConnectionOptions): pg.ClientConfig {
   const o = options.conninfo === undefined ? options : { ...parseConninfo(options.conninfo), ...options };
@@ -80,14 +95,25 @@ export function clientConfig(options: ConnectionOptions): pg.ClientConfig {
     application_name: o.applicationName ?? 'session-postgresql',
     connectionTimeoutMillis: o.connectTimeoutMs ?? 10_000,
   };
-  if (o.connectionString !== undefined) config.connectionString = o.connectionString;
+  let urlOptions: string | undefined;
+  if (o.connectionString !== undefined) {
+    // pg lets a URL's ?options= override the config's: fold ours into the URL's instead.
+    const url = URL.canParse(o.connectionString) ? new URL(o.connectionString) : undefined;
+    urlOptions = url?.searchParams.get('options') ?? undefined;
+    if (url !== undefined && urlOptions !== undefined) {
+      url.searchParams.set('options', withServerSettings(urlOptions));
+      config.connectionString = url.toString();
+    } else {
+      config.connectionString = o.connectionString;
+    }
+  }
   const host = o.host ?? o.hostaddr;
   if (host !== undefined) config.host = host;
   if (o.port !== undefined) config.port = o.port;
   if (o.dbname !== undefined) config.database = o.dbname;
   if (o.user !== undefined) config.user = o.user;
   if (o.password !== undefined) config.password = o.password;
-  if (o.options !== undefined) config.options = o.options;
+  if (urlOptions === undefined) config.options = withServerSettings(o.options);
   if (o.ssl !== undefined) config.ssl = o.ssl;
   else if (o.requiressl === true) config.ssl = { rejectUnauthorized: false };
   if (o.statementTimeoutMs !== undefined) config.statement_timeout = o.statementTimeoutMs;

@@ -62,21 +62,45 @@ const bySqlState: Record<string, SessionErrorCode> = {
 
 const networkErrnos = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'EAI_AGAIN']);
 
+/** The fields of a server error that can never hold a parameter of the call (a session key). */
+const safeFields = ['code', 'severity', 'hint', 'position', 'schema', 'table', 'column', 'dataType', 'constraint',
+  'file', 'line', 'routine', 'errno', 'syscall', 'address', 'port'] as const;
+
+/**
+ * A copy of the driver's error without `where`, `detail`, `internalQuery` and the like: with
+ * log_parameter_max_length_on_error set, the server puts the call's parameters (the key) into
+ * `where`, and `detail` can quote a row. `util.inspect(err)` prints the whole cause chain.
+ */
+function keyFree(err: unknown): unknown {
+  if (typeof err !== 'object' || err === null) return err;
+  const source = err as Record<string, unknown> & { message?: unknown; name?: unknown; stack?: unknown };
+  const copy = new Error(typeof source.message === 'string' ? source.message : String(err)) as Error & Record<string, unknown>;
+  if (typeof source.name === 'string') copy.name = source.name;
+  if (typeof source.stack === 'string') copy.stack = source.stack;
+  for (const field of safeFields) if (source[field] !== undefined) copy[field] = source[field];
+  if (source.cause !== undefined) copy.cause = keyFree(source.cause);
+  return copy;
+}
+
 /** Wraps whatever the driver threw. The driver's message is kept: it never contains parameters. */
 export function toSessionError(err: unknown): SessionError {
   if (err instanceof SessionError) return err;
+  return classify(err, keyFree(err));
+}
+
+function classify(err: unknown, cause: unknown): SessionError {
   const e = (err ?? {}) as { code?: unknown; message?: unknown };
   const code = typeof e.code === 'string' ? e.code : undefined;
   const message = typeof e.message === 'string' ? e.message : String(err);
   // EPIPE looks like a SQLSTATE (five capitals): tell socket errors apart first.
   if (code !== undefined && !networkErrnos.has(code) && /^[0-9A-Z]{5}$/.test(code)) {
     const mapped = bySqlState[code] ?? (code.startsWith('08') ? 'connection' : 'database');
-    return new SessionError(mapped, message, { cause: err, sqlState: code });
+    return new SessionError(mapped, message, { cause, sqlState: code });
   }
   // pg gives no code for its own connect timeouts: "timeout expired" (Client), "timeout exceeded
   // when trying to connect" (Pool).
   if ((code !== undefined && networkErrnos.has(code)) || /connect|Connection terminated|timeout exceeded|timeout expired/i.test(message)) {
-    return new SessionError('connection', message, { cause: err });
+    return new SessionError('connection', message, { cause });
   }
-  return new SessionError('database', message, { cause: err });
+  return new SessionError('database', message, { cause });
 }

@@ -14,6 +14,8 @@ export interface Cluster {
   /** Whether pg_cron is preloaded (its database is `cronDatabase`). */
   cron: boolean;
   cronDatabase: string;
+  /** The server's log (its standard error). */
+  logFile: string;
   /** A URL for another database of this cluster. */
   urlFor(database: string, user?: string): string;
   /** Runs a binary of the cluster's PostgreSQL (psql, pg_dump, pg_ctl...) as the cluster's OS user. */
@@ -108,6 +110,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     bindir,
     cron,
     cronDatabase,
+    logFile: join(dir, 'server.log'),
     urlFor,
     run,
     stop,
