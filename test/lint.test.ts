@@ -1,5 +1,8 @@
 // plpgsql_check lints every PL/pgSQL function of the schema (errors, warnings, performance hints).
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { freshDatabase, type TestDatabase } from './helpers.js';
 
@@ -25,4 +28,19 @@ test('plpgsql_check finds nothing in any function', async (t) => {
     for (const row of r.rows) findings.push(`${f.sig}: ${row.line}`);
   }
   assert.deepEqual(findings, []);
+});
+
+// The runners pin search_path too (src/migrate.ts, sql/install.sql), but a migration file may be
+// run on its own by a DBA: from 003 on, each one pins it first. 001 and 002 shipped before that
+// and are never edited; test/hijack.test.ts shows the runners protect them.
+test('every migration file from 003 on, and the psql install and uninstall scripts, pin search_path first', () => {
+  const dir = fileURLToPath(new URL('../../sql/', import.meta.url));
+  const pin = "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)";
+  const files = readdirSync(dir).filter((f) => /^(\d{3})_.*\.sql$/.exec(f) !== null && Number(f.slice(0, 3)) >= 3);
+  assert.ok(files.length >= 2, files.join(' '));
+  for (const file of [...files, 'install.sql', 'uninstall.sql']) {
+    const statements = readFileSync(join(dir, file), 'utf8').split('\n')
+      .filter((l) => l.trim() !== '' && !l.startsWith('--') && !l.startsWith('\\set') && l !== 'BEGIN;');
+    assert.ok(statements[0]?.startsWith(pin), `${file} starts with: ${statements[0]}`);
+  }
 });
