@@ -3,6 +3,7 @@
 SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
 
 DROP FUNCTION session.session_touch(text, bigint);
+DROP FUNCTION session.grant_roles();
 
 CREATE FUNCTION session.write_expiry(value text, expiry bigint) RETURNS timestamptz
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp

@@ -259,6 +259,32 @@ DROP FUNCTION session.write_expiry(text, bigint);
 -- Privileges. Nobody but the owner may call the new function until granted here.
 REVOKE ALL ON FUNCTION session.session_touch(text, bigint) FROM PUBLIC;
 
+-- The one place that says what the two roles may call. Each later migration that adds a function
+-- replaces it, so that what a DBA runs by hand (see below) always grants the current list.
+-- Not SECURITY DEFINER: only the owner or a superuser may grant.
+CREATE FUNCTION session.grant_roles() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  cfg session.config;
+BEGIN
+  SELECT * INTO STRICT cfg FROM session.config;
+  EXECUTE format('GRANT USAGE ON SCHEMA session TO %1$I, %2$I', cfg.client_role, cfg.admin_role);
+  EXECUTE format(
+    'GRANT EXECUTE ON FUNCTION session.session_generate(bigint, text), session.session_get(text), '
+    'session.session_set(text, text, bigint), session.session_touch(text, bigint), '
+    'session.session_put(text, text, bigint), session.session_clear(text), '
+    'session.session_count(), session.session_default_period() TO %I', cfg.client_role);
+  EXECUTE format(
+    'GRANT EXECUTE ON FUNCTION session.session_set_default_period(bigint), session.session_purge(integer), '
+    'session.session_stats(), session.session_default_period(), session.session_count() TO %I', cfg.admin_role);
+END
+$$;
+REVOKE ALL ON FUNCTION session.grant_roles() FROM PUBLIC;
+COMMENT ON FUNCTION session.grant_roles() IS
+  'Owner or superuser: grants the client and admin roles named in session.config what they may call. '
+  'The migrations run it; run it by hand after creating roles a migration could not create.';
+
 -- The client role (the application's) keeps the data calls and loses the global ones: an app
 -- role could set a 1 s default period and log everyone out. The admin role gets those.
 DO $$
@@ -267,9 +293,6 @@ DECLARE
   admin constant text := coalesce(nullif(pg_catalog.current_setting('session_postgresql.admin_role', true), ''), 'session_admin');
   can_create constant boolean := (SELECT r.rolsuper OR r.rolcreaterole FROM pg_catalog.pg_roles r
                                    WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
-  client_grants text;
-  admin_grants text;
-  grants text;
   missing text := '';
   role_name text;
 BEGIN
@@ -286,18 +309,6 @@ BEGIN
   END IF;
   UPDATE session.config SET client_role = client::name, admin_role = admin::name;
 
-  client_grants := pg_catalog.format(
-    'GRANT USAGE ON SCHEMA session TO %1$I; '
-    'GRANT EXECUTE ON FUNCTION session.session_generate(bigint, text), session.session_get(text), '
-    'session.session_set(text, text, bigint), session.session_touch(text, bigint), '
-    'session.session_put(text, text, bigint), session.session_clear(text), '
-    'session.session_count(), session.session_default_period() TO %1$I;', client);
-  admin_grants := pg_catalog.format(
-    'GRANT USAGE ON SCHEMA session TO %1$I; '
-    'GRANT EXECUTE ON FUNCTION session.session_set_default_period(bigint), '
-    'session.session_purge(integer), session.session_stats(), session.session_default_period(), '
-    'session.session_count() TO %1$I;', admin);
-
   -- 001 granted these to session_client.
   IF EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) 'session_client') THEN
     IF client OPERATOR(pg_catalog.=) 'session_client' THEN
@@ -311,20 +322,19 @@ BEGIN
   END IF;
 
   FOREACH role_name IN ARRAY ARRAY[client, admin] LOOP
-    grants := CASE WHEN role_name OPERATOR(pg_catalog.=) client THEN client_grants ELSE admin_grants END;
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) role_name) THEN
-      IF NOT can_create THEN
-        missing := missing OPERATOR(pg_catalog.||) pg_catalog.format('CREATE ROLE %I NOLOGIN; ', role_name)
-                   OPERATOR(pg_catalog.||) grants OPERATOR(pg_catalog.||) ' ';
-        CONTINUE;
+      IF can_create THEN
+        EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', role_name);
+      ELSE
+        missing := missing OPERATOR(pg_catalog.||) pg_catalog.format('CREATE ROLE %I NOLOGIN; ', role_name);
       END IF;
-      EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', role_name);
     END IF;
-    EXECUTE grants;
   END LOOP;
-  IF missing OPERATOR(pg_catalog.<>) '' THEN
+  IF missing OPERATOR(pg_catalog.=) '' THEN
+    PERFORM session.grant_roles();
+  ELSE
     RAISE WARNING 'session-postgresql: % may not create roles; a DBA must create them before the application can call the functions', CURRENT_USER
-      USING HINT = 'A DBA must run: ' OPERATOR(pg_catalog.||) missing
+      USING HINT = 'A DBA must run: ' OPERATOR(pg_catalog.||) missing OPERATOR(pg_catalog.||) 'SELECT session.grant_roles(); '
                    OPERATOR(pg_catalog.||) pg_catalog.format('Then GRANT %I TO <your application role>; GRANT %I TO <your admin role>;', client, admin);
   END IF;
 END

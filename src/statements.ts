@@ -6,6 +6,7 @@ const call = (name: string, text: string) => ({ name: `session_pg_${name}`, text
 
 export const statements = {
   generate: call('generate', 'SELECT session.session_generate($1::bigint, $2::text)'),
+  generateFor: call('generate_for', 'SELECT session.session_generate($1::bigint, $2::text, $3::text, $4::text, $5::bigint)'),
   get: call('get', 'SELECT value, period FROM session.session_get($1::text)'),
   set: call('set', 'SELECT session.session_set($1::text, $2::text, $3::bigint)'),
   touch: call('touch', 'SELECT session.session_touch($1::text, $2::bigint)'),
@@ -16,4 +17,11 @@ export const statements = {
   setDefaultPeriod: call('set_default_period', 'SELECT session.session_set_default_period($1::bigint)'),
   purge: call('purge', 'SELECT session.session_purge()'),
   purgeBatch: call('purge_batch', 'SELECT session.session_purge($1::integer)'),
+  setSubject: call('set_subject', 'SELECT session.session_set_subject($1::text, $2::text, $3::text)'),
+  list: call('list', 'SELECT handle::text, created_at, written_at, expires_at, label FROM session.session_list($1::text, $2::integer)'),
+  revoke: call('revoke', 'SELECT session.session_revoke($1::text, $2::text)'),
+  revokeHandle: call('revoke_handle', 'SELECT session.session_revoke_handle($1::text, $2::uuid)'),
+  rotate: call('rotate', 'SELECT session.session_rotate($1::text)'),
+  absoluteLifetime: call('absolute_lifetime', 'SELECT session.session_absolute_lifetime()'),
+  setAbsoluteLifetime: call('set_absolute_lifetime', 'SELECT session.session_set_absolute_lifetime($1::bigint)'),
 } as const;

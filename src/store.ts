@@ -9,6 +9,31 @@ export type GetResult =
   | { ok: true; value: string; period: number }
   | { ok: false; error: 'not_found' | 'not_set' };
 
+/** One live session of a subject, as {@link SessionStore.list} gives it: never its key. */
+export interface SessionInfo {
+  /** A random, non-secret name for the session: pass it to {@link SessionStore.revokeHandle}. */
+  handle: string;
+  createdAt: Date;
+  /** When the session was last written (set, touch or put). */
+  writtenAt: Date;
+  expiresAt: Date;
+  label: string | null;
+}
+
+/** Options of {@link SessionStore.generate}. */
+export interface GenerateOptions {
+  /** Seconds from now (default: the default period; ≤ 0: born expired). */
+  expiry?: number;
+  /** The value; omitted means "not set". */
+  value?: string;
+  /** Whose session it is, e.g. a user id (at most 256 bytes; omitted: anonymous). */
+  subject?: string;
+  /** A name for it in {@link SessionStore.list}, e.g. "Firefox on Linux" (at most 256 bytes; kept only with a subject). */
+  label?: string;
+  /** Seconds after which it ends however often it is extended (default: the configured absolute lifetime, if any). */
+  lifetime?: number;
+}
+
 /** Options of {@link connect}. */
 export interface StoreOptions extends ConnectionOptions {
   /** Reuse this pool instead of opening connections; `close()` then leaves it open. */
@@ -28,11 +53,12 @@ export interface StoreOptions extends ConnectionOptions {
  */
 export interface SessionStore {
   /**
-   * Creates a session and returns its key. `expiry`: seconds from now (default: the default
-   * period; ≤ 0: born expired). `value`: omitted means "not set".
-   * Errors: `invalid_argument`, `invalid_parameter` (expiry beyond ±3155760000), `value_too_large`.
+   * Creates a session and returns its key. See {@link GenerateOptions}.
+   * Errors: `invalid_argument`, `invalid_parameter` (expiry beyond ±3155760000, lifetime outside
+   * 1..3155760000, empty subject), `value_too_large` (value over the limit, subject or label over
+   * 256 bytes).
    */
-  generate(options?: { expiry?: number; value?: string }): Promise<string>;
+  generate(options?: GenerateOptions): Promise<string>;
   /** The value and remaining period, or `not_found` (unknown, cleared, expired) / `not_set`. */
   get(key: string): Promise<GetResult>;
   /**
@@ -74,6 +100,40 @@ export interface SessionStore {
    * pg_cron normally does this. Needs the admin role (`permission_denied` otherwise).
    */
   purge(options?: { batchSize?: number }): Promise<number>;
+  /**
+   * Says whose session this is (at login), with an optional label (omitted: kept); `null` makes it
+   * anonymous again. Resolves `false`, creating nothing, when the key is unknown, cleared or expired.
+   * Errors: `invalid_argument`, `invalid_parameter` (empty subject), `value_too_large` (over 256 bytes).
+   */
+  setSubject(key: string, subject: string | null, label?: string): Promise<boolean>;
+  /**
+   * The live sessions of a subject, newest first (at most `max`, default 100), for a "your
+   * devices" page. Errors: `invalid_argument`, `invalid_parameter` (max outside 1..10000).
+   */
+  list(subject: string, options?: { max?: number }): Promise<SessionInfo[]>;
+  /**
+   * Ends every live session of a subject ("log out everywhere"), except the one of `except` (this
+   * device), and resolves how many it ended. Errors: `invalid_argument`.
+   */
+  revoke(subject: string, options?: { except?: string }): Promise<number>;
+  /**
+   * Ends one session of a subject by its handle (from {@link list}); a handle of another subject's
+   * session ends nothing. Resolves whether a live session was ended. Errors: `invalid_argument`.
+   */
+  revokeHandle(subject: string, handle: string): Promise<boolean>;
+  /**
+   * Gives a live session a new key (at login or a privilege change) and resolves it; the old key
+   * is not found from then on, and no request in flight can revive it. Resolves `null` when the
+   * key is unknown, cleared or expired. Errors: `invalid_argument`.
+   */
+  rotate(key: string): Promise<string | null>;
+  /** The absolute lifetime in seconds given to new sessions, `null` for none. */
+  absoluteLifetime(): Promise<number | null>;
+  /**
+   * Sets the absolute lifetime of sessions created from now on (`null`: none). Needs the admin role.
+   * Errors: `invalid_argument`, `invalid_parameter` (outside 1..3155760000), `permission_denied`.
+   */
+  setAbsoluteLifetime(lifetime: number | null): Promise<void>;
   /** Closes the store's own connections (not a pool passed in). Later calls reject with `closed`. */
   close(): Promise<void>;
 }
@@ -107,13 +167,16 @@ function checkKey(key: unknown): string {
   return key;
 }
 
-function checkValue(value: unknown): string {
-  if (typeof value !== 'string') throw new SessionError('invalid_argument', 'value must be a string');
-  // PostgreSQL text cannot hold NUL, and UTF-8 cannot encode a lone surrogate (Buffer would turn
-  // it into U+FFFD): refuse rather than store something other than what was given.
-  if (value.includes('\u0000')) throw new SessionError('invalid_argument', 'value must not contain NUL characters');
-  if (!value.isWellFormed()) throw new SessionError('invalid_argument', 'value must not contain lone surrogates');
-  return value;
+// PostgreSQL text cannot hold NUL, and UTF-8 cannot encode a lone surrogate (Buffer would turn
+// it into U+FFFD): refuse rather than store something other than what was given.
+const checkValue = (value: unknown): string => checkText('value', value);
+
+/** Values, subjects and labels: strings PostgreSQL text can hold (the server checks their length). */
+function checkText(name: string, text: unknown): string {
+  if (typeof text !== 'string') throw new SessionError('invalid_argument', `${name} must be a string`);
+  if (text.includes('\u0000')) throw new SessionError('invalid_argument', `${name} must not contain NUL characters`);
+  if (!text.isWellFormed()) throw new SessionError('invalid_argument', `${name} must not contain lone surrogates`);
+  return text;
 }
 
 function checkInteger(name: string, n: unknown, unit = ''): string {
@@ -165,12 +228,17 @@ class PgSessionStore implements SessionStore {
     }
   }
 
-  async generate(opts?: { expiry?: number; value?: string }): Promise<string> {
+  async generate(opts?: GenerateOptions): Promise<string> {
     const options = checkOptions(opts);
     const expiry = optionalSeconds('expiry', options.expiry);
     const value = options.value === undefined ? null : checkValue(options.value);
-    const rows = await this.run(statements.generate, [expiry, value]);
-    return rows[0]?.[0] as string;
+    if (options.subject === undefined && options.label === undefined && options.lifetime === undefined) {
+      return (await this.run(statements.generate, [expiry, value]))[0]?.[0] as string;
+    }
+    const subject = options.subject === undefined ? null : checkText('subject', options.subject);
+    const label = options.label === undefined ? null : checkText('label', options.label);
+    const lifetime = optionalSeconds('lifetime', options.lifetime);
+    return (await this.run(statements.generateFor, [expiry, value, subject, label, lifetime]))[0]?.[0] as string;
   }
 
   async get(key: string): Promise<GetResult> {
@@ -230,6 +298,50 @@ class PgSessionStore implements SessionStore {
       ? await this.run(statements.purge, [])
       : await this.run(statements.purgeBatch, [checkBatchSize(batchSize)]);
     return rows[0]?.[0] as number;
+  }
+
+  async setSubject(key: string, subject: string | null, label?: string): Promise<boolean> {
+    checkKey(key);
+    const s = subject === null ? null : checkText('subject', subject);
+    const l = label === undefined ? null : checkText('label', label);
+    if (unsendable(key)) return false;
+    return (await this.run(statements.setSubject, [key, s, l]))[0]?.[0] === true;
+  }
+
+  async list(subject: string, opts?: { max?: number }): Promise<SessionInfo[]> {
+    const { max } = checkOptions(opts);
+    const rows = await this.run(statements.list, [checkText('subject', subject), max === undefined ? '100' : checkInteger('max', max)]);
+    return rows.map(([handle, createdAt, writtenAt, expiresAt, label]) =>
+      ({ handle, createdAt, writtenAt, expiresAt, label }) as SessionInfo);
+  }
+
+  async revoke(subject: string, opts?: { except?: string }): Promise<number> {
+    const { except } = checkOptions(opts);
+    const keep = except === undefined ? null : checkKey(except);
+    // A key PostgreSQL cannot receive names no session: nothing to keep.
+    const rows = await this.run(statements.revoke, [checkText('subject', subject), keep !== null && unsendable(keep) ? null : keep]);
+    return rows[0]?.[0] as number;
+  }
+
+  async revokeHandle(subject: string, handle: string): Promise<boolean> {
+    checkText('subject', subject);
+    if (typeof handle !== 'string' || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(handle)) {
+      throw new SessionError('invalid_argument', 'handle must be a handle from list()');
+    }
+    return (await this.run(statements.revokeHandle, [subject, handle]))[0]?.[0] === true;
+  }
+
+  async rotate(key: string): Promise<string | null> {
+    if (unsendable(checkKey(key))) return null;
+    return ((await this.run(statements.rotate, [key]))[0]?.[0] ?? null) as string | null;
+  }
+
+  async absoluteLifetime(): Promise<number | null> {
+    return ((await this.run(statements.absoluteLifetime, []))[0]?.[0] ?? null) as number | null;
+  }
+
+  async setAbsoluteLifetime(lifetime: number | null): Promise<void> {
+    await this.run(statements.setAbsoluteLifetime, [lifetime === null ? null : checkSeconds('lifetime', lifetime)]);
   }
 
   async close(): Promise<void> {

@@ -22,14 +22,17 @@ after(async () => {
 
 /** What the application's role (session_client) may call. */
 const clientFunctions = [
-  'session_generate(expiry bigint, value text)', 'session_get(key text)', 'session_set(key text, value text, expiry bigint)',
+  'session_generate(expiry bigint, value text, subject text, label text, lifetime bigint)',
+  'session_set_subject(key text, subject text, label text)', 'session_list(subject text, max_sessions integer)',
+  'session_revoke(subject text, except_key text)', 'session_revoke_handle(subject text, handle uuid)',
+  'session_rotate(key text)', 'session_absolute_lifetime()', 'session_get(key text)', 'session_set(key text, value text, expiry bigint)',
   'session_touch(key text, expiry bigint)', 'session_clear(key text)', 'session_default_period()',
   'session_put(key text, value text, expiry bigint)', 'session_count()',
 ];
 /** What the admin role (session_admin) may call: the calls that affect every session. */
 const adminFunctions = [
   'session_set_default_period(period bigint)', 'session_purge(batch_size integer)', 'session_stats()',
-  'session_default_period()', 'session_count()',
+  'session_default_period()', 'session_count()', 'session_set_absolute_lifetime(lifetime bigint)', 'session_absolute_lifetime()',
 ];
 
 describe('a login role in session_client', () => {

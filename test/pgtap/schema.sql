@@ -11,12 +11,17 @@
 BEGIN;
 SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
-SELECT plan(53);
+SELECT plan(58);
 -- The roles this install grants to (session_client and session_admin unless chosen at install).
 SELECT client_role, admin_role FROM session.config \gset
 
 -- Signatures ---------------------------------------------------------------------------------------
-SELECT function_returns('session', 'session_generate', ARRAY['bigint', 'text'], 'text', 'session_generate(bigint, text) returns text');
+SELECT function_returns('session', 'session_generate', ARRAY['bigint', 'text', 'text', 'text', 'bigint'], 'text', 'session_generate(bigint, text, text, text, bigint) returns text');
+SELECT function_returns('session', 'session_set_subject', ARRAY['text', 'text', 'text'], 'boolean', 'session_set_subject(text, text, text) returns boolean');
+SELECT function_returns('session', 'session_list', ARRAY['text', 'integer'], 'setof record', 'session_list(text, integer) returns a set of sessions');
+SELECT function_returns('session', 'session_revoke', ARRAY['text', 'text'], 'bigint', 'session_revoke(text, text) returns bigint');
+SELECT function_returns('session', 'session_revoke_handle', ARRAY['text', 'uuid'], 'boolean', 'session_revoke_handle(text, uuid) returns boolean');
+SELECT function_returns('session', 'session_rotate', ARRAY['text'], 'text', 'session_rotate(text) returns text');
 SELECT function_returns('session', 'session_get', ARRAY['text'], 'setof record', 'session_get(text) returns a set of (value, period)');
 SELECT function_returns('session', 'session_set', ARRAY['text', 'text', 'bigint'], 'boolean', 'session_set(text, text, bigint) returns boolean');
 SELECT function_returns('session', 'session_touch', ARRAY['text', 'bigint'], 'boolean', 'session_touch(text, bigint) returns boolean');
@@ -35,23 +40,30 @@ SELECT results_eq(
        FROM pg_catalog.pg_proc p
       WHERE p.pronamespace = 'session'::regnamespace AND p.proname LIKE 'session\_%'
       ORDER BY 1 $$,
-  $$ VALUES ('session_clear', 'key text', 'void'),
+  $$ VALUES ('session_absolute_lifetime', '', 'bigint'),
+            ('session_clear', 'key text', 'void'),
             ('session_count', '', 'bigint'),
             ('session_default_period', '', 'bigint'),
-            ('session_generate', 'expiry bigint DEFAULT NULL::bigint, value text DEFAULT NULL::text', 'text'),
+            ('session_generate', 'expiry bigint DEFAULT NULL::bigint, value text DEFAULT NULL::text, subject text DEFAULT NULL::text, label text DEFAULT NULL::text, lifetime bigint DEFAULT NULL::bigint', 'text'),
             ('session_get', 'key text', 'TABLE(value text, period bigint)'),
+            ('session_list', 'subject text, max_sessions integer DEFAULT 100', 'TABLE(handle uuid, created_at timestamp with time zone, written_at timestamp with time zone, expires_at timestamp with time zone, label text)'),
             ('session_purge', 'batch_size integer DEFAULT 10000', 'bigint'),
             ('session_purge_job', 'IN budget_seconds integer DEFAULT 30, IN pause double precision DEFAULT 4', NULL),
             ('session_put', 'key text, value text, expiry bigint DEFAULT NULL::bigint', 'boolean'),
+            ('session_revoke', 'subject text, except_key text DEFAULT NULL::text', 'bigint'),
+            ('session_revoke_handle', 'subject text, handle uuid', 'boolean'),
+            ('session_rotate', 'key text', 'text'),
             ('session_set', 'key text, value text, expiry bigint DEFAULT NULL::bigint', 'boolean'),
+            ('session_set_absolute_lifetime', 'lifetime bigint', 'void'),
             ('session_set_default_period', 'period bigint', 'void'),
+            ('session_set_subject', 'key text, subject text, label text DEFAULT NULL::text', 'boolean'),
             ('session_stats', 'OUT live bigint, OUT expired bigint, OUT table_bytes bigint, OUT index_bytes bigint, OUT default_period bigint, OUT max_value_bytes integer', 'record'),
             ('session_touch', 'key text, expiry bigint DEFAULT NULL::bigint', 'boolean') $$,
   'the session_* routines are exactly the documented ones, with their argument names and defaults');
 
 -- Security definer with a pinned search_path --------------------------------------------------------
 -- A caller's search_path must never redirect a name these functions use (see "Security model").
-SELECT is_definer('session', 'session_generate', ARRAY['bigint', 'text'], 'session_generate is SECURITY DEFINER');
+SELECT is_definer('session', 'session_generate', ARRAY['bigint', 'text', 'text', 'text', 'bigint'], 'session_generate is SECURITY DEFINER');
 SELECT is_definer('session', 'session_get', ARRAY['text'], 'session_get is SECURITY DEFINER');
 SELECT is_definer('session', 'session_set', ARRAY['text', 'text', 'bigint'], 'session_set is SECURITY DEFINER');
 SELECT is_definer('session', 'session_touch', ARRAY['text', 'bigint'], 'session_touch is SECURITY DEFINER');
@@ -78,7 +90,7 @@ SELECT is_empty(
 
 -- Privileges of the client role (the application's) ---------------------------------------------------
 SELECT schema_privs_are('session', :'client_role', ARRAY['USAGE'], 'the client role may use schema session, not create in it');
-SELECT function_privs_are('session', 'session_generate', ARRAY['bigint', 'text'], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_generate');
+SELECT function_privs_are('session', 'session_generate', ARRAY['bigint', 'text', 'text', 'text', 'bigint'], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_generate');
 SELECT function_privs_are('session', 'session_get', ARRAY['text'], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_get');
 SELECT function_privs_are('session', 'session_set', ARRAY['text', 'text', 'bigint'], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_set');
 SELECT function_privs_are('session', 'session_touch', ARRAY['text', 'bigint'], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_touch');
@@ -97,8 +109,9 @@ SELECT set_eq(
   format($$ SELECT p.proname::text FROM pg_catalog.pg_proc p
       WHERE p.pronamespace = 'session'::regnamespace AND pg_catalog.has_function_privilege(%L, p.oid, 'EXECUTE') $$, :'client_role'),
   ARRAY['session_generate', 'session_get', 'session_set', 'session_touch', 'session_put', 'session_count', 'session_clear',
-        'session_default_period'],
-  'the client role may call the eight data functions and nothing else in schema session');
+        'session_default_period', 'session_set_subject', 'session_list', 'session_revoke', 'session_revoke_handle',
+        'session_rotate', 'session_absolute_lifetime'],
+  'the client role may call the data and per-subject functions and nothing else in schema session');
 SELECT table_privs_are('session', 'sessions', :'client_role', ARRAY[]::name[], 'the client role has no privilege on session.sessions');
 SELECT table_privs_are('session', 'config', :'client_role', ARRAY[]::name[], 'the client role has no privilege on session.config');
 SELECT table_privs_are('session', 'purge_state', :'client_role', ARRAY[]::name[], 'the client role has no privilege on session.purge_state');
@@ -108,8 +121,9 @@ SELECT schema_privs_are('session', :'admin_role', ARRAY['USAGE'], 'the admin rol
 SELECT set_eq(
   format($$ SELECT p.proname::text FROM pg_catalog.pg_proc p
       WHERE p.pronamespace = 'session'::regnamespace AND pg_catalog.has_function_privilege(%L, p.oid, 'EXECUTE') $$, :'admin_role'),
-  ARRAY['session_set_default_period', 'session_purge', 'session_stats', 'session_default_period', 'session_count'],
-  'the admin role may change the default period, purge, read stats and counts, and nothing else');
+  ARRAY['session_set_default_period', 'session_purge', 'session_stats', 'session_default_period', 'session_count',
+        'session_set_absolute_lifetime', 'session_absolute_lifetime'],
+  'the admin role may change the default period and absolute lifetime, purge, read stats and counts, and nothing else');
 SELECT table_privs_are('session', 'sessions', :'admin_role', ARRAY[]::name[], 'the admin role has no privilege on session.sessions');
 
 -- Nothing for PUBLIC -----------------------------------------------------------------------------------
