@@ -71,12 +71,16 @@ page AS (
    LIMIT $2
 ),
 verdicts AS (
-  SELECT p.sid, p.value, p.expires_at, session.key_digest(p.sid::text) AS digest,
+  SELECT p.sid, p.value, p.expires_at, session.key_digest(p.sid::text) AS digest, o.cleared AS ours_cleared,
          CASE WHEN p.expires_at <= clock.t THEN 'expired'
               WHEN octet_length(p.sid) > 1024 OR p.sid !~ '^[A-Za-z0-9_-]{32,}$' THEN 'bad_id'
               WHEN octet_length(p.value) > cfg.max_value_bytes THEN 'too_large'
               ELSE 'ok' END AS verdict
-    FROM page p, clock, session.config cfg
+    FROM page p CROSS JOIN clock CROSS JOIN session.config cfg
+    -- What of ours has this id, in the snapshot before this statement: for a row the INSERT below
+    -- leaves alone, whether it was a live session or a tombstone. One index probe per row.
+    LEFT JOIN LATERAL (SELECT o.cleared FROM session.sessions o
+                        WHERE o.digest = session.key_digest(p.sid::text)) o ON true
 ),
 written AS (
   INSERT INTO session.sessions AS s (digest, expires_at, value)
@@ -86,7 +90,6 @@ written AS (
      AND excluded.expires_at > s.expires_at
   RETURNING s.digest, s.xmax = 0 AS inserted
 )
--- `o` is the snapshot before this statement: for a row not written, what of ours was kept.
 SELECT (SELECT p.sid FROM page p ORDER BY p.sid DESC LIMIT 1) AS last_sid,
        count(*) AS scanned,
        count(*) FILTER (WHERE r.verdict = 'expired') AS expired,
@@ -94,8 +97,7 @@ SELECT (SELECT p.sid FROM page p ORDER BY p.sid DESC LIMIT 1) AS last_sid,
        count(*) FILTER (WHERE r.verdict = 'too_large') AS too_large,
        count(*) FILTER (WHERE w.inserted) AS imported,
        count(*) FILTER (WHERE NOT w.inserted) AS replaced,
-       count(*) FILTER (WHERE r.verdict = 'ok' AND w.digest IS NULL AND o.cleared) AS cleared,
-       count(*) FILTER (WHERE r.verdict = 'ok' AND w.digest IS NULL AND NOT coalesce(o.cleared, false)) AS kept
+       count(*) FILTER (WHERE r.verdict = 'ok' AND w.digest IS NULL AND r.ours_cleared) AS cleared,
+       count(*) FILTER (WHERE r.verdict = 'ok' AND w.digest IS NULL AND NOT coalesce(r.ours_cleared, false)) AS kept
   FROM verdicts r
-  LEFT JOIN written w ON w.digest = r.digest
-  LEFT JOIN session.sessions o ON o.digest = r.digest;
+  LEFT JOIN written w ON w.digest = r.digest;
