@@ -102,7 +102,7 @@ function check(i: Inspection, name: string): void {
 }
 
 interface BatchRow {
-  last_sid: string | null; scanned: string; expired: string; bad_ids: string; too_large: string;
+  scanned: string; expired: string; bad_ids: string; too_large: string;
   imported: string; replaced: string; cleared: string; kept: string;
 }
 
@@ -137,10 +137,9 @@ export async function importConnectPgSimple(options: ConnectPgSimpleImportOption
     const started = Date.now();
     const live = Number((await c.query<{ live: string }>(countText)).rows[0]?.live ?? 0);
     const p: ImportProgress = { live, scanned: 0, imported: 0, replaced: 0, kept: 0, cleared: 0, expired: 0, tooLarge: 0, badIds: 0, batches: 0, elapsedMs: 0 };
-    let last: string | null = null;
     for (;;) {
-      // The last sid is kept only in memory, to resume after it: keys never reach a log.
-      const r: BatchRow | undefined = (await c.query<BatchRow>(batchText, [last, batchSize])).rows[0];
+      // Where to resume stays on the server (sql/import): no session key comes here or goes back.
+      const r = (await c.query<BatchRow>(batchText, [batchSize])).rows[0];
       if (r === undefined) break;
       p.batches += 1;
       p.scanned += Number(r.scanned);
@@ -153,8 +152,7 @@ export async function importConnectPgSimple(options: ConnectPgSimpleImportOption
       p.kept += Number(r.kept);
       p.elapsedMs = Date.now() - started;
       onProgress?.({ ...p });
-      if (Number(r.scanned) < batchSize || r.last_sid === null) break;
-      last = r.last_sid;
+      if (Number(r.scanned) < batchSize) break;
     }
     return p;
   });

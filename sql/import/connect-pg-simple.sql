@@ -13,8 +13,12 @@
 
 -- name: setup
 -- $1: the time zone in which to read expire (NULL: the connection's, as connect-pg-simple did).
+-- session_pg.import_after is where the next batch resumes: '' at the start, then '>' and the last
+-- sid read. It stays in this connection: a sid sent back as a parameter could reach the server log
+-- (log_min_duration_statement logs parameters), and sids are session keys.
 SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false),
-       pg_catalog.set_config('TimeZone', coalesce($1::text, pg_catalog.current_setting('TimeZone')), false);
+       pg_catalog.set_config('TimeZone', coalesce($1::text, pg_catalog.current_setting('TimeZone')), false),
+       pg_catalog.set_config('session_pg.import_after', '', false);
 
 -- name: fill
 -- Fills a template with the source schema and table, quoted as identifiers.
@@ -52,9 +56,9 @@ SELECT src.rel IS NOT NULL AS found,
 SELECT count(*) AS live FROM %1$I.%2$I src WHERE src.expire::timestamptz > clock_timestamp();
 
 -- name: batch
--- Template. $1: the last sid of the previous batch (NULL for the first), $2: the batch size.
--- Reads the next $2 source rows in sid order (keyset pagination over the primary key, expired rows
--- included so every batch is bounded) and writes the eligible ones in one statement:
+-- Template. $1: the batch size. Reads the next $1 source rows in sid order after
+-- session_pg.import_after (keyset pagination over the primary key, expired rows included so every
+-- batch is bounded), writes the eligible ones, and moves session_pg.import_after, in one statement:
 --  - expired source rows are skipped;
 --  - ids our Express store would refuse to save (session_put's rule: 32 to 1024 base64url
 --    characters) are skipped, or the user's next change would fail instead of starting afresh;
@@ -63,12 +67,18 @@ SELECT count(*) AS live FROM %1$I.%2$I src WHERE src.expire::timestamptz > clock
 --    a tombstone (the user logged out with our store); only an expired row that is not a tombstone
 --    is replaced, by a source session that expires later. Running the import again writes nothing.
 WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS t),
+pos AS MATERIALIZED (
+  SELECT substr(v, 2) AS after, v <> '' AS started
+    FROM (SELECT current_setting('session_pg.import_after') AS v) setting
+),
 page AS (
+  -- ">=" keeps the index range scan; the first batch also reads a sid equal to '' (counted as a bad id).
   SELECT src.sid, src.sess::text AS value, src.expire::timestamptz AS expires_at
     FROM %1$I.%2$I src
-   WHERE src.sid > $1 OR $1 IS NULL
+   WHERE src.sid >= (SELECT pos.after FROM pos)
+     AND (src.sid <> (SELECT pos.after FROM pos) OR NOT (SELECT pos.started FROM pos))
    ORDER BY src.sid
-   LIMIT $2
+   LIMIT $1
 ),
 verdicts AS (
   SELECT p.sid, p.value, p.expires_at, session.key_digest(p.sid::text) AS digest, o.cleared AS ours_cleared,
@@ -90,7 +100,9 @@ written AS (
      AND excluded.expires_at > s.expires_at
   RETURNING s.digest, s.xmax = 0 AS inserted
 )
-SELECT (SELECT p.sid FROM page p ORDER BY p.sid DESC LIMIT 1) AS last_sid,
+SELECT set_config('session_pg.import_after',
+                  coalesce('>' || (SELECT p.sid FROM page p ORDER BY p.sid DESC LIMIT 1),
+                           current_setting('session_pg.import_after')), false) IS NOT NULL AS position_saved,
        count(*) AS scanned,
        count(*) FILTER (WHERE r.verdict = 'expired') AS expired,
        count(*) FILTER (WHERE r.verdict = 'bad_id') AS bad_ids,
