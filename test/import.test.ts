@@ -223,6 +223,25 @@ describe('which rows are imported', () => {
     assert.ok(got.period > 3500 && got.period <= 3600, `period ${got.period}`);
   });
 
+  test('no session id reaches the server log, even with every statement logged with its parameters', async (t) => {
+    const log = (await db.query<{ path: string }>(`SELECT regexp_replace(current_setting('data_directory'), '/[^/]+$', '') || '/server.log' AS path`)).rows[0]?.path ?? '';
+    const size = async () => Number((await db.query<{ size: string | null }>(`SELECT (pg_stat_file($1, true)).size AS size`, [log])).rows[0]?.size ?? -1);
+    const start = await size();
+    if (start < 0) {
+      t.skip(`the server log is not at ${log} (a server not started by the test harness); not checked`);
+      return;
+    }
+    await db.query('CREATE TABLE cps.logged (sid varchar PRIMARY KEY, sess json NOT NULL, expire timestamp(6) NOT NULL)');
+    const sids = Array.from({ length: 10 }, sid);
+    await insert('cps.logged', sids.map((s): [string, string, number] => [s, sess('logged', 60), 60]));
+    const done = await importConnectPgSimple({ connectionString: db.url, schema: 'cps', table: 'logged', batchSize: 3, options: '-c log_min_duration_statement=0' });
+    assert.equal(done.imported, 10);
+    assert.equal(done.batches, 4);
+    const text = (await db.query<{ text: string }>(`SELECT pg_read_file($1, $2, $3) AS text`, [log, start, (await size()) - start])).rows[0]?.text ?? '';
+    assert.equal(text.match(/LOG: {2}duration: [\d.]+ ms {2}execute <unnamed>: -- Template\. \$1: the batch size/g)?.length, 4, 'each batch was logged');
+    for (const s of sids) assert.ok(!text.includes(s), 'a session id is in the server log');
+  });
+
   test('--time-zone reads expire in that zone; many rows go in batches with a progress line each', async () => {
     await db.query('CREATE TABLE cps.many (sid text PRIMARY KEY, sess jsonb NOT NULL, expire timestamp NOT NULL)');
     await db.query(`INSERT INTO cps.many SELECT encode(sha256(i::text::bytea), 'base64'), '{"cookie":{},"i":1}',
