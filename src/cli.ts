@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { defaultPurgePause, installScript, validPurgePause, purgeAll, schedulePurge, stats, unschedulePurge, type PurgeProgress } from './admin.js';
 import { SessionError } from './errors.js';
+import { importArguments, importCommand } from './import.js';
 import { migrate, migrationStatus } from './migrate.js';
 import { connect } from './store.js';
 
@@ -21,6 +22,7 @@ Commands:
   default-period [secs]   show or change the default session period
   schedule / unschedule   add or remove the pg_cron purge job by hand
   sql                     print the psql install script (for DBAs who apply SQL themselves)
+  import connect-pg-simple  copy the live sessions of a connect-pg-simple table into this store
 
 Run "session-pg <command> --help" for details.
 ${common}
@@ -71,6 +73,19 @@ Prints sql/install.sql with every migration file inlined, e.g.
   session-pg sql | psql -v ON_ERROR_STOP=1 -d mydb
 It applies only what is missing, under the same lock and bookkeeping as "session-pg migrate".
 ${common}`,
+  import: `Usage: session-pg import connect-pg-simple [--schema public] [--table session] [--batch-size N]
+                                           [--time-zone ZONE] [--database-url URL]
+
+Copies the live sessions of connect-pg-simple's table (in this database) into this store, so that
+the same cookies keep working with ExpressSessionStore: the id's digest, the session's JSON, the
+expiry from "expire". Reads N rows per batch (default 1000), in id order, and prints "imported N of
+M" progress to standard error. Never writes to the source table, never replaces a live session of
+this store nor revives one whose user logged out here: running it again imports nothing twice.
+Expired sessions are skipped; sessions larger than session.config.max_value_bytes or with ids this
+store cannot save are skipped and counted in the report. "expire" has no time zone: it is read in
+the connection's TimeZone, as connect-pg-simple did, or in --time-zone ZONE.
+Needs the owner's role of schema session (it writes session.sessions directly).
+${common}`,
 } as const;
 type Command = keyof typeof help;
 
@@ -94,7 +109,7 @@ async function run(command: Command, args: string[], values: Record<string, stri
   const conn = url ? { connectionString: url } : {};
   const cronUrl = values['cron-database-url'] as string | undefined;
   const cron = cronUrl === undefined ? {} : { cronDatabaseUrl: cronUrl };
-  const maxArgs = command === 'migrate' || command === 'default-period' ? 1 : 0;
+  const maxArgs = command === 'migrate' || command === 'default-period' || command === 'import' ? 1 : 0;
   if (args.length > maxArgs) throw new Usage(help[command]);
   switch (command) {
     case 'migrate': {
@@ -167,6 +182,12 @@ async function run(command: Command, args: string[], values: Record<string, stri
     case 'sql':
       process.stdout.write(installScript());
       return;
+    case 'import': {
+      const options = importArguments(args, values);
+      if (typeof options === 'string') throw new Usage(`${options}\n\n${help.import}`);
+      await importCommand({ ...conn, ...options });
+      return;
+    }
   }
 }
 
@@ -183,6 +204,9 @@ async function main(argv: string[]): Promise<number> {
         'batch-size': { type: 'string' },
         pause: { type: 'string' },
         every: { type: 'string' },
+        schema: { type: 'string' },
+        table: { type: 'string' },
+        'time-zone': { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
