@@ -85,7 +85,7 @@ function check(i: Inspection, name: string): void {
   const fail = (code: 'database' | 'not_installed' | 'permission_denied', sqlState: string, message: string): never => {
     throw new SessionError(code, message, { sqlState });
   };
-  if (!i.installed) fail('not_installed', '42P01', 'session.sessions is missing or older than migration 003_security: run session-pg migrate first');
+  if (!i.installed) fail('not_installed', '42P01', 'session.sessions is missing or older than migration 005_accounts: run session-pg migrate first');
   if (!i.can_write) {
     fail('permission_denied', '42501', 'the import writes session.sessions directly: run it as the owner of schema session');
   }

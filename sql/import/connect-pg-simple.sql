@@ -27,7 +27,7 @@ SELECT format($1::text, $2::text, $3::text) AS text;
 -- name: inspect
 -- $1 schema, $2 table. One row: whether the table exists, its columns and their types, whether
 -- sid is unique on its own (keyset pagination and ON CONFLICT need one row per sid), whether
--- migration 003 is installed here, and whether this role may read the source and write ours.
+-- migration 005 is installed here, and whether this role may read the source and write ours.
 -- Looked up in the catalog rather than with to_regclass, which fails outright without USAGE on
 -- the schema: a role that may not read the table gets the answer "may not read", not an error.
 WITH src AS (SELECT (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -43,7 +43,7 @@ SELECT src.rel IS NOT NULL AS found,
                 WHERE i.indrelid = src.rel AND i.indisunique AND i.indnkeyatts = 1
                   AND i.indpred IS NULL AND a.attname = 'sid') AS sid_unique,
        EXISTS (SELECT FROM pg_attribute a
-                WHERE a.attrelid = ours.rel AND a.attname = 'cleared' AND NOT a.attisdropped) AS installed,
+                WHERE a.attrelid = ours.rel AND a.attname = 'written_at' AND NOT a.attisdropped) AS installed,
        CASE WHEN src.rel IS NULL THEN false
             ELSE has_schema_privilege($1::text, 'USAGE') AND has_table_privilege(src.rel, 'SELECT') END AS can_read,
        CASE WHEN ours.rel IS NULL THEN false
@@ -93,9 +93,11 @@ verdicts AS (
                         WHERE o.digest = session.key_digest(p.sid::text)) o ON true
 ),
 written AS (
-  INSERT INTO session.sessions AS s (digest, expires_at, value)
-  SELECT r.digest, r.expires_at, r.value FROM verdicts r WHERE r.verdict = 'ok'
-  ON CONFLICT (digest) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+  INSERT INTO session.sessions AS s (digest, expires_at, value, created_at, written_at)
+  SELECT r.digest, r.expires_at, r.value, c.t, c.t FROM verdicts r, clock c WHERE r.verdict = 'ok'
+  ON CONFLICT (digest) DO UPDATE
+    SET value = excluded.value, expires_at = excluded.expires_at, created_at = excluded.created_at,
+        written_at = excluded.written_at
    WHERE NOT s.cleared AND s.expires_at <= (SELECT clock.t FROM clock)
      AND excluded.expires_at > s.expires_at
   RETURNING s.digest, s.xmax = 0 AS inserted
