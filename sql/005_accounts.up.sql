@@ -80,12 +80,17 @@ DECLARE
                                             || uuid_send(gen_random_uuid()), 'base64'), '+/=', '-_');
   d constant bytea := session.key_digest(new_key);
   t constant timestamptz := clock_timestamp();
+  new_expiry timestamptz;
   cap timestamptz;
 BEGIN
-  PERFORM session.check_subject(subject, label);
+  -- The value and expiry first, as before this migration; then what is new.
+  new_expiry := session.expiry_at(session_generate.value, expiry, t);
+  IF subject IS NOT NULL OR label IS NOT NULL THEN
+    PERFORM session.check_subject(subject, label);
+  END IF;
   cap := session.ends_at(lifetime, t);
   INSERT INTO session.sessions (digest, expires_at, value, created_at, written_at, ends_at, subject, label, handle)
-  VALUES (d, least(session.expiry_at(session_generate.value, expiry, t), cap), session_generate.value, t, t, cap,
+  VALUES (d, least(new_expiry, cap), session_generate.value, t, t, cap,
           subject, CASE WHEN subject IS NOT NULL THEN label END,
           CASE WHEN subject IS NOT NULL THEN gen_random_uuid() END);
   RETURN new_key;

@@ -1,5 +1,6 @@
-// Model-based tests: random sequences of generate/get/set/put/clear/count/defaultPeriod/
-// setDefaultPeriod/purge (and waits, so that sessions really expire) are run against an in-memory
+// Model-based tests: random sequences of generate/get/set/put/touch/clear/count/defaultPeriod/
+// setDefaultPeriod/purge, the per-subject calls (generate with a subject and lifetime, setSubject,
+// list, revoke, rotate), and waits (so that sessions really expire) are run against an in-memory
 // model of ocaml-session's semantics, through the TypeScript client and through the SQL functions
 // called directly as the client role. A failure shrinks to a minimal sequence. Mutated
 // implementations show that the model catches real deviations and shrinks them.
@@ -34,11 +35,19 @@ after(async () => {
 
 function clientApi(s: SessionStore): Api {
   return {
-    generate: (expiry, value) => s.generate({ ...(expiry === undefined ? {} : { expiry }), ...(value === undefined ? {} : { value }) }),
+    generate: (expiry, value, subject, lifetime) => s.generate({
+      ...(expiry === undefined ? {} : { expiry }), ...(value === undefined ? {} : { value }),
+      ...(subject === undefined ? {} : { subject }), ...(lifetime === undefined ? {} : { lifetime }),
+    }),
     get: (key) => s.get(key),
     set: (key, value, expiry) => s.set(key, value, expiry === undefined ? {} : { expiry }),
     put: (key, value, expiry) => s.put(key, value, expiry === undefined ? {} : { expiry }),
+    touch: (key, expiry) => s.touch(key, expiry === undefined ? {} : { expiry }),
     clear: (key) => s.clear(key),
+    setSubject: (key, subject) => s.setSubject(key, subject),
+    list: async (subject) => (await s.list(subject)).length,
+    revoke: (subject, except) => s.revoke(subject, except === undefined ? {} : { except }),
+    rotate: (key) => s.rotate(key),
     count: () => s.count(),
     defaultPeriod: () => s.defaultPeriod(),
     setDefaultPeriod: (p) => s.setDefaultPeriod(p),
@@ -60,7 +69,8 @@ function sqlApi(c: pg.Client): Api {
   };
   const one = async (text: string, values: unknown[] = []) => (await q(text, values))[0]?.[0];
   return {
-    generate: async (expiry, value) => String(await one('SELECT session.session_generate($1, $2)', [expiry ?? null, value ?? null])),
+    generate: async (expiry, value, subject, lifetime) => String(await one('SELECT session.session_generate($1, $2, $3, NULL, $4)',
+      [expiry ?? null, value ?? null, subject ?? null, lifetime ?? null])),
     get: async (key) => {
       const row = (await q('SELECT value, period FROM session.session_get($1)', [key]))[0];
       if (row === undefined) return { ok: false, error: 'not_found' };
@@ -68,7 +78,12 @@ function sqlApi(c: pg.Client): Api {
     },
     set: async (key, value, expiry) => (await one('SELECT session.session_set($1, $2, $3)', [key, value, expiry ?? null])) === true,
     put: async (key, value, expiry) => (await one('SELECT session.session_put($1, $2, $3)', [key, value, expiry ?? null])) === true,
+    touch: async (key, expiry) => (await one('SELECT session.session_touch($1, $2)', [key, expiry ?? null])) === true,
     clear: async (key) => { await q('SELECT session.session_clear($1)', [key]); },
+    setSubject: async (key, subject) => (await one('SELECT session.session_set_subject($1, $2)', [key, subject])) === true,
+    list: async (subject) => (await q('SELECT handle FROM session.session_list($1)', [subject])).length,
+    revoke: async (subject, except) => Number(await one('SELECT session.session_revoke($1, $2)', [subject, except ?? null])),
+    rotate: async (key) => ((await one('SELECT session.session_rotate($1)', [key])) ?? null) as string | null,
     count: async () => Number(await one('SELECT session.session_count()')),
     defaultPeriod: async () => Number(await one('SELECT session.session_default_period()')),
     setDefaultPeriod: async (p) => { await q('SELECT session.session_set_default_period($1)', [p]); },
@@ -80,7 +95,7 @@ const totals = { sequences: 0, commands: 0, calls: 0, sessions: 0, expiredHits: 
 
 /** A fresh table and settings for every sequence (the model starts empty). */
 async function setup(api: Api): Promise<{ model: Model; real: Real }> {
-  await db.query('TRUNCATE session.sessions; UPDATE session.config SET default_period = 604800; UPDATE session.purge_state SET next_block = 0');
+  await db.query('TRUNCATE session.sessions; UPDATE session.config SET default_period = 604800, absolute_lifetime = NULL; UPDATE session.purge_state SET next_block = 0');
   const real: Real = {
     api,
     present: async (keys) => {
@@ -134,7 +149,11 @@ describe('model-based: ocaml-session semantics', () => {
     ['clear does nothing', (a) => ({ ...a, clear: async () => {} })],
     ['get ignores the value', (a) => ({ ...a, get: async (k) => { const r = await a.get(k); return r.ok ? { ...r, value: `${r.value}.` } : r; } })],
     ['setDefaultPeriod is ignored', (a) => ({ ...a, setDefaultPeriod: async () => {} })],
-    ['generate ignores its expiry', (a) => ({ ...a, generate: (_e, v) => a.generate(undefined, v) })],
+    ['generate ignores its expiry', (a) => ({ ...a, generate: (_e, v, s, l) => a.generate(undefined, v, s, l) })],
+    ['rotate hands out a new, empty session', (a) => ({ ...a, rotate: async (k) => ((await a.rotate(k)) === null ? null : a.generate(undefined, undefined)) })],
+    ['revoke ignores the exception', (a) => ({ ...a, revoke: (s) => a.revoke(s, undefined) })],
+    ['the absolute lifetime is ignored', (a) => ({ ...a, generate: (e, v, s) => a.generate(e, v, s, undefined) })],
+    ['touch writes the value', (a) => ({ ...a, touch: async (k, e) => (await a.touch(k, e)) && a.set(k, 'touched', e) })],
   ];
   const maxShrunk = 5;
   for (const [name, mutate] of mutants) {

@@ -1,4 +1,5 @@
-// An in-memory model of ocaml-session's semantics (plus session_put, count and purge), and the
+// An in-memory model of ocaml-session's semantics (plus session_put, touch, count, purge, and the
+// per-subject calls: subjects, list, revoke, rotate, absolute lifetime), and the
 // fast-check commands that drive the same random sequences through any implementation of `Api`:
 // the TypeScript client, or the SQL functions called directly.
 //
@@ -12,11 +13,17 @@ import fc from 'fast-check';
 
 /** The store's API, as the model sees it. Errors are thrown as `{ code }` (SessionError codes). */
 export interface Api {
-  generate(expiry: number | undefined, value: string | undefined): Promise<string>;
+  generate(expiry: number | undefined, value: string | undefined, subject?: string, lifetime?: number): Promise<string>;
   get(key: string): Promise<{ ok: true; value: string; period: number } | { ok: false; error: 'not_found' | 'not_set' }>;
   set(key: string, value: string, expiry: number | undefined): Promise<boolean>;
   put(key: string, value: string, expiry: number | undefined): Promise<boolean>;
+  touch(key: string, expiry: number | undefined): Promise<boolean>;
   clear(key: string): Promise<void>;
+  setSubject(key: string, subject: string | null): Promise<boolean>;
+  /** How many live sessions list(subject) shows. */
+  list(subject: string): Promise<number>;
+  revoke(subject: string, except: string | undefined): Promise<number>;
+  rotate(key: string): Promise<string | null>;
   count(): Promise<number>;
   defaultPeriod(): Promise<number>;
   setDefaultPeriod(period: number): Promise<void>;
@@ -40,12 +47,18 @@ interface Entry {
   /** The session expires somewhere in (lo, hi] (ms, performance.now clock). */
   lo: number;
   hi: number;
+  /** Cleared or revoked: a tombstone until it expires; no call finds or writes it. */
+  cleared: boolean;
+  subject: string | null;
+  /** Its absolute end lies in (capLo, capHi]; Infinity without one. */
+  capLo: number;
+  capHi: number;
 }
 
 export class Model {
   /** Keys handed out by generate, in order; commands refer to them by index. */
   readonly keys: string[] = [];
-  /** Rows in the table (expired or not), by key: what clear and purge remove. */
+  /** Rows in the table (expired, cleared or not), by key: what purge removes. */
   readonly rows = new Map<string, Entry>();
   defaultPeriod = 604800;
   calls = 0;
@@ -56,18 +69,32 @@ export class Model {
 }
 
 type Status = 'live' | 'expired' | 'unknown';
-function status(e: Entry, t0: number, t1: number): Status {
+/** Whether a row has expired for a call made during [t0, t1] (what purge goes by). */
+function rowStatus(e: Entry, t0: number, t1: number): Status {
   if (e.hi <= t0) return 'expired';
   if (e.lo > t1) return 'live';
   return 'unknown';
 }
+/** Whether a session is live for a call made during [t0, t1]: a tombstone never is. */
+const status = (e: Entry, t0: number, t1: number): Status => (e.cleared ? 'expired' : rowStatus(e, t0, t1));
 
 /** The expiry window of a write made during [t0, t1] with `expiry` seconds (or the default). */
-function window(m: Model, expiry: number | undefined, t0: number, t1: number): { lo: number; hi: number } {
+function window(m: Model, expiry: number | undefined, t0: number, t1: number, cap?: Entry): { lo: number; hi: number } {
   const s = expiry ?? m.defaultPeriod;
   // Born expired: every later call starts after this one's transaction, on a later clock reading.
-  if (s <= 0) return { lo: -Infinity, hi: -Infinity };
-  return { lo: t0 + s * 1000 - SLACK_MS, hi: t1 + s * 1000 + SLACK_MS };
+  const w = s <= 0 ? { lo: -Infinity, hi: -Infinity } : { lo: t0 + s * 1000 - SLACK_MS, hi: t1 + s * 1000 + SLACK_MS };
+  // The expiry never passes the absolute end: the earlier of the two windows.
+  return cap === undefined ? w : { lo: Math.min(w.lo, cap.capLo), hi: Math.min(w.hi, cap.capHi) };
+}
+
+/** A call saw the session not live at t1: it had expired by then (a tombstone tells nothing). */
+function expiredBy(e: Entry, t1: number): void {
+  if (!e.cleared) e.hi = Math.min(e.hi, t1);
+}
+
+/** A new row: no subject, no cap unless a lifetime is given. */
+function entry(value: string | null, w: { lo: number; hi: number }, extra: Partial<Entry> = {}): Entry {
+  return { value, ...w, cleared: false, subject: null, capLo: Infinity, capHi: Infinity, ...extra };
 }
 
 const bytes = (v: string) => Buffer.byteLength(v, 'utf8');
@@ -119,18 +146,25 @@ abstract class Cmd implements fc.AsyncCommand<Model, Real, false> {
 }
 
 class Generate extends Cmd {
-  constructor(readonly expiry: number | undefined, readonly value: string | undefined) { super(); }
+  constructor(readonly expiry: number | undefined, readonly value: string | undefined,
+              readonly subject?: string, readonly lifetime?: number) { super(); }
   async run(m: Model, real: Real) {
-    const { r, t0, t1 } = await timed(m, () => real.api.generate(this.expiry, this.value));
-    const error = writeError(this.value, this.expiry);
+    const { r, t0, t1 } = await timed(m, () => real.api.generate(this.expiry, this.value, this.subject, this.lifetime));
+    const error = writeError(this.value, this.expiry)
+      ?? (this.lifetime !== undefined && (this.lifetime < 1 || this.lifetime > MAX_EXPIRY) ? 'invalid_parameter' : undefined);
     if (error !== undefined) return expectError(r, error, this.toString());
     assert.ok(r.ok, `${this}: ${JSON.stringify(r)}`);
     assert.match(r.v, /^[A-Za-z0-9_-]{64}$/);
     assert.ok(!m.rows.has(r.v) && !m.keys.includes(r.v), 'a key was handed out twice');
     m.keys.push(r.v);
-    m.rows.set(r.v, { value: this.value ?? null, ...window(m, this.expiry, t0, t1) });
+    const cap = this.lifetime === undefined ? {} : { capLo: t0 + this.lifetime * 1000 - SLACK_MS, capHi: t1 + this.lifetime * 1000 + SLACK_MS };
+    const e = entry(this.value ?? null, { lo: 0, hi: 0 }, { subject: this.subject ?? null, ...cap });
+    m.rows.set(r.v, { ...e, ...window(m, this.expiry, t0, t1, e) });
   }
-  toString() { return `generate(${this.expiry}, ${show(this.value)})`; }
+  toString() {
+    const extra = this.subject === undefined && this.lifetime === undefined ? '' : `, ${show(this.subject)}, ${this.lifetime}`;
+    return `generate(${this.expiry}, ${show(this.value)}${extra})`;
+  }
 }
 
 class Get extends Cmd {
@@ -144,7 +178,7 @@ class Get extends Cmd {
     if (e !== undefined && st !== 'live') m[st === 'expired' ? 'expiredHits' : 'ambiguous'] += 1;
     if (e === undefined || st === 'expired' || (st === 'unknown' && !r.v.ok && r.v.error === 'not_found')) {
       assert.deepEqual(r.v, { ok: false, error: 'not_found' }, `${this}: ${st}`);
-      if (e !== undefined) e.hi = Math.min(e.hi, t1);
+      if (e !== undefined) expiredBy(e, t1);
       return;
     }
     e.lo = Math.max(e.lo, t0);
@@ -172,10 +206,103 @@ class Write extends Cmd {
     const st = e === undefined ? (this.fn === 'put' ? 'live' : 'expired') : status(e, t0, t1);
     if (e !== undefined && st !== 'live') m[st === 'expired' ? 'expiredHits' : 'ambiguous'] += 1;
     if (st !== 'unknown') assert.equal(r.v, st === 'live', `${this}: ${st}`);
-    if (r.v) m.rows.set(key, { value: this.value, ...window(m, this.expiry, t0, t1) });
-    else if (e !== undefined) e.hi = Math.min(e.hi, t1);
+    if (r.v) {
+      // A put that created the row starts it afresh; otherwise the row keeps its subject and cap.
+      m.rows.set(key, e === undefined ? entry(this.value, window(m, this.expiry, t0, t1)) : { ...e, value: this.value, ...window(m, this.expiry, t0, t1, e) });
+    } else if (e !== undefined) {
+      expiredBy(e, t1);
+    }
   }
   toString() { return `${this.fn}(${showRef(this.ref)}, ${show(this.value)}, ${this.expiry})`; }
+}
+
+/** touch: like set, but the value stays as it is. */
+class Touch extends Cmd {
+  constructor(readonly ref: KeyRef, readonly expiry: number | undefined) { super(); }
+  async run(m: Model, real: Real) {
+    const key = resolve(m, this.ref);
+    const { r, t0, t1 } = await timed(m, () => real.api.touch(key, this.expiry));
+    if (this.expiry !== undefined && Math.abs(this.expiry) > MAX_EXPIRY) return expectError(r, 'invalid_parameter', this.toString());
+    assert.ok(r.ok, `${this}: ${JSON.stringify(r)}`);
+    const e = m.rows.get(key);
+    const st = e === undefined ? 'expired' : status(e, t0, t1);
+    if (st !== 'unknown') assert.equal(r.v, st === 'live', `${this}: ${st}`);
+    if (e === undefined) return;
+    if (r.v) Object.assign(e, window(m, this.expiry, t0, t1, e));
+    else expiredBy(e, t1);
+  }
+  toString() { return `touch(${showRef(this.ref)}, ${this.expiry})`; }
+}
+
+class SetSubject extends Cmd {
+  constructor(readonly ref: KeyRef, readonly subject: string | null) { super(); }
+  async run(m: Model, real: Real) {
+    const key = resolve(m, this.ref);
+    const { r, t0, t1 } = await timed(m, () => real.api.setSubject(key, this.subject));
+    assert.ok(r.ok, `${this}: ${JSON.stringify(r)}`);
+    const e = m.rows.get(key);
+    const st = e === undefined ? 'expired' : status(e, t0, t1);
+    if (st !== 'unknown') assert.equal(r.v, st === 'live', `${this}: ${st}`);
+    if (e !== undefined && r.v) e.subject = this.subject;
+  }
+  toString() { return `setSubject(${showRef(this.ref)}, ${show(this.subject ?? undefined)})`; }
+}
+
+/** The sessions of a subject that are live, and those within the clock tolerance of expiring. */
+function ofSubject(m: Model, subject: string, t0: number, t1: number, except?: string) {
+  const mine = [...m.rows].filter(([k, e]) => e.subject === subject && k !== except);
+  return {
+    live: mine.filter(([, e]) => status(e, t0, t1) === 'live'),
+    unknown: mine.filter(([, e]) => status(e, t0, t1) === 'unknown'),
+  };
+}
+
+class List extends Cmd {
+  constructor(readonly subject: string) { super(); }
+  async run(m: Model, real: Real) {
+    const { r, t0, t1 } = await timed(m, () => real.api.list(this.subject));
+    assert.ok(r.ok, `${this}: ${JSON.stringify(r)}`);
+    const { live, unknown } = ofSubject(m, this.subject, t0, t1);
+    assert.ok(r.v >= live.length && r.v <= live.length + unknown.length, `${this}: ${r.v} not in [${live.length}, ${live.length + unknown.length}]`);
+  }
+  toString() { return `list(${show(this.subject)})`; }
+}
+
+class Revoke extends Cmd {
+  constructor(readonly subject: string, readonly except: KeyRef | undefined) { super(); }
+  async run(m: Model, real: Real) {
+    const except = this.except === undefined ? undefined : resolve(m, this.except);
+    const { r, t0, t1 } = await timed(m, () => real.api.revoke(this.subject, except));
+    assert.ok(r.ok, `${this}: ${JSON.stringify(r)}`);
+    const { live, unknown } = ofSubject(m, this.subject, t0, t1, except);
+    assert.ok(r.v >= live.length && r.v <= live.length + unknown.length, `${this}: ${r.v} not in [${live.length}, ${live.length + unknown.length}]`);
+    // Live or expired at that moment: either way, no call finds or writes it again.
+    for (const [, e] of [...live, ...unknown]) e.cleared = true;
+  }
+  toString() { return `revoke(${show(this.subject)}, ${this.except === undefined ? 'all' : `except ${showRef(this.except)}`})`; }
+}
+
+class Rotate extends Cmd {
+  constructor(readonly ref: KeyRef) { super(); }
+  async run(m: Model, real: Real) {
+    const key = resolve(m, this.ref);
+    const { r, t0, t1 } = await timed(m, () => real.api.rotate(key));
+    assert.ok(r.ok, `${this}: ${JSON.stringify(r)}`);
+    const e = m.rows.get(key);
+    const st = e === undefined ? 'expired' : status(e, t0, t1);
+    if (st !== 'unknown') assert.equal(r.v !== null, st === 'live', `${this}: ${st}`);
+    if (r.v === null) {
+      if (e !== undefined) expiredBy(e, t1);
+      return;
+    }
+    assert.ok(e !== undefined && r.v !== key && !m.rows.has(r.v), `${this}: ${r.v}`);
+    assert.match(r.v, /^[A-Za-z0-9_-]{64}$/);
+    // The same session under a new key (same expiry); the old key is a tombstone.
+    m.keys.push(r.v);
+    m.rows.set(r.v, { ...e, lo: Math.max(e.lo, t0 - SLACK_MS) });
+    e.cleared = true;
+  }
+  toString() { return `rotate(${showRef(this.ref)})`; }
 }
 
 class Clear extends Cmd {
@@ -184,7 +311,9 @@ class Clear extends Cmd {
     const key = resolve(m, this.ref);
     const { r } = await timed(m, () => real.api.clear(key));
     assert.ok(r.ok, `${this}: ${JSON.stringify(r)}`);
-    m.rows.delete(key);
+    // The row stays as a tombstone until it expires (at most a day: longer than any sequence).
+    const e = m.rows.get(key);
+    if (e !== undefined) e.cleared = true;
   }
   toString() { return `clear(${showRef(this.ref)})`; }
 }
@@ -226,8 +355,8 @@ class Purge extends Cmd {
     const { r, t0, t1 } = await timed(m, () => real.api.purge(this.batchSize));
     assert.ok(r.ok, `${this}: ${JSON.stringify(r)}`);
     // The model's tables are tiny (one block range), so one call sweeps them whole, whatever the batch.
-    const expired = [...m.rows].filter(([, e]) => status(e, t0, t1) === 'expired').map(([k]) => k);
-    const unknown = [...m.rows].filter(([, e]) => status(e, t0, t1) === 'unknown').map(([k]) => k);
+    const expired = [...m.rows].filter(([, e]) => rowStatus(e, t0, t1) === 'expired').map(([k]) => k);
+    const unknown = [...m.rows].filter(([, e]) => rowStatus(e, t0, t1) === 'unknown').map(([k]) => k);
     assert.ok(r.v >= expired.length && r.v <= expired.length + unknown.length,
       `purge deleted ${r.v}, expected [${expired.length}, ${expired.length + unknown.length}]`);
     for (const k of expired) m.rows.delete(k);
@@ -267,9 +396,19 @@ const keyArb: fc.Arbitrary<KeyRef> = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom('', 'garbage', 'no such key'.padEnd(64, '_')).map((key): KeyRef => ({ kind: 'fixed', key })) },
 );
 
+const SUBJECTS = ['alice', 'bob'] as const;
+const subjectArb = fc.constantFrom(...SUBJECTS);
+const lifetimeArb = fc.constantFrom(undefined, 1, 2, 3600, 0, MAX_EXPIRY + 1);
+
 /** One weighted arbitrary over all commands (fc.commands would pick them uniformly). */
 export const commandArb: fc.Arbitrary<Cmd> = fc.oneof(
   { weight: 5, arbitrary: fc.tuple(expiryArb, fc.option(valueArb, { nil: undefined })).map(([e, v]) => new Generate(e, v)) },
+  { weight: 2, arbitrary: fc.tuple(expiryArb, fc.option(valueArb, { nil: undefined }), subjectArb, lifetimeArb).map(([e, v, s, l]) => new Generate(e, v, s, l)) },
+  { weight: 2, arbitrary: fc.tuple(keyArb, expiryArb).map(([k, e]) => new Touch(k, e)) },
+  { weight: 1, arbitrary: fc.tuple(keyArb, fc.option(subjectArb, { nil: null })).map(([k, s]) => new SetSubject(k, s)) },
+  { weight: 1, arbitrary: subjectArb.map((s) => new List(s)) },
+  { weight: 1, arbitrary: fc.tuple(subjectArb, fc.option(keyArb, { nil: undefined })).map(([s, k]) => new Revoke(s, k)) },
+  { weight: 2, arbitrary: keyArb.map((k) => new Rotate(k)) },
   { weight: 8, arbitrary: keyArb.map((k) => new Get(k)) },
   { weight: 5, arbitrary: fc.tuple(keyArb, valueArb, expiryArb).map(([k, v, e]) => new Write('set', k, v, e)) },
   { weight: 3, arbitrary: fc.tuple(keyArb, valueArb, expiryArb).map(([k, v, e]) => new Write('put', k, v, e)) },
