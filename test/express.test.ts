@@ -43,6 +43,12 @@ async function rowVersion(sid: string): Promise<string | undefined> {
   return r.rows[0]?.v;
 }
 
+/** A cleared session keeps a tombstone (no value, cleared) until its expiry. */
+async function rowState(sid: string): Promise<{ cleared: boolean; value: string | null } | undefined> {
+  const r = await db.query<{ cleared: boolean; value: string | null }>(`SELECT cleared, value FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))`, [sid]);
+  return r.rows[0];
+}
+
 before(async () => {
   db = await freshDatabase('express');
   shared = connect({ connectionString: await db.clientRole() });
@@ -93,7 +99,7 @@ describe('express-session with ExpressSessionStore', () => {
     const stale = new Browser(base);
     stale.cookies.set('connect.sid', oldCookie ?? '');
     assert.equal((await stale.get('/whoami')).body, 'nobody');
-    assert.equal(await rowVersion(sessionIdOf(oldCookie)), undefined);
+    assert.deepEqual(await rowState(sessionIdOf(oldCookie)), { cleared: true, value: null });
   });
 
   test('destroy logs out', async () => {
@@ -102,7 +108,7 @@ describe('express-session with ExpressSessionStore', () => {
     const sid = sessionIdOf(b.cookies.get('connect.sid'));
     await b.post('/logout');
     assert.equal((await b.get('/whoami')).body, 'nobody');
-    assert.equal(await rowVersion(sid), undefined);
+    assert.deepEqual(await rowState(sid), { cleared: true, value: null });
   });
 
   test('concurrent requests on one session do not corrupt it', async () => {
