@@ -88,8 +88,12 @@ export class FastifySessionStore {
   }
 
   destroy(sessionId: string, cb: Callback): void {
-    this.remember(sessionId, cleared);
-    callback(this.sessions.destroy(sessionId), cb);
+    callback(this.clear(sessionId), cb);
+  }
+
+  private async clear(sid: string): Promise<void> {
+    await this.sessions.destroy(sid);
+    this.remember(sid, cleared);
   }
 
   /** Closes the connections the store opened (not a `store` passed in). */

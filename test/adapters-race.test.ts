@@ -3,39 +3,24 @@
 // A must never bring a cleared session back, never write back a copy it did not change, and when
 // both changed the session the last to save wins.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { connect, type SessionStore } from '../src/index.js';
+import { before, describe, test } from 'node:test';
 import { ExpressSessionStore } from '../src/express.js';
 import { FastifySessionStore } from '../src/fastify.js';
 import { KoaSessionStore } from '../src/koa.js';
 import type { FrameworkSessions } from '../src/framework.js';
-import { expressApp, fastifyApp, koaApp, type TestApp } from './apps.js';
-import { freshDatabase, type TestDatabase } from './helpers.js';
+import { appFixture, expressApp, fastifyApp, koaApp, rowOf, type TestApp } from './apps.js';
 import { Browser } from './web.js';
 
-let db: TestDatabase;
-let shared: SessionStore;
-const apps: TestApp[] = [];
+const f = appFixture('adapters_race');
 
-before(async () => {
-  db = await freshDatabase('adapters_race');
-  shared = connect({ connectionString: await db.clientRole() });
-});
-after(async () => {
-  for (const app of apps) await app.close();
-  await shared.close();
-  await db.drop();
-});
-
-/** The row as the owner sees it: a cleared session keeps a tombstone until its expiry. */
+/** Cleared: a tombstone, no value. */
 async function row(sid: string): Promise<{ cleared: boolean; value: string | null } | undefined> {
-  const r = await db.query<{ cleared: boolean; value: string | null }>(
-    `SELECT cleared, value FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))`, [sid]);
-  return r.rows[0];
+  const r = await rowOf(f.db, sid);
+  return r && { cleared: r.cleared, value: r.value };
 }
 
 async function stored(sid: string): Promise<string> {
-  const r = await shared.get(sid);
+  const r = await f.shared.get(sid);
   assert.ok(r.ok, `session not found: ${JSON.stringify(r)}`);
   return r.value;
 }
@@ -72,15 +57,15 @@ async function evict(app: TestApp): Promise<void> {
 
 type Make = (o: typeof options & { memoSize?: number }) => Promise<{ app: TestApp; sessions: FrameworkSessions }>;
 const express = (appOptions: { resave?: boolean } = {}): Make => async (o) => {
-  const store = new ExpressSessionStore({ store: shared, ...o });
+  const store = new ExpressSessionStore({ store: f.shared, ...o });
   return { app: await expressApp(store, appOptions), sessions: store.sessions };
 };
 const fastify: Make = async (o) => {
-  const store = new FastifySessionStore({ store: shared, ...o });
+  const store = new FastifySessionStore({ store: f.shared, ...o });
   return { app: await fastifyApp(store), sessions: store.sessions };
 };
 const koa = (appOptions: { rolling?: boolean } = {}): Make => async (o) => {
-  const store = new KoaSessionStore({ store: shared, ...o });
+  const store = new KoaSessionStore({ store: f.shared, ...o });
   return { app: await koaApp(store, appOptions), sessions: store.sessions };
 };
 
@@ -90,7 +75,7 @@ const one = (name: string, make: Make, savesUnchanged = true): Variant => ({
   savesUnchanged,
   async setup() {
     const { app, sessions } = await make(options);
-    apps.push(app);
+    f.keep(app);
     return { a: app, b: app, sessions };
   },
 });
@@ -104,7 +89,8 @@ const variants: Variant[] = [
     savesUnchanged: true,
     async setup() {
       const [a, b] = [await fastify(options), await fastify(options)];
-      apps.push(a.app, b.app);
+      f.keep(a.app);
+      f.keep(b.app);
       return { a: a.app, b: b.app, sessions: a.sessions };
     },
   },
@@ -113,7 +99,7 @@ const variants: Variant[] = [
     savesUnchanged: true,
     async setup() {
       const { app, sessions } = await fastify({ ...options, memoSize: 1 });
-      apps.push(app);
+      f.keep(app);
       const c = new Browser(app.base);
       await c.post('/login');
       evictors.set(app, c);
@@ -159,7 +145,7 @@ for (const v of variants) {
         });
         assert.equal(res.status, 200);
         assert.equal((await old.get('/whoami')).body, 'nobody', 'the old cookie works again');
-        assert.deepEqual(await shared.get(sid), { ok: false, error: 'not_found' });
+        assert.deepEqual(await f.shared.get(sid), { ok: false, error: 'not_found' });
         assert.deepEqual(await row(sid), { cleared: true, value: null });
       });
 
@@ -184,7 +170,7 @@ for (const v of variants) {
       const { old, sid } = await interleave(v, s, '/hold-change', async (user) => {
         const sid = s.b.sidOf(user);
         assert.equal((await user.post('/logout')).body, 'bye');
-        await db.query(`DELETE FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))`, [sid]);
+        await f.db.query(`DELETE FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))`, [sid]);
       });
       if (v.forgets === true) {
         assert.equal(JSON.parse((await old.get('/whoami')).body).note, 'A');

@@ -2,6 +2,7 @@
 // downgrade, add a note, log out, regenerate, and two routes that stop at a gate the test opens,
 // so that another request can run to completion while they hold a loaded session.
 import type { Server } from 'node:http';
+import { after, before } from 'node:test';
 import express from 'express';
 import session from 'express-session';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -12,6 +13,8 @@ import koaSession from 'koa-session';
 import type { ExpressSessionStore } from '../src/express.js';
 import type { FastifySessionStore } from '../src/fastify.js';
 import type { KoaSessionStore } from '../src/koa.js';
+import { connect, type SessionStore } from '../src/index.js';
+import { freshDatabase, type TestDatabase } from './helpers.js';
 import { baseUrl, type Browser, sessionIdOf } from './web.js';
 
 declare module 'express-session' {
@@ -122,19 +125,20 @@ export async function fastifyApp(store: FastifySessionStore): Promise<TestApp> {
   return { name: 'fastify', base, gate, sidOf: (b) => sessionIdOf(b.cookies.get('sessionId')), close: () => app.close() };
 }
 
-export async function koaApp(store: KoaSessionStore, opts: { rolling?: boolean } = {}): Promise<TestApp> {
+export async function koaApp(store: KoaSessionStore, opts: { rolling?: boolean; maxAge?: number | 'session' } = {}): Promise<TestApp> {
   const gate = new Gate();
   const app = new Koa();
   app.keys = ['test key'];
   app.silent = true;
-  app.use(koaSession({ store, genid: store.genid, maxAge: 3_600_000, rolling: opts.rolling ?? false }, app));
+  app.use(koaSession({ store, genid: store.genid, maxAge: opts.maxAge ?? 3_600_000, rolling: opts.rolling ?? false }, app));
   app.use(async (ctx) => {
-    const s = ctx.session as unknown as Data & { regenerate(): Promise<void> };
+    const s = ctx.session as unknown as Data & { n?: number; regenerate(): Promise<void> };
     switch (`${ctx.method} ${ctx.path}`) {
       case 'POST /login': Object.assign(s, { user: 'alice', role: 'admin' }); ctx.body = 'ok'; break;
       case 'GET /whoami': ctx.body = show(s); break;
       case 'POST /downgrade': s.role = 'user'; ctx.body = 'ok'; break;
       case 'POST /note': s.note = 'B'; ctx.body = 'ok'; break;
+      case 'POST /count': s.n = (s.n ?? 0) + 1; ctx.body = String(s.n); break;
       case 'GET /hold': await gate.hold(); ctx.body = show(s); break;
       case 'POST /hold-change': await gate.hold(); s.note = 'A'; ctx.body = 'ok'; break;
       case 'POST /logout': ctx.session = null; ctx.body = 'bye'; break;
@@ -150,4 +154,34 @@ export async function koaApp(store: KoaSessionStore, opts: { rolling?: boolean }
     sidOf: (b) => decodeURIComponent(b.cookies.get('koa.sess') ?? ''),
     close: () => closeServer(server),
   };
+}
+
+/**
+ * Per test file: a fresh database, a store on a client role, and the apps to close at the end.
+ * `db` and `shared` are set once the file's `before` hooks have run.
+ */
+export function appFixture(label: string): { db: TestDatabase; shared: SessionStore; keep(app: TestApp): TestApp } {
+  const apps: TestApp[] = [];
+  const f = {
+    db: undefined as unknown as TestDatabase,
+    shared: undefined as unknown as SessionStore,
+    keep(app: TestApp): TestApp { apps.push(app); return app; },
+  };
+  before(async () => {
+    f.db = await freshDatabase(label);
+    f.shared = connect({ connectionString: await f.db.clientRole() });
+  });
+  after(async () => {
+    for (const app of apps) await app.close();
+    await f.shared.close();
+    await f.db.drop();
+  });
+  return f;
+}
+
+/** A session's row as the owner sees it: a cleared session keeps a tombstone until its expiry; xmin changes on every write. */
+export async function rowOf(db: TestDatabase, sid: string): Promise<{ cleared: boolean; value: string | null; version: string } | undefined> {
+  const r = await db.query<{ cleared: boolean; value: string | null; version: string }>(
+    `SELECT cleared, value, xmin::text AS version FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))`, [sid]);
+  return r.rows[0];
 }

@@ -6,6 +6,7 @@ import express from 'express';
 import session from 'express-session';
 import { connect, type SessionStore } from '../src/index.js';
 import { ExpressSessionStore } from '../src/express.js';
+import { rowOf } from './apps.js';
 import { freshDatabase, type TestDatabase } from './helpers.js';
 import { baseUrl, Browser, sessionIdOf } from './web.js';
 
@@ -37,16 +38,12 @@ async function startApp(store: ExpressSessionStore, cookie: session.CookieOption
   return baseUrl(server);
 }
 
-/** The row's xmin changes on every write: equal xmin means nothing was written. */
-async function rowVersion(sid: string): Promise<string | undefined> {
-  const r = await db.query<{ v: string }>(`SELECT xmin::text AS v FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))`, [sid]);
-  return r.rows[0]?.v;
-}
-
+/** xmin changes on every write: equal versions mean nothing was written. */
+const rowVersion = async (sid: string) => (await rowOf(db, sid))?.version;
 /** A cleared session keeps a tombstone (no value, cleared) until its expiry. */
-async function rowState(sid: string): Promise<{ cleared: boolean; value: string | null } | undefined> {
-  const r = await db.query<{ cleared: boolean; value: string | null }>(`SELECT cleared, value FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))`, [sid]);
-  return r.rows[0];
+async function rowState(sid: string) {
+  const r = await rowOf(db, sid);
+  return r && { cleared: r.cleared, value: r.value };
 }
 
 before(async () => {
