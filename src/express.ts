@@ -50,7 +50,7 @@ function checkCookie(sess: SessionData): void {
  * - `set` of a marked session: changed → `session_set` (never creates: a session cleared
  *   meanwhile stays cleared); unchanged (`resave: true`) → as `touch`. `set` of an unmarked
  *   session → `session_put`, which may create, and never writes over a cleared or expired key.
- * - `touch` moves only the expiry (`session_touch`), never the value, and only when less than
+ * - `touch` moves only the expiry (`session_touch`), never the value, and only once no more than
  *   `touchThreshold` (default half) of the period remains: an unchanged request usually costs one
  *   read and no write, and never rewrites what another request changed meanwhile.
  * - Two requests that both changed the session: the last one to save wins.

@@ -19,8 +19,8 @@ const cleared = 'cleared';
  *
  * How a request can never undo a logout or revert another request's change:
  * - Unchanged (`session.isModified()` false, as on every read-only request with the default
- *   `rolling: true`): only the expiry moves (`session_touch`), never the value, and only when less
- *   than `touchThreshold` (default half) of the period remains.
+ *   `rolling: true`): only the expiry moves (`session_touch`), never the value, and only once no
+ *   more than `touchThreshold` (default half) of the period remains.
  * - Changed, and loaded by this store (it remembers the ids its `get` returned, the last
  *   `memoSize`, default 10000): `session_set`, which never creates. Two requests that both changed
  *   the session: the last one to save wins.

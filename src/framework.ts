@@ -12,9 +12,9 @@ export interface FrameworkStoreOptions extends StoreOptions {
   /** Use this store (its connections are then not closed by `close()`). */
   store?: SessionStore;
   /**
-   * A request that changed nothing moves the session's expiry (never its value) only when less
-   * than this share of its period remains (default 0.5, Lucia's rule). 1 touches on every request;
-   * 0 never touches an unchanged session before it expires.
+   * A request that changed nothing moves the session's expiry (never its value) only once no
+   * more than this share of its period remains (default 0.5, Lucia's rule). 1 touches on every
+   * request; 0 never touches an unchanged session before it expires.
    */
   touchThreshold?: number;
   /**
@@ -160,7 +160,7 @@ export class FrameworkSessions {
 
   /**
    * Saves a session this request loaded: its changed value with `set`, or else only a move of its
-   * expiry with `touch`, and that only when less than `touchThreshold` of the period remains.
+   * expiry with `touch`, and that only once no more than `touchThreshold` of the period remains.
    * Neither ever creates: a session cleared meanwhile stays cleared. Resolves false when the
    * session is gone (cleared or expired); `loaded` then is stale and nothing was written.
    */
@@ -168,7 +168,7 @@ export class FrameworkSessions {
     const period = expiry ?? (await this.defaultPeriod());
     if (!changed) {
       const remaining = (loaded.expiresAt - Date.now()) / 1000;
-      if (remaining > 0 && remaining >= period * this.threshold) {
+      if (remaining > 0 && remaining > period * this.threshold) {
         this.stats.skipped += 1;
         return true;
       }

@@ -16,7 +16,7 @@ const rewritten = ['_expire'] as const;
  * - `set` of the key this request loaded: changed (koa-session's `changed`, or data that differs
  *   from what was loaded) → `session_set`, which never creates: a session cleared meanwhile stays
  *   cleared; unchanged (`rolling`, `renew`) → only its expiry moves (`session_touch`), never its
- *   value, and only when less than `touchThreshold` (default half) of the period remains.
+ *   value, and only once no more than `touchThreshold` (default half) of the period remains.
  *   Two requests that both changed the session: the last one to save wins.
  * - `set` of any other key (koa-session just generated it: new visitor, `regenerate`) →
  *   `session_put`, which may create and never writes over a cleared or expired key.

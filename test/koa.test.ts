@@ -1,6 +1,8 @@
 // KoaSessionStore in a real Koa 3 app with koa-session 7 over real HTTP.
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { before, describe, test } from 'node:test';
+import { SessionError } from '../src/index.js';
 import { KoaSessionStore } from '../src/koa.js';
 import { appFixture, koaApp, rowOf, type TestApp } from './apps.js';
 import { Browser } from './web.js';
@@ -144,6 +146,17 @@ describe('koa-session maxAge becomes the expiry', () => {
     const r = await f.shared.get(app.sidOf(b));
     const period = await f.shared.defaultPeriod();
     assert.ok(r.ok && r.period <= period && r.period >= period - 2, JSON.stringify(r));
+  });
+});
+
+describe('KoaSessionStore ids', () => {
+  test('koa-session\'s default UUID ids are accepted; a prefix with other characters is refused', async () => {
+    const store = new KoaSessionStore({ store: f.shared });
+    const uuid = randomUUID();
+    await store.set(uuid, { user: 'alice' }, 60_000, { changed: true, ctx: {} });
+    assert.equal((await store.get(uuid))?.user, 'alice');
+    await assert.rejects(store.set(`sess:${randomUUID()}`, { user: 'alice' }, 60_000, { changed: true, ctx: {} }),
+      (err) => err instanceof SessionError && err.code === 'invalid_parameter');
   });
 });
 
