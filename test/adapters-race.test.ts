@@ -80,20 +80,24 @@ const one = (name: string, make: Make, savesUnchanged = true): Variant => ({
   },
 });
 
+/** A on one app, B on another with its own store: two processes. */
+const two = (name: string, make: Make, savesUnchanged = true): Variant => ({
+  name,
+  savesUnchanged,
+  async setup() {
+    const [a, b] = [await make(options), await make(options)];
+    f.keep(a.app);
+    f.keep(b.app);
+    return { a: a.app, b: b.app, sessions: a.sessions };
+  },
+});
+
 const variants: Variant[] = [
   one('express', express()),
   one('express with resave: true', express({ resave: true })),
+  two('express, B in another process', express()),
   one('fastify', fastify),
-  {
-    name: 'fastify, B in another process',
-    savesUnchanged: true,
-    async setup() {
-      const [a, b] = [await fastify(options), await fastify(options)];
-      f.keep(a.app);
-      f.keep(b.app);
-      return { a: a.app, b: b.app, sessions: a.sessions };
-    },
-  },
+  two('fastify, B in another process', fastify),
   {
     name: 'fastify, A forgotten by the store (memoSize 1)',
     savesUnchanged: true,
@@ -110,6 +114,7 @@ const variants: Variant[] = [
   },
   one('koa', koa(), false),
   one('koa with rolling: true', koa({ rolling: true })),
+  two('koa with rolling: true, B in another process', koa({ rolling: true })),
 ];
 
 /**
