@@ -6,6 +6,7 @@ import express from 'express';
 import session from 'express-session';
 import { connect, type SessionStore } from '../src/index.js';
 import { ExpressSessionStore } from '../src/express.js';
+import { rowOf } from './apps.js';
 import { freshDatabase, type TestDatabase } from './helpers.js';
 import { baseUrl, Browser, sessionIdOf } from './web.js';
 
@@ -37,10 +38,12 @@ async function startApp(store: ExpressSessionStore, cookie: session.CookieOption
   return baseUrl(server);
 }
 
-/** The row's xmin changes on every write: equal xmin means nothing was written. */
-async function rowVersion(sid: string): Promise<string | undefined> {
-  const r = await db.query<{ v: string }>(`SELECT xmin::text AS v FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))`, [sid]);
-  return r.rows[0]?.v;
+/** xmin changes on every write: equal versions mean nothing was written. */
+const rowVersion = async (sid: string) => (await rowOf(db, sid))?.version;
+/** A cleared session keeps a tombstone (no value, cleared) until its expiry. */
+async function rowState(sid: string) {
+  const r = await rowOf(db, sid);
+  return r && { cleared: r.cleared, value: r.value };
 }
 
 before(async () => {
@@ -93,7 +96,7 @@ describe('express-session with ExpressSessionStore', () => {
     const stale = new Browser(base);
     stale.cookies.set('connect.sid', oldCookie ?? '');
     assert.equal((await stale.get('/whoami')).body, 'nobody');
-    assert.equal(await rowVersion(sessionIdOf(oldCookie)), undefined);
+    assert.deepEqual(await rowState(sessionIdOf(oldCookie)), { cleared: true, value: null });
   });
 
   test('destroy logs out', async () => {
@@ -102,7 +105,7 @@ describe('express-session with ExpressSessionStore', () => {
     const sid = sessionIdOf(b.cookies.get('connect.sid'));
     await b.post('/logout');
     assert.equal((await b.get('/whoami')).body, 'nobody');
-    assert.equal(await rowVersion(sid), undefined);
+    assert.deepEqual(await rowState(sid), { cleared: true, value: null });
   });
 
   test('concurrent requests on one session do not corrupt it', async () => {

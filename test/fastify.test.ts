@@ -2,15 +2,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
-import fastifyCookie from '@fastify/cookie';
-import fastifySession from '@fastify/session';
 import { connect, type SessionStore } from '../src/index.js';
 import { FastifySessionStore } from '../src/fastify.js';
+import { withSessions } from './apps.js';
 import { freshDatabase, type TestDatabase } from './helpers.js';
 import { Browser, sessionIdOf } from './web.js';
 
 declare module 'fastify' {
-  interface Session { user?: string; n?: number }
+  interface Session { n?: number }
 }
 
 let db: TestDatabase;
@@ -24,13 +23,7 @@ before(async () => {
   shared = connect({ connectionString: await db.clientRole() });
   store = new FastifySessionStore({ store: shared });
   app = Fastify();
-  await app.register(fastifyCookie);
-  await app.register(fastifySession, {
-    secret: 'a secret with at least 32 characters!!',
-    store: store as unknown as fastifySession.SessionStore,
-    saveUninitialized: false,
-    cookie: { secure: false, maxAge: 3_600_000 },
-  });
+  await withSessions(app, store);
   app.post('/login', async (req) => { req.session.user = 'alice'; return 'ok'; });
   app.get('/whoami', async (req) => req.session.user ?? 'nobody');
   app.post('/count', async (req) => { req.session.n = (req.session.n ?? 0) + 1; return String(req.session.n); });
