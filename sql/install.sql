@@ -42,4 +42,10 @@ SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '003_secur
 INSERT INTO public.session_migrations (name, run_on) VALUES ('003_security', now());
 \endif
 
+SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '004_batch') AS apply \gset
+\if :apply
+\ir 004_batch.up.sql
+INSERT INTO public.session_migrations (name, run_on) VALUES ('004_batch', now());
+\endif
+
 COMMIT;

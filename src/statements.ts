@@ -16,4 +16,6 @@ export const statements = {
   setDefaultPeriod: call('set_default_period', 'SELECT session.session_set_default_period($1::bigint)'),
   purge: call('purge', 'SELECT session.session_purge()'),
   purgeBatch: call('purge_batch', 'SELECT session.session_purge($1::integer)'),
+  writeBatch: call('write_batch', 'SELECT ord, sqlstate, message, ok, key FROM '
+    + 'session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])'),
 } as const;
