@@ -1,6 +1,6 @@
 import type { Writable } from 'node:stream';
 import pg from 'pg';
-import { SessionError } from './errors.js';
+import { SessionError, toSessionError } from './errors.js';
 
 const closedError = () => new SessionError('closed', 'the session store is closed');
 
@@ -81,7 +81,16 @@ export class PipelineExecutor implements Executor {
         });
       }
     }
-    return client.query(config);
+    return client.query(config).catch((err: unknown) => {
+      // The server may report its end (57P01) before the socket closes: a call sent in between
+      // would fail too, so the next call must open a new connection instead.
+      if (toSessionError(err).code === 'connection' && this.ready[i] === client) {
+        this.ready[i] = undefined;
+        this.slots[i] = undefined;
+        client.end().catch(() => {});
+      }
+      throw err;
+    });
   }
 
   private open(i: number): Promise<pg.Client> {
