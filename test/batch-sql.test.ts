@@ -165,6 +165,38 @@ describe('session_write_batch, element by element', () => {
   });
 });
 
+describe('session_write_batch lock waits', () => {
+  test('a lock the batch must wait for fails it after lock_timeout, at most 2 s, leaving the caller\'s setting as it was', async () => {
+    const k = await generate('kept');
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE session.sessions IN SHARE MODE');
+      // The server default (0, wait forever) is bounded at 2 s.
+      assert.equal(await sqlState(batch([['set', k, 'a', null], ['generate', null, 'g', null]])), '55P03');
+      assert.equal((await app.query('SHOW lock_timeout')).rows[0]?.lock_timeout, '0');
+      // A shorter setting of the caller applies.
+      await app.query(`SET lock_timeout = '300ms'`);
+      assert.equal(await sqlState(batch([['set', k, 'a', null]])), '55P03');
+      assert.equal((await app.query('SHOW lock_timeout')).rows[0]?.lock_timeout, '300ms');
+      await app.query('RESET lock_timeout');
+      await holder.query('ROLLBACK');
+    } finally {
+      await holder.end();
+    }
+    // Inside the caller's own transaction, the setting is restored once the batch returns.
+    await app.query('BEGIN');
+    try {
+      await batch([['set', k, 'b', null]]);
+      assert.equal((await app.query('SHOW lock_timeout')).rows[0]?.lock_timeout, '0');
+    } finally {
+      await app.query('ROLLBACK');
+    }
+    assert.equal(await getValue(k), 'kept');
+  });
+});
+
 describe('session_write_batch under concurrency', () => {
   test('batches over the same keys in opposite orders never deadlock and lose no write', async () => {
     const keys = (await batch(Array.from({ length: 100 }, (): Op => ['generate', null, '0', 3600]))).map((r) => r.key as string);
@@ -194,13 +226,13 @@ describe('session_write_batch under concurrency', () => {
 });
 
 describe('session_write_batch is part of the SQL API', () => {
-  test('SECURITY DEFINER, pinned search_path, lock_timeout bounded, documented', async () => {
+  test('SECURITY DEFINER, pinned search_path, documented', async () => {
     const r = await db.query<{ prosecdef: boolean; proconfig: string[]; comment: string | null }>(
       `SELECT p.prosecdef, p.proconfig, obj_description(p.oid, 'pg_proc') AS comment FROM pg_proc p
         WHERE p.oid = 'session.session_write_batch(text[], text[], text[], bigint[])'::regprocedure`);
     const row = r.rows[0];
     assert.equal(row?.prosecdef, true);
-    assert.deepEqual(row?.proconfig, ['search_path=pg_catalog, pg_temp', 'lock_timeout=2s']);
+    assert.deepEqual(row?.proconfig, ['search_path=pg_catalog, pg_temp']);
     assert.match(row?.comment ?? '', /22004.*22001.*22023.*55P03/s);
   });
   test('the client role may call it; PUBLIC and the admin role may not, nor the private helper', async () => {
