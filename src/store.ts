@@ -32,8 +32,10 @@ export interface StoreOptions extends ConnectionOptions {
 }
 
 /**
- * A session store. Every method is one round trip calling one `session.session_*` function, and
- * rejects only with {@link SessionError}. Periods and expiries are whole seconds.
+ * A session store. Every method calls one `session.session_*` function and rejects only with
+ * {@link SessionError}. Writes made while other writes are in flight are committed together (one
+ * call of `session.session_write_batch`, one transaction); each still resolves or rejects on its
+ * own, after the commit, exactly as its single call would. Periods and expiries are whole seconds.
  */
 export interface SessionStore {
   /**
