@@ -253,6 +253,11 @@ export class WriteQueue {
       for (const call of calls) call.reject(err);
       return;
     }
+    if (rows.length !== calls.length) {
+      const err = new Error(`session_write_batch returned ${rows.length} rows for ${calls.length} calls`);
+      for (const call of calls) call.reject(err);
+      return;
+    }
     const busy: WriteCall[] = [];
     for (const row of rows) {
       const [ord, sqlstate, message, ok, key] = row as [number, string | null, string | null, boolean | null, string | null];
