@@ -179,6 +179,8 @@ export class WriteQueue {
   private readonly running = new Set<Promise<void>>();
   private scheduled = false;
   private closed = false;
+  /** Until when (ms since the epoch) writes go one by one: the batch function could not be called. */
+  private singlesUntil = 0;
 
   constructor(
     private readonly lanes: Executor[],
@@ -216,7 +218,7 @@ export class WriteQueue {
   /** The next batch: at least one call, at most `limits.calls` calls and about `limits.bytes` of text. */
   private take(): WriteCall[] {
     const first = this.pending[0] as WriteCall;
-    if (first.kind === undefined) return this.pending.splice(0, 1);
+    if (first.kind === undefined || (this.singlesUntil !== 0 && Date.now() < this.singlesUntil)) return this.pending.splice(0, 1);
     let n = 1;
     let bytes = size(first);
     for (; n < this.pending.length && n < this.limits.calls; n += 1) {
@@ -250,6 +252,14 @@ export class WriteQueue {
     try {
       rows = (await lane.query(this.statements.batch(calls))).rows;
     } catch (err) {
+      // No session_write_batch (a database not migrated to 004 yet) or no right to call it: the
+      // statement failed before running, so nothing was written and sending the calls again is
+      // safe. They go one by one as single calls, as before 004, and batches are tried again later.
+      if (unbatchable.has(String((err as { code?: unknown }).code)) && !this.closed) {
+        this.singlesUntil = Date.now() + 60_000;
+        this.pending.unshift(...calls);
+        return;
+      }
       for (const call of calls) call.reject(err);
       return;
     }
@@ -279,6 +289,9 @@ export class WriteQueue {
     await Promise.all(this.lanes.map((lane) => lane.close()));
   }
 }
+
+/** SQLSTATEs of a batch statement that never ran: function missing (42883, 3F000), not granted (42501). */
+const unbatchable = new Set(['42883', '3F000', '42501']);
 
 /** The text a call puts on the wire, in UTF-16 units: close enough to bound a batch's size. */
 const size = (call: WriteCall) => (call.key?.length ?? 0) + (call.value?.length ?? 0);

@@ -236,6 +236,31 @@ describe('group commit through the client', () => {
     }
   });
 
+  test('a database without session_write_batch, or a role not granted it: the writes go one by one and all succeed', async () => {
+    const bare = await freshDatabase('nobatch');
+    try {
+      const url = await bare.clientRole();
+      await bare.query('REVOKE EXECUTE ON FUNCTION session.session_write_batch(text[], text[], text[], bigint[]) FROM session_client');
+      const check = async (what: string) => {
+        const store = connect({ connectionString: url, writeConnections: 1 });
+        try {
+          const keys = await Promise.all(Array.from({ length: 30 }, (_, i) => store.generate({ value: `v${i}` })));
+          const results = await Promise.all(keys.map((k, i) => settle(store.set(k, i === 3 ? 'x'.repeat(1001) : `w${i}`))));
+          assert.deepEqual(results, keys.map((_, i) => (i === 3 ? { code: 'value_too_large' } : { value: true })), what);
+        } finally {
+          await store.close();
+        }
+      };
+      await bare.query('UPDATE session.config SET max_value_bytes = 1000');
+      await check('not granted');
+      // As in a database still at 003: the function does not exist.
+      await bare.query('DROP FUNCTION session.session_write_batch(text[], text[], text[], bigint[])');
+      await check('not installed');
+    } finally {
+      await bare.drop();
+    }
+  });
+
   test('writeConnections and maxBatchCalls must be positive integers', () => {
     for (const bad of [0, -1, 1.5, Number.NaN]) {
       assert.throws(() => connect({ connectionString: clientUrl, writeConnections: bad }), (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument');
