@@ -22,7 +22,7 @@ export interface StoreOptions extends ConnectionOptions {
    * of `session.session_write_batch`), so reads never wait behind a write's flush to disk.
    */
   writeConnections?: number;
-  /** Most calls in one batched write (default 256). */
+  /** Most calls in one batched write (default 256); a batch also stops at about 1 MiB of keys and values. */
   maxBatchCalls?: number;
   /**
    * Called when an idle connection breaks (e.g. the server restarted). The store reconnects on
