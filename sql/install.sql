@@ -42,6 +42,12 @@ SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '003_secur
 INSERT INTO public.session_migrations (name, run_on) VALUES ('003_security', now());
 \endif
 
+SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '004_batch') AS apply \gset
+\if :apply
+\ir 004_batch.up.sql
+INSERT INTO public.session_migrations (name, run_on) VALUES ('004_batch', now());
+\endif
+
 SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '005_accounts') AS apply \gset
 \if :apply
 \ir 005_accounts.up.sql

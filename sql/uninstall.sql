@@ -15,6 +15,12 @@ SELECT EXISTS (SELECT FROM public.session_migrations WHERE name = '005_accounts'
 DELETE FROM public.session_migrations WHERE name = '005_accounts';
 \endif
 
+SELECT EXISTS (SELECT FROM public.session_migrations WHERE name = '004_batch') AS revert \gset
+\if :revert
+\ir 004_batch.down.sql
+DELETE FROM public.session_migrations WHERE name = '004_batch';
+\endif
+
 SELECT EXISTS (SELECT FROM public.session_migrations WHERE name = '003_security') AS revert \gset
 \if :revert
 \ir 003_security.down.sql

@@ -1,5 +1,8 @@
 import type { Writable } from 'node:stream';
 import pg from 'pg';
+import { SessionError, toSessionError } from './errors.js';
+
+const closedError = () => new SessionError('closed', 'the session store is closed');
 
 /** Sends one single-statement query and returns its rows as arrays. */
 export interface Executor {
@@ -78,7 +81,16 @@ export class PipelineExecutor implements Executor {
         });
       }
     }
-    return client.query(config);
+    return client.query(config).catch((err: unknown) => {
+      // The server may report its end (57P01) before the socket closes: a call sent in between
+      // would fail too, so the next call must open a new connection instead.
+      if (toSessionError(err).code === 'connection' && this.ready[i] === client) {
+        this.ready[i] = undefined;
+        this.slots[i] = undefined;
+        client.end().catch(() => {});
+      }
+      throw err;
+    });
   }
 
   private open(i: number): Promise<pg.Client> {
@@ -120,3 +132,166 @@ export class PipelineExecutor implements Executor {
     }));
   }
 }
+
+/** The writes a {@link WriteQueue} can batch: one element kind of `session.session_write_batch`. */
+export type WriteKind = 'generate' | 'set' | 'touch' | 'put' | 'clear';
+
+/** One write call: its arguments as sent to SQL, and its caller's promise. */
+export interface WriteCall {
+  /** Undefined for a write that is never batched (an admin call): `config` is sent as is. */
+  kind: WriteKind | undefined;
+  config?: pg.QueryArrayConfig | undefined;
+  key: string | null;
+  value: string | null;
+  expiry: string | null;
+  /** Resolved with the first column of the single call's row (generate: the key; set/touch/put: the boolean). */
+  resolve: (result: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+/** How a {@link WriteQueue} turns calls into statements; the SQL text lives in statements.ts. */
+export interface WriteStatements {
+  single(call: WriteCall): pg.QueryArrayConfig;
+  /** The batch call; its rows are `[ord, sqlstate, message, ok, key]`, one per element. */
+  batch(calls: WriteCall[]): pg.QueryArrayConfig;
+}
+
+/** A per-element failure reported by the batch function, shaped like a driver error for toSessionError. */
+class ElementError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+/**
+ * Group commit. Each commit waits for its WAL flush, and a connection commits its statements one
+ * after another; so every lane (a write connection, or a pool) has at most one write statement in
+ * flight, and the calls that arrive meanwhile go together, as one call of
+ * `session.session_write_batch`: one transaction and one flush for all of them. When nothing is in
+ * flight a call is sent at once as its own single call, so an idle store is as fast as before, and
+ * batches grow with the load by themselves. Every caller gets its own result or error; an error of
+ * the whole statement (connection lost, timeout) rejects each caller of that batch, and nothing is
+ * ever sent again on its behalf: a generate whose commit is in doubt must not create a second key.
+ */
+export class WriteQueue {
+  private readonly pending: WriteCall[] = [];
+  private readonly idle: Executor[];
+  private readonly running = new Set<Promise<void>>();
+  private scheduled = false;
+  private closed = false;
+  /** Until when (ms since the epoch) writes go one by one: the batch function could not be called. */
+  private singlesUntil = 0;
+
+  constructor(
+    private readonly lanes: Executor[],
+    private readonly statements: WriteStatements,
+    private readonly limits: { calls: number; bytes: number },
+  ) {
+    this.idle = [...lanes];
+  }
+
+  /** Queues a call; `call.resolve`/`call.reject` settle it after its transaction ended. */
+  submit(call: WriteCall): void {
+    if (this.closed) {
+      call.reject(closedError());
+      return;
+    }
+    this.pending.push(call);
+    // A microtask, not a later tick: calls made in the same turn share a batch, and none waits for I/O.
+    if (!this.scheduled && this.idle.length > 0) {
+      this.scheduled = true;
+      queueMicrotask(this.pump);
+    }
+  }
+
+  private readonly pump = () => {
+    this.scheduled = false;
+    while (this.pending.length > 0) {
+      const lane = this.idle.pop();
+      if (lane === undefined) return;
+      const run = this.run(lane, this.take());
+      this.running.add(run);
+      void run.finally(() => this.running.delete(run));
+    }
+  };
+
+  /** The next batch: at least one call, at most `limits.calls` calls and about `limits.bytes` of text. */
+  private take(): WriteCall[] {
+    const first = this.pending[0] as WriteCall;
+    if (first.kind === undefined || (this.singlesUntil !== 0 && Date.now() < this.singlesUntil)) return this.pending.splice(0, 1);
+    let n = 1;
+    let bytes = size(first);
+    for (; n < this.pending.length && n < this.limits.calls; n += 1) {
+      const next = this.pending[n] as WriteCall;
+      bytes += size(next);
+      if (next.kind === undefined || bytes > this.limits.bytes) break;
+    }
+    return this.pending.splice(0, n);
+  }
+
+  private async run(lane: Executor, calls: WriteCall[]): Promise<void> {
+    try {
+      if (calls.length === 1) {
+        const call = calls[0] as WriteCall;
+        try {
+          call.resolve((await lane.query(this.statements.single(call))).rows[0]?.[0]);
+        } catch (err) {
+          call.reject(err);
+        }
+      } else {
+        await this.runBatch(lane, calls);
+      }
+    } finally {
+      this.idle.push(lane);
+      this.pump();
+    }
+  }
+
+  private async runBatch(lane: Executor, calls: WriteCall[]): Promise<void> {
+    let rows: unknown[][];
+    try {
+      rows = (await lane.query(this.statements.batch(calls))).rows;
+    } catch (err) {
+      // No session_write_batch (a database not migrated to 004 yet) or no right to call it: the
+      // statement failed before running, so nothing was written and sending the calls again is
+      // safe. They go one by one as single calls, as before 004, and batches are tried again later.
+      if (unbatchable.has(String((err as { code?: unknown }).code)) && !this.closed) {
+        this.singlesUntil = Date.now() + 60_000;
+        this.pending.unshift(...calls);
+        return;
+      }
+      for (const call of calls) call.reject(err);
+      return;
+    }
+    if (rows.length !== calls.length) {
+      const err = new Error(`session_write_batch returned ${rows.length} rows for ${calls.length} calls`);
+      for (const call of calls) call.reject(err);
+      return;
+    }
+    const busy: WriteCall[] = [];
+    for (const row of rows) {
+      const [ord, sqlstate, message, ok, key] = row as [number, string | null, string | null, boolean | null, string | null];
+      const call = calls[ord - 1] as WriteCall;
+      if (sqlstate === null) call.resolve(call.kind === 'generate' ? key : ok);
+      // Another transaction holds the row: nothing was written; send it again, ahead of newer calls.
+      else if (sqlstate === '55P03' && !this.closed) busy.push(call);
+      else call.reject(new ElementError(sqlstate, message ?? 'session write failed'));
+    }
+    this.pending.unshift(...busy);
+  }
+
+  /** Rejects the calls not sent yet, waits for those in flight, then closes the lanes. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const call of this.pending.splice(0)) call.reject(closedError());
+    await Promise.all([...this.running]);
+    await Promise.all(this.lanes.map((lane) => lane.close()));
+  }
+}
+
+/** SQLSTATEs of a batch statement that never ran: function missing (42883, 3F000), not granted (42501). */
+const unbatchable = new Set(['42883', '3F000', '42501']);
+
+/** The text a call puts on the wire, in UTF-16 units: close enough to bound a batch's size. */
+const size = (call: WriteCall) => (call.key?.length ?? 0) + (call.value?.length ?? 0);

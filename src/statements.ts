@@ -24,4 +24,6 @@ export const statements = {
   rotate: call('rotate', 'SELECT session.session_rotate($1::text)'),
   absoluteLifetime: call('absolute_lifetime', 'SELECT session.session_absolute_lifetime()'),
   setAbsoluteLifetime: call('set_absolute_lifetime', 'SELECT session.session_set_absolute_lifetime($1::bigint)'),
+  writeBatch: call('write_batch', 'SELECT ord, sqlstate, message, ok, key FROM '
+    + 'session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])'),
 } as const;

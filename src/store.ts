@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { clientConfig, type ConnectionOptions } from './connection.js';
 import { SessionError, toSessionError } from './errors.js';
-import { PipelineExecutor, poolExecutor, type Executor } from './executor.js';
+import { PipelineExecutor, poolExecutor, WriteQueue, type Executor, type WriteCall, type WriteKind, type WriteStatements } from './executor.js';
 import { statements } from './statements.js';
 
 /** The result of {@link SessionStore.get}: the value and its remaining period, or why there is none. */
@@ -38,8 +38,17 @@ export interface GenerateOptions {
 export interface StoreOptions extends ConnectionOptions {
   /** Reuse this pool instead of opening connections; `close()` then leaves it open. */
   pool?: pg.Pool;
-  /** Number of pipelined connections the store opens (default 2); ignored with `pool`. */
+  /** Number of pipelined connections the store opens for reads (default 2); ignored with `pool`. */
   connections?: number;
+  /**
+   * Number of write lanes (default 2): connections the store opens for writes, or with `pool`,
+   * how many write statements it sends to the pool at once. Each lane has at most one write in
+   * flight; the writes that arrive meanwhile are committed together in one transaction (one call
+   * of `session.session_write_batch`), so reads never wait behind a write's flush to disk.
+   */
+  writeConnections?: number;
+  /** Most calls in one batched write (default 256); a batch also stops at about 1 MiB of keys and values. */
+  maxBatchCalls?: number;
   /**
    * Called when an idle connection breaks (e.g. the server restarted). The store reconnects on
    * the next call by itself; the default ignores the event instead of crashing the process.
@@ -48,8 +57,10 @@ export interface StoreOptions extends ConnectionOptions {
 }
 
 /**
- * A session store. Every method is one round trip calling one `session.session_*` function, and
- * rejects only with {@link SessionError}. Periods and expiries are whole seconds.
+ * A session store. Every method calls one `session.session_*` function and rejects only with
+ * {@link SessionError}. Writes made while other writes are in flight are committed together (one
+ * call of `session.session_write_batch`, one transaction); each still resolves or rejects on its
+ * own, after the commit, exactly as its single call would. Periods and expiries are whole seconds.
  */
 export interface SessionStore {
   /**
@@ -151,13 +162,13 @@ const types = {
  * config owns only its values: about a quarter less client CPU per call.
  */
 const templates = new Map<object, object>();
-function queryConfig(statement: { name: string; text: string }, values: (string | null)[]): pg.QueryArrayConfig {
+function queryConfig(statement: { name: string; text: string }, values: unknown[]): pg.QueryArrayConfig {
   let template = templates.get(statement);
   if (template === undefined) {
     template = { ...statement, rowMode: 'array', types };
     templates.set(statement, template);
   }
-  const config = Object.create(template) as { values: (string | null)[] };
+  const config = Object.create(template) as { values: unknown[] };
   config.values = values;
   return config as pg.QueryArrayConfig;
 }
@@ -213,12 +224,50 @@ function unsendable(key: string): boolean {
   return key.includes('\u0000') || !key.isWellFormed();
 }
 
+/** A batch element's arguments, or (`kind` undefined) the config of a write always sent alone. */
+type WriteArgs = Omit<WriteCall, 'resolve' | 'reject'>;
+
+/** The single call each kind of write stands for, with its arguments in the order it takes them. */
+const singles: Record<WriteKind, (c: WriteArgs) => pg.QueryArrayConfig> = {
+  generate: (c) => queryConfig(statements.generate, [c.expiry, c.value]),
+  set: (c) => queryConfig(statements.set, [c.key, c.value, c.expiry]),
+  touch: (c) => queryConfig(statements.touch, [c.key, c.expiry]),
+  put: (c) => queryConfig(statements.put, [c.key, c.value, c.expiry]),
+  clear: (c) => queryConfig(statements.clear, [c.key]),
+};
+
+const writeStatements: WriteStatements = {
+  single: (c) => (c.kind === undefined ? c.config as pg.QueryArrayConfig : singles[c.kind](c)),
+  batch: (calls) => queryConfig(statements.writeBatch, [
+    calls.map((c) => c.kind as string),
+    calls.map((c) => c.key),
+    calls.map((c) => c.value),
+    calls.map((c) => c.expiry),
+  ]),
+};
+
 class PgSessionStore implements SessionStore {
   private closed = false;
 
-  constructor(private readonly executor: Executor) {}
+  constructor(private readonly executor: Executor, private readonly writes: WriteQueue) {}
 
-  private async run(statement: { name: string; text: string }, values: (string | null)[]): Promise<unknown[][]> {
+  /** A write: through the group-commit queue, so that it shares its transaction under load. */
+  private write(args: WriteArgs): Promise<unknown> {
+    if (this.closed) return Promise.reject(new SessionError('closed', 'the session store is closed'));
+    return new Promise<unknown>((resolve, reject) => {
+      this.writes.submit({ ...args, resolve, reject: (err) => reject(toSessionError(err)) });
+    });
+  }
+
+  /**
+   * A write that is never batched (admin calls, and the per-subject calls): through the same lanes,
+   * alone, so that reads never queue behind it either. Resolves the first column of the first row.
+   */
+  private adminWrite(config: pg.QueryArrayConfig): Promise<unknown> {
+    return this.write({ kind: undefined, key: null, value: null, expiry: null, config });
+  }
+
+  private async run(statement: { name: string; text: string }, values: unknown[]): Promise<unknown[][]> {
     if (this.closed) throw new SessionError('closed', 'the session store is closed');
     try {
       const result = await this.executor.query(queryConfig(statement, values));
@@ -233,12 +282,13 @@ class PgSessionStore implements SessionStore {
     const expiry = optionalSeconds('expiry', options.expiry);
     const value = options.value === undefined ? null : checkValue(options.value);
     if (options.subject === undefined && options.label === undefined && options.lifetime === undefined) {
-      return (await this.run(statements.generate, [expiry, value]))[0]?.[0] as string;
+      return await this.write({ kind: 'generate', key: null, value, expiry }) as string;
     }
     const subject = options.subject === undefined ? null : checkText('subject', options.subject);
     const label = options.label === undefined ? null : checkText('label', options.label);
     const lifetime = optionalSeconds('lifetime', options.lifetime);
-    return (await this.run(statements.generateFor, [expiry, value, subject, label, lifetime]))[0]?.[0] as string;
+    // With a subject (at login, rarely): alone through the write lanes, never batched.
+    return await this.adminWrite(queryConfig(statements.generateFor, [expiry, value, subject, label, lifetime])) as string;
   }
 
   async get(key: string): Promise<GetResult> {
@@ -254,16 +304,14 @@ class PgSessionStore implements SessionStore {
     checkValue(value);
     const expiry = optionalSeconds('expiry', checkOptions(options).expiry);
     if (unsendable(key)) return false;
-    const rows = await this.run(statements.set, [key, value, expiry]);
-    return rows[0]?.[0] === true;
+    return await this.write({ kind: 'set', key, value, expiry }) === true;
   }
 
   async touch(key: string, options?: { expiry?: number }): Promise<boolean> {
     checkKey(key);
     const expiry = optionalSeconds('expiry', checkOptions(options).expiry);
     if (unsendable(key)) return false;
-    const rows = await this.run(statements.touch, [key, expiry]);
-    return rows[0]?.[0] === true;
+    return await this.write({ kind: 'touch', key, value: null, expiry }) === true;
   }
 
   async put(key: string, value: string, options?: { expiry?: number }): Promise<boolean> {
@@ -271,8 +319,7 @@ class PgSessionStore implements SessionStore {
     checkValue(value);
     const expiry = optionalSeconds('expiry', checkOptions(options).expiry);
     if (unsendable(key)) throw new SessionError('invalid_argument', 'key must be base64url characters');
-    const rows = await this.run(statements.put, [key, value, expiry]);
-    return rows[0]?.[0] === true;
+    return await this.write({ kind: 'put', key, value, expiry }) === true;
   }
 
   async count(): Promise<number> {
@@ -281,7 +328,7 @@ class PgSessionStore implements SessionStore {
 
   async clear(key: string): Promise<void> {
     if (unsendable(checkKey(key))) return;
-    await this.run(statements.clear, [key]);
+    await this.write({ kind: 'clear', key, value: null, expiry: null });
   }
 
   async defaultPeriod(): Promise<number> {
@@ -289,15 +336,16 @@ class PgSessionStore implements SessionStore {
   }
 
   async setDefaultPeriod(period: number): Promise<void> {
-    await this.run(statements.setDefaultPeriod, [checkSeconds('period', period)]);
+    const config = queryConfig(statements.setDefaultPeriod, [checkSeconds('period', period)]);
+    await this.adminWrite(config);
   }
 
   async purge(opts?: { batchSize?: number }): Promise<number> {
     const { batchSize } = checkOptions(opts);
-    const rows = batchSize === undefined
-      ? await this.run(statements.purge, [])
-      : await this.run(statements.purgeBatch, [checkBatchSize(batchSize)]);
-    return rows[0]?.[0] as number;
+    const config = batchSize === undefined
+      ? queryConfig(statements.purge, [])
+      : queryConfig(statements.purgeBatch, [checkBatchSize(batchSize)]);
+    return await this.adminWrite(config) as number;
   }
 
   async setSubject(key: string, subject: string | null, label?: string): Promise<boolean> {
@@ -305,7 +353,7 @@ class PgSessionStore implements SessionStore {
     const s = subject === null ? null : checkText('subject', subject);
     const l = label === undefined ? null : checkText('label', label);
     if (unsendable(key)) return false;
-    return (await this.run(statements.setSubject, [key, s, l]))[0]?.[0] === true;
+    return await this.adminWrite(queryConfig(statements.setSubject, [key, s, l])) === true;
   }
 
   async list(subject: string, opts?: { max?: number }): Promise<SessionInfo[]> {
@@ -319,8 +367,7 @@ class PgSessionStore implements SessionStore {
     const { except } = checkOptions(opts);
     const keep = except === undefined ? null : checkKey(except);
     // A key PostgreSQL cannot receive names no session: nothing to keep.
-    const rows = await this.run(statements.revoke, [checkText('subject', subject), keep !== null && unsendable(keep) ? null : keep]);
-    return rows[0]?.[0] as number;
+    return await this.adminWrite(queryConfig(statements.revoke, [checkText('subject', subject), keep !== null && unsendable(keep) ? null : keep])) as number;
   }
 
   async revokeHandle(subject: string, handle: string): Promise<boolean> {
@@ -328,12 +375,12 @@ class PgSessionStore implements SessionStore {
     if (typeof handle !== 'string' || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(handle)) {
       throw new SessionError('invalid_argument', 'handle must be a handle from list()');
     }
-    return (await this.run(statements.revokeHandle, [subject, handle]))[0]?.[0] === true;
+    return await this.adminWrite(queryConfig(statements.revokeHandle, [subject, handle])) === true;
   }
 
   async rotate(key: string): Promise<string | null> {
     if (unsendable(checkKey(key))) return null;
-    return ((await this.run(statements.rotate, [key]))[0]?.[0] ?? null) as string | null;
+    return (await this.adminWrite(queryConfig(statements.rotate, [key])) ?? null) as string | null;
   }
 
   async absoluteLifetime(): Promise<number | null> {
@@ -341,12 +388,12 @@ class PgSessionStore implements SessionStore {
   }
 
   async setAbsoluteLifetime(lifetime: number | null): Promise<void> {
-    await this.run(statements.setAbsoluteLifetime, [lifetime === null ? null : checkSeconds('lifetime', lifetime)]);
+    await this.adminWrite(queryConfig(statements.setAbsoluteLifetime, [lifetime === null ? null : checkSeconds('lifetime', lifetime)]));
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    await this.executor.close();
+    await Promise.all([this.writes.close(), this.executor.close()]);
   }
 }
 
@@ -355,11 +402,20 @@ class PgSessionStore implements SessionStore {
  * that call with a `connection` SessionError. Throws `invalid_argument` for a malformed `conninfo`.
  */
 export function connect(options: StoreOptions = {}): SessionStore {
-  if (options.pool !== undefined) return new PgSessionStore(poolExecutor(options.pool));
-  const size = options.connections ?? 2;
-  if (!Number.isSafeInteger(size) || size < 1) {
-    throw new SessionError('invalid_argument', 'connections must be a positive integer');
-  }
+  const size = positive('connections', options.connections, 2);
+  const lanes = positive('writeConnections', options.writeConnections, 2);
+  const limits = { calls: positive('maxBatchCalls', options.maxBatchCalls, 256), bytes: 1 << 20 };
+  const queue = (lane: () => Executor) => new WriteQueue(Array.from({ length: lanes }, lane), writeStatements, limits);
+  const { pool } = options;
+  if (pool !== undefined) return new PgSessionStore(poolExecutor(pool), queue(() => poolExecutor(pool)));
   const onError = options.onError ?? (() => {});
-  return new PgSessionStore(new PipelineExecutor(clientConfig(options), size, (err) => onError(toSessionError(err))));
+  const config = clientConfig(options);
+  const report = (err: Error) => onError(toSessionError(err));
+  return new PgSessionStore(new PipelineExecutor(config, size, report), queue(() => new PipelineExecutor(config, 1, report)));
+}
+
+function positive(name: string, n: number | undefined, otherwise: number): number {
+  if (n === undefined) return otherwise;
+  if (!Number.isSafeInteger(n) || n < 1) throw new SessionError('invalid_argument', `${name} must be a positive integer`);
+  return n;
 }

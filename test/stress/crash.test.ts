@@ -157,3 +157,84 @@ describe('server crashes while the client writes', () => {
     console.log(`# ${line}`);
   });
 });
+
+describe('server killed while batches of writes are in flight', () => {
+  test('no caller of a batch cut by the crash was resolved unless its write is there', { timeout: 600_000 }, async (t) => {
+    const c = cluster as Cluster;
+    // One write lane and many callers: there is always a batch (up to 256 calls) in flight.
+    const store = connect({ connectionString: appUrl, applicationName: 'crash-batch', writeConnections: 1, connectTimeoutMs: 2000 });
+    const callers = 512;
+    const perCaller = 4;
+    const pad = 'p'.repeat(2000);
+    const keys: string[] = [];
+    for (let i = 0; i < callers * perCaller; i += 256) {
+      keys.push(...await Promise.all(Array.from({ length: 256 }, () => store.generate({ value: 'v0', expiry: 3600 }))));
+    }
+    const logs = new Map<string, KeyLog>(keys.map((k) => [k, { acked: 'v0', unsure: [] }]));
+    const generated = new Map<string, string>();
+    const figures = { rounds: 0, acked: 0, generated: 0, cut: [] as number[] };
+    const codes = new Set<string>();
+
+    for (let round = 0; round < 5; round += 1) {
+      let running = true;
+      let rejected = 0;
+      const caller = async (w: number) => {
+        for (let n = 0; running; n += 1) {
+          const value = `r${round}:w${w}:${n}:${pad}`;
+          try {
+            if (n % 5 === 4) {
+              generated.set(await store.generate({ value, expiry: 3600 }), value);
+              figures.generated += 1;
+            } else {
+              const key = keys[w * perCaller + (n % perCaller)] as string;
+              const log = logs.get(key) as KeyLog;
+              log.unsure.push(value);
+              assert.equal(await store.set(key, value), true);
+              logs.set(key, { acked: value, unsure: [] });
+            }
+            figures.acked += 1;
+          } catch (err) {
+            if (err instanceof assert.AssertionError) throw err;
+            assert.ok(err instanceof SessionError, String(err));
+            codes.add(err.code);
+            rejected += 1;
+            return;
+          }
+        }
+      };
+      const all = Array.from({ length: callers }, (_, w) => caller(w));
+      await sleep(300 + Math.floor(Math.random() * 700));
+      c.stop('immediate');
+      running = false;
+      await Promise.all(all);
+      figures.cut.push(rejected);
+      figures.rounds += 1;
+      c.start();
+      // Callers cut by the crash: at least the batch in flight, of many calls.
+      assert.ok(rejected > 1, `only ${rejected} calls were rejected by the crash`);
+    }
+
+    const fresh = connect({ connectionString: appUrl });
+    let committedUnacked = 0;
+    try {
+      for (const [key, log] of logs) {
+        const r = await fresh.get(key);
+        assert.ok(r.ok, 'an acknowledged session is gone');
+        assert.ok(r.value === log.acked || log.unsure.includes(r.value), 'a set acknowledged before the crash is lost');
+        if (r.value !== log.acked) committedUnacked += 1;
+      }
+      for (const [key, value] of generated) {
+        const r = await fresh.get(key);
+        assert.ok(r.ok && r.value === value, 'an acknowledged generate is lost');
+      }
+    } finally {
+      await fresh.close();
+      await store.close();
+    }
+    assert.deepEqual([...codes], ['connection']);
+    assert.deepEqual(unhandled, []);
+    const line = `crash mid-batch: ${figures.rounds} immediate stops with ${callers} callers on 1 write lane; ${figures.acked} writes acknowledged (${figures.generated} generates), all present afterwards (0 lost); calls rejected with 'connection' at each crash (the batch in flight and those queued behind it): ${figures.cut.join(', ')}; ${committedUnacked} sets committed although their caller saw the crash`;
+    t.diagnostic(line);
+    console.log(`# ${line}`);
+  });
+});

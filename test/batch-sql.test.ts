@@ -1,0 +1,268 @@
+// session.session_write_batch called through SQL, as a client in another language would: every
+// element behaves as the single call it stands for, one bad element fails alone, the writes of one
+// key apply in element order, rows locked elsewhere are skipped (55P03), and concurrent batches
+// never deadlock.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { adminQuery, freshDatabase, sqlState, uniqueName, type TestDatabase } from './helpers.js';
+
+let db: TestDatabase;
+let app: pg.Client;
+before(async () => {
+  db = await freshDatabase('batchsql');
+  app = new pg.Client({ connectionString: await db.clientRole() });
+  await app.connect();
+});
+after(async () => {
+  await app.end();
+  await db.drop();
+});
+
+interface Row { ord: number; sqlstate: string | null; message: string | null; ok: boolean | null; key: string | null }
+type Op = [kind: string | null, key: string | null, value: string | null, expiry: number | null];
+
+const batch = async (ops: Op[], client: pg.Client = app): Promise<Row[]> =>
+  (await client.query<Row>('SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])',
+    [ops.map((o) => o[0]), ops.map((o) => o[1]), ops.map((o) => o[2]), ops.map((o) => o[3])])).rows;
+const one = async <T>(sql: string, values: unknown[] = []): Promise<T> =>
+  Object.values((await app.query(sql, values)).rows[0] ?? {})[0] as T;
+const generate = (value: string | null = 'v', expiry: number | null = 3600) =>
+  one<string>('SELECT session.session_generate($1, $2)', [expiry, value]);
+const getValue = async (key: string) =>
+  (await app.query<{ value: string | null }>('SELECT value FROM session.session_get($1)', [key])).rows[0]?.value;
+const newPutKey = () => uniqueName('put').replace(/[^A-Za-z0-9_-]/g, '_').padEnd(40, 'x');
+
+/** What a single call does with the same arguments: its SQLSTATE, or its result. */
+async function single([kind, key, value, expiry]: Op): Promise<{ sqlstate: string | null; ok: unknown }> {
+  const call: Record<string, [string, unknown[]]> = {
+    set: ['SELECT session.session_set($1, $2, $3)', [key, value, expiry]],
+    touch: ['SELECT session.session_touch($1, $2)', [key, expiry]],
+    put: ['SELECT session.session_put($1, $2, $3)', [key, value, expiry]],
+    clear: ['SELECT session.session_clear($1) IS NULL', [key]],
+    generate: ['SELECT session.session_generate($1, $2) IS NOT NULL', [expiry, value]],
+  };
+  const [text, values] = call[kind as string] as [string, unknown[]];
+  try {
+    return { sqlstate: null, ok: await one(text, values) };
+  } catch (err) {
+    return { sqlstate: String((err as { code?: unknown }).code), ok: null };
+  }
+}
+
+describe('session_write_batch, element by element', () => {
+  test('each element gets the result or SQLSTATE of its single call; the bad ones write nothing, the others commit', async () => {
+    const big = 'x'.repeat(1048577);
+    // The same calls twice, on twin sessions: once as single calls, once as one batch.
+    const shapes: ((k: string, fresh: string) => Op)[] = [
+      (k) => ['set', k, 'new', 60],
+      (k) => ['set', k, null, null],
+      (k) => ['set', k, big, null],
+      (k) => ['set', k, 'new', 3155760001],
+      (k) => ['touch', k, null, 120],
+      (k) => ['touch', k, null, -3155760001],
+      (k) => ['set', 'unknown-key', 'new', null],
+      (_, fresh) => ['put', fresh, 'p', null],
+      () => ['put', 'short', 'p', null],
+      () => ['put', null, 'p', null],
+      (k) => ['put', k, null, null],
+      () => ['generate', null, big, null],
+      () => ['generate', null, 'g', 3155760001],
+      () => ['generate', null, 'g', null],
+      (k) => ['clear', k, null, null],
+      () => ['clear', null, null, null],
+    ];
+    const singles: { sqlstate: string | null; ok: unknown }[] = [];
+    const singleKeys: string[] = [];
+    for (const shape of shapes) {
+      const k = await generate('orig');
+      singleKeys.push(k);
+      singles.push(await single(shape(k, newPutKey())));
+    }
+    const batchKeys: string[] = [];
+    for (let i = 0; i < shapes.length; i += 1) batchKeys.push(await generate('orig'));
+    const rows = await batch(shapes.map((shape, i) => shape(batchKeys[i] as string, newPutKey())));
+    assert.deepEqual(rows.map((r) => r.ord), shapes.map((_, i) => i + 1));
+    assert.deepEqual(rows.map((r) => r.sqlstate), singles.map((s) => s.sqlstate));
+    assert.deepEqual(singles.map((s) => s.sqlstate),
+      [null, '22004', '22001', '22023', null, '22023', null, null, '22023', '22004', '22004', '22001', '22023', null, null, null]);
+    rows.forEach((r, i) => {
+      const kind = shapes[i]?.('k', 'f')[0];
+      if (r.sqlstate !== null) {
+        assert.equal(r.ok, null);
+        assert.equal(r.key, null, 'a failed generate returns no key');
+        assert.ok(r.message !== null && r.message.length > 0);
+      } else if (kind === 'generate') {
+        assert.match(r.key ?? '', /^[A-Za-z0-9_-]{64}$/);
+      } else if (kind !== 'clear') {
+        assert.equal(r.ok, singles[i]?.ok, `element ${i + 1} (${kind})`);
+      }
+    });
+    // The sessions end up the same: every failed element left its session as it was.
+    for (let i = 0; i < shapes.length; i += 1) {
+      assert.equal(await getValue(batchKeys[i] as string), await getValue(singleKeys[i] as string), `session of element ${i + 1}`);
+    }
+    const generated = rows[13]?.key as string;
+    assert.equal(await getValue(generated), 'g');
+  });
+
+  test('the writes of one key apply in element order', async () => {
+    const k = await generate('v0');
+    const rows = await batch([['set', k, 'a', null], ['set', k, 'b', null], ['touch', k, null, 50], ['set', k, 'c', 40]]);
+    assert.deepEqual(rows.map((r) => r.ok), [true, true, true, true]);
+    assert.equal(await getValue(k), 'c');
+    assert.ok(Number(await one('SELECT period FROM session.session_get($1)', [k])) <= 40);
+    // A clear in the middle: what follows it finds a tombstone, as consecutive single calls would.
+    const k2 = await generate('v0');
+    const rows2 = await batch([['set', k2, 'a', null], ['clear', k2, null, null], ['set', k2, 'b', null], ['touch', k2, null, null], ['put', k2, 'c', null]]);
+    assert.deepEqual(rows2.map((r) => r.ok), [true, true, false, false, false]);
+    assert.equal(await getValue(k2), undefined);
+    // A put that creates, then a set of the same new key in the same batch.
+    const p = newPutKey();
+    assert.deepEqual((await batch([['put', p, 'one', null], ['set', p, 'two', null]])).map((r) => r.ok), [true, true]);
+    assert.equal(await getValue(p), 'two');
+  });
+
+  test('tombstones and expired sessions are respected', async () => {
+    const cleared = await generate('v');
+    await one('SELECT session.session_clear($1)', [cleared]);
+    const expired = await generate('v', -1);
+    const rows = await batch([
+      ['set', cleared, 'x', null], ['touch', cleared, null, null], ['put', cleared, 'x', null],
+      ['set', expired, 'x', null], ['touch', expired, null, null], ['put', expired, 'x', null], ['clear', cleared, null, null],
+    ]);
+    assert.deepEqual(rows.map((r) => [r.sqlstate, r.ok]), [[null, false], [null, false], [null, false], [null, false], [null, false], [null, false], [null, false]]);
+    assert.equal(await getValue(cleared), undefined);
+    assert.equal(await getValue(expired), undefined);
+    const tombstone = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM session.sessions WHERE digest = session.key_digest($1) AND cleared AND value IS NULL', [cleared]);
+    assert.equal(tombstone.rows[0]?.n, 1, 'the tombstone is still there');
+  });
+
+  test('empty batch, unknown kinds, arrays of different lengths', async () => {
+    assert.deepEqual(await batch([]), []);
+    const rows = await batch([['bogus', 'k', 'v', null], [null, 'k', 'v', null]]);
+    assert.deepEqual(rows.map((r) => r.sqlstate), ['22023', '22023']);
+    assert.equal(await sqlState(app.query(`SELECT * FROM session.session_write_batch('{set,set}', '{a}', '{v,w}', '{NULL,NULL}')`)), '22023');
+  });
+
+  test('a row another transaction holds is skipped with 55P03 (with the later elements of its key); the rest commits', async () => {
+    const locked = await generate('kept');
+    const free = await generate('old');
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM session.sessions WHERE digest = session.key_digest($1) FOR UPDATE', [locked]);
+      const rows = await batch([['set', locked, 'a', null], ['set', free, 'new', null], ['touch', locked, null, null], ['clear', locked, null, null]]);
+      assert.deepEqual(rows.map((r) => r.sqlstate), ['55P03', null, '55P03', '55P03']);
+      assert.equal(rows[1]?.ok, true);
+      await holder.query('ROLLBACK');
+    } finally {
+      await holder.end();
+    }
+    assert.equal(await getValue(locked), 'kept');
+    assert.equal(await getValue(free), 'new');
+  });
+});
+
+describe('session_write_batch lock waits', () => {
+  test('a lock the batch must wait for fails it after lock_timeout, at most 2 s, leaving the caller\'s setting as it was', async () => {
+    const k = await generate('kept');
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE session.sessions IN SHARE MODE');
+      // The server default (0, wait forever) is bounded at 2 s.
+      assert.equal(await sqlState(batch([['set', k, 'a', null], ['generate', null, 'g', null]])), '55P03');
+      assert.equal((await app.query('SHOW lock_timeout')).rows[0]?.lock_timeout, '0');
+      // A shorter setting of the caller applies.
+      await app.query(`SET lock_timeout = '300ms'`);
+      assert.equal(await sqlState(batch([['set', k, 'a', null]])), '55P03');
+      assert.equal((await app.query('SHOW lock_timeout')).rows[0]?.lock_timeout, '300ms');
+      await app.query('RESET lock_timeout');
+      await holder.query('ROLLBACK');
+    } finally {
+      await holder.end();
+    }
+    // Inside the caller's own transaction, the setting is restored once the batch returns.
+    await app.query('BEGIN');
+    try {
+      await batch([['set', k, 'b', null]]);
+      assert.equal((await app.query('SHOW lock_timeout')).rows[0]?.lock_timeout, '0');
+    } finally {
+      await app.query('ROLLBACK');
+    }
+    assert.equal(await getValue(k), 'kept');
+  });
+});
+
+describe('session_write_batch under concurrency', () => {
+  test('batches over the same keys in opposite orders never deadlock and lose no write', async () => {
+    const keys = (await batch(Array.from({ length: 100 }, (): Op => ['generate', null, '0', 3600]))).map((r) => r.key as string);
+    const clients = await Promise.all([0, 1, 2, 3].map(async () => {
+      const c = new pg.Client({ connectionString: db.url });
+      await c.connect();
+      return c;
+    }));
+    let skipped = 0;
+    try {
+      await Promise.all(clients.map(async (c, w) => {
+        for (let round = 0; round < 20; round += 1) {
+          const order = w % 2 === 0 ? keys : [...keys].reverse();
+          const rows = await batch(order.map((k) => ['set', k, `${w}:${round}`, null] as Op), c);
+          for (const r of rows) {
+            if (r.sqlstate === '55P03') skipped += 1;
+            else assert.equal(r.ok, true);
+          }
+        }
+      }));
+    } finally {
+      await Promise.all(clients.map((c) => c.end()));
+    }
+    for (const k of keys) assert.match(await getValue(k) ?? '', /^[0-3]:\d+$/);
+    console.log(`# 4 connections x 20 batches of 100 sets over the same keys in opposite orders: no deadlock, ${skipped} elements skipped as locked (55P03)`);
+  });
+});
+
+describe('session_write_batch is part of the SQL API', () => {
+  test('SECURITY DEFINER, pinned search_path, documented', async () => {
+    const r = await db.query<{ prosecdef: boolean; proconfig: string[]; comment: string | null }>(
+      `SELECT p.prosecdef, p.proconfig, obj_description(p.oid, 'pg_proc') AS comment FROM pg_proc p
+        WHERE p.oid = 'session.session_write_batch(text[], text[], text[], bigint[])'::regprocedure`);
+    const row = r.rows[0];
+    assert.equal(row?.prosecdef, true);
+    assert.deepEqual(row?.proconfig, ['search_path=pg_catalog, pg_temp']);
+    assert.match(row?.comment ?? '', /22004.*22001.*22023.*55P03/s);
+  });
+  test('the client role may call it; PUBLIC and the admin role may not, nor the private helper', async () => {
+    const grants = await db.query<{ role: string; can: boolean }>(
+      `SELECT r AS role, has_function_privilege(r, 'session.session_write_batch(text[], text[], text[], bigint[])', 'EXECUTE') AS can
+         FROM unnest(ARRAY['session_client', 'session_admin']) r`);
+    assert.deepEqual(grants.rows, [{ role: 'session_client', can: true }, { role: 'session_admin', can: false }]);
+    // No ACL entry for PUBLIC ("=X/owner") on either function.
+    const acl = await db.query<{ acl: string[] }>(
+      `SELECT p.proacl::text[] AS acl FROM pg_proc p WHERE p.oid IN ('session.session_write_batch(text[], text[], text[], bigint[])'::regprocedure,
+                                                                   'session.write_check(text, text, text, bigint, integer)'::regprocedure)`);
+    assert.equal(acl.rows.length, 2);
+    for (const r of acl.rows) assert.deepEqual(r.acl.filter((e) => e.startsWith('=')), []);
+    const stranger = uniqueName('nobody');
+    await adminQuery(`CREATE ROLE ${stranger} LOGIN PASSWORD 'pw'`);
+    try {
+      const url = new URL(db.url);
+      url.username = stranger;
+      url.password = 'pw';
+      const c = new pg.Client({ connectionString: url.toString() });
+      await c.connect();
+      try {
+        assert.equal(await sqlState(batch([['generate', null, 'v', null]], c)), '42501');
+        assert.equal(await sqlState(c.query(`SELECT * FROM session.write_check('set', 'k', 'v', NULL, 1)`)), '42501');
+      } finally {
+        await c.end();
+      }
+      assert.equal(await sqlState(app.query(`SELECT * FROM session.write_check('set', 'k', 'v', NULL, 1)`)), '42501');
+    } finally {
+      await adminQuery(`DROP ROLE ${stranger}`);
+    }
+  });
+});
