@@ -157,17 +157,38 @@ COMMENT ON FUNCTION session.session_write_batch(text[], text[], text[], bigint[]
 REVOKE ALL ON FUNCTION session.session_write_batch(text[], text[], text[], bigint[]) FROM PUBLIC;
 
 -- Granted like the single calls, to the client role this install chose (003).
+CREATE OR REPLACE FUNCTION session.grant_roles() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  cfg session.config;
+BEGIN
+  SELECT * INTO STRICT cfg FROM session.config;
+  EXECUTE format('GRANT USAGE ON SCHEMA session TO %1$I, %2$I', cfg.client_role, cfg.admin_role);
+  EXECUTE format(
+    'GRANT EXECUTE ON FUNCTION session.session_generate(bigint, text), session.session_get(text), '
+    'session.session_set(text, text, bigint), session.session_touch(text, bigint), '
+    'session.session_put(text, text, bigint), session.session_clear(text), '
+    'session.session_count(), session.session_default_period(), '
+    'session.session_write_batch(text[], text[], text[], bigint[]) TO %I', cfg.client_role);
+  EXECUTE format(
+    'GRANT EXECUTE ON FUNCTION session.session_set_default_period(bigint), session.session_purge(integer), '
+    'session.session_stats(), session.session_default_period(), session.session_count() TO %I', cfg.admin_role);
+END
+$$;
+
 DO $$
 DECLARE
-  client constant name := (SELECT c.client_role FROM session.config c);
-  grant_sql constant text := pg_catalog.format(
-    'GRANT EXECUTE ON FUNCTION session.session_write_batch(text[], text[], text[], bigint[]) TO %I', client);
+  cfg session.config;
 BEGIN
-  IF EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) client) THEN
-    EXECUTE grant_sql;
+  SELECT * INTO STRICT cfg FROM session.config;
+  IF (SELECT pg_catalog.count(*) FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ANY (ARRAY[cfg.client_role, cfg.admin_role]))
+     OPERATOR(pg_catalog.=) 2 THEN
+    PERFORM session.grant_roles();
   ELSE
-    RAISE WARNING 'session-postgresql: role % does not exist; the application cannot batch writes until a DBA grants it', client
-      USING HINT = 'A DBA must run: ' OPERATOR(pg_catalog.||) grant_sql;
+    RAISE WARNING 'session-postgresql: role % or % does not exist; the application cannot batch writes until a DBA grants it', cfg.client_role, cfg.admin_role
+      USING HINT = pg_catalog.format('A DBA must create the missing roles (CREATE ROLE %I NOLOGIN; CREATE ROLE %I NOLOGIN;), then run: SELECT session.grant_roles(); Then GRANT %I TO <your application role>; GRANT %I TO <your admin role>;',
+                                     cfg.client_role, cfg.admin_role, cfg.client_role, cfg.admin_role);
   END IF;
 END
 $$;

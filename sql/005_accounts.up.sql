@@ -344,6 +344,112 @@ REVOKE ALL ON FUNCTION session.session_generate(bigint, text, text, text, bigint
   session.session_list(text, integer), session.session_revoke(text, text), session.session_revoke_handle(text, uuid),
   session.session_rotate(text), session.session_set_absolute_lifetime(bigint), session.session_absolute_lifetime() FROM PUBLIC;
 
+-- Batched writes keep the single calls' rules: created and written times, the absolute lifetime.
+CREATE OR REPLACE FUNCTION session.session_write_batch(kinds text[], keys text[], vals text[], expiries bigint[])
+RETURNS TABLE (ord integer, sqlstate text, message text, ok boolean, key text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  caller_lock_timeout constant text := current_setting('lock_timeout');
+  n constant integer := coalesce(cardinality(kinds), 0);
+  max_bytes constant integer := (SELECT c.max_value_bytes FROM session.config c);
+  period constant bigint := (SELECT c.default_period FROM session.config c);
+  lifetime constant bigint := (SELECT c.absolute_lifetime FROM session.config c);
+  cap timestamptz;
+  digests bytea[] := '{}'::bytea[];
+  new_keys text[] := '{}'::text[];
+  states text[] := '{}'::text[];
+  messages text[] := '{}'::text[];
+  oks boolean[] := '{}'::boolean[];
+  busy bytea;
+  i integer;
+  d bytea;
+  t timestamptz;
+  new_expiry timestamptz;
+  chk record;
+  live boolean;
+  was_cleared boolean;
+BEGIN
+  IF n <> coalesce(cardinality(keys), 0) OR n <> coalesce(cardinality(vals), 0)
+     OR n <> coalesce(cardinality(expiries), 0) THEN
+    RAISE EXCEPTION 'kinds, keys, vals and expiries must have the same number of elements'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- Not a SET clause: a caller's shorter lock_timeout must still apply. A local setting ends with
+  -- the transaction, or with the savepoint if the caller's rolls back; it is restored below.
+  IF caller_lock_timeout::interval = interval '0' OR caller_lock_timeout::interval > interval '2s' THEN
+    PERFORM set_config('lock_timeout', '2s', true);
+  END IF;
+  -- Keys are hashed into variables first: no statement below ever holds a key.
+  FOR i IN 1 .. n LOOP
+    IF kinds[i] = 'generate' THEN
+      new_keys[i] := translate(encode(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())
+                                      || uuid_send(gen_random_uuid()), 'base64'), '+/=', '-_');
+      digests[i] := session.key_digest(new_keys[i]);
+    ELSE
+      digests[i] := session.key_digest(keys[i]);
+    END IF;
+  END LOOP;
+
+  FOR i IN SELECT u.o::integer FROM unnest(digests) WITH ORDINALITY u(d, o) ORDER BY u.d, u.o LOOP
+    d := digests[i];
+    t := clock_timestamp();
+    chk := session.write_check(kinds[i], keys[i], vals[i], expiries[i], max_bytes);
+    IF chk.state IS NOT NULL THEN
+      states[i] := chk.state;
+      messages[i] := chk.message;
+      CONTINUE;
+    END IF;
+    IF d = busy THEN
+      states[i] := '55P03';
+      messages[i] := 'an earlier element of this key could not lock its row; not applied';
+      CONTINUE;
+    END IF;
+    new_expiry := t + make_interval(secs => coalesce(expiries[i], period));
+    -- New rows (generate, and put of a new id) end at the configured absolute lifetime, if any.
+    cap := t + make_interval(secs => lifetime);
+    IF kinds[i] = 'generate' THEN
+      INSERT INTO session.sessions (digest, expires_at, value, created_at, written_at, ends_at)
+      VALUES (d, least(new_expiry, cap), vals[i], t, t, cap);
+      oks[i] := true;
+      CONTINUE;
+    END IF;
+    SELECT s.expires_at > t AND NOT s.cleared, s.cleared INTO live, was_cleared
+      FROM session.sessions s WHERE s.digest = d FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND AND EXISTS (SELECT FROM session.sessions s WHERE s.digest = d) THEN
+      busy := d;
+      states[i] := '55P03';
+      messages[i] := 'the session is locked by another transaction; not applied';
+      CONTINUE;
+    END IF;
+    IF kinds[i] = 'set' AND live THEN
+      UPDATE session.sessions s SET value = vals[i], expires_at = least(new_expiry, s.ends_at), written_at = t WHERE s.digest = d;
+    ELSIF kinds[i] = 'touch' AND live THEN
+      UPDATE session.sessions s SET expires_at = least(new_expiry, s.ends_at), written_at = t WHERE s.digest = d;
+    ELSIF kinds[i] = 'clear' AND NOT was_cleared THEN
+      UPDATE session.sessions s
+         SET cleared = true, value = NULL, expires_at = least(s.expires_at, t + interval '1 day')
+       WHERE s.digest = d;
+    ELSIF kinds[i] = 'put' AND live IS NULL THEN
+      -- No row: as in session_put, one statement, in case another transaction inserts it now.
+      INSERT INTO session.sessions AS s (digest, expires_at, value, created_at, written_at, ends_at)
+      VALUES (d, least(new_expiry, cap), vals[i], t, t, cap)
+      ON CONFLICT (digest) DO UPDATE
+        SET value = excluded.value, expires_at = least(excluded.expires_at, s.ends_at), written_at = t
+      WHERE s.expires_at > t AND NOT s.cleared;
+      live := FOUND;
+    ELSIF kinds[i] = 'put' AND live THEN
+      UPDATE session.sessions s SET value = vals[i], expires_at = least(new_expiry, s.ends_at), written_at = t WHERE s.digest = d;
+    END IF;
+    oks[i] := CASE WHEN kinds[i] = 'clear' THEN was_cleared IS NOT NULL AND NOT was_cleared ELSE coalesce(live, false) END;
+  END LOOP;
+
+  PERFORM set_config('lock_timeout', caller_lock_timeout, true);
+  RETURN QUERY SELECT o::integer, states[o], messages[o], oks[o], CASE WHEN states[o] IS NULL THEN new_keys[o] END
+                 FROM generate_series(1, n) o;
+END
+$$;
+
 -- Apps list and revoke from their own route handlers: all of it is the client role's, but the
 -- absolute lifetime of every future session, which is the admin role's.
 CREATE OR REPLACE FUNCTION session.grant_roles() RETURNS void
@@ -361,7 +467,8 @@ BEGIN
     'session.session_count(), session.session_default_period(), '
     'session.session_set_subject(text, text, text), session.session_list(text, integer), '
     'session.session_revoke(text, text), session.session_revoke_handle(text, uuid), '
-    'session.session_rotate(text), session.session_absolute_lifetime() TO %I', cfg.client_role);
+    'session.session_rotate(text), session.session_absolute_lifetime(), '
+    'session.session_write_batch(text[], text[], text[], bigint[]) TO %I', cfg.client_role);
   EXECUTE format(
     'GRANT EXECUTE ON FUNCTION session.session_set_default_period(bigint), session.session_purge(integer), '
     'session.session_stats(), session.session_default_period(), session.session_count(), '
