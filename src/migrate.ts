@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { runner } from 'node-pg-migrate';
 import { withClient, type ConnectionOptions, type Notice } from './connection.js';
+import { purgeCommand } from './admin.js';
 import { SessionError } from './errors.js';
 
 /** The table (in schema public) recording applied migrations; sql/install.sql writes the same one. */
@@ -16,10 +17,10 @@ export interface MigrateOptions extends ConnectionOptions {
   count?: number;
   /**
    * Where the database's notices go (what a DBA must do by hand, e.g. schedule the pg_cron job in
-   * another database, or create the roles), once the run is over. A notice that a later migration
-   * of the same run supersedes (say 001's schedule command, which 002 replaces) keeps its message
-   * but loses its hint, so only the final instruction is shown. Default (or `false`): nothing is
-   * logged; `session-pg migrate` passes standard error.
+   * another database, or create the roles), once the run is over, with only the final instruction
+   * where a later migration of the run replaces an earlier one's (002 changes the pg_cron job's
+   * command, 003 the roles). Default (or `false`): nothing is logged; `session-pg migrate` passes
+   * standard error.
    */
   log?: ((line: string) => void) | false;
   /**
@@ -35,7 +36,7 @@ export interface MigrateOptions extends ConnectionOptions {
 const silent = () => {};
 
 // What a notice is about. 002 re-issues 001's advice on the pg_cron job with its new command, and
-// 003 001's advice on roles: of one topic, only the last notice of a run keeps its hint.
+// 003 001's advice on roles: a later notice of the same topic supersedes an earlier one's hint.
 const topic = (n: Notice): string | undefined => {
   const text = `${n.message ?? ''} ${n.hint ?? ''}`;
   if (/purge.job|pg_cron/i.test(text)) return 'schedule';
@@ -43,12 +44,27 @@ const topic = (n: Notice): string | undefined => {
   return undefined;
 };
 
-/** The notices as they are printed: superseded hints dropped (the SQL files themselves never change). */
+// 001's job command inside a cron.schedule(...) or cron.schedule_in_database(...) call.
+const oldJobCommand = /(cron\.schedule(?:_in_database)?\([^;]*?)'SELECT session\.session_purge\(\)'/g;
+
+/**
+ * The notices of a run as they are printed. The migration files never change, so when 002 ran
+ * after 001 in the same run, 001's schedule calls get 002's command (the one the job must run),
+ * and a hint is dropped when a later notice of its topic repeats it, still names 001's command,
+ * or (roles) replaces it: only the final instruction is shown. Messages are always kept.
+ */
 export function noticeLines(notices: Notice[]): string[] {
+  const hints = notices.map((n, i) => {
+    const upgraded = notices.slice(i + 1).some((later) => /session_purge_job/.test(later.hint ?? ''));
+    return upgraded ? n.hint?.replace(oldJobCommand, `$1'${purgeCommand}'`) : n.hint;
+  });
   return notices.map((n, i) => {
     const t = topic(n);
-    const superseded = t !== undefined && notices.slice(i + 1).some((later) => topic(later) === t);
-    return `${n.severity ?? 'NOTICE'}: ${n.message ?? ''}${n.hint && !superseded ? `\n  HINT: ${n.hint}` : ''}`;
+    const hint = hints[i];
+    const later = notices.map((l, j) => ({ t: topic(l), hint: hints[j] })).slice(i + 1).filter((l) => t !== undefined && l.t === t);
+    const superseded = later.length > 0
+      && (t === 'roles' || /session\.session_purge\(\)/.test(hint ?? '') || later.some((l) => l.hint === hint));
+    return `${n.severity ?? 'NOTICE'}: ${n.message ?? ''}${hint && !superseded ? `\n  HINT: ${hint}` : ''}`;
   });
 }
 

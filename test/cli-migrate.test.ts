@@ -129,22 +129,33 @@ test('a fresh install outside pg_cron\'s database prints one schedule command, t
   }
 });
 
-test('of notices on one topic (the pg_cron job, the roles), only the last keeps its hint', () => {
-  // The notices a cluster without pg_cron gives a role that may not create roles (001, 002, 003).
-  const lines = noticeLines([
+test('of notices on one topic (the pg_cron job, the roles), only the final instruction is printed', () => {
+  // What a cluster without pg_cron gives a role that may not create roles (001, 002, 003).
+  assert.deepEqual(noticeLines([
     { severity: 'WARNING', message: 'session-postgresql: role session_client does not exist and app may not create roles', hint: 'A DBA must run: CREATE ROLE session_client NOLOGIN; GRANT ...' },
     { severity: 'NOTICE', message: 'session-postgresql: pg_cron is not loaded, so no purge job was scheduled', hint: "Run 'SELECT session.session_purge()' every minute until it returns 0, or install pg_cron." },
     { severity: 'NOTICE', message: 'session-postgresql: if you schedule the purge yourself, call session_purge_job()', hint: 'Every minute, outside a transaction block, as the owner: CALL session.session_purge_job()' },
     { severity: 'WARNING', message: 'session-postgresql: app may not create roles; a DBA must create them before the application can call the functions', hint: 'A DBA must run: CREATE ROLE session_client NOLOGIN; ...' },
     { severity: 'NOTICE', message: 'unrelated', hint: 'kept' },
-  ]);
-  assert.deepEqual(lines, [
+  ]), [
     'WARNING: session-postgresql: role session_client does not exist and app may not create roles',
     'NOTICE: session-postgresql: pg_cron is not loaded, so no purge job was scheduled',
     'NOTICE: session-postgresql: if you schedule the purge yourself, call session_purge_job()\n  HINT: Every minute, outside a transaction block, as the owner: CALL session.session_purge_job()',
     'WARNING: session-postgresql: app may not create roles; a DBA must create them before the application can call the functions\n  HINT: A DBA must run: CREATE ROLE session_client NOLOGIN; ...',
     'NOTICE: unrelated\n  HINT: kept',
   ]);
+  // A role that may not read cron.database_name: 001's call is the only one naming pg_cron's
+  // database, so it stays, with the command 002 gave the job.
+  assert.deepEqual(noticeLines([
+    { severity: 'NOTICE', message: 'session-postgresql: app may not read cron.database_name, so no purge job was scheduled', hint: "If pg_cron is installed, a superuser must run, in pg_cron's database: SELECT cron.schedule_in_database('session-purge-shop', '* * * * *', 'SELECT session.session_purge()', 'shop');" },
+    { severity: 'NOTICE', message: 'session-postgresql: if you schedule the purge yourself, call session_purge_job()', hint: 'Every minute, outside a transaction block, as the owner: CALL session.session_purge_job()' },
+  ]), [
+    "NOTICE: session-postgresql: app may not read cron.database_name, so no purge job was scheduled\n  HINT: If pg_cron is installed, a superuser must run, in pg_cron's database: SELECT cron.schedule_in_database('session-purge-shop', '* * * * *', 'CALL session.session_purge_job()', 'shop');",
+    'NOTICE: session-postgresql: if you schedule the purge yourself, call session_purge_job()\n  HINT: Every minute, outside a transaction block, as the owner: CALL session.session_purge_job()',
+  ]);
+  // 001 applied alone: its advice is final.
+  const alone = { severity: 'NOTICE', message: 'session-postgresql: pg_cron lives in database cron, not shop; schedule the purge job there', hint: "In database cron, run: SELECT cron.schedule_in_database('session-purge-shop', '* * * * *', 'SELECT session.session_purge()', 'shop');" };
+  assert.deepEqual(noticeLines([alone]), [`NOTICE: ${alone.message}\n  HINT: ${alone.hint}`]);
 });
 
 test('migrate --client-role / --admin-role name the roles, and bad names are usage errors', async () => {

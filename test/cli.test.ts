@@ -101,6 +101,22 @@ describe('operations', () => {
     await assert.rejects(purgeAll({ connectionString: db.url, pause: -1 }, () => {}), (e: SessionError) => e.code === 'invalid_argument');
   });
 
+  test('purge --batch-size N: each call deletes N or more, up to one 1 MiB block range more (as its help says)', async () => {
+    assert.match(cli(['purge', '--help']).stdout, /stops at the end of the range in which it reached N deleted rows/);
+    await db.query(`INSERT INTO session.sessions (digest, expires_at, value)
+                    SELECT sha256(('batch' || i)::bytea), now() - interval '1 s', repeat('x', 200) FROM generate_series(1, 20000) i`);
+    // Rows in the fullest 128-page (1 MiB) range: the most a call can delete beyond N.
+    const perRange = Number(psql(db.url, `SELECT max(c) FROM (SELECT count(*) c FROM session.sessions
+                                          GROUP BY (ctid::text::point)[0]::bigint / 128) r`));
+    let left = 20000;
+    while (left > 0) {
+      const n = Number(psql(db.url, 'SELECT session.session_purge(3000)'));
+      assert.ok(n >= Math.min(3000, left) && n < 3000 + perRange, `deleted ${n} (N 3000, ${perRange} rows a range, ${left} left)`);
+      left -= n;
+    }
+    assert.equal(psql(db.url, 'SELECT session.session_purge(3000)'), '0');
+  });
+
   test('stats reports counts, sizes and settings; needs the admin role; says to migrate where nothing is installed', async () => {
     psql(db.url, `SELECT session.session_generate(600, 'a'), session.session_generate(0, 'b')`);
     const r = cli(['stats', '--json', '--database-url', db.url]);
