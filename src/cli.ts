@@ -44,7 +44,7 @@ warning when the purge job's latest run failed.
                        stats (default session_admin)
 Roles are shared by every database of the server: give each database its own pair, e.g.
   session-pg migrate --client-role shop_session --admin-role shop_session_admin
-The names are read the first time the roles are set up (migration 003); later runs keep them.
+The names are chosen once, when the roles are set up (migration 003): other names later are refused.
 ${common}`,
   status: `Usage: session-pg status [--database-url URL]
 

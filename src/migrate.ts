@@ -93,7 +93,7 @@ export async function migrate(options: MigrateOptions = {}): Promise<string[]> {
               pg_catalog.set_config('session_postgresql.admin_role', $2, false)`,
       [roles.client, roles.admin],
     );
-    await checkDatabase(dbClient);
+    await checkDatabase(dbClient, options);
     const ran = await runner({
       dbClient,
       dir: migrationsDir,
@@ -124,10 +124,11 @@ async function appliedMigrations(client: pg.Client): Promise<Map<string, Date> |
 
 /**
  * Refuses, before node-pg-migrate starts, what it would get wrong or report badly: a database that
- * a newer version migrated (it would revert or skip what it does not know), and a role that may not
- * create the migrations table (node-pg-migrate reports that with a stack trace and no SQLSTATE).
+ * a newer version migrated (it would revert or skip what it does not know), role names other than
+ * those the install chose (they would be silently ignored), and a role that may not create the
+ * migrations table (node-pg-migrate reports that with a stack trace and no SQLSTATE).
  */
-async function checkDatabase(client: pg.Client): Promise<void> {
+async function checkDatabase(client: pg.Client, options: MigrateOptions): Promise<void> {
   const applied = await appliedMigrations(client);
   const shipped = new Set(shippedMigrations());
   const newer = [...(applied?.keys() ?? [])].filter((name) => !shipped.has(name));
@@ -135,6 +136,7 @@ async function checkDatabase(client: pg.Client): Promise<void> {
     throw new SessionError('newer_schema', `the database has migrations newer than this package (${newer.join(', ')}): `
       + 'nothing was changed; upgrade session-postgresql to migrate it');
   }
+  if (options.clientRole !== undefined || options.adminRole !== undefined) await checkRoleNames(client, options);
   if (applied !== null) return;
   const r = await client.query<{ user: string; may: boolean }>(
     `SELECT CURRENT_USER AS user, pg_catalog.has_schema_privilege('public', 'CREATE') AS may`);
@@ -158,6 +160,18 @@ function roleSettings(options: MigrateOptions): { client: string; admin: string 
   }
   if (client === admin) throw new SessionError('invalid_argument', 'clientRole and adminRole must differ');
   return { client, admin };
+}
+
+/** The role names an install stored in session.config (003) cannot be changed by migrating again. */
+async function checkRoleNames(db: pg.Client, options: MigrateOptions): Promise<void> {
+  if (!(await db.query(`SELECT pg_catalog.to_regclass('session.config') IS NOT NULL AS x`)).rows[0]?.x) return;
+  const config = (await db.query<{ c: { client_role?: string; admin_role?: string } }>('SELECT pg_catalog.to_jsonb(c) AS c FROM session.config c')).rows[0]?.c;
+  if (config?.client_role === undefined || config.admin_role === undefined) return;
+  const { client_role: client, admin_role: admin } = config;
+  if ((options.clientRole ?? client) !== client || (options.adminRole ?? admin) !== admin) {
+    throw new SessionError('invalid_argument', `this database's roles were named when it was installed: ${client} and ${admin}; `
+      + 'migrating again cannot rename them (leave the role names out, or pass those)');
+  }
 }
 
 /** A migration shipped with the package or applied to the database, and whether it is applied. */

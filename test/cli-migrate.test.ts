@@ -172,6 +172,12 @@ test('migrate --client-role / --admin-role name the roles, and bad names are usa
     assert.equal(psql(db.url, 'SELECT client_role || \' \' || admin_role FROM session.config'), `${client} ${admin}`);
     assert.equal(psql(db.url, `SELECT has_function_privilege('${admin}', 'session.session_stats()', 'EXECUTE')`), 't');
     assert.equal(psql(db.url, `SELECT has_function_privilege('${client}', 'session.session_stats()', 'EXECUTE')`), 'f');
+    // Migrating again with the same names, or none, is fine; other names would be ignored: refused.
+    assert.equal(cli(['migrate', '--client-role', client, '--database-url', db.url]).status, 0);
+    const renamed = cli(['migrate', '--client-role', 'other_session', '--database-url', db.url]);
+    assert.equal(renamed.status, 2);
+    assert.equal(oneLine(renamed.stderr), `session-pg migrate: this database's roles were named when it was installed: ${client} and ${admin}; `
+      + 'migrating again cannot rename them (leave the role names out, or pass those) (see session-pg migrate --help)');
   } finally {
     await db.drop();
     for (const role of [client, admin]) await adminQuery(`DROP ROLE IF EXISTS ${role}`);
