@@ -64,6 +64,16 @@ test('the README\'s first screen: what it is, how to try it, an example, in 40 l
   assert.doesNotMatch(readme.join('\n'), /the issue|yardstick|other engineers|\| met \|/i);
 });
 
+test('the README lists every Debian package CI installs', () => {
+  const ci = readFileSync(join(root, '.ci/run'), 'utf8');
+  const list = /for pkg in ([^;]+);/.exec(ci)?.[1];
+  assert.ok(list, '.ci/run installs its packages in a "for pkg in ...;" loop');
+  const packages = list.split(/[\s\\]+/).filter((p) => p !== '');
+  assert.ok(packages.includes('postgresql-15'), packages.join(' '));
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  for (const p of packages) assert.ok(readme.includes(`\`${p}\``), `README.md lists ${p}`);
+});
+
 test('the Python example: wrong usage exits 2 with the usage text, never a traceback', (t) => {
   const python = process.env.PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
   if (spawnSync(python, ['-c', 'import psycopg'], { encoding: 'utf8' }).status !== 0) {
