@@ -52,13 +52,67 @@ export async function purgeAll(options: ConnectionOptions & { batchSize?: number
   }
 }
 
-export interface CronJob { database: string; schedule: string; command: string; active: boolean; lastRuns: { status: string; start: Date | null; message: string | null }[] }
+/** One run of the pg_cron job, from cron.job_run_details (newest first in {@link CronJob}). */
+export interface CronRun { status: string; start: Date | null; end: Date | null; message: string | null }
+export interface CronJob { database: string; schedule: string; command: string; active: boolean; lastRuns: CronRun[] }
 export interface Stats {
   live: number; expired: number; tableBytes: number; indexBytes: number; defaultPeriod: number; maxValueBytes: number;
   /** The purge job as pg_cron in this database (or `cronDatabaseUrl`) sees it; null if none. */
   cron: CronJob | null;
   /** Why `cron` is null. */
   cronNote?: string;
+  /** Set when the job's latest run failed: what failed and how to fix it (see {@link cronRunsWarning}). */
+  cronWarning?: string;
+}
+
+/** How many of the job's latest runs stats shows and the failure check reads. */
+const recentRuns = 5;
+
+// pg_cron's return_message for a run whose libpq connection was refused; Debian's 1.4 says
+// "connection failed". Jobs connect to cron.host unless cron.use_background_workers is on.
+const connectFix = 'pg_cron runs jobs over a libpq connection to cron.host (default localhost) as the job\'s role: '
+  + 'allow it in pg_hba.conf (e.g. "host <database> <role> 127.0.0.1/32 scram-sha-256" with a password in '
+  + "the job role's ~/.pgpass, or trust), or set cron.use_background_workers = on in postgresql.conf and restart";
+
+/**
+ * A one-line warning when the latest finished run of the purge job failed, with the usual fix;
+ * undefined when it succeeded or there is no finished run. Expired sessions are never returned,
+ * but while the job fails nothing is purged and the table grows.
+ */
+export function cronRunsWarning(runs: CronRun[]): string | undefined {
+  const finished = runs.filter((r) => r.status === 'succeeded' || r.status === 'failed');
+  const latest = finished[0];
+  if (latest === undefined || latest.status !== 'failed') return undefined;
+  const failed = finished.filter((r) => r.status === 'failed').length;
+  const message = (latest.message ?? '').trim().split('\n', 1)[0] ?? '';
+  const fix = /connection failed|could not connect|authentication|pg_hba|password/i.test(message) ? connectFix
+    : /does not exist/i.test(message) ? 'run session-pg migrate (the job calls what the migrations install)'
+      : /permission denied|must be owner/i.test(message) ? 'the job must run as the owner of schema session: schedule it as that role, or as a superuser'
+        : 'see cron.job_run_details for the full message';
+  return `the pg_cron purge job failed in ${failed} of its last ${finished.length} runs ("${message}"), so nothing is purged. Fix: ${fix}`;
+}
+
+/** The purge job of this database and its latest runs, as `c` (a connection to pg_cron's database) sees them. */
+async function purgeJob(c: pg.Client, database: string, elsewhere: boolean): Promise<CronJob | undefined> {
+  const job = (await c.query<{ jobid: number; database: string; schedule: string; command: string; active: boolean }>(
+    'SELECT jobid, database, schedule, command, active FROM cron.job WHERE jobname = $1', [jobName(database, elsewhere)])).rows[0];
+  if (job === undefined) return undefined;
+  const runs = await c.query<CronRun>(
+    `SELECT status, start_time AS start, end_time AS "end", return_message AS message FROM cron.job_run_details
+      WHERE jobid = $1 ORDER BY runid DESC LIMIT ${recentRuns}`, [job.jobid]);
+  return { database: job.database, schedule: job.schedule, command: job.command, active: job.active, lastRuns: runs.rows };
+}
+
+/**
+ * The warning of {@link cronRunsWarning} for this database's purge job, if pg_cron lives here (or
+ * at `cronDatabaseUrl`) and the role can see the job; `session-pg migrate` prints it.
+ */
+export async function purgeJobWarning(options: ConnectionOptions & { cronDatabaseUrl?: string }): Promise<string | undefined> {
+  return cronClient(options, async (c, database, elsewhere) => {
+    if (!(await hasCron(c))) return undefined;
+    const job = await purgeJob(c, database, elsewhere).catch(() => undefined);
+    return job === undefined ? undefined : cronRunsWarning(job.lastRuns);
+  });
 }
 
 /** The job name for a database: plain in pg_cron's own database, suffixed when scheduled from elsewhere. */
@@ -83,20 +137,28 @@ async function hasCron(c: pg.Client): Promise<boolean> {
 const noCron = () => new SessionError('not_installed',
   'pg_cron is not installed in this database; if it lives in another one, pass its URL with --cron-database-url');
 
+/**
+ * Counts, sizes and settings (session_stats: the admin role or the owner), and the purge job.
+ * Rejects with `not_installed` ("run session-pg migrate") where the schema is missing.
+ */
 export async function stats(options: ConnectionOptions & { cronDatabaseUrl?: string }): Promise<Stats> {
   const s = await withClient(options, async (c) => (await c.query({
     text: 'SELECT * FROM session.session_stats()',
     types: { getTypeParser: (oid: number) => (oid === 20 || oid === 23 ? Number : pg.types.getTypeParser(oid)) } as pg.CustomTypesConfig,
-  })).rows[0] as { live: number; expired: number; table_bytes: number; index_bytes: number; default_period: number; max_value_bytes: number });
+  })).rows[0] as { live: number; expired: number; table_bytes: number; index_bytes: number; default_period: number; max_value_bytes: number })
+    .catch((err: unknown) => {
+      if (err instanceof SessionError && err.code === 'not_installed') {
+        throw new SessionError('not_installed', 'session-postgresql is not installed in this database: run session-pg migrate', { cause: err, ...(err.sqlState === undefined ? {} : { sqlState: err.sqlState }) });
+      }
+      throw err;
+    });
   const base = { live: s.live, expired: s.expired, tableBytes: s.table_bytes, indexBytes: s.index_bytes, defaultPeriod: s.default_period, maxValueBytes: s.max_value_bytes };
   return cronClient(options, async (c, database, elsewhere) => {
     if (!(await hasCron(c))) return { ...base, cron: null, cronNote: 'pg_cron is not installed in this database (see --cron-database-url)' };
-    const job = (await c.query<{ jobid: number; database: string; schedule: string; command: string; active: boolean }>(
-      'SELECT jobid, database, schedule, command, active FROM cron.job WHERE jobname = $1', [jobName(database, elsewhere)])).rows[0];
+    const job = await purgeJob(c, database, elsewhere);
     if (job === undefined) return { ...base, cron: null, cronNote: 'no purge job is scheduled (session-pg schedule)' };
-    const runs = await c.query<{ status: string; start: Date | null; message: string | null }>(
-      'SELECT status, start_time AS start, return_message AS message FROM cron.job_run_details WHERE jobid = $1 ORDER BY runid DESC LIMIT 5', [job.jobid]);
-    return { ...base, cron: { database: job.database, schedule: job.schedule, command: job.command, active: job.active, lastRuns: runs.rows } };
+    const warning = cronRunsWarning(job.lastRuns);
+    return { ...base, cron: job, ...(warning === undefined ? {} : { cronWarning: warning }) };
   });
 }
 

@@ -9,6 +9,8 @@
  *   was stored.
  * - `permission_denied`: SQLSTATE 42501, the role may not call the function.
  * - `not_installed`: SQLSTATE 42883 / 3F000, the migrations have not been applied to this database.
+ * - `newer_schema`: the database has migrations this package does not ship (a newer version applied
+ *   them); `migrate` refuses to run, in either direction. Upgrade the package.
  * - `statement_timeout`: SQLSTATE 57014, the statement was cancelled (statement_timeout).
  * - `lock_timeout`: SQLSTATE 55P03, a lock could not be taken in time (lock_timeout).
  * - `connection`: the database could not be reached, the connection broke, or connecting timed out.
@@ -22,6 +24,7 @@ export type SessionErrorCode =
   | 'value_too_large'
   | 'permission_denied'
   | 'not_installed'
+  | 'newer_schema'
   | 'statement_timeout'
   | 'lock_timeout'
   | 'connection'
@@ -82,25 +85,43 @@ function keyFree(err: unknown): unknown {
   return copy;
 }
 
+/** The errors in `err`'s cause chain, outermost first (node-pg-migrate wraps the driver's). */
+export function causeChain(err: unknown): { code?: unknown; message?: unknown; hint?: unknown }[] {
+  const chain: { code?: unknown; message?: unknown; hint?: unknown }[] = [];
+  for (let e: unknown = err; typeof e === 'object' && e !== null && chain.length < 8; e = (e as { cause?: unknown }).cause) {
+    chain.push(e as { code?: unknown; message?: unknown; hint?: unknown });
+  }
+  return chain;
+}
+
+/** The first SQLSTATE or socket errno in the cause chain. EPIPE looks like a SQLSTATE (five capitals). */
+function findCode(err: unknown): { sqlState?: string; errno?: string } {
+  for (const e of causeChain(err)) {
+    if (typeof e.code !== 'string') continue;
+    if (networkErrnos.has(e.code)) return { errno: e.code };
+    if (/^[0-9A-Z]{5}$/.test(e.code)) return { sqlState: e.code };
+  }
+  return {};
+}
+
+// pg gives no code for its own connect timeouts and broken connections: "timeout expired"
+// (Client), "timeout exceeded when trying to connect" (Pool), "Connection terminated ...".
+// Matched on the first line only: a wrapped error's message may carry a stack trace, whose
+// "pg/lib/connection.js" must not turn, say, a permission error into a connection error.
+const connectionMessage = /^(connect |Connection terminated|timeout exceeded when trying to connect|timeout expired|Query read timeout|Client has encountered a connection error|The server does not support SSL|There was an error establishing an SSL|Connection already failed)/i;
+
 /** Wraps whatever the driver threw. The driver's message is kept: it never contains parameters. */
 export function toSessionError(err: unknown): SessionError {
   if (err instanceof SessionError) return err;
-  return classify(err, keyFree(err));
-}
-
-function classify(err: unknown, cause: unknown): SessionError {
-  const e = (err ?? {}) as { code?: unknown; message?: unknown };
-  const code = typeof e.code === 'string' ? e.code : undefined;
+  const e = (err ?? {}) as { message?: unknown };
   const message = typeof e.message === 'string' ? e.message : String(err);
-  // EPIPE looks like a SQLSTATE (five capitals): tell socket errors apart first.
-  if (code !== undefined && !networkErrnos.has(code) && /^[0-9A-Z]{5}$/.test(code)) {
-    const mapped = bySqlState[code] ?? (code.startsWith('08') ? 'connection' : 'database');
-    return new SessionError(mapped, message, { cause, sqlState: code });
+  const { sqlState, errno } = findCode(err);
+  if (sqlState !== undefined) {
+    const mapped = bySqlState[sqlState] ?? (sqlState.startsWith('08') ? 'connection' : 'database');
+    return new SessionError(mapped, message, { cause: keyFree(err), sqlState });
   }
-  // pg gives no code for its own connect timeouts: "timeout expired" (Client), "timeout exceeded
-  // when trying to connect" (Pool).
-  if ((code !== undefined && networkErrnos.has(code)) || /connect|Connection terminated|timeout exceeded|timeout expired/i.test(message)) {
-    return new SessionError('connection', message, { cause });
+  if (errno !== undefined || connectionMessage.test(message.split('\n', 1)[0] ?? '')) {
+    return new SessionError('connection', message, { cause: keyFree(err) });
   }
-  return new SessionError('database', message, { cause });
+  return new SessionError('database', message, { cause: keyFree(err) });
 }

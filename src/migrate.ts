@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { runner } from 'node-pg-migrate';
 import { withClient, type ConnectionOptions, type Notice } from './connection.js';
+import { purgeCommand } from './admin.js';
 import { SessionError } from './errors.js';
 
 /** The table (in schema public) recording applied migrations; sql/install.sql writes the same one. */
@@ -15,8 +16,11 @@ export interface MigrateOptions extends ConnectionOptions {
   direction?: 'up' | 'down';
   count?: number;
   /**
-   * Where progress and the database's notices go (what a DBA must do by hand, e.g. schedule the
-   * pg_cron job in another database). Default: standard error. `false` silences it.
+   * Where the database's notices go (what a DBA must do by hand, e.g. schedule the pg_cron job in
+   * another database, or create the roles), once the run is over, with only the final instruction
+   * where a later migration of the run replaces an earlier one's (002 changes the pg_cron job's
+   * command, 003 the roles). Default (or `false`): nothing is logged; `session-pg migrate` passes
+   * standard error.
    */
   log?: ((line: string) => void) | false;
   /**
@@ -29,13 +33,40 @@ export interface MigrateOptions extends ConnectionOptions {
   adminRole?: string;
 }
 
-function logger(log: MigrateOptions['log']): (line: string) => void {
-  if (log === false) return () => {};
-  return log ?? ((line) => console.error(line));
-}
+const silent = () => {};
 
-const noticeLogger = (log: (line: string) => void) => (n: Notice) =>
-  log(`${n.severity ?? 'NOTICE'}: ${n.message}${n.hint ? `\n  HINT: ${n.hint}` : ''}`);
+// What a notice is about. 002 re-issues 001's advice on the pg_cron job with its new command, and
+// 003 001's advice on roles: a later notice of the same topic supersedes an earlier one's hint.
+const topic = (n: Notice): string | undefined => {
+  const text = `${n.message ?? ''} ${n.hint ?? ''}`;
+  if (/purge.job|pg_cron/i.test(text)) return 'schedule';
+  if (/may not create roles/i.test(text)) return 'roles';
+  return undefined;
+};
+
+// 001's job command inside a cron.schedule(...) or cron.schedule_in_database(...) call.
+const oldJobCommand = /(cron\.schedule(?:_in_database)?\([^;]*?)'SELECT session\.session_purge\(\)'/g;
+
+/**
+ * The notices of a run as they are printed. The migration files never change, so when 002 ran
+ * after 001 in the same run, 001's schedule calls get 002's command (the one the job must run),
+ * and a hint is dropped when a later notice of its topic repeats it, still names 001's command,
+ * or (roles) replaces it: only the final instruction is shown. Messages are always kept.
+ */
+export function noticeLines(notices: Notice[]): string[] {
+  const hints = notices.map((n, i) => {
+    const upgraded = notices.slice(i + 1).some((later) => /session_purge_job/.test(later.hint ?? ''));
+    return upgraded ? n.hint?.replace(oldJobCommand, `$1'${purgeCommand}'`) : n.hint;
+  });
+  return notices.map((n, i) => {
+    const t = topic(n);
+    const hint = hints[i];
+    const later = notices.map((l, j) => ({ t: topic(l), hint: hints[j] })).slice(i + 1).filter((l) => t !== undefined && l.t === t);
+    const superseded = later.length > 0
+      && (t === 'roles' || /session\.session_purge\(\)/.test(hint ?? '') || later.some((l) => l.hint === hint));
+    return `${n.severity ?? 'NOTICE'}: ${n.message ?? ''}${hint && !superseded ? `\n  HINT: ${hint}` : ''}`;
+  });
+}
 
 /**
  * Applies (or with `direction: 'down'` reverts) the schema migrations, in one transaction.
@@ -43,13 +74,15 @@ const noticeLogger = (log: (line: string) => void) => (n: Notice) =>
  * Resolves the names of the migrations it ran. Rejects with a {@link SessionError}.
  */
 export async function migrate(options: MigrateOptions = {}): Promise<string[]> {
-  const log = logger(options.log);
+  const log = options.log || silent;
   const direction = options.direction ?? 'up';
   if (direction !== 'up' && direction !== 'down') {
     throw new SessionError('invalid_argument', "direction must be 'up' or 'down'");
   }
   const count = options.count ?? (direction === 'up' ? Infinity : 1);
   const roles = roleSettings(options);
+  const notices: Notice[] = [];
+  const flush = () => { for (const line of noticeLines(notices)) log(line); };
   return withClient({ applicationName: 'session-postgresql migrate', ...options }, async (dbClient) => {
     // The migrations (and node-pg-migrate's own queries) run with a search_path no other role can
     // write to: a function or operator planted in "$user" or public can never be picked instead of
@@ -60,6 +93,7 @@ export async function migrate(options: MigrateOptions = {}): Promise<string[]> {
               pg_catalog.set_config('session_postgresql.admin_role', $2, false)`,
       [roles.client, roles.admin],
     );
+    await checkDatabase(dbClient, options);
     const ran = await runner({
       dbClient,
       dir: migrationsDir,
@@ -69,10 +103,48 @@ export async function migrate(options: MigrateOptions = {}): Promise<string[]> {
       singleTransaction: true,
       advisoryLockMode: 'wait',
       checkOrder: true,
-      logger: { debug: () => {}, info: log, warn: log, error: log },
+      // Its banner ("> Migrating files", "### MIGRATION ...") and its copies of errors, which we
+      // reject with instead, are not for our users.
+      logger: { debug: silent, info: silent, warn: silent, error: silent },
     });
     return ran.map((m) => m.name);
-  }, noticeLogger(log));
+  }, (n) => { notices.push(n); }).finally(flush);
+}
+
+/** The migrations shipped with this package, in order. */
+const shippedMigrations = () => readdirSync(migrationsDir).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3)).sort();
+
+/** The migrations the database has applied, by name; null when it has no migrations table. */
+async function appliedMigrations(client: pg.Client): Promise<Map<string, Date> | null> {
+  const exists = await client.query<{ t: string | null }>('SELECT pg_catalog.to_regclass($1) AS t', [`public.${migrationsTable}`]);
+  if (!exists.rows[0]?.t) return null;
+  const res = await client.query<{ name: string; run_on: Date }>(`SELECT name, run_on FROM public.${migrationsTable} ORDER BY run_on, id`);
+  return new Map(res.rows.map((r) => [r.name, r.run_on]));
+}
+
+/**
+ * Refuses, before node-pg-migrate starts, what it would get wrong or report badly: a database that
+ * a newer version migrated (it would revert or skip what it does not know), role names other than
+ * those the install chose (they would be silently ignored), and a role that may not create the
+ * migrations table (node-pg-migrate reports that with a stack trace and no SQLSTATE).
+ */
+async function checkDatabase(client: pg.Client, options: MigrateOptions): Promise<void> {
+  const applied = await appliedMigrations(client);
+  const shipped = new Set(shippedMigrations());
+  const newer = [...(applied?.keys() ?? [])].filter((name) => !shipped.has(name));
+  if (newer.length > 0) {
+    throw new SessionError('newer_schema', `the database has migrations newer than this package (${newer.join(', ')}): `
+      + 'nothing was changed; upgrade session-postgresql to migrate it');
+  }
+  if (options.clientRole !== undefined || options.adminRole !== undefined) await checkRoleNames(client, options);
+  if (applied !== null) return;
+  const r = await client.query<{ user: string; may: boolean }>(
+    `SELECT CURRENT_USER AS user, pg_catalog.has_schema_privilege('public', 'CREATE') AS may`);
+  const row = r.rows[0];
+  if (row !== undefined && !row.may) {
+    throw new SessionError('permission_denied', `role ${row.user} may not create public.${migrationsTable} (no CREATE on schema public): `
+      + `migrate as the database owner, or have it run GRANT CREATE ON SCHEMA public TO ${row.user}`, { sqlState: '42501' });
+  }
 }
 
 const roleName = /^[a-z_][a-z0-9_$]{0,62}$/;
@@ -90,27 +162,41 @@ function roleSettings(options: MigrateOptions): { client: string; admin: string 
   return { client, admin };
 }
 
-/** One migration shipped with the package, and whether this database has it. */
+/** The role names an install stored in session.config (003) cannot be changed by migrating again. */
+async function checkRoleNames(db: pg.Client, options: MigrateOptions): Promise<void> {
+  if (!(await db.query(`SELECT pg_catalog.to_regclass('session.config') IS NOT NULL AS x`)).rows[0]?.x) return;
+  const config = (await db.query<{ c: { client_role?: string; admin_role?: string } }>('SELECT pg_catalog.to_jsonb(c) AS c FROM session.config c')).rows[0]?.c;
+  if (config?.client_role === undefined || config.admin_role === undefined) return;
+  const { client_role: client, admin_role: admin } = config;
+  if ((options.clientRole ?? client) !== client || (options.adminRole ?? admin) !== admin) {
+    throw new SessionError('invalid_argument', `this database's roles were named when it was installed: ${client} and ${admin}; `
+      + 'migrating again cannot rename them (leave the role names out, or pass those)');
+  }
+}
+
+/** A migration shipped with the package or applied to the database, and whether it is applied. */
 export interface MigrationState {
   name: string;
   applied: boolean;
   /** When it was applied (database clock, UTC), if it was. */
   runOn?: Date;
+  /**
+   * True for a migration the database has but this package does not ship: a newer version applied
+   * it. `migrate` refuses such a database (`newer_schema`).
+   */
+  newer?: boolean;
 }
 
-/** Which of the package's migrations the database has applied. */
+/** The package's migrations and whether the database has applied them, then any newer ones it has. */
 export async function migrationStatus(options: MigrateOptions = {}): Promise<MigrationState[]> {
-  const names = readdirSync(migrationsDir).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3)).sort();
+  const names = shippedMigrations();
   return withClient(options, async (client) => {
-    const exists = await client.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [`public.${migrationsTable}`]);
-    const applied = new Map<string, Date>();
-    if (exists.rows[0]?.t) {
-      const res = await client.query<{ name: string; run_on: Date }>(`SELECT name, run_on FROM public.${migrationsTable}`);
-      for (const r of res.rows) applied.set(r.name, r.run_on);
-    }
-    return names.map((name) => {
+    const applied = (await appliedMigrations(client)) ?? new Map<string, Date>();
+    const shipped: MigrationState[] = names.map((name) => {
       const runOn = applied.get(name);
       return runOn === undefined ? { name, applied: false } : { name, applied: true, runOn };
     });
+    const newer = [...applied].filter(([name]) => !names.includes(name)).map(([name, runOn]) => ({ name, applied: true, runOn, newer: true }));
+    return [...shipped, ...newer];
   });
 }

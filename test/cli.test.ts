@@ -7,7 +7,7 @@ import { purgeAll, type PurgeProgress } from '../src/admin.js';
 import { SessionError } from '../src/index.js';
 import { freePort } from './harness/cluster.js';
 import { databaseUrl } from './harness/urls.js';
-import { adminUrl, cronDatabase, freshDatabase, pgTool, psql, schemaDump, type TestDatabase } from './helpers.js';
+import { adminQuery, adminUrl, cronDatabase, freshDatabase, pgTool, psql, schemaDump, uniqueName, type TestDatabase } from './helpers.js';
 
 const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const cli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
@@ -30,11 +30,15 @@ describe('migrations', () => {
       assert.match(cli(['status'], { DATABASE_URL: empty.url }).stdout, /^applied {2}001_core/m);
       r = cli(['migrate', 'down', '--database-url', empty.url]);
       assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stdout, /Reverted: 002_purge_job$/m);
-      assert.match(cli(['status', '--database-url', empty.url]).stdout, /^applied {2}001_core.*\npending {2}002_purge_job$/m);
-      r = cli(['migrate', 'down', '--database-url', empty.url]);
-      assert.match(r.stdout, /Reverted: 001_core$/m);
+      assert.match(r.stdout, /Reverted: 003_security$/m);
+      assert.match(cli(['status', '--database-url', empty.url]).stdout, /^applied {2}002_purge_job.*\npending {2}003_security$/m);
+      r = cli(['migrate', 'down', '--count', '2', '--database-url', empty.url]);
+      assert.match(r.stdout, /Reverted: 002_purge_job, 001_core$/m);
       assert.match(cli(['status', '--database-url', empty.url]).stdout, /^pending {2}001_core/m);
+      // Nothing left to revert is not "up to date".
+      r = cli(['migrate', 'down', '--database-url', empty.url]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, 'Nothing to revert: no migration of session-postgresql is applied.\n');
     } finally {
       await empty.drop();
     }
@@ -97,7 +101,23 @@ describe('operations', () => {
     await assert.rejects(purgeAll({ connectionString: db.url, pause: -1 }, () => {}), (e: SessionError) => e.code === 'invalid_argument');
   });
 
-  test('stats reports counts, sizes and settings', async () => {
+  test('purge --batch-size N: each call deletes N or more, up to one 1 MiB block range more (as its help says)', async () => {
+    assert.match(cli(['purge', '--help']).stdout, /stops at the end of the range in which it reached N deleted rows/);
+    await db.query(`INSERT INTO session.sessions (digest, expires_at, value)
+                    SELECT sha256(('batch' || i)::bytea), now() - interval '1 s', repeat('x', 200) FROM generate_series(1, 20000) i`);
+    // Rows in the fullest 128-page (1 MiB) range: the most a call can delete beyond N.
+    const perRange = Number(psql(db.url, `SELECT max(c) FROM (SELECT count(*) c FROM session.sessions
+                                          GROUP BY (ctid::text::point)[0]::bigint / 128) r`));
+    let left = 20000;
+    while (left > 0) {
+      const n = Number(psql(db.url, 'SELECT session.session_purge(3000)'));
+      assert.ok(n >= Math.min(3000, left) && n < 3000 + perRange, `deleted ${n} (N 3000, ${perRange} rows a range, ${left} left)`);
+      left -= n;
+    }
+    assert.equal(psql(db.url, 'SELECT session.session_purge(3000)'), '0');
+  });
+
+  test('stats reports counts, sizes and settings; needs the admin role; says to migrate where nothing is installed', async () => {
     psql(db.url, `SELECT session.session_generate(600, 'a'), session.session_generate(0, 'b')`);
     const r = cli(['stats', '--json', '--database-url', db.url]);
     assert.equal(r.status, 0, r.stderr);
@@ -107,16 +127,54 @@ describe('operations', () => {
     assert.equal(s.defaultPeriod, 604800);
     assert.equal(s.maxValueBytes, 1048576);
     assert.equal(s.cron, null);
-    assert.match(cli(['stats', '--database-url', db.url]).stdout, /^live sessions +\d+$/m);
+    const text = cli(['stats', '--database-url', db.url]).stdout;
+    assert.match(text, /^live sessions +\d+$/m);
+    assert.match(text, /^table size +\d+\.\d (KiB|MiB)$/m);
+    assert.match(text, /^default period +604800 s \(7 d\)$/m);
+    assert.match(text, /^max value size +1\.0 MiB$/m);
+
+    const app = await db.clientRole();
+    const refused = cli(['stats', '--database-url', app]);
+    assert.equal(refused.status, 1);
+    assert.equal(refused.stderr.split('\n').length, 2, refused.stderr);
+    assert.match(refused.stderr, /^session-pg: permission_denied: permission denied for function session_stats \(SQLSTATE 42501\) HINT: session-pg stats needs the admin role/);
+    const operator = uniqueName('ops');
+    await adminQuery(`CREATE ROLE ${operator} LOGIN PASSWORD 'pw' IN ROLE session_admin`);
+    try {
+      const allowed = cli(['stats', '--database-url', databaseUrl(db.url, db.name, { user: operator, password: 'pw' })]);
+      assert.equal(allowed.status, 0, allowed.stderr);
+    } finally {
+      await adminQuery(`DROP ROLE ${operator}`);
+    }
+
+    const empty = await freshDatabase('clistats', { empty: true });
+    try {
+      const missing = cli(['stats', '--database-url', empty.url]);
+      assert.equal(missing.status, 1);
+      assert.match(missing.stderr, /^session-pg: not_installed: session-postgresql is not installed in this database: run session-pg migrate \(SQLSTATE 3F000\)\n$/);
+    } finally {
+      await empty.drop();
+    }
   });
 
-  test('default-period shows and changes; bad values exit 1 or 2 and change nothing', () => {
+  test('default-period shows and changes; bad values are usage errors, one line each, and change nothing', () => {
     assert.equal(cli(['default-period', '--database-url', db.url]).stdout.trim(), '604800');
     assert.equal(cli(['default-period', '86400', '--database-url', db.url]).stdout.trim(), '86400');
-    const refused = cli(['default-period', '0', '--database-url', db.url]);
-    assert.equal(refused.status, 1);
-    assert.match(refused.stderr, /invalid_parameter/);
-    assert.equal(cli(['default-period', 'soon', '--database-url', db.url]).status, 2);
+    const range = 'SECONDS must be a whole number from 1 to 3155760000';
+    for (const [args, message] of [
+      [['0'], `${range}, got "0"`],
+      [['-5'], `${range}, got "-5"`],
+      [['3155760001'], `${range}, got "3155760001"`],
+      [['1.5'], `${range}, got "1.5"`],
+      [['soon'], `${range}, got "soon"`],
+      [['86400', 'extra'], 'takes at most one argument; unexpected: extra'],
+    ] as const) {
+      const r = cli(['default-period', ...args, '--database-url', db.url]);
+      assert.equal(r.status, 2, args.join(' '));
+      assert.equal(r.stdout, '');
+      assert.equal(r.stderr, `session-pg default-period: ${message} (see session-pg default-period --help)\n`);
+    }
+    assert.equal(cli(['default-period', '--database-url', db.url]).stdout.trim(), '86400');
     assert.equal(cli(['default-period', '604800', '--database-url', db.url]).stdout.trim(), '604800');
   });
 
@@ -153,17 +211,52 @@ describe('operations', () => {
 });
 
 describe('usage', () => {
-  test('--help on every command; usage errors exit 2; database errors exit 1', async () => {
+  test('--help on every command; usage errors exit 2 with one line; database errors exit 1', async () => {
     for (const c of ['', 'migrate', 'status', 'purge', 'stats', 'default-period', 'schedule', 'unschedule', 'sql']) {
       const r = cli(c ? [c, '--help'] : ['--help']);
       assert.equal(r.status, 0, c);
       assert.match(r.stdout, /Usage: session-pg/, c);
     }
-    for (const args of [[], ['frobnicate'], ['migrate', 'sideways'], ['migrate', '--count', 'x'], ['status', 'extra'], ['--bogus-flag']]) {
-      assert.equal(cli(args).status, 2, args.join(' '));
+    for (const c of ['purge', 'stats', 'default-period']) assert.match(cli([c, '--help']).stdout, /admin role/, c);
+    assert.match(cli(['sql', '--help']).stdout, /-v client_role=\S+ -v admin_role=\S+/);
+    assert.equal(cli([]).status, 2);
+    for (const args of [['frobnicate'], ['migrate', 'sideways'], ['migrate', '--count', 'x'], ['migrate', '--count', '-1'],
+      ['status', 'extra'], ['--bogus-flag'], ['status', '--every', '5'], ['purge', '--batch-size', '0']]) {
+      const r = cli(args);
+      assert.equal(r.status, 2, args.join(' '));
+      assert.equal(r.stderr.split('\n').length, 2, `one line for ${args.join(' ')}: ${r.stderr}`);
     }
     const r = cli(['status', '--database-url', `postgresql://postgres@127.0.0.1:${await freePort()}/x`]);
     assert.equal(r.status, 1);
-    assert.match(r.stderr, /session-pg: connection:/);
+    assert.match(r.stderr, /^session-pg: connection: /);
+  });
+
+  test('names of Object.prototype are unknown commands', () => {
+    for (const name of ['toString', 'constructor', '__proto__', 'hasOwnProperty', 'main']) {
+      const r = cli([name]);
+      assert.equal(r.status, 2, name);
+      assert.equal(r.stderr, `session-pg: unknown command "${name}" (see session-pg --help)\n`);
+    }
+  });
+
+  test('a database URL that is not a postgresql:// URL is a usage error, never a connection to 127.0.0.1:5432', () => {
+    const cases: [string, RegExp][] = [
+      ['not a url', /--database-url must be a postgresql:\/\/ URL, e\.g\./],
+      ['mysql://root:secret@db.example/app', /--database-url must be a postgresql:\/\/ URL, not mysql:\/\/\.\.\./],
+      ['postgresql://u@host:notaport/app', /--database-url must be a postgresql:\/\/ URL/],
+      ['postgresql://u:%zz@localhost/app', /--database-url is not a valid URL: bad %-escape/],
+    ];
+    for (const [url, message] of cases) {
+      for (const command of ['status', 'migrate', 'stats']) {
+        const r = cli([command, '--database-url', url]);
+        assert.equal(r.status, 2, `${command} ${url}: ${r.stderr}`);
+        assert.match(r.stderr, message);
+        assert.ok(!r.stderr.includes('secret'), 'the password is not echoed');
+      }
+      const env = cli(['status'], { DATABASE_URL: url });
+      assert.equal(env.status, 2, url);
+      assert.match(env.stderr, /DATABASE_URL (must be|is not)/);
+    }
+    assert.equal(cli(['stats', '--cron-database-url', 'cron', '--database-url', db.url]).status, 2);
   });
 });

@@ -1,16 +1,25 @@
 #!/usr/bin/env python3
-"""generate / get / set / clear from Python, with psycopg 3 (Debian: python3-psycopg).
+"""generate / get / set / clear from Python, with psycopg 3.
 
-    DATABASE_URL=postgresql://app@localhost/mydb python3 session_demo.py demo
-    python3 session_demo.py generate VALUE      # prints the new key
+psycopg comes from the system Python: on Debian/Ubuntu `apt-get install python3-psycopg`, then run
+this file with /usr/bin/python3 (a pyenv or virtualenv python does not see Debian's packages; there,
+`pip install "psycopg[binary]"`). Connect as a role granted the client role (session_client).
+
+    DATABASE_URL=postgresql://app@localhost/mydb /usr/bin/python3 session_demo.py demo
+    python3 session_demo.py generate [VALUE]    # prints the new key
     python3 session_demo.py get KEY             # prints the value, or not_found / not_set
     python3 session_demo.py set KEY VALUE       # prints true / false
     python3 session_demo.py clear KEY
+Exit status: 0 done, 1 database error, 2 wrong usage.
 """
 import os
 import sys
 
-import psycopg
+try:
+    import psycopg
+except ImportError:
+    sys.exit(f"psycopg 3 is not importable by {sys.executable}: apt-get install python3-psycopg "
+             "and run /usr/bin/python3, or pip install 'psycopg[binary]'")
 
 
 def generate(conn, value=None, expiry=None):
@@ -46,23 +55,32 @@ def demo(conn):
     print(f"clear(key); get(key) -> {get(conn, key)}")
 
 
+# command -> (required arguments, optional arguments)
+USAGE = {"demo": (0, 0), "generate": (0, 1), "get": (1, 0), "set": (2, 0), "clear": (1, 0)}
+
+
 def main(argv):
-    with psycopg.connect(os.environ.get("DATABASE_URL", ""), autocommit=True) as conn:
-        command, args = (argv[0] if argv else "demo"), argv[1:]
-        if command == "demo":
-            demo(conn)
-        elif command == "generate":
-            print(generate(conn, *args))
-        elif command == "get":
-            r = get(conn, args[0])
-            print(r if isinstance(r, str) else r[0])
-        elif command == "set":
-            print("true" if set_(conn, args[0], args[1]) else "false")
-        elif command == "clear":
-            clear(conn, args[0])
-        else:
-            print(__doc__, file=sys.stderr)
-            return 2
+    command, args = (argv[0] if argv else "demo"), argv[1:]
+    arity = USAGE.get(command)
+    if arity is None or not arity[0] <= len(args) <= arity[0] + arity[1]:
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        with psycopg.connect(os.environ.get("DATABASE_URL", ""), autocommit=True) as conn:
+            if command == "demo":
+                demo(conn)
+            elif command == "generate":
+                print(generate(conn, *args))
+            elif command == "get":
+                r = get(conn, args[0])
+                print(r if isinstance(r, str) else r[0])
+            elif command == "set":
+                print("true" if set_(conn, args[0], args[1]) else "false")
+            elif command == "clear":
+                clear(conn, args[0])
+    except psycopg.Error as e:
+        print(f"session_demo: {type(e).__name__}: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+        return 1
     return 0
 
 
