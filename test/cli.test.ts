@@ -1,6 +1,7 @@
 // The session-pg CLI as a DBA runs it: a separate process, exit codes, output.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { purgeAll, type PurgeProgress } from '../src/admin.js';
@@ -10,6 +11,8 @@ import { databaseUrl } from './harness/urls.js';
 import { adminQuery, adminUrl, cronDatabase, freshDatabase, pgTool, psql, schemaDump, uniqueName, type TestDatabase } from './helpers.js';
 
 const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+const shipped = readdirSync(fileURLToPath(new URL('../../migrations', import.meta.url))).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3)).sort();
+const [newest = '', beforeNewest = ''] = [...shipped].reverse();
 const cli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
   spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: '', ...env } });
 
@@ -30,10 +33,10 @@ describe('migrations', () => {
       assert.match(cli(['status'], { DATABASE_URL: empty.url }).stdout, /^applied {2}001_core/m);
       r = cli(['migrate', 'down', '--database-url', empty.url]);
       assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stdout, /Reverted: 003_security$/m);
-      assert.match(cli(['status', '--database-url', empty.url]).stdout, /^applied {2}002_purge_job.*\npending {2}003_security$/m);
-      r = cli(['migrate', 'down', '--count', '2', '--database-url', empty.url]);
-      assert.match(r.stdout, /Reverted: 002_purge_job, 001_core$/m);
+      assert.equal(r.stdout, `Reverted: ${newest}\n`);
+      assert.match(cli(['status', '--database-url', empty.url]).stdout, new RegExp(`^applied {2}${beforeNewest}.*\\npending {2}${newest}$`, 'm'));
+      r = cli(['migrate', 'down', '--count', String(shipped.length - 1), '--database-url', empty.url]);
+      assert.equal(r.stdout, `Reverted: ${[...shipped].reverse().slice(1).join(', ')}\n`);
       assert.match(cli(['status', '--database-url', empty.url]).stdout, /^pending {2}001_core/m);
       // Nothing left to revert is not "up to date".
       r = cli(['migrate', 'down', '--database-url', empty.url]);

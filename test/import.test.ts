@@ -288,7 +288,7 @@ describe('which rows are imported', () => {
       ['import', 'connect-pg-simple', '--table=']]) {
       const r = cli([...args, '--database-url', db.url]);
       assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
-      assert.match(r.stderr, /session-pg import connect-pg-simple/);
+      assert.match(r.stderr, /^session-pg import: .*\(see session-pg import --help\)\n$/);
     }
     assert.equal(await errorCode(importConnectPgSimple({ connectionString: db.url, batchSize: 0.5 })), 'invalid_argument');
     assert.equal(await errorCode(importConnectPgSimple({ connectionString: db.url, schema: 'cps', table: 'other' })), 'database');

@@ -11,7 +11,7 @@
 BEGIN;
 SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
-SELECT plan(58);
+SELECT plan(59);
 -- The roles this install grants to (session_client and session_admin unless chosen at install).
 SELECT client_role, admin_role FROM session.config \gset
 
@@ -58,7 +58,8 @@ SELECT results_eq(
             ('session_set_default_period', 'period bigint', 'void'),
             ('session_set_subject', 'key text, subject text, label text DEFAULT NULL::text', 'boolean'),
             ('session_stats', 'OUT live bigint, OUT expired bigint, OUT table_bytes bigint, OUT index_bytes bigint, OUT default_period bigint, OUT max_value_bytes integer', 'record'),
-            ('session_touch', 'key text, expiry bigint DEFAULT NULL::bigint', 'boolean') $$,
+            ('session_touch', 'key text, expiry bigint DEFAULT NULL::bigint', 'boolean'),
+            ('session_write_batch', 'kinds text[], keys text[], vals text[], expiries bigint[]', 'TABLE(ord integer, sqlstate text, message text, ok boolean, key text)') $$,
   'the session_* routines are exactly the documented ones, with their argument names and defaults');
 
 -- Security definer with a pinned search_path --------------------------------------------------------
@@ -79,9 +80,9 @@ SELECT isnt_definer('session', 'session_purge_job', ARRAY['integer', 'double pre
 
 SELECT is_empty(
   $$ SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
-      WHERE p.pronamespace = 'session'::regnamespace AND p.prokind = 'f' AND p.proname <> 'key_digest'
+      WHERE p.pronamespace = 'session'::regnamespace AND p.prokind = 'f' AND p.proname NOT IN ('key_digest', 'write_check')
         AND p.proconfig IS DISTINCT FROM ARRAY['search_path=pg_catalog, pg_temp'] $$,
-  'every function but the inlined key_digest pins search_path = pg_catalog, pg_temp');
+  'every function but the inlined key_digest and write_check (called only under session_write_batch''s pinned path) pins search_path');
 -- Whoever owns the schema owns what the definer functions run as; a stray owner would change that.
 SELECT is_empty(
   $$ SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p, pg_catalog.pg_namespace n
@@ -104,13 +105,14 @@ SELECT function_privs_are('session', 'session_stats', ARRAY[]::name[], :'client_
 SELECT function_privs_are('session', 'session_purge_job', ARRAY['integer', 'double precision'], :'client_role', ARRAY[]::name[], 'the client role may not call session_purge_job (owner only)');
 SELECT function_privs_are('session', 'key_digest', ARRAY['text'], :'client_role', ARRAY[]::name[], 'the client role may not call the private key_digest');
 SELECT function_privs_are('session', 'expiry_at', ARRAY['text', 'bigint', 'timestamp with time zone'], :'client_role', ARRAY[]::name[], 'the client role may not call the private expiry_at');
+SELECT function_privs_are('session', 'write_check', ARRAY['text', 'text', 'text', 'bigint', 'integer'], :'client_role', ARRAY[]::name[], 'the client role may not call the private write_check');
 -- Catches a routine added later and granted by mistake, which the lines above would not name.
 SELECT set_eq(
   format($$ SELECT p.proname::text FROM pg_catalog.pg_proc p
       WHERE p.pronamespace = 'session'::regnamespace AND pg_catalog.has_function_privilege(%L, p.oid, 'EXECUTE') $$, :'client_role'),
   ARRAY['session_generate', 'session_get', 'session_set', 'session_touch', 'session_put', 'session_count', 'session_clear',
         'session_default_period', 'session_set_subject', 'session_list', 'session_revoke', 'session_revoke_handle',
-        'session_rotate', 'session_absolute_lifetime'],
+        'session_rotate', 'session_absolute_lifetime', 'session_write_batch'],
   'the client role may call the data and per-subject functions and nothing else in schema session');
 SELECT table_privs_are('session', 'sessions', :'client_role', ARRAY[]::name[], 'the client role has no privilege on session.sessions');
 SELECT table_privs_are('session', 'config', :'client_role', ARRAY[]::name[], 'the client role has no privilege on session.config');
