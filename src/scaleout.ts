@@ -226,3 +226,161 @@ export async function migratePartitions(urls: string[], options: Omit<MigrateOpt
   }
   return result;
 }
+
+/** Options of {@link movePartition}. */
+export interface MovePartitionOptions {
+  /** Owner URLs of every proxy database that routes to this partition (all are switched at once). */
+  proxies: string[];
+  /** The partition's number. */
+  partition: number;
+  /**
+   * The partition's current database, as a superuser (it publishes its table, then is closed).
+   * Its server needs `wal_level = logical`.
+   */
+  from: string;
+  /**
+   * The new database, as a superuser: migrated (`session-pg migrate`), empty, on a server where
+   * the proxy's partition login exists with the same password.
+   */
+  to: string;
+  /**
+   * How the new server reaches the old one for the subscription (a superuser or a role with
+   * REPLICATION and read access). Default: `from`. Stored in the new server's catalog only for
+   * the duration of the move.
+   */
+  publisherUrl?: string;
+  /** A database of the old server from which to close the old one (default `postgres`). */
+  maintenanceDatabase?: string;
+  /** The proxies' new conninfo is built from `to`'s host, port and database. */
+  tcpUserTimeoutMs?: number;
+  /** Longest wait for the initial copy, then for the last writes to arrive (default 10 min, 30 s). */
+  copyTimeoutMs?: number;
+  catchUpTimeoutMs?: number;
+  log?: ((line: string) => void) | false;
+}
+
+/** What {@link movePartition} measured: rows copied and how long writes to the partition waited. */
+export interface MoveResult { rows: number; pausedMs: number; terminated: number }
+
+async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new SessionError('statement_timeout', `timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * Moves one partition to another database (growth: from a crowded server to a new one) while the
+ * proxies keep serving, losing no acknowledged write:
+ *
+ * 1. logical replication copies the partition's sessions to the new database and follows its writes;
+ * 2. writes to this partition are paused (its table locked in EXCLUSIVE mode: reads go on), a
+ *    marker row written after the lock is awaited on the new side, so every committed write is there;
+ * 3. every proxy's foreign server is pointed at the new database; their next calls go there;
+ * 4. the old database is closed to new connections and the writes that were waiting on the lock are
+ *    terminated (their callers get `connection`, and none of them was applied), then the lock goes;
+ * 5. the subscription, publication and slot are dropped. The old database is left, closed, for the
+ *    DBA to drop once satisfied.
+ */
+export async function movePartition(options: MovePartitionOptions): Promise<MoveResult> {
+  const log = lineLogger(options.log);
+  const { partition } = options;
+  if (!Number.isSafeInteger(partition) || partition < 0) throw new SessionError('invalid_argument', 'partition must be a partition number');
+  const name = `session_move_p${partition}`;
+  const marker = `public.${name}`;
+  const newConninfo = partitionTarget(databaseUrlOnly(options.to), options.tcpUserTimeoutMs ?? 5000).conninfo;
+  const publisher = partitionTarget(databaseUrlOnly(options.publisherUrl ?? options.from)).conninfo.replace(/ application_name=.*$/, '');
+  const publisherLogin = new URL(options.publisherUrl ?? options.from);
+  const publisherConninfo = `${publisher} user=${quote(decodeURIComponent(publisherLogin.username || 'postgres'))}${publisherLogin.password ? ` password=${quote(decodeURIComponent(publisherLogin.password))}` : ''}`;
+  const open = async (url: string) => {
+    const c = new pg.Client({ ...clientConfig({ connectionString: url, applicationName: 'session-postgresql move' }) });
+    c.on('error', () => {});
+    await c.connect();
+    return c;
+  };
+  const from = await open(options.from);
+  const to = await open(options.to);
+  const proxies = await Promise.all(options.proxies.map(open));
+  const locker = await open(options.from);
+  try {
+    const rows = Number((await to.query<{ n: string }>('SELECT count(*) AS n FROM session.sessions')).rows[0]?.n);
+    if (rows !== 0) throw new SessionError('invalid_argument', 'the new partition database must be empty');
+    for (const c of [from, to]) await c.query(`CREATE TABLE ${marker} (token text PRIMARY KEY)`);
+    await from.query(`CREATE PUBLICATION ${name} FOR TABLE session.sessions, ${marker}`);
+    // The subscription's conninfo may hold a password: keep the statement out of the server log.
+    await to.query(`SET log_statement = 'none'; SET log_min_error_statement = 'panic'`);
+    await to.query(`CREATE SUBSCRIPTION ${name} CONNECTION ${pgLiteral(publisherConninfo)} PUBLICATION ${name}`);
+    log(`partition ${partition}: copying to ${redact(options.to)}`);
+    await waitFor('the initial copy', options.copyTimeoutMs ?? 600_000, async () =>
+      (await to.query(`SELECT count(*) AS n FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
+                        WHERE s.subname = $1 AND r.srsubstate <> 'r'`, [name])).rows[0]?.n === '0');
+
+    // The pause: from here until the lock goes, writes to this partition wait; reads go on.
+    await locker.query('BEGIN');
+    await locker.query(`SET LOCAL lock_timeout = '10s'`);
+    await locker.query('LOCK TABLE session.sessions IN EXCLUSIVE MODE');
+    const paused = performance.now();
+    const token = randomBytes(8).toString('hex');
+    await from.query(`INSERT INTO ${marker} VALUES ($1)`, [token]);
+    await waitFor('the last writes to replicate', options.catchUpTimeoutMs ?? 30_000, async () =>
+      (await to.query(`SELECT 1 FROM ${marker} WHERE token = $1`, [token])).rowCount === 1);
+    const settings = (await from.query<{ p: string; m: number }>('SELECT default_period AS p, max_value_bytes AS m FROM session.config')).rows[0];
+    await to.query('UPDATE session.config SET default_period = $1, max_value_bytes = $2', [settings?.p, settings?.m]);
+    const old = (await proxies[0]?.query<{ c: string }>('SELECT conninfo AS c FROM session_proxy.partitions() WHERE part = $1', [partition]))?.rows[0]?.c;
+    const switched: pg.Client[] = [];
+    try {
+      for (const p of proxies) {
+        await p.query('SELECT session_proxy.set_partition($1, $2)', [partition, newConninfo]);
+        switched.push(p);
+      }
+    } catch (err) {
+      // Back to the old database everywhere, and nothing happened.
+      for (const p of switched) await p.query('SELECT session_proxy.set_partition($1, $2)', [partition, old]).catch(() => {});
+      await locker.query('ROLLBACK');
+      throw err;
+    }
+    // Closed from another database of the server (a database cannot close itself).
+    const db = (await from.query<{ d: string }>('SELECT current_database() AS d')).rows[0]?.d as string;
+    const maintenance = new URL(options.from);
+    maintenance.pathname = `/${options.maintenanceDatabase ?? 'postgres'}`;
+    const closer = await open(maintenance.toString());
+    try {
+      await closer.query(`ALTER DATABASE ${pgIdent(db)} ALLOW_CONNECTIONS false`);
+    } finally {
+      await closer.end().catch(() => {});
+    }
+    const terminated = (await from.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND pid <> $1`,
+      [(locker as unknown as { processID: number }).processID])).rowCount ?? 0;
+    await locker.query('ROLLBACK');
+    const pausedMs = performance.now() - paused;
+    log(`partition ${partition}: switched to ${redact(options.to)}; writes paused ${pausedMs.toFixed(0)} ms, ${terminated} waiting call(s) ended`);
+
+    await to.query(`ALTER SUBSCRIPTION ${name} DISABLE`);
+    await to.query(`ALTER SUBSCRIPTION ${name} SET (slot_name = NONE)`);
+    await to.query(`DROP SUBSCRIPTION ${name}`);
+    await waitFor('the replication slot to be released', 30_000, async () =>
+      (await from.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active', [name])).rowCount === 0);
+    await from.query('SELECT pg_drop_replication_slot($1)', [name]);
+    await from.query(`DROP PUBLICATION ${name}`);
+    for (const c of [from, to]) await c.query(`DROP TABLE ${marker}`);
+    const copied = Number((await to.query<{ n: string }>('SELECT count(*) AS n FROM session.sessions')).rows[0]?.n);
+    return { rows: copied, pausedMs, terminated };
+  } catch (err) {
+    throw toSessionError(err);
+  } finally {
+    for (const c of [from, to, locker, ...proxies]) await c.end().catch(() => {});
+  }
+}
+
+/** The URL without its credentials: the proxy's conninfo takes host, port and database only. */
+function databaseUrlOnly(url: string): string {
+  const u = new URL(url);
+  u.password = '';
+  u.username = 'x';
+  return u.toString();
+}
+
+const pgLiteral = (s: string) => `'${s.replace(/'/g, "''")}'`;
+const pgIdent = (s: string) => `"${s.replace(/"/g, '""')}"`;
