@@ -12,6 +12,7 @@ import { connect, SessionError, type SessionStore } from '../../src/index.js';
 import { ExpressSessionStore } from '../../src/express.js';
 import { FastifySessionStore } from '../../src/fastify.js';
 import { installProxy, partitionTarget, proxyStatus, redact } from '../../src/scaleout.js';
+import { scaleoutCommand } from '../../src/scaleout-cli.js';
 import { deploy, type Deployment } from './deployment.js';
 
 let d: Deployment;
@@ -484,5 +485,28 @@ describe('install and status', () => {
     const srv = await d.query<{ o: string[] }>(d.proxyUrl, `SELECT srvoptions AS o FROM pg_foreign_server WHERE srvname = 'session_partitions'`);
     assert.ok(!JSON.stringify(srv.rows).includes(password));
     for (const cluster of d.clusters) assert.ok(!readFileSync(cluster.logFile, 'utf8').includes(password), cluster.logFile);
+  });
+  test('session-pg scaleout install / status: partitions from the environment, nothing secret printed', async () => {
+    const password = new URL(d.proxyPartitionUrls[0] as string).password;
+    const out: string[] = [];
+    const log = console.log;
+    const error = console.error;
+    console.log = (...a: unknown[]) => { out.push(a.join(' ')); };
+    console.error = (...a: unknown[]) => { out.push(a.join(' ')); };
+    process.env.SESSION_PG_PARTITIONS = d.proxyPartitionUrls.join(' ');
+    try {
+      assert.equal(await scaleoutCommand(['install', '--database-url', d.proxyUrl]), 0);
+      assert.equal(await scaleoutCommand(['status', '--database-url', d.proxyUrl]), 0);
+      assert.equal(await scaleoutCommand(['install']), 2);
+      assert.equal(await scaleoutCommand(['bogus']), 2);
+    } finally {
+      console.log = log;
+      console.error = error;
+      delete process.env.SESSION_PG_PARTITIONS;
+    }
+    const text = out.join('\n');
+    assert.match(text, /Proxy up to date; 4 partitions set\./);
+    for (let p = 0; p < 4; p++) assert.match(text, new RegExp(`p${p}  host='127\\.0\\.0\\.1' port='\\d+' dbname='part${p}_\\w+'  live \\d+`));
+    assert.ok(!text.includes(password), text);
   });
 });
