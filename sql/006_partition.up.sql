@@ -48,8 +48,8 @@ DECLARE
                                    WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
   grants constant text := pg_catalog.format(
     'GRANT USAGE ON SCHEMA session TO %1$I; '
-    'GRANT EXECUTE ON FUNCTION session.partition_generate(text, bigint, text) TO %1$I; '
-    'GRANT %2$I, %3$I TO %1$I;', proxy, cfg.client_role, cfg.admin_role);
+    'GRANT EXECUTE ON FUNCTION session.partition_generate(text, bigint, text) TO %1$I;', proxy);
+  membership constant text := pg_catalog.format('GRANT %2$I, %3$I TO %1$I;', proxy, cfg.client_role, cfg.admin_role);
 BEGIN
   IF proxy OPERATOR(pg_catalog.!~) '^[a-z_][a-z0-9_$]{0,62}$' OR proxy OPERATOR(pg_catalog.~~) 'pg\_%'
      OR proxy OPERATOR(pg_catalog.=) 'public' OR proxy OPERATOR(pg_catalog.=) ANY (ARRAY[cfg.client_role, cfg.admin_role]::text[]) THEN
@@ -61,11 +61,20 @@ BEGIN
     IF NOT can_create THEN
       RAISE WARNING 'session-postgresql: % may not create roles; a DBA must create the proxy role before a PL/Proxy proxy can use this database', CURRENT_USER
         USING HINT = 'A DBA must run: ' OPERATOR(pg_catalog.||) pg_catalog.format('CREATE ROLE %I NOLOGIN; ', proxy)
-                     OPERATOR(pg_catalog.||) grants;
+                     OPERATOR(pg_catalog.||) grants OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) membership;
       RETURN;
     END IF;
     EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', proxy);
   END IF;
   EXECUTE grants;
+  -- Role membership is cluster-wide: granted once, by a role that may.
+  IF NOT (pg_catalog.pg_has_role(proxy, cfg.client_role, 'MEMBER') AND pg_catalog.pg_has_role(proxy, cfg.admin_role, 'MEMBER')) THEN
+    IF can_create THEN
+      EXECUTE membership;
+    ELSE
+      RAISE WARNING 'session-postgresql: % may not grant role membership; the proxy role cannot make the calls it forwards yet', CURRENT_USER
+        USING HINT = 'A DBA must run: ' OPERATOR(pg_catalog.||) membership;
+    END IF;
+  END IF;
 END
 $$;
