@@ -126,6 +126,19 @@ BEGIN
 END
 $$;
 
+-- A partition conninfo holds where the partition is, never who connects (the user mapping does):
+-- PL/Proxy prints it in some of its errors.
+CREATE FUNCTION session_proxy.check_conninfo(conninfo text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF conninfo IS NULL OR conninfo !~ '\S' OR conninfo ~* '(^|\s)(user|password)\s*=' THEN
+    RAISE EXCEPTION 'a partition conninfo must be non-empty and hold no user or password (those go to the user mapping)'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+END
+$$;
+
 -- The partitions, in order: libpq conninfo strings without credentials (those live in the user
 -- mapping, see set_credentials). query_timeout: PL/Proxy gives up on a partition's answer after
 -- this many whole seconds (0: never). The count is fixed once set: changing it would move almost
@@ -144,10 +157,7 @@ BEGIN
     RAISE EXCEPTION 'PL/Proxy needs a power of two partitions (1, 2, 4, 8, 16...), got %', n
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  IF EXISTS (SELECT FROM unnest(conninfos) c WHERE c IS NULL OR c !~ '\S' OR c ~* '(^|\s)(user|password)\s*=') THEN
-    RAISE EXCEPTION 'partition conninfos must be non-empty and hold no user or password (those go to the user mapping)'
-      USING ERRCODE = 'invalid_parameter_value';
-  END IF;
+  PERFORM session_proxy.check_conninfo(c) FROM unnest(conninfos) c;
   IF query_timeout IS NULL OR query_timeout < 0 THEN
     RAISE EXCEPTION 'query_timeout must be whole seconds >= 0' USING ERRCODE = 'invalid_parameter_value';
   END IF;
@@ -176,10 +186,7 @@ BEGIN
   IF part IS NULL OR part < 0 OR part >= session_proxy.partition_count() THEN
     RAISE EXCEPTION 'no partition %', part USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  IF conninfo IS NULL OR conninfo !~ '\S' OR conninfo ~* '(^|\s)(user|password)\s*=' THEN
-    RAISE EXCEPTION 'a partition conninfo must be non-empty and hold no user or password'
-      USING ERRCODE = 'invalid_parameter_value';
-  END IF;
+  PERFORM session_proxy.check_conninfo(conninfo);
   EXECUTE format('ALTER SERVER session_partitions OPTIONS (SET p%s %L)', part, conninfo);
 END
 $$;

@@ -466,6 +466,10 @@ describe('install and status', () => {
       (e: unknown) => e instanceof SessionError && e.code === 'invalid_parameter');
     await assert.rejects(installProxy({ connectionString: d.proxyUrl, partitions: d.proxyPartitionUrls.slice(0, 3), log: false }),
       (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument');
+    // Credentials never go into the foreign server's options (PL/Proxy prints them in some errors).
+    for (const conninfo of ['host=h password=p', 'host=h user=u', ' ']) {
+      assert.equal(await sqlState(d.query(d.proxyUrl, 'SELECT session_proxy.set_partition(0, $1)', [conninfo])), '22023');
+    }
   });
   test('status lists every partition with its figures; no password anywhere in it', async () => {
     const s = await proxyStatus({ connectionString: d.proxyUrl });
