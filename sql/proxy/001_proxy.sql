@@ -63,14 +63,38 @@ $$;
 
 -- Defines session_proxy.<name>(args) in PL/Proxy: it runs session.<name> with the same arguments
 -- on the partitions run_on selects (an expression of the arguments, a partition number, or ALL).
-CREATE FUNCTION session_proxy.remote(name text, args text[], returns text, run_on text) RETURNS void
+-- split: array arguments PL/Proxy splits by partition, run_on then being evaluated per element
+-- (for batch calls: each partition gets the elements whose keys it holds, all in parallel).
+CREATE FUNCTION session_proxy.remote(name text, args text[], returns text, run_on text, split text[] DEFAULT NULL)
+RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   EXECUTE format('CREATE OR REPLACE FUNCTION session_proxy.%I(%s) RETURNS %s LANGUAGE plproxy AS %L',
                  name, array_to_string(args, ', '), returns,
-                 format('CLUSTER %L; RUN ON %s; TARGET session.%I;', 'session_partitions', run_on, name));
+                 format('CLUSTER %L; %sRUN ON %s; TARGET session.%I;', 'session_partitions',
+                        CASE WHEN split IS NULL THEN '' ELSE format('SPLIT %s; ', array_to_string(split, ', ')) END,
+                        run_on, name));
   REVOKE ALL ON ALL FUNCTIONS IN SCHEMA session_proxy FROM PUBLIC;
+END
+$$;
+
+-- A new key that lives on the same partition as `key`: for a call that replaces a key by a new
+-- one (rotation), so that one partition can do it in one transaction. About N draws for N
+-- partitions; the key keeps 366 random bits, of which the partition fixes log2(N).
+CREATE FUNCTION session_proxy.new_key_like(key text) RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  mask constant integer := session_proxy.partition_count() - 1;
+  target constant integer := session_proxy.key_hash(key) & mask;
+  candidate text;
+BEGIN
+  LOOP
+    candidate := session_proxy.new_key();
+    EXIT WHEN (session_proxy.key_hash(candidate) & mask) = target;
+  END LOOP;
+  RETURN candidate;
 END
 $$;
 

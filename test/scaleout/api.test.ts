@@ -310,6 +310,35 @@ describe('keys spread evenly', () => {
       assert.ok(chi < critical, `chi-square ${chi}`);
     });
   }
+  test('new_key_like gives fresh keys on the same partition (for rotation)', async () => {
+    for (let i = 0; i < 20; i++) {
+      const k = await generate();
+      const r = await d.query<{ n: string }>(d.proxyUrl, 'SELECT session_proxy.new_key_like($1) AS n', [k]);
+      const n = r.rows[0]?.n as string;
+      assert.match(n, /^[A-Za-z0-9_-]{64}$/);
+      assert.notEqual(n, k);
+      assert.equal(await partitionOf(n), await partitionOf(k));
+    }
+  });
+  test('a routed batch function splits its arrays by partition (SPLIT), in parallel', async () => {
+    // A stand-in partition function, as a batch API would have: one row per element it received.
+    for (const url of d.partitionUrls) {
+      await d.query(url, `CREATE FUNCTION session.test_batch(keys text[], vals text[]) RETURNS TABLE (key text, val text, db text)
+        LANGUAGE sql AS $$ SELECT k, v, current_database()::text FROM unnest(keys, vals) AS x(k, v) $$`);
+    }
+    await d.query(d.proxyUrl, `SELECT session_proxy.remote('test_batch', ARRAY['keys text[]', 'vals text[]'],
+      'TABLE (key text, val text, db text)', 'session_proxy.key_hash(keys)', ARRAY['keys', 'vals'])`);
+    const keys = Array.from({ length: 40 }, (_, i) => `key${i}`);
+    const rows = (await d.query<{ key: string; val: string; db: string }>(d.proxyUrl,
+      'SELECT * FROM session_proxy.test_batch($1, $2)', [keys, keys.map((k) => `v-${k}`)])).rows;
+    assert.equal(rows.length, 40);
+    for (const r of rows) {
+      assert.equal(r.val, `v-${r.key}`);
+      assert.ok(r.db.startsWith(`part${await partitionOf(r.key)}_`));
+    }
+    await d.query(d.proxyUrl, 'DROP FUNCTION session_proxy.test_batch(text[], text[])');
+    for (const url of d.partitionUrls) await d.query(url, 'DROP FUNCTION session.test_batch(text[], text[])');
+  });
   test('sessions made through the proxy reach all 4 partitions', async () => {
     const before = await Promise.all(d.partitionUrls.map(async (u) => Number((await d.query(u, 'SELECT count(*) AS n FROM session.sessions')).rows[0]?.n)));
     await Promise.all(Array.from({ length: 400 }, () => store.generate({ value: 'x' })));
