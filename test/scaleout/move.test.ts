@@ -4,20 +4,29 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { connect, SessionError, type SessionStore } from '../../src/index.js';
-import { migratePartitions, movePartition, proxyStatus } from '../../src/scaleout.js';
+import { installProxy, migratePartitions, movePartition, proxyStatus } from '../../src/scaleout.js';
 import { startCluster, type Cluster } from '../harness/cluster.js';
 import { deploy, partitionLogin, requirePassword, sql, type Deployment } from './deployment.js';
 
 let d: Deployment;
 let target: Cluster;
 let store: SessionStore;
+/** A second proxy database, on the other server, over the same partitions. */
+let proxy2 = '';
+let store2: SessionStore;
 before(async () => {
   d = await deploy({ partitions: 4, servers: 2 });
   target = await startCluster({ cron: false });
   store = connect({ connectionString: d.clientUrl, connections: 4 });
+  const second = d.clusters[1] as Cluster;
+  await sql(second.url, 'CREATE DATABASE proxy_two');
+  proxy2 = second.urlFor('proxy_two');
+  await installProxy({ connectionString: proxy2, partitions: d.proxyPartitionUrls, log: false });
+  store2 = connect({ connectionString: proxy2, connections: 4 });
 });
 after(async () => {
   await store?.close();
+  await store2?.close();
   target?.destroy();
   await d?.destroy();
 });
@@ -26,7 +35,7 @@ const moving = 1;
 const partitionOf = async (key: string) =>
   Number((await sql<{ p: number }>(d.proxyUrl, 'SELECT session_proxy.key_hash($1) & 3 AS p', [key])).rows[0]?.p);
 
-test('a partition moves to a new server under writes: 0 acknowledged writes lost', { timeout: 300_000 }, async (t) => {
+test('a partition moves to a new server under writes through two proxies: 0 acknowledged writes lost', { timeout: 300_000 }, async (t) => {
   // The new server: an ordinary install, and the proxy's login with the same password.
   await sql(target.url, 'CREATE DATABASE part1_moved');
   const newUrl = target.urlFor('part1_moved');
@@ -53,12 +62,14 @@ test('a partition moves to a new server under writes: 0 acknowledged writes lost
   const errors: string[] = [];
   let writes = 0;
   let running = true;
+  // Writers 0-2 go through the second proxy: both proxies are switched by the move.
   const writer = async (keys: string[], w: number) => {
+    const via = w < 3 ? store2 : store;
     for (let n = 0; running; n++) {
       const key = keys[n % keys.length] as string;
       const value = `w${w}-${n}`;
       try {
-        assert.equal(await store.set(key, value), true);
+        assert.equal(await via.set(key, value), true);
         acked.set(key, value);
         tried.delete(key);
         writes += 1;
@@ -85,7 +96,7 @@ test('a partition moves to a new server under writes: 0 acknowledged writes lost
 
   let result;
   try {
-    result = await movePartition({ proxies: [d.proxyUrl], partition: moving, from: d.partitionUrls[moving] as string, to: newUrl, log: false });
+    result = await movePartition({ proxies: [d.proxyUrl, proxy2], partition: moving, from: d.partitionUrls[moving] as string, to: newUrl, log: false });
     await new Promise((r) => setTimeout(r, 500));
   } finally {
     running = false;
@@ -119,7 +130,11 @@ test('a partition moves to a new server under writes: 0 acknowledged writes lost
     assert.equal(r.rowCount, 1);
   }
   await assert.rejects(sql(d.partitionUrls[moving] as string, 'SELECT 1'), /not currently accepting connections/);
-  const status = await proxyStatus({ connectionString: d.proxyUrl });
-  assert.equal(status.partitions[moving]?.database, 'part1_moved');
-  assert.ok(status.partitions.every((p) => p.error === null));
+  for (const url of [d.proxyUrl, proxy2]) {
+    const status = await proxyStatus({ connectionString: url });
+    assert.equal(status.partitions[moving]?.database, 'part1_moved');
+    assert.ok(status.partitions.every((p) => p.error === null));
+  }
+  const r = await store2.get(mine[0] as string);
+  assert.ok(r.ok && r.value === acked.get(mine[0] as string));
 });
