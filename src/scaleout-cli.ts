@@ -14,9 +14,10 @@ Commands:
                                       install or update the proxy database: its functions and the
                                       partitions (URLs with the proxy's login, in partition order)
   status --database-url PROXY         each partition: database, live and expired sessions, errors
-  move N --database-url PROXY --from URL --to URL
+  move N --database-url PROXY [--proxy URL...] --from URL --to URL
                                       move partition N to another database (superuser URLs; the
-                                      old server needs wal_level = logical)
+                                      old server needs wal_level = logical); --proxy: every
+                                      further proxy database, all switched together
 
 Options:
   --partition URL       repeatable; default: $SESSION_PG_PARTITIONS (URLs separated by spaces)
@@ -46,6 +47,7 @@ export async function scaleoutCommand(argv: string[]): Promise<number> {
       options: {
         partition: { type: 'string', multiple: true },
         'database-url': { type: 'string' },
+        proxy: { type: 'string', multiple: true },
         from: { type: 'string' },
         to: { type: 'string' },
         'client-role': { type: 'string' },
@@ -109,7 +111,7 @@ export async function scaleoutCommand(argv: string[]): Promise<number> {
       case 'move': {
         const n = whole('partition number', rest[0]);
         if (n === undefined || values.from === undefined || values.to === undefined) throw new Usage('usage: session-pg scaleout move N --database-url PROXY --from URL --to URL');
-        const r = await movePartition({ proxies: [needProxy()], partition: n, from: values.from, to: values.to, log: (l) => console.error(l) });
+        const r = await movePartition({ proxies: [needProxy(), ...(values.proxy ?? [])], partition: n, from: values.from, to: values.to, log: (l) => console.error(l) });
         console.log(`Moved partition ${n} to ${redact(values.to)}: ${r.rows} sessions; writes paused ${r.pausedMs.toFixed(0)} ms.`);
         return 0;
       }
