@@ -13,6 +13,7 @@ import { ExpressSessionStore } from '../../src/express.js';
 import { FastifySessionStore } from '../../src/fastify.js';
 import { installProxy, partitionTarget, proxyStatus, redact } from '../../src/scaleout.js';
 import { scaleoutCommand } from '../../src/scaleout-cli.js';
+import { stats } from '../../src/admin.js';
 import { deploy, type Deployment } from './deployment.js';
 
 let d: Deployment;
@@ -507,6 +508,14 @@ describe('install and status', () => {
     assert.ok(s.partitions.every((p) => p.error === null && typeof p.live === 'number' && p.database?.startsWith(`part${p.part}_`)));
     const password = new URL(d.proxyPartitionUrls[0] as string).password;
     assert.ok(!JSON.stringify(s).includes(password));
+  });
+  test('session-pg stats works against the proxy: figures summed over the partitions', async () => {
+    const s = await stats({ connectionString: d.adminUrl });
+    let live = 0;
+    for (const url of d.partitionUrls) live += Number((await d.query(url, 'SELECT session.session_count() AS n')).rows[0]?.n);
+    assert.equal(s.live, live);
+    assert.equal(s.defaultPeriod, 604800);
+    assert.equal(s.cron, null);
   });
   test('credentials stay out of the foreign server, the output and the server logs', async () => {
     const password = new URL(d.proxyPartitionUrls[0] as string).password;
