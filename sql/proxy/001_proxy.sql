@@ -227,7 +227,9 @@ BEGIN
   IF login IS NULL OR login = '' THEN
     RAISE EXCEPTION 'the partition login must be given' USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  EXECUTE format('DROP USER MAPPING IF EXISTS FOR %I SERVER session_partitions', owner);
+  IF EXISTS (SELECT FROM pg_user_mappings m WHERE m.srvname = 'session_partitions' AND m.usename = owner) THEN
+    EXECUTE format('DROP USER MAPPING FOR %I SERVER session_partitions', owner);
+  END IF;
   EXECUTE format('CREATE USER MAPPING FOR %I SERVER session_partitions OPTIONS (user %L%s)', owner, login,
                  CASE WHEN password IS NULL THEN '' ELSE format(', password %L', password) END);
 EXCEPTION WHEN OTHERS THEN
