@@ -4,6 +4,7 @@
 -- records them in the same table node-pg-migrate uses, so either tool can take over later.
 -- The roles granted to default to session_client and session_admin; one pair per database:
 --   psql -v client_role=shop_session -v admin_role=shop_session_admin -d shop -f sql/install.sql
+-- A PL/Proxy proxy's role (006) defaults to session_proxy, or <client_role>_proxy: -v proxy_role=...
 \set ON_ERROR_STOP on
 BEGIN;
 -- Pinned for the whole install: a function or operator that another role planted in "$user" or
@@ -18,6 +19,9 @@ SELECT pg_catalog.set_config('session_postgresql.client_role', 'session_client',
 SELECT pg_catalog.set_config('session_postgresql.admin_role', :'admin_role', true) AS admin_role \gset
 \else
 SELECT pg_catalog.set_config('session_postgresql.admin_role', 'session_admin', true) AS admin_role \gset
+\endif
+\if :{?proxy_role}
+SELECT pg_catalog.set_config('session_postgresql.proxy_role', :'proxy_role', true) AS proxy_role \gset
 \endif
 -- The advisory lock node-pg-migrate takes, so psql and Node installs never run at once.
 SELECT pg_catalog.pg_advisory_xact_lock(7241865325823964) AS locked \gset
@@ -52,6 +56,12 @@ SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '005_accou
 \if :apply
 \ir 005_accounts.up.sql
 INSERT INTO public.session_migrations (name, run_on) VALUES ('005_accounts', now());
+\endif
+
+SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '006_partition') AS apply \gset
+\if :apply
+\ir 006_partition.up.sql
+INSERT INTO public.session_migrations (name, run_on) VALUES ('006_partition', now());
 \endif
 
 COMMIT;

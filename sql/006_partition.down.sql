@@ -1,0 +1,14 @@
+-- Reverts 006_partition. The proxy role is kept: roles are cluster-wide, other databases may use it.
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+DO $$
+DECLARE
+  proxy constant name := (SELECT c.proxy_role FROM session.config c);
+BEGIN
+  IF proxy IS NOT NULL AND EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) proxy) THEN
+    EXECUTE pg_catalog.format('REVOKE ALL ON SCHEMA session FROM %I', proxy);
+  END IF;
+END
+$$;
+DROP FUNCTION session.partition_generate(text, bigint, text);
+ALTER TABLE session.config DROP COLUMN proxy_role;

@@ -1,0 +1,554 @@
+// The SQL API and the TypeScript client through a PL/Proxy proxy over 4 partitions on 2 clusters:
+// the cases of test/sql-api.test.ts and test/client.test.ts that speak only through the API, run
+// against the proxy (what those files check by reading tables is checked here on the partitions),
+// plus what only a proxy has: routing, spread, SQLSTATEs crossing the proxy, privileges, install.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { connect, SessionError, type SessionStore } from '../../src/index.js';
+import { ExpressSessionStore } from '../../src/express.js';
+import { FastifySessionStore } from '../../src/fastify.js';
+import { installProxy, partitionTarget, proxyStatus, redact } from '../../src/scaleout.js';
+import { scaleoutCommand } from '../../src/scaleout-cli.js';
+import { stats } from '../../src/admin.js';
+import { deploy, type Deployment } from './deployment.js';
+
+let d: Deployment;
+let sqlClient: pg.Client;
+let store: SessionStore;
+before(async () => {
+  d = await deploy({ partitions: 4, servers: 2 });
+  sqlClient = new pg.Client({ connectionString: d.clientAdminUrl });
+  await sqlClient.connect();
+  store = connect({ connectionString: d.clientAdminUrl });
+});
+after(async () => {
+  await store?.close();
+  await sqlClient?.end();
+  await d?.destroy();
+});
+
+const one = async <T>(text: string, values?: unknown[]): Promise<T> =>
+  Object.values((await sqlClient.query(text, values)).rows[0] ?? {})[0] as T;
+const generate = (expiry: number | null = null, value: string | null = null) =>
+  one<string>('SELECT session.session_generate($1, $2)', [expiry, value]);
+const get = async (key: string | null) =>
+  (await sqlClient.query<{ value: string | null; period: string }>('SELECT * FROM session.session_get($1)', [key])).rows;
+async function sqlState(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    return String((err as { code?: unknown }).code);
+  }
+  throw new Error('expected an error, got a result');
+}
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    if (!(err instanceof SessionError)) throw new Error(`not a SessionError: ${String(err)}`);
+    return err.code;
+  }
+  throw new Error('expected a SessionError');
+}
+/** The partition PL/Proxy sends a key to (hashtext masked to 4 partitions), asked of the proxy. */
+const partitionOf = async (key: string) =>
+  Number((await d.query<{ p: number }>(d.proxyUrl, 'SELECT session_proxy.key_hash($1) & 3 AS p', [key])).rows[0]?.p);
+/** On which partitions a row with this key's digest exists, read as their owner. */
+async function rowsOf(key: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const [p, url] of d.partitionUrls.entries()) {
+    const r = await d.query(url, `SELECT 1 FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))`, [key]);
+    if (r.rowCount === 1) found.push(p);
+  }
+  return found;
+}
+
+describe("ocaml-session's backend tests, through the proxy", () => {
+  test('generate gives distinct keys', async () => {
+    const keys = await Promise.all(Array.from({ length: 50 }, () => generate()));
+    assert.equal(new Set(keys).size, 50);
+  });
+  test('expiry 0 and -1 raise no error', async () => {
+    await generate(0);
+    await generate(-1);
+  });
+  test('clear twice raises no error', async () => {
+    const k = await generate();
+    await sqlClient.query('SELECT session.session_clear($1)', [k]);
+    await sqlClient.query('SELECT session.session_clear($1)', [k]);
+  });
+  test('get of a garbage key: not found', async () => assert.deepEqual(await get('garbage'), []));
+  test('expired unset session: not found', async () => {
+    assert.deepEqual(await get(await generate(0)), []);
+    assert.deepEqual(await get(await generate(-1)), []);
+  });
+  test('unexpired unset session: not set', async () => {
+    const rows = await get(await generate(60));
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0]?.value, null);
+  });
+  test('get right after set gives the value', async () => {
+    const k = await generate();
+    assert.equal(await one('SELECT session.session_set($1, $2)', [k, 'v']), true);
+    assert.equal((await get(k))[0]?.value, 'v');
+  });
+  test('cleared key: not found', async () => {
+    const k = await generate(60, 'v');
+    await sqlClient.query('SELECT session.session_clear($1)', [k]);
+    assert.deepEqual(await get(k), []);
+  });
+  test('expired session that has a value: not found', async () => {
+    assert.deepEqual(await get(await generate(0, 'v')), []);
+    const k = await generate(60, 'v');
+    await sqlClient.query('SELECT session.session_set($1, $2, 0)', [k, 'w']);
+    assert.deepEqual(await get(k), []);
+  });
+});
+
+describe('semantics, through the proxy', () => {
+  test('keys are 64 base64url characters without padding', async () => assert.match(await generate(), /^[A-Za-z0-9_-]{64}$/));
+  test('period is the remaining whole seconds', async () => {
+    const period = Number((await get(await generate(3600, 'v')))[0]?.period);
+    assert.ok(period >= 3598 && period <= 3600, `period ${period}`);
+  });
+  test('default period: one week, set on every partition, new sessions only', async () => {
+    assert.equal(Number(await one('SELECT session.session_default_period()')), 604800);
+    const before = await generate(null, 'old');
+    await sqlClient.query('SELECT session.session_set_default_period(100)');
+    try {
+      assert.equal(Number(await one('SELECT session.session_default_period()')), 100);
+      for (const url of d.partitionUrls) {
+        assert.equal((await d.query(url, 'SELECT default_period::int AS p FROM session.config')).rows[0]?.p, 100);
+      }
+      // Sessions on every partition get it.
+      const keys = await Promise.all(Array.from({ length: 40 }, () => generate(null, 'v')));
+      assert.equal(new Set(await Promise.all(keys.map(partitionOf))).size, 4);
+      for (const k of keys) assert.ok(Number((await get(k))[0]?.period) <= 100);
+      assert.ok(Number((await get(before))[0]?.period) > 604790);
+      await sqlClient.query('SELECT session.session_set($1, $2)', [before, 'again']);
+      assert.ok(Number((await get(before))[0]?.period) <= 100);
+    } finally {
+      await sqlClient.query('SELECT session.session_set_default_period(604800)');
+    }
+  });
+  test('set never creates a session for an unknown, cleared or expired key', async () => {
+    assert.equal(await one('SELECT session.session_set($1, $2)', ['chosen-by-attacker', 'v']), false);
+    assert.deepEqual(await get('chosen-by-attacker'), []);
+    assert.equal(await one('SELECT session.session_set($1, $2)', [await generate(0), 'v']), false);
+    const cleared = await generate();
+    await sqlClient.query('SELECT session.session_clear($1)', [cleared]);
+    assert.equal(await one('SELECT session.session_set($1, $2)', [cleared, 'v']), false);
+    assert.equal(await one('SELECT session.session_touch($1)', [cleared]), false);
+    assert.equal(await one('SELECT session.session_put($1, $2)', [cleared, 'v']), false);
+    assert.deepEqual(await get(cleared), []);
+  });
+  test('set restarts the expiry; touch moves it without writing the value', async () => {
+    const k = await generate(10, 'v');
+    await sqlClient.query('SELECT session.session_set($1, $2, 5000)', [k, 'w']);
+    assert.ok(Number((await get(k))[0]?.period) > 4990);
+    assert.equal(await one('SELECT session.session_touch($1, 20000)', [k]), true);
+    const row = (await get(k))[0];
+    assert.ok(row?.value === 'w' && Number(row.period) > 19990);
+    assert.equal(await one('SELECT session.session_touch($1)', ['unknown']), false);
+  });
+  test('named arguments work', async () => {
+    const k = await one<string>(`SELECT session.session_generate(value => 'x')`);
+    assert.equal((await get(k))[0]?.value, 'x');
+    assert.equal(await one(`SELECT session.session_set(key => $1, value => 'y', expiry => 60)`, [k]), true);
+    assert.equal(await one<string>(`SELECT value FROM session.session_get(key => $1)`, [k]), 'y');
+    await sqlClient.query(`SELECT session.session_clear(key => $1)`, [k]);
+    assert.deepEqual(await get(k), []);
+  });
+  test('empty string and unicode values round-trip', async () => {
+    for (const v of ['', 'é€😀', 'a\nb\\c\'"', '%_']) assert.equal((await get(await generate(60, v)))[0]?.value, v);
+  });
+  test('NULL and over-long keys are simply not found', async () => {
+    assert.deepEqual(await get(null), []);
+    assert.equal(await one('SELECT session.session_set(NULL, $1)', ['v']), false);
+    await sqlClient.query('SELECT session.session_clear(NULL)');
+    assert.deepEqual(await get('k'.repeat(100_000)), []);
+  });
+  test('keys with SQL and LIKE metacharacters are only keys', async () => {
+    for (const k of ["'; DROP TABLE session.sessions; --", '%', '_', '\\', '"']) {
+      assert.deepEqual(await get(k), []);
+      assert.equal(await one('SELECT session.session_set($1, $2)', [k, 'v']), false);
+    }
+  });
+});
+
+describe('session_put and session_count, through the proxy', () => {
+  const id = (c: string) => c.repeat(32);
+  test('creates, then replaces a live session, on its partition only', async () => {
+    assert.equal(await one('SELECT session.session_put($1, $2, 60)', [id('p'), 'one']), true);
+    assert.equal(await one('SELECT session.session_put($1, $2)', [id('p'), 'two']), true);
+    const row = (await get(id('p')))[0];
+    assert.ok(row?.value === 'two' && Number(row.period) > 604790);
+    assert.deepEqual(await rowsOf(id('p')), [await partitionOf(id('p'))]);
+  });
+  test('never revives an expired session that is not purged yet', async () => {
+    assert.equal(await one('SELECT session.session_put($1, $2, 0)', [id('q'), 'born expired']), true);
+    assert.equal(await one('SELECT session.session_put($1, $2)', [id('q'), 'revive?']), false);
+    assert.deepEqual(await get(id('q')), []);
+  });
+  test('refuses keys that are short or not base64url (22023), and NULLs (22004)', async () => {
+    for (const k of ['short', 'a'.repeat(31), `${'a'.repeat(31)}=`, `${'a'.repeat(40)} `, 'a'.repeat(1025)]) {
+      assert.equal(await sqlState(sqlClient.query('SELECT session.session_put($1, $2)', [k, 'v'])), '22023', k);
+    }
+    assert.equal(await sqlState(sqlClient.query('SELECT session.session_put(NULL, $1)', ['v'])), '22004');
+    assert.equal(await sqlState(sqlClient.query('SELECT session.session_put($1, NULL)', [id('r')])), '22004');
+    assert.deepEqual(await get(id('r')), []);
+  });
+  test('count adds up the live sessions of every partition', async () => {
+    const before = Number(await one('SELECT session.session_count()'));
+    let direct = 0;
+    for (const url of d.partitionUrls) direct += Number((await d.query(url, 'SELECT session.session_count() AS n')).rows[0]?.n);
+    assert.equal(before, direct);
+    await generate(60, 'live');
+    await generate(0, 'expired');
+    assert.equal(Number(await one('SELECT session.session_count()')), before + 1);
+  });
+});
+
+describe('documented SQLSTATEs cross the proxy unchanged', () => {
+  test('22023: expiry out of range in generate, set, touch; the stored value stays', async () => {
+    for (const e of ['3155760001', '-3155760001', '9223372036854775807', '-9223372036854775808']) {
+      assert.equal(await sqlState(sqlClient.query('SELECT session.session_generate($1)', [e])), '22023');
+    }
+    const k = await generate(60, 'kept');
+    assert.equal(await sqlState(sqlClient.query('SELECT session.session_set($1, $2, $3)', [k, 'new', '9223372036854775807'])), '22023');
+    assert.equal(await sqlState(sqlClient.query('SELECT session.session_set($1, $2, $3)', ['unknown', 'new', '9223372036854775807'])), '22023');
+    assert.equal(await sqlState(sqlClient.query('SELECT session.session_touch($1, $2)', [k, '3155760001'])), '22023');
+    assert.equal((await get(k))[0]?.value, 'kept');
+  });
+  test('22023: default period NULL, zero, negative or too large, on every partition; the old one stays', async () => {
+    for (const p of [null, 0, -1, '3155760001']) {
+      assert.equal(await sqlState(sqlClient.query('SELECT session.session_set_default_period($1)', [p])), '22023');
+    }
+    assert.equal(Number(await one('SELECT session.session_default_period()')), 604800);
+  });
+  test('22023: purge batch size NULL or < 1', async () => {
+    assert.equal(await sqlState(sqlClient.query('SELECT session.session_purge(NULL)')), '22023');
+    assert.equal(await sqlState(sqlClient.query('SELECT session.session_purge(0)')), '22023');
+  });
+  test('22004: set with a NULL value; the stored value stays', async () => {
+    const k = await generate(60, 'kept');
+    assert.equal(await sqlState(sqlClient.query('SELECT session.session_set($1, NULL)', [k])), '22004');
+    assert.equal((await get(k))[0]?.value, 'kept');
+  });
+  test('22001: a value over the limit is refused and the stored value kept; at the limit it is accepted', async () => {
+    const limit = 1048576;
+    const k = await generate(60, 'kept');
+    assert.equal(await sqlState(sqlClient.query('SELECT session.session_set($1, $2)', [k, 'x'.repeat(limit + 1)])), '22001');
+    assert.equal(await sqlState(sqlClient.query('SELECT session.session_generate(60, $1)', ['x'.repeat(limit + 1)])), '22001');
+    assert.equal((await get(k))[0]?.value, 'kept');
+    assert.equal(await one('SELECT session.session_set($1, $2)', [k, 'x'.repeat(limit)]), true);
+    assert.equal((await get(k))[0]?.value?.length, limit);
+  });
+  test('the error names the partition database, never the key', async () => {
+    const k = await generate(60, 'kept');
+    try {
+      await sqlClient.query('SELECT session.session_set($1, NULL)', [k]);
+      assert.fail('expected an error');
+    } catch (err) {
+      const e = err as pg.DatabaseError;
+      assert.match(e.message, /\[part\d_[0-9a-f]+\] REMOTE ERROR: session value must not be NULL/);
+      assert.ok(!JSON.stringify({ ...e, message: e.message }).includes(k));
+    }
+  });
+});
+
+describe('storage and purge, on the partitions', () => {
+  test('each session lives on the partition its key hashes to, and only its digest is stored', async () => {
+    for (let i = 0; i < 20; i++) {
+      const k = await generate(60, 'v');
+      assert.deepEqual(await rowsOf(k), [await partitionOf(k)]);
+    }
+  });
+  test('purge through the proxy deletes expired rows on every partition, until 0', async () => {
+    for (const url of d.partitionUrls) {
+      await d.query(url, `INSERT INTO session.sessions (digest, expires_at, value)
+                          SELECT sha256(('e' || i || random())::bytea), now() - interval '1 s', 'x' FROM generate_series(1, 3000) i`);
+    }
+    const live = await generate(3600, 'live');
+    const admin = new pg.Client({ connectionString: d.adminUrl });
+    await admin.connect();
+    try {
+      let total = 0;
+      for (let n = -1; n !== 0;) {
+        n = Number((await admin.query('SELECT session.session_purge(1000) AS n')).rows[0]?.n);
+        total += n;
+      }
+      assert.ok(total >= 12000, `deleted ${total}`);
+      for (const url of d.partitionUrls) {
+        assert.equal((await d.query(url, 'SELECT count(*)::int AS n FROM session.sessions WHERE expires_at <= now()')).rows[0]?.n, 0);
+      }
+      assert.equal((await get(live))[0]?.value, 'live');
+      const stats = (await admin.query('SELECT * FROM session.session_stats()')).rows[0] as Record<string, string>;
+      assert.equal(Number(stats.live), Number(await one('SELECT session.session_count()')));
+      assert.equal(Number(stats.expired), 0);
+      assert.equal(Number(stats.default_period), 604800);
+    } finally {
+      await admin.end();
+    }
+  });
+});
+
+describe('keys spread evenly', () => {
+  // Chi-square goodness of fit over the proxy's own keys (session_generate's generator) and its
+  // own routing. Thresholds at p = 1e-6: a fair hash fails once in a million runs.
+  for (const [parts, critical] of [[4, 30.66], [16, 56.49]] as const) {
+    test(`100000 keys over ${parts} partitions: chi-square below ${critical} (${parts - 1} degrees of freedom, p = 1e-6)`, async (t) => {
+      const r = await d.query<{ p: number; n: string }>(d.proxyUrl,
+        `SELECT session_proxy.key_hash(session_proxy.new_key()) & ($1 - 1) AS p, count(*) AS n FROM generate_series(1, 100000) GROUP BY 1`, [parts]);
+      assert.equal(r.rows.length, parts);
+      const expected = 100000 / parts;
+      const chi = r.rows.reduce((s, row) => s + (Number(row.n) - expected) ** 2 / expected, 0);
+      t.diagnostic(`chi-square ${chi.toFixed(2)}; counts ${r.rows.map((x) => x.n).join(' ')}`);
+      assert.ok(chi < critical, `chi-square ${chi}`);
+    });
+  }
+  test('new_key_like gives fresh keys on the same partition (for rotation)', async () => {
+    for (let i = 0; i < 20; i++) {
+      const k = await generate();
+      const r = await d.query<{ n: string }>(d.proxyUrl, 'SELECT session_proxy.new_key_like($1) AS n', [k]);
+      const n = r.rows[0]?.n as string;
+      assert.match(n, /^[A-Za-z0-9_-]{64}$/);
+      assert.notEqual(n, k);
+      assert.equal(await partitionOf(n), await partitionOf(k));
+    }
+  });
+  test('a routed batch function splits its arrays by partition (SPLIT), in parallel', async () => {
+    // A stand-in partition function, as a batch API would have: one row per element it received.
+    for (const url of d.partitionUrls) {
+      await d.query(url, `CREATE FUNCTION session.test_batch(keys text[], vals text[]) RETURNS TABLE (key text, val text, db text)
+        LANGUAGE sql AS $$ SELECT k, v, current_database()::text FROM unnest(keys, vals) AS x(k, v) $$`);
+    }
+    await d.query(d.proxyUrl, `SELECT session_proxy.remote('test_batch', ARRAY['keys text[]', 'vals text[]'],
+      'TABLE (key text, val text, db text)', 'session_proxy.key_hash(keys)', ARRAY['keys', 'vals'])`);
+    const keys = Array.from({ length: 40 }, (_, i) => `key${i}`);
+    const rows = (await d.query<{ key: string; val: string; db: string }>(d.proxyUrl,
+      'SELECT * FROM session_proxy.test_batch($1, $2)', [keys, keys.map((k) => `v-${k}`)])).rows;
+    assert.equal(rows.length, 40);
+    for (const r of rows) {
+      assert.equal(r.val, `v-${r.key}`);
+      assert.ok(r.db.startsWith(`part${await partitionOf(r.key)}_`));
+    }
+    await d.query(d.proxyUrl, 'DROP FUNCTION session_proxy.test_batch(text[], text[])');
+    for (const url of d.partitionUrls) await d.query(url, 'DROP FUNCTION session.test_batch(text[], text[])');
+  });
+  test('sessions made through the proxy reach all 4 partitions', async () => {
+    const before = await Promise.all(d.partitionUrls.map(async (u) => Number((await d.query(u, 'SELECT count(*) AS n FROM session.sessions')).rows[0]?.n)));
+    await Promise.all(Array.from({ length: 400 }, () => store.generate({ value: 'x' })));
+    const after = await Promise.all(d.partitionUrls.map(async (u) => Number((await d.query(u, 'SELECT count(*) AS n FROM session.sessions')).rows[0]?.n)));
+    const added = after.map((n, i) => n - (before[i] ?? 0));
+    assert.equal(added.reduce((a, b) => a + b, 0), 400);
+    assert.ok(added.every((n) => n > 0), added.join(' '));
+  });
+});
+
+describe('the TypeScript client, unchanged, against the proxy', () => {
+  test('generate, get, set, touch, clear', async () => {
+    const key = await store.generate({ expiry: 3600, value: 'v' });
+    const r = await store.get(key);
+    assert.ok(r.ok && r.value === 'v' && r.period > 3590 && r.period <= 3600 && Number.isInteger(r.period));
+    assert.equal(await store.set(key, 'v2', { expiry: 60 }), true);
+    assert.equal(await store.touch(key, { expiry: 120 }), true);
+    const r2 = await store.get(key);
+    assert.ok(r2.ok && r2.value === 'v2' && r2.period <= 120 && r2.period > 110);
+    await store.clear(key);
+    assert.deepEqual(await store.get(key), { ok: false, error: 'not_found' });
+    assert.equal(await store.set(key, 'v3'), false);
+  });
+  test('not set, not found, expired', async () => {
+    assert.deepEqual(await store.get(await store.generate()), { ok: false, error: 'not_set' });
+    assert.deepEqual(await store.get('garbage'), { ok: false, error: 'not_found' });
+    assert.deepEqual(await store.get(await store.generate({ expiry: 0, value: 'x' })), { ok: false, error: 'not_found' });
+  });
+  test('default period, purge and count: numbers, not strings', async () => {
+    assert.equal(await store.defaultPeriod(), 604800);
+    await store.setDefaultPeriod(86400);
+    assert.equal(await store.defaultPeriod(), 86400);
+    const r = await store.get(await store.generate({ value: 'x' }));
+    assert.ok(r.ok && r.period <= 86400 && r.period > 86390);
+    await store.setDefaultPeriod(604800);
+    await store.generate({ expiry: -10, value: 'old' });
+    let total = 0;
+    for (let n = await store.purge(); n > 0; n = await store.purge({ batchSize: 100 })) total += n;
+    assert.ok(total >= 1);
+    assert.equal(typeof (await store.count()), 'number');
+  });
+  test('many calls in flight keep their order and results', async () => {
+    const keys = await Promise.all(Array.from({ length: 200 }, (_, i) => store.generate({ value: `v${i}` })));
+    const results = await Promise.all(keys.map((k) => store.get(k)));
+    results.forEach((r, i) => assert.ok(r.ok && r.value === `v${i}`));
+  });
+  test('server errors map to the same codes; the stored value is kept; no key in the error', async () => {
+    const key = await store.generate({ value: 'kept' });
+    assert.equal(await code(store.generate({ expiry: 3155760001 })), 'invalid_parameter');
+    assert.equal(await code(store.set(key, 'x', { expiry: -3155760001 })), 'invalid_parameter');
+    assert.equal(await code(store.setDefaultPeriod(0)), 'invalid_parameter');
+    assert.equal(await code(store.purge({ batchSize: 0 })), 'invalid_parameter');
+    assert.equal(await code(store.put('short', 'v')), 'invalid_parameter');
+    try {
+      await store.set(key, 'x'.repeat(1048577));
+      assert.fail('expected an error');
+    } catch (err) {
+      assert.ok(err instanceof SessionError && err.code === 'value_too_large' && err.sqlState === '22001');
+      assert.ok(!`${err.message} ${String(err.stack)} ${JSON.stringify(err)}`.includes(key));
+    }
+    const r = await store.get(key);
+    assert.ok(r.ok && r.value === 'kept');
+  });
+  test('the client role: the data calls, permission_denied for the admin calls and the private functions', async () => {
+    const app = connect({ connectionString: d.clientUrl });
+    const c = new pg.Client({ connectionString: d.clientUrl });
+    await c.connect();
+    try {
+      const key = await app.generate({ value: 'mine' });
+      assert.ok((await app.get(key)).ok);
+      assert.equal(await code(app.setDefaultPeriod(60)), 'permission_denied');
+      assert.equal(await code(app.purge()), 'permission_denied');
+      assert.equal(await sqlState(c.query('SELECT * FROM session.session_stats()')), '42501');
+      assert.equal(await sqlState(c.query(`SELECT session_proxy.partition_generate('${'a'.repeat(64)}', NULL, 'forged')`)), '42501');
+      assert.equal(await sqlState(c.query(`SELECT session_proxy.set_partition(0, 'host=evil')`)), '42501');
+      // The user mapping (the partition login's password) is not visible to it.
+      const um = await c.query<{ umoptions: string[] | null }>('SELECT umoptions FROM pg_user_mappings');
+      assert.ok(um.rows.every((r) => r.umoptions === null));
+      // An admin-only login may purge but not read sessions.
+      const ops = connect({ connectionString: d.adminUrl });
+      try {
+        assert.equal(typeof (await ops.purge()), 'number');
+        assert.equal(await code(ops.get(key)), 'permission_denied');
+      } finally {
+        await ops.close();
+      }
+    } finally {
+      await app.close();
+      await c.end();
+    }
+  });
+  test('on a partition, partition_generate is the proxy role\'s only', async () => {
+    const url = d.partitionUrls[0] as string;
+    const r = await d.query<{ client: boolean; admin: boolean; proxy: boolean }>(url, `SELECT
+      has_function_privilege('session_client', 'session.partition_generate(text, bigint, text)', 'EXECUTE') AS client,
+      has_function_privilege('session_admin', 'session.partition_generate(text, bigint, text)', 'EXECUTE') AS admin,
+      has_function_privilege('session_proxy', 'session.partition_generate(text, bigint, text)', 'EXECUTE') AS proxy`);
+    assert.deepEqual(r.rows[0], { client: false, admin: false, proxy: true });
+  });
+});
+
+describe('frameworks and other languages, unchanged, against the proxy', () => {
+  const cb = <T>(f: (done: (err: unknown, v?: T) => void) => void) =>
+    new Promise<T | undefined>((resolve, reject) => f((err, v) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(v))));
+  const sid = 'S'.repeat(32);
+  test('ExpressSessionStore: set, get, touch, length, destroy', async () => {
+    const s = new ExpressSessionStore({ store });
+    const sess = { cookie: { originalMaxAge: 60000, maxAge: 60000, expires: new Date(Date.now() + 60000) }, user: 'ann' } as never;
+    await cb((done) => s.set(sid, sess, done));
+    const back = await cb<Record<string, unknown> | null>((done) => s.get(sid, done as never));
+    assert.equal(back?.user, 'ann');
+    await cb((done) => s.touch(sid, sess, done));
+    assert.ok(Number(await cb<number>((done) => s.length(done as never))) >= 1);
+    await cb((done) => s.destroy(sid, done));
+    assert.equal(await cb((done) => s.get(sid, done as never)), null);
+  });
+  test('FastifySessionStore: set, get, destroy', async () => {
+    const s = new FastifySessionStore({ store });
+    const other = `F${sid.slice(1)}`;
+    await cb((done) => s.set(other, { cookie: { originalMaxAge: 60000, expires: new Date(Date.now() + 60000) }, n: 1 } as never, done));
+    const back = await cb<Record<string, unknown> | null>((done) => s.get(other, done as never));
+    assert.equal(back?.n, 1);
+    await cb((done) => s.destroy(other, done));
+    assert.equal(await cb((done) => s.get(other, done as never)), null);
+  });
+  test('examples/python/session_demo.py and psql: their sessions are read by TypeScript, and back', async (t) => {
+    const python = '/usr/bin/python3';
+    if (spawnSync(python, ['-c', 'import psycopg'], { encoding: 'utf8' }).status !== 0) return t.skip('python3-psycopg is not installed');
+    const demo = fileURLToPath(new URL('../../../examples/python/session_demo.py', import.meta.url));
+    const py = (args: string[]) => {
+      const r = spawnSync(python, [demo, ...args], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: d.clientUrl } });
+      assert.equal(r.status, 0, r.stderr);
+      return r.stdout.trim();
+    };
+    assert.match(py(['demo']), /clear\(key\); get\(key\) -> not_found/);
+    const key = py(['generate', 'made in python']);
+    const r = await store.get(key);
+    assert.ok(r.ok && r.value === 'made in python');
+    assert.equal(await store.set(key, 'changed in ts'), true);
+    assert.equal(py(['get', key]), 'changed in ts');
+    const psql = spawnSync('/usr/lib/postgresql/15/bin/psql', ['-X', '-A', '-t', '-d', d.clientUrl, '-c', `SELECT value FROM session.session_get('${key}')`], { encoding: 'utf8' });
+    assert.equal(psql.stdout.trim(), 'changed in ts');
+  });
+});
+
+describe('install and status', () => {
+  test('re-running the install changes nothing; the partition count cannot change', async () => {
+    const dump = () => spawnSync('/usr/lib/postgresql/15/bin/pg_dump', ['--schema-only', '-n', 'session', '-n', 'session_proxy', '-d', d.proxyUrl], { encoding: 'utf8' }).stdout
+      .split('\n').filter((l) => !/^\\(un)?restrict /.test(l)).join('\n');
+    const before = dump();
+    assert.deepEqual(await installProxy({ connectionString: d.proxyUrl, partitions: d.proxyPartitionUrls, log: false }), []);
+    assert.equal(dump(), before);
+    await assert.rejects(installProxy({ connectionString: d.proxyUrl, partitions: d.proxyPartitionUrls.slice(0, 2), log: false }),
+      (e: unknown) => e instanceof SessionError && e.code === 'invalid_parameter');
+    await assert.rejects(installProxy({ connectionString: d.proxyUrl, partitions: d.proxyPartitionUrls.slice(0, 3), log: false }),
+      (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument');
+    // Credentials never go into the foreign server's options (PL/Proxy prints them in some errors).
+    for (const conninfo of ['host=h password=p', 'host=h user=u', ' ']) {
+      assert.equal(await sqlState(d.query(d.proxyUrl, 'SELECT session_proxy.set_partition(0, $1)', [conninfo])), '22023');
+    }
+  });
+  test('status lists every partition with its figures; no password anywhere in it', async () => {
+    const s = await proxyStatus({ connectionString: d.proxyUrl });
+    assert.ok(s.migrations.every((m) => m.applied));
+    assert.equal(s.partitions.length, 4);
+    assert.ok(s.partitions.every((p) => p.error === null && typeof p.live === 'number' && p.database?.startsWith(`part${p.part}_`)));
+    const password = new URL(d.proxyPartitionUrls[0] as string).password;
+    assert.ok(!JSON.stringify(s).includes(password));
+  });
+  test('session-pg stats works against the proxy: figures summed over the partitions', async () => {
+    const s = await stats({ connectionString: d.adminUrl });
+    let live = 0;
+    for (const url of d.partitionUrls) live += Number((await d.query(url, 'SELECT session.session_count() AS n')).rows[0]?.n);
+    assert.equal(s.live, live);
+    assert.equal(s.defaultPeriod, 604800);
+    assert.equal(s.cron, null);
+  });
+  test('credentials stay out of the foreign server, the output and the server logs', async () => {
+    const password = new URL(d.proxyPartitionUrls[0] as string).password;
+    const lines: string[] = [];
+    await installProxy({ connectionString: d.proxyUrl, partitions: d.proxyPartitionUrls, log: (l) => lines.push(l) });
+    assert.ok(lines.length >= 1 && lines.every((l) => !l.includes(password)), lines.join('\n'));
+    assert.match(redact(d.proxyPartitionUrls[0] as string), /:\*\*\*@/);
+    assert.ok(!partitionTarget(d.proxyPartitionUrls[0] as string).conninfo.includes(password));
+    const srv = await d.query<{ o: string[] }>(d.proxyUrl, `SELECT srvoptions AS o FROM pg_foreign_server WHERE srvname = 'session_partitions'`);
+    assert.ok(!JSON.stringify(srv.rows).includes(password));
+    for (const cluster of d.clusters) assert.ok(!readFileSync(cluster.logFile, 'utf8').includes(password), cluster.logFile);
+  });
+  test('session-pg scaleout install / status: partitions from the environment, nothing secret printed', async () => {
+    const password = new URL(d.proxyPartitionUrls[0] as string).password;
+    const out: string[] = [];
+    const log = console.log;
+    const error = console.error;
+    console.log = (...a: unknown[]) => { out.push(a.join(' ')); };
+    console.error = (...a: unknown[]) => { out.push(a.join(' ')); };
+    process.env.SESSION_PG_PARTITIONS = d.proxyPartitionUrls.join(' ');
+    try {
+      assert.equal(await scaleoutCommand(['install', '--database-url', d.proxyUrl]), 0);
+      assert.equal(await scaleoutCommand(['status', '--database-url', d.proxyUrl]), 0);
+      assert.equal(await scaleoutCommand(['install']), 2);
+      assert.equal(await scaleoutCommand(['bogus']), 2);
+    } finally {
+      console.log = log;
+      console.error = error;
+      delete process.env.SESSION_PG_PARTITIONS;
+    }
+    const text = out.join('\n');
+    assert.match(text, /Proxy up to date; 4 partitions set\./);
+    for (let p = 0; p < 4; p++) assert.match(text, new RegExp(`p${p}  host='127\\.0\\.0\\.1' port='\\d+' dbname='part${p}_\\w+'  live \\d+`));
+    assert.ok(!text.includes(password), text);
+  });
+});

@@ -1,0 +1,130 @@
+// A scale-out deployment on this machine for the tests and the bench: N partition databases on S
+// throwaway clusters (partition p on cluster floor(p * S / N)), a proxy database on the first
+// cluster, installed the way docs/scale-out.md tells a user to. Passwords are checked
+// (scram-sha-256) for the proxy's partition login, so the user mapping is really used.
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import pg from 'pg';
+import { installProxy, migratePartitions } from '../../src/scaleout.js';
+import { startCluster, type Cluster } from '../harness/cluster.js';
+import { databaseUrl } from '../harness/urls.js';
+
+export interface Deployment {
+  clusters: Cluster[];
+  /** Owner (superuser) URLs of the partition databases, in partition order. */
+  partitionUrls: string[];
+  /** The URLs the proxy was installed with: the partition login and its password. */
+  proxyPartitionUrls: string[];
+  /** The proxy database as its owner (superuser). */
+  proxyUrl: string;
+  /** The proxy database as a login in session_client only. */
+  clientUrl: string;
+  /** The proxy database as a login in session_client and session_admin (as test/client.test.ts uses). */
+  clientAdminUrl: string;
+  /** The proxy database as a login in session_admin only. */
+  adminUrl: string;
+  /** The cluster index of each partition. */
+  clusterOf: number[];
+  /** Runs SQL as superuser on a URL. */
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(url: string, text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+  destroy(): Promise<void>;
+}
+
+export const partitionLogin = 'session_proxy_login';
+
+/** Requires a password (scram-sha-256) from `role` over TCP, ahead of the trust lines initdb wrote. */
+export function requirePassword(cluster: Cluster, role: string): void {
+  const hba = join(dirname(cluster.logFile), 'data', 'pg_hba.conf');
+  writeFileSync(hba, `host all ${role} 127.0.0.1/32 scram-sha-256\n${readFileSync(hba, 'utf8')}`);
+  const r = cluster.run('pg_ctl', ['-D', join(dirname(cluster.logFile), 'data'), 'reload']);
+  if (r.status !== 0) throw new Error(`pg_ctl reload failed: ${String(r.stderr)}`);
+}
+
+export async function sql<R extends pg.QueryResultRow = pg.QueryResultRow>(url: string, text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await c.query<R>(text, values);
+  } finally {
+    await c.end();
+  }
+}
+
+export interface DeployOptions {
+  partitions?: number;
+  servers?: number;
+  /** postgresql.conf lines for every cluster (e.g. wal_level = logical). */
+  settings?: string[];
+  tcpUserTimeoutMs?: number;
+  queryTimeoutSeconds?: number;
+  /** Clusters to reuse instead of starting `servers` new ones. */
+  clusters?: Cluster[];
+}
+
+export async function deploy(options: DeployOptions = {}): Promise<Deployment> {
+  const n = options.partitions ?? 4;
+  const servers = options.servers ?? 2;
+  const clusters: Cluster[] = options.clusters ?? [];
+  try {
+    while (clusters.length < servers) {
+      clusters.push(await startCluster({ cron: false, settings: ['wal_level = logical', 'max_connections = 300', ...(options.settings ?? [])] }));
+    }
+    const password = randomBytes(12).toString('hex');
+    const tag = randomBytes(3).toString('hex');
+    const clusterOf = Array.from({ length: n }, (_, p) => Math.floor((p * servers) / n));
+    const partitionUrls: string[] = [];
+    const proxyPartitionUrls: string[] = [];
+    for (let p = 0; p < n; p++) {
+      const cluster = clusters[clusterOf[p] as number] as Cluster;
+      const db = `part${p}_${tag}`;
+      await sql(cluster.url, `CREATE DATABASE ${db}`);
+      partitionUrls.push(cluster.urlFor(db));
+      proxyPartitionUrls.push(databaseUrl(cluster.urlFor(db), db, { user: partitionLogin, password }));
+    }
+    await migratePartitions(partitionUrls, { log: false });
+    for (const cluster of clusters) {
+      await sql(cluster.url, `DO $$ BEGIN
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${partitionLogin}') THEN CREATE ROLE ${partitionLogin} LOGIN IN ROLE session_proxy; END IF;
+      END $$`);
+      await sql(cluster.url, `ALTER ROLE ${partitionLogin} PASSWORD '${password}'`);
+      requirePassword(cluster, partitionLogin);
+    }
+    const first = clusters[0] as Cluster;
+    const proxyDb = `proxy_${tag}`;
+    await sql(first.url, `CREATE DATABASE ${proxyDb}`);
+    const proxyUrl = first.urlFor(proxyDb);
+    await installProxy({
+      connectionString: proxyUrl, partitions: proxyPartitionUrls, log: false,
+      ...(options.tcpUserTimeoutMs === undefined ? {} : { tcpUserTimeoutMs: options.tcpUserTimeoutMs }),
+      ...(options.queryTimeoutSeconds === undefined ? {} : { queryTimeoutSeconds: options.queryTimeoutSeconds }),
+    });
+    const login = async (name: string, roles: string) => {
+      const pw = randomBytes(12).toString('hex');
+      await sql(first.url, `CREATE ROLE ${name}_${tag} LOGIN PASSWORD '${pw}' IN ROLE ${roles}`);
+      return databaseUrl(proxyUrl, proxyDb, { user: `${name}_${tag}`, password: pw });
+    };
+    return {
+      clusters,
+      partitionUrls,
+      proxyPartitionUrls,
+      proxyUrl,
+      clientUrl: await login('app', 'session_client'),
+      clientAdminUrl: await login('appadm', 'session_client, session_admin'),
+      adminUrl: await login('ops', 'session_admin'),
+      clusterOf,
+      query: sql,
+      async destroy() {
+        for (const c of clusters) c.destroy();
+      },
+    };
+  } catch (err) {
+    for (const c of clusters) c.destroy();
+    throw err;
+  }
+}
+
+/** Appends to a file of the cluster's data directory (for tests that change settings). */
+export function appendConf(cluster: Cluster, lines: string[]): void {
+  appendFileSync(join(dirname(cluster.logFile), 'data', 'postgresql.conf'), `\n${lines.join('\n')}\n`);
+}

@@ -1,0 +1,202 @@
+// test/stress/model.ts's model-based test, against a PL/Proxy proxy over 4 partitions on 2
+// clusters: the same random sequences of generate/get/set/put/clear/count/defaultPeriod/
+// setDefaultPeriod/purge (with waits, so sessions really expire), through the TypeScript client
+// and through the SQL functions, checked against the same in-memory model of the semantics.
+// MODEL_RUNS (default 100) sequences per implementation.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import fc from 'fast-check';
+import pg from 'pg';
+import { connect, type SessionStore } from '../../src/index.js';
+import { commandArb, Model, type Api, type Real } from '../stress/model.js';
+import { deploy, type Deployment } from './deployment.js';
+
+const runs = Number(process.env.MODEL_RUNS ?? 100);
+
+let d: Deployment;
+let store: SessionStore;
+let sql: pg.Client;
+before(async () => {
+  d = await deploy({ partitions: 4, servers: 2 });
+  store = connect({ connectionString: d.clientAdminUrl });
+  sql = new pg.Client({ connectionString: d.clientAdminUrl });
+  await sql.connect();
+});
+after(async () => {
+  await store?.close();
+  await sql?.end();
+  await d?.destroy();
+});
+
+const opt = <K extends string>(name: K, v: number | string | undefined) => (v === undefined ? {} : { [name]: v }) as Partial<Record<K, never>>;
+
+function clientApi(s: SessionStore): Api {
+  return {
+    generate: (expiry, value) => s.generate({ ...opt('expiry', expiry), ...opt('value', value) }),
+    get: (key) => s.get(key),
+    set: (key, value, expiry) => s.set(key, value, opt('expiry', expiry)),
+    put: (key, value, expiry) => s.put(key, value, opt('expiry', expiry)),
+    clear: (key) => s.clear(key),
+    count: () => s.count(),
+    defaultPeriod: () => s.defaultPeriod(),
+    setDefaultPeriod: (p) => s.setDefaultPeriod(p),
+    purge: (batchSize) => s.purge(opt('batchSize', batchSize)),
+  };
+}
+
+/** The SQL functions over the wire, errors named by their SQLSTATE as the client names them. */
+function sqlApi(c: pg.Client): Api {
+  const names: Record<string, string> = { '22023': 'invalid_parameter', '22001': 'value_too_large', '22004': 'null_value' };
+  const q = async (text: string, values: unknown[] = []) => {
+    try {
+      return (await c.query({ text, values, rowMode: 'array' })).rows;
+    } catch (err) {
+      const name = names[String((err as { code?: unknown }).code)];
+      if (name === undefined) throw err;
+      throw Object.assign(new Error(name), { code: name });
+    }
+  };
+  const one = async (text: string, values: unknown[] = []) => (await q(text, values))[0]?.[0];
+  return {
+    generate: async (e, v) => String(await one('SELECT session.session_generate($1, $2)', [e ?? null, v ?? null])),
+    get: async (key) => {
+      const row = (await q('SELECT value, period FROM session.session_get($1)', [key]))[0];
+      if (row === undefined) return { ok: false, error: 'not_found' };
+      return row[0] === null ? { ok: false, error: 'not_set' } : { ok: true, value: String(row[0]), period: Number(row[1]) };
+    },
+    set: async (k, v, e) => (await one('SELECT session.session_set($1, $2, $3)', [k, v, e ?? null])) === true,
+    put: async (k, v, e) => (await one('SELECT session.session_put($1, $2, $3)', [k, v, e ?? null])) === true,
+    clear: async (k) => { await q('SELECT session.session_clear($1)', [k]); },
+    count: async () => Number(await one('SELECT session.session_count()')),
+    defaultPeriod: async () => Number(await one('SELECT session.session_default_period()')),
+    setDefaultPeriod: async (p) => { await q('SELECT session.session_set_default_period($1)', [p]); },
+    purge: async (b) => Number(await one(b === undefined ? 'SELECT session.session_purge()' : 'SELECT session.session_purge($1)', b === undefined ? [] : [b])),
+  };
+}
+
+let sequences = 0;
+let calls = 0;
+
+/** Empty partitions and default settings for every sequence (the model starts empty). */
+async function setup(api: Api): Promise<{ model: Model; real: Real }> {
+  await Promise.all(d.partitionUrls.map((url) => d.query(url,
+    'TRUNCATE session.sessions; UPDATE session.config SET default_period = 604800; UPDATE session.purge_state SET next_block = 0')));
+  const real: Real = {
+    api,
+    present: async (keys) => {
+      const found = await Promise.all(d.partitionUrls.map((url) => d.query<{ k: string }>(url,
+        `SELECT k FROM unnest($1::text[]) k JOIN session.sessions s ON s.digest = sha256(convert_to(k, 'UTF8'))`, [keys])));
+      return new Set(found.flatMap((r) => r.rows.map((x) => x.k)));
+    },
+  };
+  return { model: new Model(), real };
+}
+
+const property = (api: () => Api) =>
+  fc.asyncProperty(fc.commands([commandArb], { maxCommands: 40, size: 'max' }), async (cmds) => {
+    let model: Model | undefined;
+    await fc.asyncModelRun(async () => {
+      const s = await setup(api());
+      model = s.model;
+      return s;
+    }, cmds);
+    sequences += 1;
+    calls += model?.calls ?? 0;
+  });
+
+describe('model-based, through the proxy', () => {
+  test(`through the TypeScript client (${runs} sequences)`, { timeout: 900_000 }, async () => {
+    await fc.assert(property(() => clientApi(store)), { numRuns: runs });
+  });
+  test(`through the SQL functions (${runs} sequences)`, { timeout: 900_000 }, async () => {
+    await fc.assert(property(() => sqlApi(sql)), { numRuns: runs });
+  });
+  test('figures', (t) => {
+    assert.ok(sequences >= 2 * runs);
+    t.diagnostic(`model-based through the proxy: ${sequences} sequences, ${calls} calls`);
+  });
+});
+
+// Differential: the same random sequences through the proxy and on one ordinary database, answer
+// for answer (keys compared by the order they were generated in). Independent of the model: any
+// difference between the proxy and one database is a failure. Expiries are whole minutes or <= 0,
+// so no session expires between the two calls.
+describe('differential: the proxy answers as one database does', () => {
+  let direct: pg.Client;
+  let directUrl = '';
+  before(async () => {
+    const cluster = d.clusters[0];
+    assert.ok(cluster !== undefined);
+    await d.query(cluster.url, 'CREATE DATABASE reference_db');
+    directUrl = cluster.urlFor('reference_db');
+    const { migrate } = await import('../../src/index.js');
+    await migrate({ connectionString: directUrl, log: false });
+    direct = new pg.Client({ connectionString: directUrl });
+    await direct.connect();
+  });
+  after(async () => { await direct?.end(); });
+
+  const expiry = fc.constantFrom(undefined, -1, 0, 60, 3600, 3155760001);
+  const value = fc.oneof(fc.constantFrom(undefined, '', 'v', 'é€😀'), fc.string({ maxLength: 8 }), fc.constant('x'.repeat(1048577)));
+  const ref = fc.nat(7);
+  const step = fc.oneof(
+    fc.record({ op: fc.constant('generate'), expiry, value }),
+    fc.record({ op: fc.constantFrom('get', 'clear'), ref }),
+    fc.record({ op: fc.constantFrom('set', 'put'), ref, expiry, value: value.map((v) => v ?? null) }),
+    fc.record({ op: fc.constant('touch'), ref, expiry }),
+    fc.record({ op: fc.constant('putFixed'), key: fc.constantFrom('F'.repeat(32), 'G'.repeat(40), 'short', 'a b'.repeat(20)), value: value.map((v) => v ?? null), expiry }),
+    fc.record({ op: fc.constantFrom('count', 'defaultPeriod') }),
+    fc.record({ op: fc.constant('setDefaultPeriod'), period: fc.constantFrom(0, 60, 86400, 604800) }),
+    fc.record({ op: fc.constant('purge'), batch: fc.constantFrom(undefined, 0, 1, 1000) }),
+  );
+  type Step = { op: string; expiry?: number | undefined; value?: string | null | undefined; ref?: number; key?: string; period?: number; batch?: number | undefined };
+
+  /** Runs one step; keys are replaced by their index so that both sides compare equal. */
+  async function apply(c: pg.Client, keys: string[], s: Step): Promise<unknown> {
+    const key = s.ref === undefined ? null : keys.length === 0 ? 'none' : keys[s.ref % keys.length];
+    const q = async (text: string, values: unknown[]) => {
+      try {
+        const rows = (await c.query({ text, values, rowMode: 'array' })).rows;
+        return rows.map((r) => r.map((x) => (typeof x === 'string' && keys.includes(x) ? `key#${keys.indexOf(x)}` : x)));
+      } catch (err) {
+        return `SQLSTATE ${String((err as { code?: unknown }).code)}`;
+      }
+    };
+    switch (s.op) {
+      case 'generate': {
+        const r = await c.query({ text: 'SELECT session.session_generate($1, $2)', values: [s.expiry ?? null, s.value ?? null], rowMode: 'array' }).catch((e: { code?: string }) => e.code);
+        if (typeof r === 'string' || r === undefined) return `SQLSTATE ${String(r)}`;
+        keys.push(String(r.rows[0]?.[0]));
+        return 'generated';
+      }
+      case 'get': return q('SELECT value, period FROM session.session_get($1)', [key]);
+      case 'clear': return q('SELECT session.session_clear($1)', [key]);
+      case 'set': return q('SELECT session.session_set($1, $2, $3)', [key, s.value, s.expiry ?? null]);
+      case 'put': return q('SELECT session.session_put($1, $2, $3)', [key, s.value, s.expiry ?? null]);
+      case 'putFixed': return q('SELECT session.session_put($1, $2, $3)', [s.key, s.value, s.expiry ?? null]);
+      case 'touch': return q('SELECT session.session_touch($1, $2)', [key, s.expiry ?? null]);
+      case 'count': return q('SELECT session.session_count()', []);
+      case 'defaultPeriod': return q('SELECT session.session_default_period()', []);
+      case 'setDefaultPeriod': return q('SELECT session.session_set_default_period($1)', [s.period]);
+      default: return q(s.batch === undefined ? 'SELECT session.session_purge()' : 'SELECT session.session_purge($1)', s.batch === undefined ? [] : [s.batch]);
+    }
+  }
+
+  test(`${runs} random sequences of up to 40 calls: the same answers`, { timeout: 900_000 }, async (t) => {
+    let steps = 0;
+    await fc.assert(fc.asyncProperty(fc.array(step, { minLength: 10, maxLength: 40, size: 'max' }), async (seq) => {
+      await d.query(directUrl, 'TRUNCATE session.sessions; UPDATE session.config SET default_period = 604800');
+      await Promise.all(d.partitionUrls.map((url) => d.query(url, 'TRUNCATE session.sessions; UPDATE session.config SET default_period = 604800')));
+      const viaProxy: string[] = [];
+      const viaOne: string[] = [];
+      for (const s of seq as Step[]) {
+        // Periods (the last column of get's row) are whole minutes minus the second or two that
+        // passed: compared rounded up to the minute.
+        const norm = (r: unknown) => JSON.stringify(r).replace(/,(\d+)\]/g, (_, n: string) => `,${Math.ceil(Number(n) / 60)}]`);
+        assert.equal(norm(await apply(sql, viaProxy, s)), norm(await apply(direct, viaOne, s)), JSON.stringify(s));
+        steps += 1;
+      }
+    }), { numRuns: runs });
+    t.diagnostic(`${steps} calls compared`);
+  });
+});
