@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { defaultPurgePause, installScript, validPurgePause, purgeAll, purgeJobWarning, schedulePurge, stats, unschedulePurge, type CronRun, type PurgeProgress, type Stats } from './admin.js';
 import { causeChain, SessionError } from './errors.js';
 import { importArguments, importCommand } from './import.js';
+import { scaleoutCommand } from './scaleout-cli.js';
 import { migrate, migrationStatus } from './migrate.js';
 import { connect } from './store.js';
 
@@ -29,6 +30,7 @@ Commands:
   sessions SUBJECT        list the live sessions of a user (support staff)
   revoke SUBJECT          end every session of a user, or one with --handle
   import connect-pg-simple  copy the live sessions of a connect-pg-simple table into this store
+  scaleout ...            PL/Proxy scale-out: migrate partitions, install/status the proxy, move a partition
 
 Run "session-pg <command> --help" for details.
 ${common}
@@ -396,6 +398,8 @@ function errorLine(command: Command, err: unknown): string {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // Its own options and help (src/scaleout-cli.ts).
+  if (argv[0] === 'scaleout') return scaleoutCommand(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({ args: negativeNumbersAsArguments(argv), allowPositionals: true, options });

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import pg from 'pg';
 import { connect, type SessionStore } from '../../src/index.js';
-import { commandArb, Model, type Api, type Real } from '../stress/model.js';
+import { clientApi, commandArb, Model, sqlApi, type Api, type Real } from '../stress/model.js';
 import { deploy, type Deployment } from './deployment.js';
 
 const runs = Number(process.env.MODEL_RUNS ?? 100);
@@ -27,52 +27,6 @@ after(async () => {
   await sql?.end();
   await d?.destroy();
 });
-
-const opt = <K extends string>(name: K, v: number | string | undefined) => (v === undefined ? {} : { [name]: v }) as Partial<Record<K, never>>;
-
-function clientApi(s: SessionStore): Api {
-  return {
-    generate: (expiry, value) => s.generate({ ...opt('expiry', expiry), ...opt('value', value) }),
-    get: (key) => s.get(key),
-    set: (key, value, expiry) => s.set(key, value, opt('expiry', expiry)),
-    put: (key, value, expiry) => s.put(key, value, opt('expiry', expiry)),
-    clear: (key) => s.clear(key),
-    count: () => s.count(),
-    defaultPeriod: () => s.defaultPeriod(),
-    setDefaultPeriod: (p) => s.setDefaultPeriod(p),
-    purge: (batchSize) => s.purge(opt('batchSize', batchSize)),
-  };
-}
-
-/** The SQL functions over the wire, errors named by their SQLSTATE as the client names them. */
-function sqlApi(c: pg.Client): Api {
-  const names: Record<string, string> = { '22023': 'invalid_parameter', '22001': 'value_too_large', '22004': 'null_value' };
-  const q = async (text: string, values: unknown[] = []) => {
-    try {
-      return (await c.query({ text, values, rowMode: 'array' })).rows;
-    } catch (err) {
-      const name = names[String((err as { code?: unknown }).code)];
-      if (name === undefined) throw err;
-      throw Object.assign(new Error(name), { code: name });
-    }
-  };
-  const one = async (text: string, values: unknown[] = []) => (await q(text, values))[0]?.[0];
-  return {
-    generate: async (e, v) => String(await one('SELECT session.session_generate($1, $2)', [e ?? null, v ?? null])),
-    get: async (key) => {
-      const row = (await q('SELECT value, period FROM session.session_get($1)', [key]))[0];
-      if (row === undefined) return { ok: false, error: 'not_found' };
-      return row[0] === null ? { ok: false, error: 'not_set' } : { ok: true, value: String(row[0]), period: Number(row[1]) };
-    },
-    set: async (k, v, e) => (await one('SELECT session.session_set($1, $2, $3)', [k, v, e ?? null])) === true,
-    put: async (k, v, e) => (await one('SELECT session.session_put($1, $2, $3)', [k, v, e ?? null])) === true,
-    clear: async (k) => { await q('SELECT session.session_clear($1)', [k]); },
-    count: async () => Number(await one('SELECT session.session_count()')),
-    defaultPeriod: async () => Number(await one('SELECT session.session_default_period()')),
-    setDefaultPeriod: async (p) => { await q('SELECT session.session_set_default_period($1)', [p]); },
-    purge: async (b) => Number(await one(b === undefined ? 'SELECT session.session_purge()' : 'SELECT session.session_purge($1)', b === undefined ? [] : [b])),
-  };
-}
 
 let sequences = 0;
 let calls = 0;

@@ -10,6 +10,8 @@
 // are accepted, and the answer narrows the window. Periods are checked against the same brackets.
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import type pg from 'pg';
+import type { SessionStore } from '../../src/index.js';
 
 /** The store's API, as the model sees it. Errors are thrown as `{ code }` (SessionError codes). */
 export interface Api {
@@ -421,3 +423,62 @@ export const commandArb: fc.Arbitrary<Cmd> = fc.oneof(
 );
 
 export { Cmd };
+
+/** The TypeScript client as the model's `Api`. */
+export function clientApi(s: SessionStore): Api {
+  return {
+    generate: (expiry, value, subject, lifetime) => s.generate({
+      ...(expiry === undefined ? {} : { expiry }), ...(value === undefined ? {} : { value }),
+      ...(subject === undefined ? {} : { subject }), ...(lifetime === undefined ? {} : { lifetime }),
+    }),
+    get: (key) => s.get(key),
+    set: (key, value, expiry) => s.set(key, value, expiry === undefined ? {} : { expiry }),
+    put: (key, value, expiry) => s.put(key, value, expiry === undefined ? {} : { expiry }),
+    touch: (key, expiry) => s.touch(key, expiry === undefined ? {} : { expiry }),
+    clear: (key) => s.clear(key),
+    setSubject: (key, subject) => s.setSubject(key, subject),
+    list: async (subject) => (await s.list(subject)).length,
+    revoke: (subject, except) => s.revoke(subject, except === undefined ? {} : { except }),
+    rotate: (key) => s.rotate(key),
+    count: () => s.count(),
+    defaultPeriod: () => s.defaultPeriod(),
+    setDefaultPeriod: (p) => s.setDefaultPeriod(p),
+    purge: (batchSize) => s.purge(batchSize === undefined ? {} : { batchSize }),
+  };
+}
+
+/** The SQL functions over the wire, with the documented SQLSTATEs named as the client names them. */
+export function sqlApi(c: pg.Client): Api {
+  const names: Record<string, string> = { '22023': 'invalid_parameter', '22001': 'value_too_large', '22004': 'null_value' };
+  const q = async (text: string, values: unknown[] = []) => {
+    try {
+      return (await c.query({ text, values, rowMode: 'array' })).rows;
+    } catch (err) {
+      const state = String((err as { code?: unknown }).code);
+      if (names[state] === undefined) throw err;
+      throw Object.assign(new Error(`SQLSTATE ${state}`), { code: names[state] });
+    }
+  };
+  const one = async (text: string, values: unknown[] = []) => (await q(text, values))[0]?.[0];
+  return {
+    generate: async (expiry, value, subject, lifetime) => String(await one('SELECT session.session_generate($1, $2, $3, NULL, $4)',
+      [expiry ?? null, value ?? null, subject ?? null, lifetime ?? null])),
+    get: async (key) => {
+      const row = (await q('SELECT value, period FROM session.session_get($1)', [key]))[0];
+      if (row === undefined) return { ok: false, error: 'not_found' };
+      return row[0] === null ? { ok: false, error: 'not_set' } : { ok: true, value: String(row[0]), period: Number(row[1]) };
+    },
+    set: async (key, value, expiry) => (await one('SELECT session.session_set($1, $2, $3)', [key, value, expiry ?? null])) === true,
+    put: async (key, value, expiry) => (await one('SELECT session.session_put($1, $2, $3)', [key, value, expiry ?? null])) === true,
+    touch: async (key, expiry) => (await one('SELECT session.session_touch($1, $2)', [key, expiry ?? null])) === true,
+    clear: async (key) => { await q('SELECT session.session_clear($1)', [key]); },
+    setSubject: async (key, subject) => (await one('SELECT session.session_set_subject($1, $2)', [key, subject])) === true,
+    list: async (subject) => (await q('SELECT handle FROM session.session_list($1)', [subject])).length,
+    revoke: async (subject, except) => Number(await one('SELECT session.session_revoke($1, $2)', [subject, except ?? null])),
+    rotate: async (key) => ((await one('SELECT session.session_rotate($1)', [key])) ?? null) as string | null,
+    count: async () => Number(await one('SELECT session.session_count()')),
+    defaultPeriod: async () => Number(await one('SELECT session.session_default_period()')),
+    setDefaultPeriod: async (p) => { await q('SELECT session.session_set_default_period($1)', [p]); },
+    purge: async (b) => Number(await one(b === undefined ? 'SELECT session.session_purge()' : 'SELECT session.session_purge($1)', b === undefined ? [] : [b])),
+  };
+}
