@@ -1,9 +1,11 @@
 // `npm run demo`: a throwaway PostgreSQL (or $DATABASE_URL), migrated; a walk through the API;
-// then ocaml-session's counter example as a web page, until Ctrl-C (which removes the database).
+// then ocaml-session's counter example as a web page, with a login (any name), the user's sessions
+// on every device, and logging out the others; until Ctrl-C (which removes the database).
 // `npm run demo -- --once` stops after the walk-through.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import pg from 'pg';
-import { connect, migrate, type GetResult, type SessionStore } from '../src/index.js';
+import { deviceLabel } from '../src/framework.js';
+import { connect, migrate, type GetResult, type SessionInfo, type SessionStore } from '../src/index.js';
 import { startCluster, type Cluster } from '../test/harness/cluster.js';
 import { databaseUrl } from '../test/harness/urls.js';
 
@@ -29,6 +31,14 @@ async function walkThrough(store: SessionStore, admin: SessionStore): Promise<vo
   // Purging and the default period affect every session: they are the admin role's calls.
   console.log(`purge() as the admin role       → ${await admin.purge()} expired session(s) deleted`);
   console.log(`purge() as the app role         → ${await store.purge().then(() => 'allowed?!', (e: { code?: string }) => e.code)}`);
+  // Sessions that belong to someone: listed by subject (handles, never keys), rotated, revoked.
+  const phone = await store.generate({ value: 'a', subject: 'alice', label: 'Phone' });
+  const laptop = await store.generate({ value: 'b', subject: 'alice', label: 'Laptop' });
+  console.log(`list("alice") after 2 logins    → ${(await store.list('alice')).map((s) => s.label).join(', ')}`);
+  const rotated = await store.rotate(laptop);
+  console.log(`rotate(laptop)                  → ${rotated === null ? 'null' : masked(rotated)}; get(old key) → ${show(await store.get(laptop))}`);
+  console.log(`revoke("alice", except phone)   → ${await store.revoke('alice', { except: phone })} session(s) ended; list → ${(await store.list('alice')).map((s) => s.label).join(', ')}`);
+  await store.clear(phone);
 }
 
 const cookieName = 'session';
@@ -37,44 +47,124 @@ const keyFrom = (req: IncomingMessage) =>
 // Like ocaml-session's HTTP layer: the cookie lives exactly as long as the session.
 const cookie = (key: string, period: number) => `${cookieName}=${key}; Max-Age=${period}; Path=/; HttpOnly; SameSite=Lax`;
 
-function page(visits: number, period: number): string {
+/** What the demo keeps in a session: the visit count, and who logged in (also its subject). */
+interface Visit { visits: number; user?: string }
+
+function visitOf(found: GetResult | undefined): Visit | undefined {
+  if (!found?.ok) return undefined;
+  try {
+    const v = JSON.parse(found.value) as Partial<Visit> | null;
+    return { visits: Number(v?.visits) || 0, ...(typeof v?.user === 'string' ? { user: v.user } : {}) };
+  } catch {
+    return { visits: 0 };
+  }
+}
+
+const escape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const button = (action: string, text: string, fields = '') =>
+  `<form method="post" action="${action}">${fields}<button>${text}</button></form>`;
+
+function sessionsTable(sessions: SessionInfo[]): string {
+  const now = Date.now();
+  const rows = sessions.map((s) => `<tr class="session"><td class="label">${escape(s.label ?? '(no label)')}</td>
+<td title="${s.writtenAt.toISOString()}">${Math.max(0, Math.round((now - s.writtenAt.getTime()) / 1000))} s ago</td>
+<td>${s.createdAt.toISOString().slice(0, 19).replace('T', ' ')} UTC</td>
+<td>${button('/revoke', 'Log out this device', `<input type="hidden" name="handle" value="${escape(s.handle)}">`)}</td></tr>`);
+  return `<h2>Your sessions (this one included)</h2>
+<table><tr><th>Device</th><th>Last activity</th><th>Created</th><th></th></tr>
+${rows.join('\n')}</table>
+${button('/revoke-others', 'Log out other devices')}`;
+}
+
+function page(visit: Visit, period: number, sessions: SessionInfo[]): string {
+  const account = visit.user === undefined
+    ? `<form method="post" action="/login"><label>Log in as <input name="name" required maxlength="64" placeholder="any name"></label> <button>Log in</button></form>`
+    : `<p>Logged in as <strong id="user">${escape(visit.user)}</strong>.</p>${button('/logout', 'Log out')}${sessionsTable(sessions)}`;
   return `<!doctype html><meta charset="utf-8"><title>session-postgresql counter</title>
-<style>body{font:16px system-ui;max-width:36em;margin:3em auto}button{font:inherit;margin-right:.5em}</style>
-<h1>Visits in this session: <span id="visits">${visits}</span></h1>
+<style>body{font:16px system-ui;max-width:40em;margin:3em auto}button{font:inherit}form{display:inline-block;margin:.2em .5em .2em 0}
+td,th{padding:.2em .6em;text-align:left}</style>
+<h1>Visits in this session: <span id="visits">${visit.visits}</span></h1>
 <p>The session expires in <span id="period">${period}</span> s unless you come back.</p>
-<form method="post" style="display:inline" action="/reset"><button>Reset (clear)</button></form>
-<form method="post" style="display:inline" action="/regenerate"><button>Regenerate the key</button></form>
-<p><small>The key is in an HttpOnly cookie; the database only has its SHA-256.</small></p>`;
+${account}
+<p>${button('/reset', 'Reset (clear)')}${button('/regenerate', 'Regenerate the key (rotate)')}</p>
+<p><small>The key is in an HttpOnly cookie; the database only has its SHA-256. The list shows handles, never keys.</small></p>`;
+}
+
+/** The form fields of a POST (at most 4 KiB). */
+async function formOf(req: IncomingMessage): Promise<URLSearchParams> {
+  let body = '';
+  for await (const chunk of req) {
+    body += String(chunk);
+    if (body.length > 4096) break;
+  }
+  return new URLSearchParams(body.slice(0, 4096));
+}
+
+/**
+ * Login: a new key for the session (so that a key known before the login is worth nothing after
+ * it), then the name in its value and as its subject, labelled with the browser. Resolves the new key.
+ */
+async function login(store: SessionStore, key: string | undefined, visit: Visit | undefined, name: string, userAgent: string | undefined): Promise<string> {
+  const label = deviceLabel(userAgent);
+  const value = JSON.stringify({ visits: visit?.visits ?? 0, user: name });
+  const rotated = key === undefined || visit === undefined ? null : await store.rotate(key);
+  // The subject before the value: "log out everywhere" meanwhile then ends this session too.
+  if (rotated !== null && await store.setSubject(rotated, name, label) && await store.set(rotated, value)) return rotated;
+  return store.generate({ value, subject: name, label });
+}
+
+/** The POST routes; each answers with a redirect to the page. */
+async function action(store: SessionStore, period: number, req: IncomingMessage, res: ServerResponse, key: string | undefined, found: GetResult | undefined): Promise<void> {
+  const visit = visitOf(found);
+  const user = visit?.user;
+  const form = await formOf(req);
+  if (key !== undefined && (req.url === '/reset' || req.url === '/logout')) await store.clear(key);
+  if (key !== undefined && req.url === '/regenerate' && found?.ok) {
+    // A new key for the same session (what an app does at login), and the old key ends.
+    const fresh = await store.rotate(key);
+    if (fresh !== null) res.setHeader('set-cookie', cookie(fresh, found.period));
+  }
+  if (req.url === '/login') {
+    const name = (form.get('name') ?? '').trim();
+    if (name === '' || name.length > 64 || /\p{Cc}/u.test(name)) {
+      res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' }).end('a name is 1 to 64 characters, without control characters');
+      return;
+    }
+    const fresh = await login(store, key, visit, name, req.headers['user-agent']);
+    res.setHeader('set-cookie', cookie(fresh, period));
+  }
+  if (user !== undefined && key !== undefined && req.url === '/revoke-others') await store.revoke(user, { except: key });
+  if (user !== undefined && req.url === '/revoke') {
+    await store.revokeHandle(user, form.get('handle') ?? '').catch((err: unknown) => {
+      if ((err as { code?: unknown }).code !== 'invalid_argument') throw err;
+    });
+  }
+  res.writeHead(303, { location: '/' }).end();
 }
 
 async function counter(store: SessionStore, period: number, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const key = keyFrom(req);
   const found = key === undefined ? undefined : await store.get(key);
   if (req.method === 'POST') {
-    if (key !== undefined && req.url === '/reset') await store.clear(key);
-    if (key !== undefined && req.url === '/regenerate' && found?.ok) {
-      // A new key for the same data (what an app does at login), and the old key ends.
-      const fresh = await store.generate({ value: found.value });
-      await store.clear(key);
-      res.setHeader('set-cookie', cookie(fresh, found.period));
-    }
-    res.writeHead(303, { location: '/' }).end();
+    await action(store, period, req, res, key, found);
     return;
   }
   if (req.url !== '/') {
     res.writeHead(404).end('not found');
     return;
   }
-  let visits = 1;
   let current = key;
-  if (current !== undefined && found?.ok) {
-    visits = Number(found.value) + 1;
-    await store.set(current, String(visits));
-  } else {
-    current = await store.generate({ value: '1' });
+  const visit = visitOf(found) ?? { visits: 0 };
+  visit.visits += 1;
+  // A session that ended (logout, revoked from another device, expired) is replaced by a new, anonymous one.
+  if (current === undefined || !found?.ok || !(await store.set(current, JSON.stringify(visit)))) {
+    visit.visits = 1;
+    delete visit.user;
+    current = await store.generate({ value: JSON.stringify(visit) });
   }
+  const sessions = visit.user === undefined ? [] : await store.list(visit.user);
   res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'set-cookie': cookie(current, period) });
-  res.end(page(visits, period));
+  res.end(page(visit, period, sessions));
 }
 
 /**

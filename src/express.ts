@@ -1,10 +1,12 @@
+import type { IncomingMessage } from 'node:http';
 import session from 'express-session';
 import { SessionError } from './errors.js';
 import {
-  callback, dataOf, expiryOf, FrameworkSessions, type FrameworkStoreOptions, type Loaded, type SessionData,
+  callback, dataOf, expiryOf, FrameworkSessions, FrameworkStore, nodeRequest, type FrameworkStoreOptions, type Loaded, type Save, type SessionData,
 } from './framework.js';
 
-export type { FrameworkStoreOptions } from './framework.js';
+export { cleanLabel, deviceLabel, type FrameworkStoreOptions } from './framework.js';
+export type { SessionInfo } from './store.js';
 
 type Callback<T = void> = (err: unknown, result?: T) => void;
 
@@ -64,6 +66,16 @@ function checkCookie(sess: SessionData): void {
  *
  * `length` counts live sessions. `all` and `clear` are not implemented: keys are stored only as
  * digests, so they cannot be listed, and the application role may not wipe every session.
+ *
+ * Users and devices: with the `subject` option (e.g. `subject: (sess) => sess.userId`), a save
+ * that changes the session's subject also writes it (`setSubject`), with the `label` option's
+ * name for the device (its `req` is the request); route handlers then list and end the user's
+ * sessions with `sessionsOf`, `revokeOthers(subject, req.sessionID)`, `revokeHandle` and
+ * `revokeAll`. express-session's `regenerate` destroys the old id and makes the new one itself, so
+ * the store cannot use `rotate` there: the old session is cleared (a tombstone no request can
+ * revive) and the new one, saved with the user's data, gets the subject on its first save. Log
+ * out with `req.session.destroy()`: deleting the user field instead leaves the session to the
+ * last request that saves it, as for any field.
  */
 export class ExpressSessionStore extends session.Store {
   readonly sessions: FrameworkSessions;
@@ -100,11 +112,12 @@ export class ExpressSessionStore extends session.Store {
   private async save(sid: string, sess: SessionData): Promise<void> {
     const loaded = (sess as Marked)[loadedKey];
     const data = dataOf(sess);
+    const save: Save = { value: JSON.stringify(sess), data, changed: data !== loaded?.data, expiry: expiryOf(sess), sess, req: requestOf(sess) };
     if (loaded?.sid === sid) {
-      await this.sessions.update(loaded, JSON.stringify(sess), data !== loaded.data, expiryOf(sess), data);
+      await this.sessions.update(loaded, save);
       return;
     }
-    const created = await this.sessions.create(sid, JSON.stringify(sess), expiryOf(sess), data);
+    const created = await this.sessions.create(sid, save);
     if (created !== null) mark(sess, created);
   }
 
@@ -115,7 +128,7 @@ export class ExpressSessionStore extends session.Store {
   private async extend(sid: string, sess: SessionData): Promise<void> {
     const loaded = (sess as Marked)[loadedKey];
     const expiry = expiryOf(sess);
-    if (loaded?.sid === sid) await this.sessions.update(loaded, '', false, expiry);
+    if (loaded?.sid === sid) await this.sessions.update(loaded, { value: '', data: undefined, changed: false, expiry, sess });
     else await this.sessions.store.touch(sid, expiry === undefined ? {} : { expiry });
   }
 
@@ -126,9 +139,14 @@ export class ExpressSessionStore extends session.Store {
   override length(cb: Callback<number>): void {
     callback(this.sessions.store.count(), cb);
   }
-
-  /** Closes the connections the store opened (not a `store` passed in). */
-  close(): Promise<void> {
-    return this.sessions.close();
-  }
 }
+
+// express-session's Store is the base class: the helpers (sessionsOf, revokeOthers, revokeAll,
+// revokeHandle, close) come from FrameworkStore, whose methods use only `this.sessions`.
+export interface ExpressSessionStore extends Omit<FrameworkStore, 'sessions'> {}
+for (const name of ['sessionsOf', 'revokeOthers', 'revokeAll', 'revokeHandle', 'close'] as const) {
+  Object.defineProperty(ExpressSessionStore.prototype, name, Object.getOwnPropertyDescriptor(FrameworkStore.prototype, name)!);
+}
+
+/** express-session's Session keeps its request as a non-enumerable `req`. */
+const requestOf = (sess: object): IncomingMessage | undefined => nodeRequest((sess as { req?: unknown }).req);

@@ -1,8 +1,10 @@
+import type { IncomingMessage } from 'node:http';
 import {
-  callback, dataOf, expiryOf, FrameworkSessions, type FrameworkStoreOptions, type Loaded, type SessionData,
+  callback, dataOf, expiryOf, FrameworkStore, nodeRequest, type FrameworkStoreOptions, type Loaded, type Save, type SessionData,
 } from './framework.js';
 
-export type { FrameworkStoreOptions } from './framework.js';
+export { cleanLabel, deviceLabel, type FrameworkStoreOptions } from './framework.js';
+export type { SessionInfo } from './store.js';
 
 type Callback<T = void> = (err?: unknown, result?: T) => void;
 
@@ -39,14 +41,21 @@ const cleared = 'cleared';
  * Stored values: keys named like Object.prototype's members (`__proto__`, `constructor`, ...) are
  * dropped at every level; a value that is not a JSON object is refused: `get` calls back with a
  * `SessionError` (code `database`), the request fails (500) and the stored value is left as it is.
+ *
+ * Users and devices: with the `subject` option (e.g. `subject: (sess) => sess.userId`), a save
+ * that changes the session's subject also writes it (`setSubject`), with the `label` option's
+ * name for the device (its `req` is the raw Node request); route handlers list and end the user's
+ * sessions with `sessionsOf`, `revokeOthers(subject, request.session.sessionId)`, `revokeHandle`
+ * and `revokeAll`. `session.regenerate()` destroys the old id and has the store save a new one it
+ * generated itself, so `rotate` cannot be used there: the old session is cleared (a tombstone no
+ * request can revive) and the new one gets the subject when it is saved with the user's data.
  */
-export class FastifySessionStore {
-  readonly sessions: FrameworkSessions;
+export class FastifySessionStore extends FrameworkStore {
   // id → what its last get or save found, or that it was destroyed; least recently used first.
   private readonly memo = new Map<string, Loaded | typeof cleared>();
 
   constructor(options: FrameworkStoreOptions = {}) {
-    this.sessions = new FrameworkSessions(options);
+    super(options);
   }
 
   private remember(sid: string, entry: Loaded | typeof cleared): void {
@@ -78,15 +87,14 @@ export class FastifySessionStore {
     if (known === cleared) return;
     // Without isModified (not @fastify/session's Session) every save counts as a change.
     const changed = typeof session.isModified === 'function' ? session.isModified() : true;
-    const data = dataOf(session);
-    const expiry = expiryOf(session);
+    const save: Save = { value: JSON.stringify(session), data: dataOf(session), changed, expiry: expiryOf(session), sess: session, req: requestOf(session) };
     if (known !== undefined) {
       // Gone (cleared or expired elsewhere): an id never comes back, so no later save needs a query.
-      const found = await this.sessions.update(known, JSON.stringify(session), changed, expiry, data);
+      const found = await this.sessions.update(known, save);
       this.remember(sid, found ? known : cleared);
       return;
     }
-    const loaded = await this.sessions.updateOrCreate(sid, JSON.stringify(session), changed, expiry, data);
+    const loaded = await this.sessions.updateOrCreate(sid, save);
     if (loaded !== null) this.remember(sid, loaded);
   }
 
@@ -100,8 +108,18 @@ export class FastifySessionStore {
   }
 
   /** Closes the connections the store opened (not a `store` passed in). */
-  close(): Promise<void> {
+  override close(): Promise<void> {
     this.memo.clear();
-    return this.sessions.close();
+    return super.close();
   }
+}
+
+/**
+ * @fastify/session's Session keeps its Fastify request under a symbol described "request" (not
+ * exported); the raw Node request is its `raw`. Undefined if a version keeps it otherwise.
+ */
+function requestOf(session: object): IncomingMessage | undefined {
+  const key = Object.getOwnPropertySymbols(session).find((k) => k.description === 'request');
+  const request: unknown = key === undefined ? undefined : (session as Record<symbol, unknown>)[key];
+  return nodeRequest(typeof request === 'object' && request !== null ? (request as { raw?: unknown }).raw : undefined);
 }

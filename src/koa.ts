@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { dataOf, FrameworkSessions, secondsOf, type FrameworkStoreOptions, type Loaded } from './framework.js';
+import type { IncomingMessage } from 'node:http';
+import { dataOf, FrameworkStore, nodeRequest, secondsOf, type FrameworkStoreOptions, type Loaded, type Save } from './framework.js';
 
-export type { FrameworkStoreOptions } from './framework.js';
+export { cleanLabel, deviceLabel, type FrameworkStoreOptions } from './framework.js';
+export type { SessionInfo } from './store.js';
 
 /** Fields koa-session rewrites on every save: left out when telling whether anything changed. */
 const rewritten = ['_expire'] as const;
@@ -32,13 +34,20 @@ const rewritten = ['_expire'] as const;
  * Stored values: keys named like Object.prototype's members (`__proto__`, `constructor`, ...) are
  * dropped at every level; a value that is not a JSON object is refused: `get` rejects with a
  * `SessionError` (code `database`), Koa answers 500 and the stored value is left as it is.
+ *
+ * Users and devices: with the `subject` option (e.g. `subject: (sess) => sess.userId`), a save
+ * that changes the session's subject also writes it (`setSubject`), with the `label` option's
+ * name for the device (its `req` is `ctx.req`); route handlers list and end the user's sessions
+ * with `sessionsOf`, `revokeOthers(subject, ctx.session.externalKey)`, `revokeHandle` and
+ * `revokeAll`. koa-session's `regenerate()` removes the old key and saves the session under a new
+ * one from `genid`, so `rotate` cannot be used there: the old session is cleared (a tombstone no
+ * request can revive) and the new one gets the subject as it is created.
  */
-export class KoaSessionStore {
-  readonly sessions: FrameworkSessions;
+export class KoaSessionStore extends FrameworkStore {
   private readonly loadedBy = new WeakMap<object, Loaded>();
 
   constructor(options: FrameworkStoreOptions = {}) {
-    this.sessions = new FrameworkSessions(options);
+    super(options);
   }
 
   /** A new session id: 24 random bytes, base64url. Pass it as koa-session's `genid`. */
@@ -53,29 +62,25 @@ export class KoaSessionStore {
   }
 
   async set(key: string, sess: Record<string, unknown>, maxAge?: unknown, options?: { changed?: boolean; ctx?: object }): Promise<void> {
-    const value = JSON.stringify(sess);
-    const data = dataOf(sess, rewritten);
-    const expiry = secondsOf(maxAge);
     const ctx = typeof options?.ctx === 'object' && options.ctx !== null ? options.ctx : undefined;
+    const save: Save = { value: JSON.stringify(sess), data: dataOf(sess, rewritten), changed: options?.changed ?? true, expiry: secondsOf(maxAge), sess, req: requestOf(ctx) };
     if (ctx === undefined) {
-      await this.sessions.updateOrCreate(key, value, options?.changed ?? true, expiry, data);
+      await this.sessions.updateOrCreate(key, save);
       return;
     }
     const loaded = this.loadedBy.get(ctx);
     if (loaded?.sid === key) {
-      await this.sessions.update(loaded, value, options?.changed === true || data !== loaded.data, expiry, data);
+      await this.sessions.update(loaded, { ...save, changed: options?.changed === true || save.data !== loaded.data });
       return;
     }
-    const created = await this.sessions.create(key, value, expiry, data);
+    const created = await this.sessions.create(key, save);
     if (created !== null) this.loadedBy.set(ctx, created);
   }
 
   async destroy(key: string): Promise<void> {
     await this.sessions.destroy(key);
   }
-
-  /** Closes the connections the store opened (not a `store` passed in). */
-  close(): Promise<void> {
-    return this.sessions.close();
-  }
 }
+
+/** The Node request of koa-session's `ctx`. */
+const requestOf = (ctx: object | undefined): IncomingMessage | undefined => nodeRequest((ctx as { req?: unknown } | undefined)?.req);

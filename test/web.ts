@@ -2,14 +2,18 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-/** One browser: keeps the cookies the server sets, sends them back. */
+/** One browser: keeps the cookies the server sets, sends them back, and `headers` (e.g. a User-Agent). */
 export class Browser {
   cookies = new Map<string, string>();
-  constructor(private readonly base: string) {}
+  constructor(private readonly base: string, readonly headers: Record<string, string> = {}) {}
 
-  async request(method: string, path: string): Promise<{ status: number; body: string; setCookie: string[] }> {
+  /** `form`: sent as an HTML form would (application/x-www-form-urlencoded). */
+  async request(method: string, path: string, form?: Record<string, string>): Promise<{ status: number; body: string; setCookie: string[] }> {
     const cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
-    const res = await fetch(this.base + path, { method, headers: cookie ? { cookie } : {}, redirect: 'manual' });
+    const headers: Record<string, string> = { ...this.headers, ...(cookie ? { cookie } : {}) };
+    const init: RequestInit = { method, headers, redirect: 'manual' };
+    if (form !== undefined) init.body = new URLSearchParams(form);
+    const res = await fetch(this.base + path, init);
     const setCookie = res.headers.getSetCookie();
     for (const line of setCookie) {
       const [pair = ''] = line.split(';');
@@ -23,7 +27,7 @@ export class Browser {
   }
 
   get = (path: string) => this.request('GET', path);
-  post = (path: string) => this.request('POST', path);
+  post = (path: string, form?: Record<string, string>) => this.request('POST', path, form);
 }
 
 export function baseUrl(server: Server): string {
