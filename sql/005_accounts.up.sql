@@ -479,15 +479,21 @@ $$;
 DO $$
 DECLARE
   cfg session.config;
+  missing text := '';
+  role_name name;
 BEGIN
   SELECT * INTO STRICT cfg FROM session.config;
-  IF (SELECT pg_catalog.count(*) FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ANY (ARRAY[cfg.client_role, cfg.admin_role]))
-     OPERATOR(pg_catalog.=) 2 THEN
+  FOREACH role_name IN ARRAY ARRAY[cfg.client_role, cfg.admin_role] LOOP
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) role_name) THEN
+      missing := missing OPERATOR(pg_catalog.||) pg_catalog.format('CREATE ROLE %I NOLOGIN; ', role_name);
+    END IF;
+  END LOOP;
+  IF missing OPERATOR(pg_catalog.=) '' THEN
     PERFORM session.grant_roles();
   ELSE
-    RAISE WARNING 'session-postgresql: role % or % does not exist; the new functions are not granted yet', cfg.client_role, cfg.admin_role
-      USING HINT = pg_catalog.format('A DBA must create the missing roles (CREATE ROLE %I NOLOGIN; CREATE ROLE %I NOLOGIN;), then run: SELECT session.grant_roles(); Then GRANT %I TO <your application role>; GRANT %I TO <your admin role>;',
-                                     cfg.client_role, cfg.admin_role, cfg.client_role, cfg.admin_role);
+    RAISE WARNING 'session-postgresql: roles are missing; %', 'the new functions are not granted until a DBA creates them'
+      USING HINT = 'A DBA must run: ' OPERATOR(pg_catalog.||) missing OPERATOR(pg_catalog.||) 'SELECT session.grant_roles(); '
+                   OPERATOR(pg_catalog.||) pg_catalog.format('Then GRANT %I TO <your application role>; GRANT %I TO <your admin role>;', cfg.client_role, cfg.admin_role);
   END IF;
 END
 $$;

@@ -40,7 +40,10 @@ const silent = () => {};
 const topic = (n: Notice): string | undefined => {
   const text = `${n.message ?? ''} ${n.hint ?? ''}`;
   if (/purge.job|pg_cron/i.test(text)) return 'schedule';
-  if (/may not create roles/i.test(text)) return 'roles';
+  // The proxy role (006) is advice of its own; every other roles hint ends in grant_roles(), and
+  // the last one lists every role still missing.
+  if (/proxy role/i.test(text)) return 'proxy role';
+  if (/may not create roles|roles are missing/i.test(text)) return 'roles';
   return undefined;
 };
 

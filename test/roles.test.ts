@@ -39,7 +39,7 @@ test('without CREATEROLE the migration succeeds and prints the SQL a DBA must ru
   const lines: string[] = [];
   assert.deepEqual(await migrate({ connectionString: owner, log: (l) => { lines.push(l); } }), shipped);
   const output = lines.join('\n');
-  // 001 and 003 each say what is missing; 003's SQL (the last) is the whole of it.
+  // 001, 003, 004 and 005 each say what is missing; only the last one's SQL, the whole of it, is shown.
   assert.match(output, /WARNING: session-postgresql: plain_owner may not create roles/);
   const hints = [...output.matchAll(/HINT: A DBA must run: (.*?) ?Then GRANT session_client TO <your application role>;/g)];
   const hint = hints[hints.length - 1];
