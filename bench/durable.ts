@@ -7,7 +7,8 @@
 // Settings (flag or env BENCH_*): --quick, --rounds, --seconds, --warmup, --sessions,
 // --disks=fast,slow[,nofsync], --concurrency, --get-concurrency, --ops, --contenders,
 // --mixed-contenders, --open-contenders, --rates-fast, --rates-slow, --mixed-loops,
-// --slow-target-us=1000, --slow-sleep-us (skip calibration), --parts=closed,mixed,open, --out=DIR.
+// --slow-target-us=1000, --slow-sleep-us (skip calibration), --parts=closed,mixed,open, --wait-idle,
+// --out=DIR.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +22,7 @@ import {
   type DiskName, type DurableCell, type ServerDelta,
 } from './durable-report.js';
 import { closedLoop, openLoop, type Measurement } from './load.js';
-import { listOption, numberOption, quick, stringOption } from './options.js';
+import { flag, listOption, numberOption, quick, stringOption, waitForIdle } from './options.js';
 import { appRole, loadAverage, machineFacts, openBenchServer, sampleLoad, type BenchDatabase, type FsyncFigure, type MachineFacts } from './setup.js';
 
 const allContenders: NodeContenderName[] = ['ours', 'ours-pool10', 'raw-fn', 'raw', 'cps'];
@@ -91,6 +92,13 @@ async function backendsGone(db: BenchDatabase): Promise<void> {
   log('warning: the contender\'s backends had not exited after 5 s; server counters may be short');
 }
 
+/** Waits until the contenders' backends have exited and sent their statistics. */
+async function settle(db: BenchDatabase): Promise<void> {
+  await backendsGone(db);
+  // A backend leaves pg_stat_activity just before it sends its last statistics.
+  await new Promise((r) => setTimeout(r, 200));
+}
+
 interface Ctx { db: BenchDatabase; keys: string[]; disk: DiskName; round: number; cells: DurableCell[] }
 
 async function withContender<T>(ctx: Ctx, who: NodeContenderName, run: (c: NodeContender, count: () => void) => Promise<T>): Promise<{ result: T; server: ServerDelta }> {
@@ -103,9 +111,7 @@ async function withContender<T>(ctx: Ctx, who: NodeContenderName, run: (c: NodeC
   } finally {
     await c.close();
   }
-  await backendsGone(ctx.db);
-  // A backend leaves pg_stat_activity just before it sends its last statistics.
-  await new Promise((r) => setTimeout(r, 200));
+  await settle(ctx.db);
   const after = await counters(ctx.db);
   // The read of `before` is one more commit (flushed when its connection closed).
   return { result, server: { calls, commits: after.commits - before.commits - 1, walSyncs: after.walSyncs - before.walSyncs, xids: after.xids - before.xids } };
@@ -155,7 +161,7 @@ async function mixedCell(ctx: Ctx, who: NodeContenderName): Promise<void> {
 
 async function openCell(ctx: Ctx, who: NodeContenderName, rate: number): Promise<void> {
   const { result, server } = await withContender(ctx, who, (c) => openLoop(() => c.set(randomSession()), {
-    ratePerSec: rate, warmupMs: settings.warmup * 1000, durationMs: settings.seconds * 1000, maxOutstanding: Math.max(500, rate / 10),
+    ratePerSec: rate, warmupMs: settings.warmup * 1000, durationMs: settings.seconds * 1000, maxOutstanding: Math.max(256, rate / 20),
   }));
   server.calls = result.started;
   record(ctx, { scenario: 'open', op: 'set', contender: who, load: rate, opsPerSec: result.servedPerSec, p50Ms: result.p50Ms, p99Ms: result.p99Ms, dropped: result.dropped, server });
@@ -209,6 +215,7 @@ async function runDisk(disk: DiskName, shim: Shim | string, cells: DurableCell[]
         await c.close();
       }
     }
+    await settle(db);
     const rates = disk === 'slow' ? settings.ratesSlow : settings.ratesFast;
     for (let round = 0; round < settings.rounds; round++) {
       const ctx: Ctx = { db, keys, disk, round, cells };
@@ -246,9 +253,10 @@ function skip(disk: DiskName, reason: string): DiskRun {
 }
 
 async function main(): Promise<void> {
+  const idleLoad = flag('wait-idle') ? await waitForIdle(0.8, 20, log) : undefined;
   const started = Date.now();
   const stopSampling = sampleLoad();
-  const loadAtStart = loadAverage();
+  const loadAtStart = idleLoad ?? loadAverage();
   const shim = settings.disks.includes('slow') ? buildShim() : 'not requested';
   const cells: DurableCell[] = [];
   const runs: DiskRun[] = [];
