@@ -55,6 +55,7 @@ const loop = (concurrency: number) => ({ concurrency, warmupMs: settings.warmup 
 interface DiskRun {
   disk: DiskName;
   fsync: FsyncFigure | string;
+  fsyncAfter?: FsyncFigure | string;
   calibration?: Calibration;
   skipped?: string;
 }
@@ -176,13 +177,16 @@ async function runDisk(disk: DiskName, shim: Shim | string, cells: DurableCell[]
     if (process.env.DATABASE_URL) return skip(disk, 'DATABASE_URL is set: the slow disk needs a server started here');
     if (typeof shim === 'string') return skip(disk, shim);
   }
-  const server = await openBenchServer([disk === 'nofsync' ? 'fsync = off' : 'fsync = on'], undefined);
+  const server = await openBenchServer([disk === 'nofsync' ? 'fsync = off' : 'fsync = on']);
   let serverEnv = server;
   try {
     if (disk === 'slow' && typeof shim !== 'string') {
       // Calibrate on this disk with the preload, then start the slow server with the chosen sleep.
       const cal = calibrate(server, shim, settings.slowTargetUs, log, settings.slowSleepUs);
-      if (typeof cal === 'string') return skip(disk, `pg_test_fsync under the preload: ${cal}`);
+      if (typeof cal === 'string') {
+        await server.destroy();
+        return skip(disk, `pg_test_fsync under the preload: ${cal}`);
+      }
       calibration = cal;
       env = shimEnv(shim, cal.sleepUs);
       await server.destroy();
@@ -225,27 +229,41 @@ async function runDisk(disk: DiskName, shim: Shim | string, cells: DurableCell[]
             op === 'get' ? settings.ops.includes('get') && settings.getConcurrency.includes(n) && disk !== 'slow'
               : op === 'generate' ? settings.ops.includes('generate') || settings.ops.includes('clear') : settings.ops.includes(op));
           for (const [gi, op] of groups.entries()) {
-            for (const who of rotate(settings.contenders, round + ci + gi)) await closedCells(ctx, who, op, n);
+            for (const who of rotate(settings.contenders, round + ci + gi)) await safely(`${op} @${n} ${who}`, () => closedCells(ctx, who, op, n));
           }
           await db.sql(`VACUUM ${Object.values(tableNames).join(', ')}`);
         }
       }
       if (settings.parts.includes('mixed')) {
-        for (const who of rotate(settings.mixedContenders, round)) await mixedCell(ctx, who);
+        for (const who of rotate(settings.mixedContenders, round)) await safely(`mixed ${who}`, () => mixedCell(ctx, who));
         await db.sql(`VACUUM ${Object.values(tableNames).join(', ')}`);
       }
       if (settings.parts.includes('open')) {
         for (const [ri, rate] of rates.entries()) {
-          for (const who of rotate(settings.openContenders, round + ri)) await openCell(ctx, who, rate);
+          for (const who of rotate(settings.openContenders, round + ri)) await safely(`open ${rate}/s ${who}`, () => openCell(ctx, who, rate));
           await db.sql(`VACUUM ${Object.values(tableNames).join(', ')}`);
         }
       }
     }
-    return { disk, fsync, ...(calibration ? { calibration } : {}) };
+    // Other work on a shared disk changes its speed: measure it again at the end.
+    const fsyncAfter = srv.testFsync(env);
+    log(`# ${diskLabels[disk]}: pg_test_fsync fdatasync at the end ${typeof fsyncAfter === 'string' ? fsyncAfter : `${fsyncAfter.fdatasyncUs} µs/op`}`);
+    return { disk, fsync, fsyncAfter, ...(calibration ? { calibration } : {}) };
   } finally {
     await srv.destroy();
   }
 }
+
+/** A cell that fails (a contender's error under load) is logged and left out; the run goes on. */
+async function safely(what: string, run: () => Promise<void>): Promise<void> {
+  try {
+    await run();
+  } catch (err) {
+    failures.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+    log(`cell failed, left out: ${failures.at(-1) ?? ''}`);
+  }
+}
+const failures: string[] = [];
 
 function skip(disk: DiskName, reason: string): DiskRun {
   log(`# ${diskLabels[disk]}: skipped: ${reason}`);
@@ -276,8 +294,9 @@ async function main(): Promise<void> {
 function fsyncLine(r: DiskRun): string {
   if (r.skipped) return `- ${diskLabels[r.disk]}: **skipped** (${r.skipped})`;
   const fig = typeof r.fsync === 'string' ? `not measured (${r.fsync})` : `**${r.fsync.fdatasyncUs} µs** per 8 kB write + fdatasync (${fmtOps(r.fsync.opsPerSec)}/s)`;
+  const after = r.fsyncAfter === undefined ? '' : typeof r.fsyncAfter === 'string' ? `, at the end: not measured` : `, at the end of its cells **${r.fsyncAfter.fdatasyncUs} µs**`;
   const cal = r.calibration ? `; slow-fsync sleep ${r.calibration.sleepUs} µs, calibration tries ${r.calibration.tries.map((t) => `${t.sleepUs} µs → ${t.fdatasyncUs} µs`).join(', ')}` : '';
-  return `- ${diskLabels[r.disk]}: pg_test_fsync ${fig}${cal}`;
+  return `- ${diskLabels[r.disk]}: pg_test_fsync ${fig}${after}${cal}`;
 }
 const fmtOps = (n: number) => Math.round(n).toLocaleString('en-US');
 
@@ -285,7 +304,7 @@ function report(cells: DurableCell[], runs: DiskRun[], facts: MachineFacts, elap
   const ts = durableTargets(cells);
   mkdirSync(settings.out, { recursive: true });
   const { out: _out, ...recorded } = settings;
-  writeFileSync(join(settings.out, 'durable.json'), JSON.stringify({ machine: facts, settings: recorded, elapsedSeconds: Math.round(elapsedMs / 1000), disks: runs, targets: ts.map((t) => ({ ...t, met: targetMet(t) })), cells }, null, 2) + '\n');
+  writeFileSync(join(settings.out, 'durable.json'), JSON.stringify({ machine: facts, settings: recorded, elapsedSeconds: Math.round(elapsedMs / 1000), disks: runs, failures, targets: ts.map((t) => ({ ...t, met: targetMet(t) })), cells }, null, 2) + '\n');
   const sections = runs.filter((r) => !r.skipped).flatMap((r) => [
     `## ${diskLabels[r.disk]}`,
     '',
@@ -307,6 +326,7 @@ function report(cells: DurableCell[], runs: DiskRun[], facts: MachineFacts, elap
     '',
     targetTable(ts),
     '',
+    ...(failures.length ? ['Cells that failed and are left out:', '', ...failures.map((f) => `- ${f}`), ''] : []),
     ...sections,
   ].join('\n');
   writeFileSync(join(settings.out, 'durable.md'), md);
