@@ -28,7 +28,7 @@ import { appRole, loadAverage, machineFacts, openBenchServer, sampleLoad, type B
 const allContenders: NodeContenderName[] = ['ours', 'ours-pool10', 'raw-fn', 'raw', 'cps'];
 const settings = {
   rounds: numberOption('rounds', 3, 1),
-  seconds: numberOption('seconds', 3, 1),
+  seconds: numberOption('seconds', 2, 1),
   warmup: numberOption('warmup', 0.5, 0.3),
   sessions: numberOption('sessions', 100_000, 20_000),
   disks: listOption<DiskName>('disks', ['fast', 'slow'], ['fast', 'slow'], ['fast', 'slow', 'nofsync']),
