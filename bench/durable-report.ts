@@ -89,8 +89,9 @@ export interface TargetRow {
   atLeast: boolean;
 }
 
+/** An infinite latency (more than 1% of arrivals dropped) is measured, and misses the target. */
 export const targetMet = (t: TargetRow): boolean | undefined =>
-  Number.isFinite(t.measured) ? (t.atLeast ? t.measured >= t.target : t.measured <= t.target) : undefined;
+  Number.isNaN(t.measured) ? undefined : t.atLeast ? t.measured >= t.target : t.measured <= t.target;
 
 /** The targets for this store's durable writes; "ours" is connect() with default options. */
 export function durableTargets(cells: DurableCell[]): TargetRow[] {
