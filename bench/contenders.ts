@@ -1,6 +1,7 @@
 // The Node contenders, each with the same four operations on its own table of the same size:
-// ours (the connect() client, default options), raw (a plain pg.Pool with named prepared
-// statements) and connect-pg-simple 10 (through express-session's store API).
+// ours (the connect() client, default options), ours-pool10 (the same client over a pg.Pool of 10),
+// raw (a plain pg.Pool with named prepared statements on a plain table), raw-fn (a plain pg.Pool
+// calling our SQL functions, prepared) and connect-pg-simple 10 (through express-session's API).
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import session from 'express-session';
@@ -8,7 +9,7 @@ import pg from 'pg';
 import { connect } from '../src/index.js';
 import { benchKey, benchValue, expressSession, generatedMarker } from './data.js';
 
-export type NodeContenderName = 'ours' | 'raw' | 'cps';
+export type NodeContenderName = 'ours' | 'ours-pool10' | 'raw' | 'raw-fn' | 'cps';
 
 export interface NodeContender {
   name: NodeContenderName;
@@ -35,21 +36,34 @@ function expect(condition: boolean, what: string): void {
 }
 
 export function ours(url: string, keys: string[]): NodeContender {
-  const store = connect({ connectionString: url });
+  return oursWith(connect({ connectionString: url }), 'ours', keys, async () => {});
+}
+
+/** ours over a pg.Pool of 10 that the caller owns (`connect({ pool })`). */
+export function oursPool10(url: string, keys: string[]): NodeContender {
+  const pool = new pg.Pool({ connectionString: url, max: 10 });
+  pool.on('error', () => {});
+  return oursWith(connect({ pool }), 'ours-pool10', keys, () => pool.end());
+}
+
+function oursWith(store: ReturnType<typeof connect>, name: NodeContenderName, keys: string[], closePool: () => Promise<void>): NodeContender {
   const setValue = benchValue('s');
   const generateOptions = { value: benchValue(generatedMarker) };
   return {
-    name: 'ours',
+    name,
     get: (i) => store.get(keys[i] as string),
     set: (i) => store.set(keys[i] as string, setValue),
     generate: () => store.generate(generateOptions),
     clear: (key) => store.clear(key),
     async check() {
       const r = await store.get(keys[1] as string);
-      expect(r.ok && r.value.length === setValue.length, 'ours: get of session 1');
-      expect(await store.set(keys[2] as string, setValue), 'ours: set of session 2');
+      expect(r.ok && r.value.length === setValue.length, `${name}: get of session 1`);
+      expect(await store.set(keys[2] as string, setValue), `${name}: set of session 2`);
     },
-    close: () => store.close(),
+    async close() {
+      await store.close();
+      await closePool();
+    },
   };
 }
 
@@ -81,6 +95,33 @@ export function raw(url: string, keys: string[]): NodeContender {
     async check() {
       expect((await pool.query({ ...get, values: [keys[1]] })).rowCount === 1, 'raw: get of session 1');
       expect((await pool.query({ ...set, values: [keys[2], setValue] })).rowCount === 1, 'raw: set of session 2');
+    },
+    close: () => pool.end(),
+  };
+}
+
+/** A plain pg.Pool (default size 10) calling our SQL functions with named prepared statements. */
+export function rawFn(url: string, keys: string[]): NodeContender {
+  const pool = new pg.Pool({ connectionString: url });
+  pool.on('error', () => {});
+  const setValue = benchValue('s');
+  const generateValue = benchValue(generatedMarker);
+  const get = { name: 'fn_get', text: 'SELECT value, period FROM session.session_get($1)' };
+  const set = { name: 'fn_set', text: 'SELECT session.session_set($1, $2, $3) AS ok' };
+  const generate = { name: 'fn_generate', text: 'SELECT session.session_generate($1, $2) AS key' };
+  const clear = { name: 'fn_clear', text: 'SELECT session.session_clear($1)' };
+  return {
+    name: 'raw-fn',
+    get: (i) => pool.query({ ...get, values: [keys[i]] }),
+    set: (i) => pool.query({ ...set, values: [keys[i], setValue, null] }),
+    async generate() {
+      const r = await pool.query<{ key: string }>({ ...generate, values: [null, generateValue] });
+      return (r.rows[0] as { key: string }).key;
+    },
+    clear: (key) => pool.query({ ...clear, values: [key] }),
+    async check() {
+      expect((await pool.query({ ...get, values: [keys[1]] })).rowCount === 1, 'raw-fn: get of session 1');
+      expect((await pool.query<{ ok: boolean }>({ ...set, values: [keys[2], setValue, null] })).rows[0]?.ok === true, 'raw-fn: set of session 2');
     },
     close: () => pool.end(),
   };
@@ -131,4 +172,4 @@ export function cps(url: string, keys: string[]): NodeContender {
   };
 }
 
-export const nodeContenders = { ours, raw, cps } as const;
+export const nodeContenders = { ours, 'ours-pool10': oursPool10, raw, 'raw-fn': rawFn, cps } as const;

@@ -84,10 +84,11 @@ export async function loadSessions(db: BenchDatabase, table: Table, from: number
   }
 }
 
-/** Deletes the sessions a benchmark's generate created (their values carry the marker). */
+/** Deletes the sessions a benchmark's generate created (their values carry the marker) and tombstones. */
 export async function deleteGenerated(db: BenchDatabase, table: Table): Promise<void> {
   const like = `'${generatedMarker}%'`;
-  if (table === 'ours') await db.sql(`DELETE FROM session.sessions WHERE value LIKE ${like}`);
+  // A clear leaves a tombstone (value NULL, cleared): those of generated sessions go too.
+  if (table === 'ours') await db.sql(`DELETE FROM session.sessions WHERE value LIKE ${like} OR cleared`);
   else if (table === 'raw') await db.sql(`DELETE FROM bench_raw.sessions WHERE value LIKE ${like}`);
   else await db.sql(`DELETE FROM bench_cps.session WHERE sess->>'data' LIKE ${like}`);
 }

@@ -407,7 +407,8 @@ function markdown(r: Results): string {
 async function main(): Promise<void> {
   const loadBefore = flag('wait-idle') ? await waitForIdle(0.8, 20, log) : undefined;
   const stopSampling = sampleLoad();
-  const server = await openBenchServer([`shared_buffers = '${settings.sharedBuffers}'`, 'autovacuum_naptime = 10s', 'max_wal_size = 4GB']);
+  // fsync off as before: this part measures sizes, read latency and purge, not the cost of commits.
+  const server = await openBenchServer(['fsync = off', `shared_buffers = '${settings.sharedBuffers}'`, 'autovacuum_naptime = 10s', 'max_wal_size = 4GB']);
   try {
     const dbs = new Map<number, BenchDatabase>();
     const first = await server.database('session_growth_facts');

@@ -98,3 +98,103 @@ export const median = (xs: number[]): number => {
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 };
+
+export interface OpenLoopOptions {
+  /** Requests started per second, evenly spaced. */
+  ratePerSec: number;
+  warmupMs: number;
+  durationMs: number;
+  /**
+   * Requests in flight beyond which a new arrival is dropped (counted, with an infinite latency)
+   * instead of queued: an overloaded store would otherwise build a queue that takes minutes to drain.
+   */
+  maxOutstanding: number;
+}
+
+export interface OpenMeasurement {
+  offeredPerSec: number;
+  /** Requests that completed inside the measured window, per second. */
+  servedPerSec: number;
+  /** Latency from each request's scheduled arrival (so a late start counts), drops as infinite. */
+  p50Ms: number;
+  p99Ms: number;
+  /** Arrivals in the measured window, and how many of them were dropped. */
+  arrivals: number;
+  dropped: number;
+  /** Requests started over the whole run, warm-up included (for per-call server figures). */
+  started: number;
+  seconds: number;
+}
+
+/**
+ * An open loop: requests arrive at a fixed rate whatever the answers do, each started in its own
+ * event-loop turn (one per setImmediate, or after a timer when the next one is more than 2 ms
+ * away), as requests reaching a server one by one would. Latency is measured from the scheduled
+ * arrival, so a client that falls behind shows it.
+ */
+export function openLoop(op: () => Promise<unknown>, o: OpenLoopOptions): Promise<OpenMeasurement> {
+  const interval = 1000 / o.ratePerSec;
+  const start = performance.now();
+  const measureFrom = start + o.warmupMs;
+  const deadline = measureFrom + o.durationMs;
+  const latencies: number[] = [];
+  let outstanding = 0;
+  let started = 0;
+  let dropped = 0;
+  let served = 0;
+  let next = 0;
+  let arrivalsDone = false;
+  let failure: unknown;
+  return new Promise((resolve, reject) => {
+    const finish = () => {
+      if (!arrivalsDone || outstanding > 0) return;
+      if (failure !== undefined) return reject(failure);
+      const sorted = Float64Array.from(latencies).sort();
+      resolve({
+        offeredPerSec: o.ratePerSec,
+        servedPerSec: served / (o.durationMs / 1000),
+        p50Ms: percentile(sorted, 50),
+        p99Ms: percentile(sorted, 99),
+        arrivals: latencies.length,
+        dropped,
+        started,
+        seconds: o.durationMs / 1000,
+      });
+    };
+    const arrive = (due: number) => {
+      const measured = due >= measureFrom;
+      if (outstanding >= o.maxOutstanding) {
+        if (measured) { dropped++; latencies.push(Infinity); }
+        return;
+      }
+      outstanding++;
+      started++;
+      const done = (err?: unknown) => {
+        const end = performance.now();
+        outstanding--;
+        if (err !== undefined) failure ??= err;
+        else {
+          if (measured) latencies.push(end - due);
+          if (end >= measureFrom && end < deadline) served++;
+        }
+        finish();
+      };
+      op().then(() => done(), (err: unknown) => done(err ?? new Error('operation failed')));
+    };
+    const turn = () => {
+      const due = start + next * interval;
+      if (due >= deadline) {
+        arrivalsDone = true;
+        return finish();
+      }
+      const now = performance.now();
+      if (now >= due) {
+        next++;
+        arrive(due);
+        setImmediate(turn);
+      } else if (due - now > 2) setTimeout(turn, due - now - 1);
+      else setImmediate(turn);
+    };
+    turn();
+  });
+}

@@ -2,7 +2,10 @@
 // Contenders take turns (the order rotates) and rounds repeat; the report uses medians over rounds.
 // Settings (flag or env): --rounds, --seconds, --warmup, --sessions, --concurrency=1,8,32,128,
 // --ops=get,set,generate,clear, --contenders=ours,raw,cps,pgbench, --quick, --wait-idle, --out=DIR,
-// --no-http (skip the Express scenario), --http-only.
+// --no-http (skip the Express scenario), --http-only, --fsync=on|off.
+// The server runs with fsync = on, PostgreSQL's default, and the run prints pg_test_fsync's figure
+// for its disk. --fsync=off is a labelled extra (results in results/fsync-off): it hides the cost of
+// flushing the WAL at every commit, which decides write throughput.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +22,12 @@ import {
 import { loadAverage, machineFacts, openBenchServer, sampleLoad, type BenchDatabase, type MachineFacts } from './setup.js';
 import { httpScenario, type HttpResult } from './http.js';
 
+const fsync = stringOption('fsync', 'on');
+if (fsync !== 'on' && fsync !== 'off') throw new Error(`--fsync must be on or off, got ${fsync}`);
+const resultsDir = fileURLToPath(new URL(fsync === 'on' ? '../../bench/results' : '../../bench/results/fsync-off', import.meta.url));
+
 const settings = {
+  fsync,
   rounds: numberOption('rounds', 3, 1),
   seconds: numberOption('seconds', 3, 0.3),
   warmup: numberOption('warmup', 0.5, 0.15),
@@ -29,7 +37,7 @@ const settings = {
   contenders: listOption<ContenderName>('contenders', contenderNames),
   http: !flag('no-http'),
   httpOnly: flag('http-only'),
-  out: stringOption('out', quick ? join(tmpdir(), 'session-bench-quick') : fileURLToPath(new URL('../../bench/results', import.meta.url))),
+  out: stringOption('out', quick ? join(tmpdir(), 'session-bench-quick') : resultsDir),
 };
 
 const log = (s: string) => console.log(s);
@@ -84,7 +92,10 @@ async function main(): Promise<void> {
   const loadBefore = flag('wait-idle') ? await waitForIdle(0.8, 20, log) : undefined;
   const started = Date.now();
   const stopSampling = sampleLoad();
-  const server = await openBenchServer();
+  const server = await openBenchServer([`fsync = ${settings.fsync}`]);
+  const fsyncFigure = server.testFsync();
+  const diskLine = `fsync = ${settings.fsync}${settings.fsync === 'off' ? ' (an extra: commits are not durable, writes look cheaper than in production)' : ''}; pg_test_fsync on the data directory's disk: ${typeof fsyncFigure === 'string' ? fsyncFigure : `${fsyncFigure.fdatasyncUs} µs per 8 kB write + fdatasync`}`;
+  log(`# ${diskLine}`);
   const node: Bench['node'] = {};
   const closeAll = async () => {
     for (const [who, c] of Object.entries(node) as [ContenderName, NodeContender][]) {
@@ -135,26 +146,27 @@ async function main(): Promise<void> {
     await closeAll();
     const http = settings.http ? await httpScenario(server, settings, log) : undefined;
     facts.loadSamples = stopSampling();
-    report(cells, facts, http, Date.now() - started);
+    report(cells, facts, http, Date.now() - started, diskLine);
   } finally {
     await closeAll();
     await server.destroy();
   }
 }
 
-function report(cells: Cell[], facts: MachineFacts, http: HttpResult | undefined, elapsedMs: number): void {
+function report(cells: Cell[], facts: MachineFacts, http: HttpResult | undefined, elapsedMs: number, diskLine: string): void {
   const { summaries, ratios } = summarizeCells(cells);
   const ts = targets(cells);
   facts.loadAverageEnd = loadAverage();
   mkdirSync(settings.out, { recursive: true });
   const { out: _out, ...recordedSettings } = settings;
-  writeFileSync(join(settings.out, 'bench.json'), JSON.stringify({ machine: facts, settings: recordedSettings, elapsedSeconds: Math.round(elapsedMs / 1000), targets: ts, ratios, summaries, http, cells }, null, 2) + '\n');
-  const title = `Session stores, ${settings.sessions.toLocaleString('en-US')} sessions of ${200} B: median ops/s over ${settings.rounds} round(s)`;
+  writeFileSync(join(settings.out, 'bench.json'), JSON.stringify({ machine: facts, disk: diskLine, settings: recordedSettings, elapsedSeconds: Math.round(elapsedMs / 1000), targets: ts, ratios, summaries, http, cells }, null, 2) + '\n');
+  const title = `Session stores, ${settings.sessions.toLocaleString('en-US')} sessions of ${200} B, fsync = ${settings.fsync}: median ops/s over ${settings.rounds} round(s)`;
   const subtitle = `${facts.nproc}-CPU ${facts.cpuModel}, Node ${facts.node}, ${facts.postgres.split(' on ')[0]}; 1-min load average ${facts.loadAverage.split(' ')[0]} at start, ${facts.loadAverageEnd?.split(' ')[0] ?? '?'} at end; ${facts.date.slice(0, 10)}`;
   writeFileSync(join(settings.out, 'bench.svg'), svgChart(summaries, title, subtitle));
   const md = [
-    `# npm run bench — ${facts.date}`,
+    `# npm run bench${settings.fsync === 'off' ? ' -- --fsync=off (extra, not durable)' : ''} — ${facts.date}`,
     '',
+    `Server: ${diskLine}.`,
     `Machine: ${facts.cpuModel}, ${facts.nproc} CPUs, ${facts.memoryGiB} GiB RAM; Node ${facts.node}; ${facts.postgres.split(',')[0]}.`,
     `Load average at start: ${facts.loadAverage}; at end: ${facts.loadAverageEnd}. Run took ${Math.round(elapsedMs / 1000)} s.`,
     `1-minute load average every 30 s during the run (other engineers' test suites share this machine): ${(facts.loadSamples ?? []).join(', ')}.`,

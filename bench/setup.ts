@@ -20,6 +20,11 @@ export interface BenchDatabase {
 
 export interface BenchServer {
   bindir: string;
+  /**
+   * Runs pg_test_fsync (a few seconds) on the data directory's disk as the server's OS user, with
+   * `env` added (e.g. the slow-fsync preload). A string says why it could not run.
+   */
+  testFsync(env?: Record<string, string>): FsyncFigure | string;
   /** Creates `name` afresh (dropping it if it exists), migrates it and lets the app role in. */
   database(name: string): Promise<BenchDatabase>;
   /** Drops a database made by `database` (to give its disk space back). */
@@ -41,8 +46,17 @@ async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Pro
   }
 }
 
-/** Starts the cluster (unless DATABASE_URL is set); it is destroyed on SIGINT/SIGTERM too. */
-export async function openBenchServer(settings: string[] = []): Promise<BenchServer> {
+/** pg_test_fsync's figure for one 8 kB write followed by fdatasync (PostgreSQL's default on Linux). */
+export interface FsyncFigure {
+  fdatasyncUs: number;
+  opsPerSec: number;
+}
+
+/**
+ * Starts the cluster (unless DATABASE_URL is set); it is destroyed on SIGINT/SIGTERM too.
+ * `settings` are postgresql.conf lines; `env` is added to the server's environment.
+ */
+export async function openBenchServer(settings: string[] = [], env?: Record<string, string>): Promise<BenchServer> {
   let cluster: Cluster | undefined;
   const owners = new Map<string, pg.Client>();
   const onSignal = (signal: NodeJS.Signals) => {
@@ -54,7 +68,7 @@ export async function openBenchServer(settings: string[] = []): Promise<BenchSer
   let serverUrl = process.env.DATABASE_URL;
   if (!serverUrl) {
     // No pg_cron: a purge job firing every minute would disturb the measurements.
-    cluster = await startCluster({ cron: false, settings });
+    cluster = await startCluster({ cron: false, settings, ...(env ? { env } : {}) });
     serverUrl = cluster.url;
   }
   const url = serverUrl;
@@ -76,6 +90,7 @@ export async function openBenchServer(settings: string[] = []): Promise<BenchSer
   }
   return {
     bindir: cluster?.bindir ?? findBindir(),
+    testFsync: (extraEnv) => (cluster ? pgTestFsync(cluster, extraEnv) : 'DATABASE_URL is set: the server\'s disk is not reachable from here'),
     async database(name) {
       await withClient(url, async (c) => {
         await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
@@ -103,6 +118,23 @@ export async function openBenchServer(settings: string[] = []): Promise<BenchSer
     },
     destroy,
   };
+}
+
+/**
+ * pg_test_fsync's first section (one 8 kB write, then each sync method) is all we need: stop it
+ * after a few seconds, by which time it has printed the fdatasync line (it flushes stdout before
+ * each test). SIGINT makes it delete its test file.
+ */
+function pgTestFsync(cluster: Cluster, env?: Record<string, string>): FsyncFigure | string {
+  const r = cluster.run('pg_test_fsync', ['-s', '1', '-f', 'pg_test_fsync.tmp'], {
+    timeout: 7000,
+    killSignal: 'SIGINT',
+    ...(env ? { env: { ...process.env, ...env } } : {}),
+  });
+  const out = String(r.stdout ?? '');
+  const m = /^\s*fdatasync\s+([\d.]+) ops\/sec\s+(\d+) usecs\/op/m.exec(out);
+  if (!m) return `pg_test_fsync printed no fdatasync figure (${r.error?.message ?? `exit ${r.status}`}): ${String(r.stderr ?? '').slice(0, 300)}${out.slice(0, 300)}`;
+  return { opsPerSec: Number(m[1]), fdatasyncUs: Number(m[2]) };
 }
 
 /** Facts about the machine, recorded with every result. */

@@ -67,6 +67,8 @@ export interface ClusterOptions {
   cron?: boolean;
   /** Extra postgresql.conf lines. */
   settings?: string[];
+  /** Extra environment for the server (pg_ctl passes its environment on to the postmaster). */
+  env?: Record<string, string>;
 }
 
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
@@ -78,8 +80,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const port = await freePort();
   const run = (binary: string, args: string[], opts: SpawnSyncOptions = {}) =>
     spawnSync(join(bindir, binary), args, { encoding: 'utf8', cwd: dir, ...(user ?? {}), ...opts });
-  const must = (binary: string, args: string[]) => {
-    const r = run(binary, args);
+  const must = (binary: string, args: string[], opts: SpawnSyncOptions = {}) => {
+    const r = run(binary, args, opts);
     if (r.status !== 0) throw new Error(`${binary} failed (${r.status}): ${String(r.stderr)}${String(r.stdout)}`);
   };
 
@@ -99,7 +101,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   appendFileSync(join(data, 'postgresql.conf'), `\n${conf.join('\n')}\n`);
 
   const urlFor = (database: string, role = 'postgres') => `postgresql://${role}@127.0.0.1:${port}/${database}`;
-  const start = () => must('pg_ctl', ['-D', data, '-l', join(dir, 'server.log'), '-w', '-t', '60', 'start']);
+  const serverEnv = options.env ? { env: { ...process.env, ...options.env } } : {};
+  const start = () => must('pg_ctl', ['-D', data, '-l', join(dir, 'server.log'), '-w', '-t', '60', 'start'], serverEnv);
   const stop = (mode: 'fast' | 'immediate' = 'fast') => must('pg_ctl', ['-D', data, '-m', mode, '-w', 'stop']);
   start();
   if (cron) must('psql', ['-X', '-q', '-d', urlFor('postgres'), '-c', `CREATE DATABASE ${cronDatabase}`]);
