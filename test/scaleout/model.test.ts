@@ -1,7 +1,10 @@
 // test/stress/model.ts's model-based test, against a PL/Proxy proxy over 4 partitions on 2
-// clusters: the same random sequences of generate/get/set/put/clear/count/defaultPeriod/
-// setDefaultPeriod/purge (with waits, so sessions really expire), through the TypeScript client
-// and through the SQL functions, checked against the same in-memory model of the semantics.
+// clusters: the same random sequences of generate (with subject and lifetime)/get/set/put/touch/
+// clear/setSubject/list/revoke/rotate/count/defaultPeriod/setDefaultPeriod/purge (with waits, so
+// sessions really expire), through the TypeScript client and through the SQL functions, checked
+// against the same in-memory model of the semantics. (One call at a time: batched writes are
+// compared with one database by the differential test below, and run concurrently in
+// api.test.ts, faults.test.ts and move.test.ts.)
 // MODEL_RUNS (default 100) sequences per implementation.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
