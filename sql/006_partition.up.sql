@@ -71,14 +71,14 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   nd constant bytea := session.key_digest(new_key);
-  made text;
+  made bytea;
 BEGIN
   PERFORM session.check_proxy_key(new_key);
-  made := session.session_rotate(old_key);
+  made := session.key_digest(session.session_rotate(old_key));
   IF made IS NULL THEN
     RETURN NULL;
   END IF;
-  UPDATE session.sessions s SET digest = nd WHERE s.digest = session.key_digest(made);
+  UPDATE session.sessions s SET digest = nd WHERE s.digest = made;
   RETURN new_key;
 END
 $$;
@@ -109,6 +109,7 @@ DECLARE
   chk record;
   r record;
   i integer;
+  d bytea;
   t timestamptz;
   cap timestamptz;
 BEGIN
@@ -138,10 +139,11 @@ BEGIN
       CONTINUE;
     END IF;
     PERFORM session.check_proxy_key(keys[i]);
+    d := session.key_digest(keys[i]);
     t := clock_timestamp();
     cap := t + make_interval(secs => lifetime);
     INSERT INTO session.sessions (digest, expires_at, value, created_at, written_at, ends_at)
-    VALUES (session.key_digest(keys[i]), least(t + make_interval(secs => coalesce(expiries[i], period)), cap), vals[i], t, t, cap);
+    VALUES (d, least(t + make_interval(secs => coalesce(expiries[i], period)), cap), vals[i], t, t, cap);
     oks[i] := true;
     made_keys[i] := keys[i];
   END LOOP;
