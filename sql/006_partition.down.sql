@@ -10,5 +10,8 @@ BEGIN
   END IF;
 END
 $$;
-DROP FUNCTION session.partition_generate(text, bigint, text);
+DROP FUNCTION session.partition_write_batch(text[], text[], text[], bigint[]);
+DROP FUNCTION session.partition_rotate(text, text);
+DROP FUNCTION session.partition_generate(text, bigint, text, text, text, bigint);
+DROP FUNCTION session.check_proxy_key(text);
 ALTER TABLE session.config DROP COLUMN proxy_role;

@@ -350,6 +350,244 @@ describe('keys spread evenly', () => {
   });
 });
 
+describe('subjects, lists, revocation, rotation and absolute lifetime, through the proxy', () => {
+  const subjectOf = (tag: string) => `${tag}-${Math.random().toString(36).slice(2)}`;
+  const generateFor = (subject: string | null, label: string | null = null, lifetime: number | null = null, value: string | null = 'v') =>
+    one<string>('SELECT session.session_generate(3600, $1, $2, $3, $4)', [value, subject, label, lifetime]);
+  const list = async (subject: string | null, max?: number | null) =>
+    (await sqlClient.query<{ handle: string; created_at: Date; label: string | null }>(max === undefined
+      ? 'SELECT * FROM session.session_list($1)' : 'SELECT * FROM session.session_list($1, $2)', max === undefined ? [subject] : [subject, max])).rows;
+  /** The row of a key on its partition, read as the owner. */
+  const row = async (key: string) => (await d.query<{ subject: string | null; label: string | null; handle: string | null; cleared: boolean; capped: boolean }>(
+    d.partitionUrls[await partitionOf(key)] as string,
+    `SELECT subject, label, handle::text, cleared, ends_at IS NOT NULL AND ends_at <= created_at + interval '10 s' AS capped
+       FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))`, [key])).rows[0];
+
+  test('generate with subject, label and lifetime: stored on the key\'s partition as on one database', async () => {
+    const subject = subjectOf('ann');
+    const k = await generateFor(subject, 'Firefox', 10);
+    assert.deepEqual(await rowsOf(k), [await partitionOf(k)]);
+    const r = await row(k);
+    assert.ok(r?.subject === subject && r.label === 'Firefox' && r.handle !== null && r.capped && !r.cleared, JSON.stringify(r));
+    // The lifetime caps the expiry; a label without a subject is not kept.
+    assert.ok(Number((await get(k))[0]?.period) <= 10);
+    const anon = await generateFor(null, 'ignored');
+    assert.deepEqual({ ...(await row(anon)) }, { subject: null, label: null, handle: null, cleared: false, capped: false });
+    const named = await one<string>(`SELECT session.session_generate(subject => $1, value => 'n')`, [subject]);
+    assert.equal((await row(named))?.subject, subject);
+  });
+  test('generate: the SQLSTATEs and their order (value and expiry, then subject and label, then lifetime)', async () => {
+    const long = 's'.repeat(257);
+    const big = 'x'.repeat(1048577);
+    const states = async (args: unknown[]) => sqlState(sqlClient.query('SELECT session.session_generate($1, $2, $3, $4, $5)', args));
+    assert.equal(await states([null, null, '', null, null]), '22023');
+    assert.equal(await states([null, null, long, null, null]), '22001');
+    assert.equal(await states([null, null, 'x', long, null]), '22001');
+    assert.equal(await states([null, null, null, long, null]), '22001');
+    for (const l of [0, -1, 3155760001]) assert.equal(await states([null, null, null, null, l]), '22023');
+    assert.equal(await states([null, big, '', null, null]), '22001', 'the value before the subject');
+    assert.equal(await states([3155760001, null, long, null, null]), '22023', 'the expiry before the subject');
+    assert.equal(await states([null, null, long, null, 0]), '22001', 'the subject before the lifetime');
+    assert.equal(await states([null, null, '', null, 3155760001]), '22023');
+  });
+  test('set_subject on the key\'s partition; list merges every partition, newest first, at most max_sessions', async () => {
+    const subject = subjectOf('bea');
+    const keys: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      const k = await generate(3600, `v${i}`);
+      assert.equal(await one('SELECT session.session_set_subject($1, $2, $3)', [k, subject, `device ${i}`]), true);
+      keys.push(k);
+    }
+    assert.ok(new Set(await Promise.all(keys.map(partitionOf))).size >= 2, 'the sessions are on several partitions');
+    assert.equal(await one('SELECT session.session_set_subject($1, $2)', ['unknown', subject]), false);
+    const all = await list(subject);
+    assert.equal(all.length, 12);
+    assert.deepEqual(all.map((r) => r.label), keys.map((_, i) => `device ${11 - i}`));
+    const five = await list(subject, 5);
+    assert.deepEqual(five.map((r) => r.handle), all.slice(0, 5).map((r) => r.handle));
+    assert.deepEqual(await list(null), []);
+    for (const max of [0, 10001, null]) assert.equal(await sqlState(sqlClient.query('SELECT * FROM session.session_list($1, $2)', [subject, max])), '22023');
+    assert.equal(await sqlState(sqlClient.query('SELECT session.session_set_subject($1, $2)', [keys[0], ''])), '22023');
+    assert.equal(await sqlState(sqlClient.query('SELECT session.session_set_subject($1, $2, $3)', [keys[0], subject, 'l'.repeat(257)])), '22001');
+    // Anonymous again: out of the list.
+    assert.equal(await one('SELECT session.session_set_subject($1, NULL)', [keys[0]]), true);
+    assert.equal((await list(subject)).length, 11);
+  });
+  test('revoke ends the subject\'s sessions on every partition but except_key; revoke_handle ends one', async () => {
+    const subject = subjectOf('cid');
+    const keys: string[] = [];
+    for (let i = 0; i < 10; i++) keys.push(await generateFor(subject, `d${i}`));
+    const other = await generateFor(subjectOf('other'));
+    const [kept, byHandle] = keys as [string, string];
+    const handle = (await list(subject)).find((r) => r.label === 'd1')?.handle;
+    assert.equal(await one('SELECT session.session_revoke_handle($1, $2)', [subjectOf('not-his'), handle]), false);
+    assert.equal(await one('SELECT session.session_revoke_handle($1, $2)', [subject, handle]), true);
+    assert.equal(await one('SELECT session.session_revoke_handle($1, $2)', [subject, handle]), false);
+    assert.deepEqual(await get(byHandle), []);
+    assert.equal(Number(await one('SELECT session.session_revoke($1, $2)', [subject, kept])), 8);
+    assert.deepEqual((await list(subject)).map((r) => r.label), ['d0']);
+    for (const k of keys.slice(2)) {
+      assert.deepEqual(await get(k), []);
+      assert.equal((await row(k))?.cleared, true, 'a tombstone on its partition');
+      assert.equal(await one('SELECT session.session_put($1, $2)', [k, 'revive?']), false);
+    }
+    assert.equal((await get(kept))[0]?.value, 'v');
+    assert.equal((await get(other))[0]?.value, 'v');
+    assert.equal(Number(await one('SELECT session.session_revoke($1)', [subject])), 1);
+    assert.equal(Number(await one('SELECT session.session_revoke($1)', [subject])), 0);
+    assert.equal(Number(await one('SELECT session.session_revoke(NULL)')), 0);
+  });
+  test('rotate: a new key on the same partition, the same session; the old key is a tombstone', async () => {
+    const subject = subjectOf('dan');
+    for (let i = 0; i < 8; i++) {
+      const old = await generateFor(subject, `r${i}`, null, `value ${i}`);
+      const handle = (await row(old))?.handle;
+      const fresh = await one<string>('SELECT session.session_rotate($1)', [old]);
+      assert.match(fresh, /^[A-Za-z0-9_-]{64}$/);
+      assert.notEqual(fresh, old);
+      assert.deepEqual(await rowsOf(fresh), [await partitionOf(old)]);
+      assert.equal((await get(fresh))[0]?.value, `value ${i}`);
+      assert.ok(Number((await get(fresh))[0]?.period) > 3590);
+      const r = await row(fresh);
+      assert.ok(r?.subject === subject && r.label === `r${i}` && r.handle === handle, JSON.stringify(r));
+      assert.deepEqual(await get(old), []);
+      assert.equal((await row(old))?.cleared, true);
+      assert.equal(await one('SELECT session.session_set($1, $2)', [old, 'revive?']), false);
+      assert.equal(await one('SELECT session.session_rotate($1)', [old]), null);
+    }
+    assert.equal((await list(subject)).length, 8);
+    assert.equal(await one('SELECT session.session_rotate($1)', ['unknown']), null);
+    assert.equal(await one('SELECT session.session_rotate(NULL)'), null);
+  });
+  test('absolute lifetime: set on every partition (admin), read from partition 0, caps new sessions', async () => {
+    assert.equal(await one('SELECT session.session_absolute_lifetime()'), null);
+    for (const l of [0, -1, 3155760001]) assert.equal(await sqlState(sqlClient.query('SELECT session.session_set_absolute_lifetime($1)', [l])), '22023');
+    await sqlClient.query('SELECT session.session_set_absolute_lifetime(30)');
+    try {
+      assert.equal(Number(await one('SELECT session.session_absolute_lifetime()')), 30);
+      for (const url of d.partitionUrls) {
+        assert.equal((await d.query(url, 'SELECT absolute_lifetime::int AS l FROM session.config')).rows[0]?.l, 30);
+      }
+      const keys = await Promise.all(Array.from({ length: 20 }, () => generate(3600, 'v')));
+      assert.ok(new Set(await Promise.all(keys.map(partitionOf))).size >= 2);
+      for (const k of keys) {
+        assert.ok(Number((await get(k))[0]?.period) <= 30);
+        await sqlClient.query('SELECT session.session_touch($1, 3600)', [k]);
+        assert.ok(Number((await get(k))[0]?.period) <= 30, 'touch never passes the cap');
+      }
+    } finally {
+      await sqlClient.query('SELECT session.session_set_absolute_lifetime(NULL)');
+    }
+    assert.equal(await one('SELECT session.session_absolute_lifetime()'), null);
+  });
+});
+
+describe('session_write_batch, through the proxy', () => {
+  interface Row { ord: number; sqlstate: string | null; message: string | null; ok: boolean | null; key: string | null }
+  type Op = [kind: string | null, key: string | null, value: string | null, expiry: number | null];
+  const batch = async (ops: Op[], client: pg.Client = sqlClient): Promise<Row[]> =>
+    (await client.query<Row>('SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])',
+      [ops.map((o) => o[0]), ops.map((o) => o[1]), ops.map((o) => o[2]), ops.map((o) => o[3])])).rows;
+  const putKey = (i: number) => `put${i}-${Math.random().toString(36).slice(2)}`.replace(/[^A-Za-z0-9_-]/g, '_').padEnd(40, 'x');
+
+  test('each element gets the result or SQLSTATE of its single call, across partitions, in element order', async () => {
+    const big = 'x'.repeat(1048577);
+    const shapes: ((k: string, fresh: string) => Op)[] = [
+      (k) => ['set', k, 'new', 60], (k) => ['set', k, null, null], (k) => ['set', k, big, null],
+      (k) => ['set', k, 'new', 3155760001], (k) => ['touch', k, null, 120], (k) => ['touch', k, null, -3155760001],
+      () => ['set', 'unknown-key', 'new', null], (_, fresh) => ['put', fresh, 'p', null], () => ['put', 'short', 'p', null],
+      () => ['put', null, 'p', null], (k) => ['put', k, null, null], () => ['generate', null, big, null],
+      () => ['generate', null, 'g', 3155760001], () => ['generate', null, 'g', null], (k) => ['clear', k, null, null],
+      () => ['clear', null, null, null], () => ['bogus', 'k', 'v', null], () => [null, 'k', 'v', null],
+    ];
+    const keys = await Promise.all(shapes.map(() => generate(3600, 'orig')));
+    assert.ok(new Set(await Promise.all(keys.map(partitionOf))).size >= 3);
+    const fresh = shapes.map((_, i) => putKey(i));
+    const rows = await batch(shapes.map((shape, i) => shape(keys[i] as string, fresh[i] as string)));
+    assert.deepEqual(rows.map((r) => r.ord), shapes.map((_, i) => i + 1));
+    assert.deepEqual(rows.map((r) => r.sqlstate),
+      [null, '22004', '22001', '22023', null, '22023', null, null, '22023', '22004', '22004', '22001', '22023', null, null, null, '22023', '22023']);
+    assert.deepEqual(rows.map((r) => r.ok), [true, null, null, null, true, null, false, true, null, null, null, null, null, true, true, false, null, null]);
+    for (const r of rows) {
+      if (r.sqlstate !== null) assert.ok(r.key === null && (r.message ?? '') !== '');
+      else if (r.ord !== 14) assert.equal(r.key, null);
+    }
+    const generated = rows[13]?.key as string;
+    assert.match(generated, /^[A-Za-z0-9_-]{64}$/);
+    assert.deepEqual(await rowsOf(generated), [await partitionOf(generated)]);
+    assert.equal((await get(generated))[0]?.value, 'g');
+    assert.equal((await get(keys[0] as string))[0]?.value, 'new');
+    for (const i of [1, 2, 3, 5, 10]) assert.equal((await get(keys[i] as string))[0]?.value, 'orig', `element ${i + 1} left its session as it was`);
+    assert.deepEqual(await get(keys[14] as string), []);
+    assert.equal((await get(fresh[7] as string))[0]?.value, 'p');
+    assert.deepEqual(await rowsOf(fresh[7] as string), [await partitionOf(fresh[7] as string)]);
+  });
+  test('many generates and writes: keys on their own partitions, one key\'s writes in element order', async () => {
+    const k = await generate(3600, 'v0');
+    const ops: Op[] = [];
+    for (let i = 0; i < 40; i++) ops.push(['generate', null, `g${i}`, 3600]);
+    ops.push(['set', k, 'a', null], ['clear', k, null, null], ['set', k, 'b', null], ['put', k, 'c', null]);
+    const rows = await batch(ops);
+    assert.deepEqual(rows.slice(40).map((r) => [r.sqlstate, r.ok]), [[null, true], [null, true], [null, false], [null, false]]);
+    assert.deepEqual(await get(k), []);
+    const made = rows.slice(0, 40).map((r) => r.key as string);
+    assert.equal(new Set(made).size, 40);
+    assert.equal(new Set(await Promise.all(made.map(partitionOf))).size, 4);
+    for (const [i, key] of made.entries()) {
+      assert.equal((await get(key))[0]?.value, `g${i}`);
+      assert.deepEqual(await rowsOf(key), [await partitionOf(key)]);
+    }
+  });
+  test('a row held on its partition: 55P03 for its elements only; empty batch; arrays of different lengths', async () => {
+    const locked = await generate(3600, 'kept');
+    const others = await Promise.all(Array.from({ length: 8 }, () => generate(3600, 'old')));
+    const holder = new pg.Client({ connectionString: d.partitionUrls[await partitionOf(locked)] });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8')) FOR UPDATE`, [locked]);
+      const rows = await batch([['set', locked, 'a', null], ...others.map((o): Op => ['set', o, 'new', null]), ['touch', locked, null, null]]);
+      assert.deepEqual(rows.map((r) => r.sqlstate), ['55P03', ...others.map(() => null), '55P03']);
+      await holder.query('ROLLBACK');
+    } finally {
+      await holder.end();
+    }
+    assert.equal((await get(locked))[0]?.value, 'kept');
+    for (const o of others) assert.equal((await get(o))[0]?.value, 'new');
+    assert.deepEqual(await batch([]), []);
+    assert.equal(await sqlState(sqlClient.query(`SELECT * FROM session.session_write_batch('{set,set}', '{a}', '{v,w}', '{NULL,NULL}')`)), '22023');
+  });
+  test('the TypeScript client sends its batches to it (group commit through the proxy)', async () => {
+    // Function call counts of this login's backends only, flushed when they exit.
+    const login = new URL(d.clientUrl).username;
+    await d.query(d.proxyUrl, `ALTER ROLE ${login} SET track_functions = 'pl'`);
+    const calls = async () => Number((await d.query<{ n: string | null }>(d.proxyUrl, `SELECT pg_stat_clear_snapshot(),
+      (SELECT calls FROM pg_stat_user_functions WHERE schemaname = 'session' AND funcname = 'session_write_batch') AS n`)).rows[0]?.n ?? 0);
+    const before = await calls();
+    const app = connect({ connectionString: d.clientUrl, writeConnections: 1 });
+    try {
+      const keys = await Promise.all(Array.from({ length: 100 }, (_, i) => app.generate({ value: `b${i}` })));
+      assert.equal(new Set(keys).size, 100);
+      assert.deepEqual(await Promise.all(keys.map((k, i) => app.set(k, `c${i}`))), keys.map(() => true));
+      await Promise.all(keys.slice(0, 50).map((k) => app.clear(k)));
+      for (const [i, k] of keys.entries()) {
+        const r = await app.get(k);
+        if (i < 50) assert.deepEqual(r, { ok: false, error: 'not_found' });
+        else assert.ok(r.ok && r.value === `c${i}`);
+      }
+    } finally {
+      await app.close();
+      await d.query(d.proxyUrl, `ALTER ROLE ${login} RESET track_functions`);
+    }
+    let after = before;
+    for (let i = 0; i < 50 && after === before; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await calls();
+    }
+    assert.ok(after - before >= 3, `${after - before} batch calls`);
+  });
+});
+
 describe('the TypeScript client, unchanged, against the proxy', () => {
   test('generate, get, set, touch, clear', async () => {
     const key = await store.generate({ expiry: 3600, value: 'v' });
@@ -413,7 +651,14 @@ describe('the TypeScript client, unchanged, against the proxy', () => {
       assert.equal(await code(app.setDefaultPeriod(60)), 'permission_denied');
       assert.equal(await code(app.purge()), 'permission_denied');
       assert.equal(await sqlState(c.query('SELECT * FROM session.session_stats()')), '42501');
-      assert.equal(await sqlState(c.query(`SELECT session_proxy.partition_generate('${'a'.repeat(64)}', NULL, 'forged')`)), '42501');
+      assert.equal(await sqlState(c.query(`SELECT session_proxy.partition_generate('${'a'.repeat(64)}', NULL, 'forged', NULL, NULL, NULL)`)), '42501');
+      assert.equal(await sqlState(c.query(`SELECT session_proxy.partition_rotate($1, '${'a'.repeat(64)}')`, [key])), '42501');
+      assert.equal(await sqlState(c.query(`SELECT * FROM session_proxy.partition_write_batch(0, '{generate}', '{${'a'.repeat(64)}}', '{forged}', '{NULL}')`)), '42501');
+      // The client role has the whole API of 005, the admin calls excepted.
+      assert.ok(await app.setSubject(key, 'someone'));
+      assert.equal((await app.list('someone')).length >= 1, true);
+      assert.equal(await code(app.setAbsoluteLifetime(60)), 'permission_denied');
+      assert.equal(await app.absoluteLifetime(), null);
       assert.equal(await sqlState(c.query(`SELECT session_proxy.set_partition(0, 'host=evil')`)), '42501');
       // The user mapping (the partition login's password) is not visible to it.
       const um = await c.query<{ umoptions: string[] | null }>('SELECT umoptions FROM pg_user_mappings');
@@ -431,13 +676,17 @@ describe('the TypeScript client, unchanged, against the proxy', () => {
       await c.end();
     }
   });
-  test('on a partition, partition_generate is the proxy role\'s only', async () => {
+  test('on a partition, partition_generate, partition_rotate and partition_write_batch are the proxy role\'s only', async () => {
     const url = d.partitionUrls[0] as string;
-    const r = await d.query<{ client: boolean; admin: boolean; proxy: boolean }>(url, `SELECT
-      has_function_privilege('session_client', 'session.partition_generate(text, bigint, text)', 'EXECUTE') AS client,
-      has_function_privilege('session_admin', 'session.partition_generate(text, bigint, text)', 'EXECUTE') AS admin,
-      has_function_privilege('session_proxy', 'session.partition_generate(text, bigint, text)', 'EXECUTE') AS proxy`);
-    assert.deepEqual(r.rows[0], { client: false, admin: false, proxy: true });
+    for (const fn of ['session.partition_generate(text, bigint, text, text, text, bigint)', 'session.partition_rotate(text, text)',
+      'session.partition_write_batch(text[], text[], text[], bigint[])']) {
+      const r = await d.query<{ client: boolean; admin: boolean; proxy: boolean; public: boolean }>(url, `SELECT
+        has_function_privilege('session_client', $1, 'EXECUTE') AS client,
+        has_function_privilege('session_admin', $1, 'EXECUTE') AS admin,
+        has_function_privilege('session_proxy', $1, 'EXECUTE') AS proxy,
+        EXISTS (SELECT FROM pg_proc p, aclexplode(p.proacl) a WHERE p.oid = $1::regprocedure AND a.grantee = 0) AS public`, [fn]);
+      assert.deepEqual(r.rows[0], { client: false, admin: false, proxy: true, public: false }, fn);
+    }
   });
 });
 

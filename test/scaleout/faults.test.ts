@@ -66,6 +66,21 @@ describe('a partition server down', () => {
       }
       assert.ok(slowest < 10_000, `a call took ${slowest} ms`);
       t.diagnostic(`calls for a stopped partition failed after at most ${slowest.toFixed(0)} ms`);
+      // A batch over every partition: the elements of the partitions that are up are applied; the
+      // others fail alone with 08006 and were not applied (checked after the restart below).
+      const c = new pg.Client({ connectionString: d.clientUrl });
+      await c.connect();
+      try {
+        const elements = [...up.slice(0, 5), ...down.slice(0, 5)];
+        const rows = (await c.query<{ ord: number; sqlstate: string | null; message: string | null; ok: boolean | null }>(
+          'SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])',
+          [elements.map(() => 'set'), elements.map((s) => s.key), elements.map((s) => `${s.value}!`), elements.map(() => null)])).rows;
+        assert.deepEqual(rows.map((r) => [r.sqlstate, r.ok]), elements.map((_, i) => (i < Math.min(5, up.length) ? [null, true] : ['08006', null])));
+        for (const r of rows) assert.ok(!elements.some((s) => (r.message ?? '').includes(s.key)));
+        for (const s of up.slice(0, 5)) s.value = `${s.value}!`;
+      } finally {
+        await c.end();
+      }
       // Calls over every partition fail too; generate succeeds for keys of the partitions that are up.
       assert.equal((await failure(store.count())).code, 'connection');
       const made = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => store.generate({ value: `new${i}` })));

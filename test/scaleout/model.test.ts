@@ -1,7 +1,10 @@
 // test/stress/model.ts's model-based test, against a PL/Proxy proxy over 4 partitions on 2
-// clusters: the same random sequences of generate/get/set/put/clear/count/defaultPeriod/
-// setDefaultPeriod/purge (with waits, so sessions really expire), through the TypeScript client
-// and through the SQL functions, checked against the same in-memory model of the semantics.
+// clusters: the same random sequences of generate (with subject and lifetime)/get/set/put/touch/
+// clear/setSubject/list/revoke/rotate/count/defaultPeriod/setDefaultPeriod/purge (with waits, so
+// sessions really expire), through the TypeScript client and through the SQL functions, checked
+// against the same in-memory model of the semantics. (One call at a time: batched writes are
+// compared with one database by the differential test below, and run concurrently in
+// api.test.ts, faults.test.ts and move.test.ts.)
 // MODEL_RUNS (default 100) sequences per implementation.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -74,7 +77,8 @@ describe('model-based, through the proxy', () => {
 // Differential: the same random sequences through the proxy and on one ordinary database, answer
 // for answer (keys compared by the order they were generated in). Independent of the model: any
 // difference between the proxy and one database is a failure. Expiries are whole minutes or <= 0,
-// so no session expires between the two calls.
+// so no session expires between the two calls. Covers the API of 005 (subjects, list, revoke,
+// rotate, absolute lifetime) and session_write_batch too.
 describe('differential: the proxy answers as one database does', () => {
   let direct: pg.Client;
   let directUrl = '';
@@ -93,6 +97,9 @@ describe('differential: the proxy answers as one database does', () => {
   const expiry = fc.constantFrom(undefined, -1, 0, 60, 3600, 3155760001);
   const value = fc.oneof(fc.constantFrom(undefined, '', 'v', 'é€😀'), fc.string({ maxLength: 8 }), fc.constant('x'.repeat(1048577)));
   const ref = fc.nat(7);
+  const subject = fc.constantFrom(null, 'alice', 'bob', 'alice', '', 's'.repeat(257));
+  const label = fc.constantFrom(null, 'L', 'M', 'l'.repeat(257));
+  const lifetime = fc.constantFrom(null, null, 0, 60, 3600, 3155760001);
   const step = fc.oneof(
     fc.record({ op: fc.constant('generate'), expiry, value }),
     fc.record({ op: fc.constantFrom('get', 'clear'), ref }),
@@ -102,12 +109,29 @@ describe('differential: the proxy answers as one database does', () => {
     fc.record({ op: fc.constantFrom('count', 'defaultPeriod') }),
     fc.record({ op: fc.constant('setDefaultPeriod'), period: fc.constantFrom(0, 60, 86400, 604800) }),
     fc.record({ op: fc.constant('purge'), batch: fc.constantFrom(undefined, 0, 1, 1000) }),
+    // The API of 005 and batched writes.
+    fc.record({ op: fc.constant('generateFor'), expiry, value, subject, label, lifetime }),
+    fc.record({ op: fc.constant('setSubject'), ref, subject, label }),
+    fc.record({ op: fc.constant('list'), subject, max: fc.constantFrom(undefined, 1, 2, 0) }),
+    fc.record({ op: fc.constant('revoke'), subject, except: fc.option(ref, { nil: undefined }) }),
+    fc.record({ op: fc.constant('revokeHandle'), subject, nth: fc.nat(3) }),
+    fc.record({ op: fc.constant('rotate'), ref }),
+    fc.record({ op: fc.constant('setAbsoluteLifetime'), lifetime }),
+    fc.record({ op: fc.constant('batch'), elements: fc.array(fc.record({
+      kind: fc.constantFrom('generate', 'set', 'touch', 'put', 'clear', 'bogus'), ref, value: value.map((v) => v ?? null), expiry,
+    }), { maxLength: 8 }) }),
   );
-  type Step = { op: string; expiry?: number | undefined; value?: string | null | undefined; ref?: number; key?: string; period?: number; batch?: number | undefined };
+  type Element = { kind: string; ref: number; value: string | null; expiry: number | undefined };
+  type Step = {
+    op: string; expiry?: number | undefined; value?: string | null | undefined; ref?: number; key?: string; period?: number; batch?: number | undefined;
+    subject?: string | null; label?: string | null; lifetime?: number | null; max?: number | undefined; except?: number | undefined; nth?: number;
+    elements?: Element[];
+  };
 
   /** Runs one step; keys are replaced by their index so that both sides compare equal. */
   async function apply(c: pg.Client, keys: string[], s: Step): Promise<unknown> {
-    const key = s.ref === undefined ? null : keys.length === 0 ? 'none' : keys[s.ref % keys.length];
+    const keyAt = (ref: number) => (keys.length === 0 ? 'none' : keys[ref % keys.length]);
+    const key = s.ref === undefined ? null : keyAt(s.ref);
     const q = async (text: string, values: unknown[]) => {
       try {
         const rows = (await c.query({ text, values, rowMode: 'array' })).rows;
@@ -132,6 +156,42 @@ describe('differential: the proxy answers as one database does', () => {
       case 'count': return q('SELECT session.session_count()', []);
       case 'defaultPeriod': return q('SELECT session.session_default_period()', []);
       case 'setDefaultPeriod': return q('SELECT session.session_set_default_period($1)', [s.period]);
+      case 'generateFor': {
+        const r = await c.query({ text: 'SELECT session.session_generate($1, $2, $3, $4, $5)', rowMode: 'array',
+          values: [s.expiry ?? null, s.value ?? null, s.subject ?? null, s.label ?? null, s.lifetime ?? null] }).catch((e: { code?: string }) => e.code);
+        if (typeof r === 'string' || r === undefined) return `SQLSTATE ${String(r)}`;
+        keys.push(String(r.rows[0]?.[0]));
+        return 'generated';
+      }
+      case 'setSubject': return q('SELECT session.session_set_subject($1, $2, $3)', [key, s.subject, s.label]);
+      // Handles and times differ between the two; labels and their order must not.
+      case 'list': return q(`SELECT label FROM session.session_list($1${s.max === undefined ? '' : ', $2'})`, s.max === undefined ? [s.subject] : [s.subject, s.max]);
+      case 'revoke': return q('SELECT session.session_revoke($1, $2)', [s.subject, s.except === undefined ? null : keyAt(s.except)]);
+      case 'revokeHandle': {
+        const handles = await c.query<{ handle: string }>('SELECT handle::text FROM session.session_list($1)', [s.subject]).then((r) => r.rows, () => []);
+        return q('SELECT session.session_revoke_handle($1, $2)', [s.subject, handles[(s.nth ?? 0) % Math.max(1, handles.length)]?.handle ?? null]);
+      }
+      case 'rotate': {
+        const r = await c.query({ text: 'SELECT session.session_rotate($1)', values: [key], rowMode: 'array' }).catch((e: { code?: string }) => e.code);
+        if (typeof r === 'string' || r === undefined) return `SQLSTATE ${String(r)}`;
+        const fresh = r.rows[0]?.[0] as string | null;
+        if (fresh === null) return 'not rotated';
+        keys.push(fresh);
+        return 'rotated';
+      }
+      case 'setAbsoluteLifetime': return q('SELECT session.session_set_absolute_lifetime($1)', [s.lifetime]);
+      case 'batch': {
+        const els = s.elements ?? [];
+        const r = await c.query({ text: 'SELECT ord, sqlstate, ok, key FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])', rowMode: 'array',
+          values: [els.map((e) => e.kind), els.map((e) => (e.kind === 'generate' ? null : keyAt(e.ref))), els.map((e) => e.value), els.map((e) => e.expiry ?? null)] })
+          .catch((e: { code?: string }) => e.code);
+        if (typeof r === 'string' || r === undefined) return `SQLSTATE ${String(r)}`;
+        return r.rows.map(([ord, state, ok, made]) => {
+          if (typeof made !== 'string') return [ord, state, ok];
+          keys.push(made);
+          return [ord, state, ok, 'generated'];
+        });
+      }
       default: return q(s.batch === undefined ? 'SELECT session.session_purge()' : 'SELECT session.session_purge($1)', s.batch === undefined ? [] : [s.batch]);
     }
   }
@@ -139,8 +199,9 @@ describe('differential: the proxy answers as one database does', () => {
   test(`${runs} random sequences of up to 40 calls: the same answers`, { timeout: 900_000 }, async (t) => {
     let steps = 0;
     await fc.assert(fc.asyncProperty(fc.array(step, { minLength: 10, maxLength: 40, size: 'max' }), async (seq) => {
-      await d.query(directUrl, 'TRUNCATE session.sessions; UPDATE session.config SET default_period = 604800');
-      await Promise.all(d.partitionUrls.map((url) => d.query(url, 'TRUNCATE session.sessions; UPDATE session.config SET default_period = 604800')));
+      const reset = 'TRUNCATE session.sessions; UPDATE session.config SET default_period = 604800, absolute_lifetime = NULL';
+      await d.query(directUrl, reset);
+      await Promise.all(d.partitionUrls.map((url) => d.query(url, reset)));
       const viaProxy: string[] = [];
       const viaOne: string[] = [];
       for (const s of seq as Step[]) {
