@@ -64,4 +64,10 @@ SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '006_parti
 INSERT INTO public.session_migrations (name, run_on) VALUES ('006_partition', now());
 \endif
 
+SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '007_batch_rows') AS apply \gset
+\if :apply
+\ir 007_batch_rows.up.sql
+INSERT INTO public.session_migrations (name, run_on) VALUES ('007_batch_rows', now());
+\endif
+
 COMMIT;

@@ -9,6 +9,12 @@ SELECT pg_catalog.pg_advisory_xact_lock(7241865325823964) AS locked \gset
 SELECT pg_catalog.to_regclass('public.session_migrations') IS NOT NULL AS installed \gset
 \if :installed
 
+SELECT EXISTS (SELECT FROM public.session_migrations WHERE name = '007_batch_rows') AS revert \gset
+\if :revert
+\ir 007_batch_rows.down.sql
+DELETE FROM public.session_migrations WHERE name = '007_batch_rows';
+\endif
+
 SELECT EXISTS (SELECT FROM public.session_migrations WHERE name = '006_partition') AS revert \gset
 \if :revert
 \ir 006_partition.down.sql

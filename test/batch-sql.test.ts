@@ -240,11 +240,12 @@ describe('session_write_batch is part of the SQL API', () => {
       `SELECT r AS role, has_function_privilege(r, 'session.session_write_batch(text[], text[], text[], bigint[])', 'EXECUTE') AS can
          FROM unnest(ARRAY['session_client', 'session_admin']) r`);
     assert.deepEqual(grants.rows, [{ role: 'session_client', can: true }, { role: 'session_admin', can: false }]);
-    // No ACL entry for PUBLIC ("=X/owner") on either function.
+    // No ACL entry for PUBLIC ("=X/owner") on any of the functions.
     const acl = await db.query<{ acl: string[] }>(
       `SELECT p.proacl::text[] AS acl FROM pg_proc p WHERE p.oid IN ('session.session_write_batch(text[], text[], text[], bigint[])'::regprocedure,
-                                                                   'session.write_check(text, text, text, bigint, integer)'::regprocedure)`);
-    assert.equal(acl.rows.length, 2);
+                                                                   'session.write_check(text, text, text, bigint, integer)'::regprocedure,
+                                                                   'session.write_problem(text, text, text, bigint, integer)'::regprocedure)`);
+    assert.equal(acl.rows.length, 3);
     for (const r of acl.rows) assert.deepEqual(r.acl.filter((e) => e.startsWith('=')), []);
     const stranger = uniqueName('nobody');
     await adminQuery(`CREATE ROLE ${stranger} LOGIN PASSWORD 'pw'`);
@@ -257,6 +258,7 @@ describe('session_write_batch is part of the SQL API', () => {
       try {
         assert.equal(await sqlState(batch([['generate', null, 'v', null]], c)), '42501');
         assert.equal(await sqlState(c.query(`SELECT * FROM session.write_check('set', 'k', 'v', NULL, 1)`)), '42501');
+        assert.equal(await sqlState(c.query(`SELECT session.write_problem('set', 'k', 'v', NULL, 1)`)), '42501');
       } finally {
         await c.end();
       }

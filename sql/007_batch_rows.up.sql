@@ -1,0 +1,299 @@
+-- session-postgresql 007: batched writes with a few statements per batch, not per element.
+--
+-- session_write_batch (004, 005) ran two statements for each element: a locking SELECT, then the
+-- write. On a slow disk the batches grow with load, so that per-element work, not the WAL flush,
+-- became the limit. This version locks every existing row of the batch in one statement, works
+-- out what each element does in memory (in element order for each key), then writes every
+-- changed row in one UPDATE and every new row in one INSERT. The results and the errors of each
+-- element are those of 005, element for element.
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+-- Private helper: the checks the single calls make before writing, as 'SQLSTATE message', NULL
+-- when the element may be applied. A plain SQL expression, so the batch checks all its elements
+-- in one statement instead of calling write_check (004) once per element.
+CREATE FUNCTION session.write_problem(kind text, key text, value text, expiry bigint, max_value_bytes integer)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE
+  WHEN kind IS NULL OR kind NOT IN ('generate', 'set', 'touch', 'put', 'clear')
+    THEN '22023 kind must be generate, set, touch, put or clear'
+  WHEN kind = 'set' AND value IS NULL
+    THEN '22004 session value must not be NULL'
+  WHEN kind = 'put' AND (key IS NULL OR value IS NULL)
+    THEN '22004 session_put needs a key and a value'
+  WHEN kind = 'put' AND (octet_length(key) > 1024 OR key !~ '^[A-Za-z0-9_-]{32,}$')
+    THEN '22023 session_put only accepts keys of 32 to 1024 base64url characters'
+  WHEN kind IN ('generate', 'set', 'put') AND octet_length(value) > max_value_bytes
+    THEN format('22001 session value is %s bytes, more than the limit of %s bytes', octet_length(value), max_value_bytes)
+  WHEN kind <> 'clear' AND expiry NOT BETWEEN -3155760000 AND 3155760000
+    THEN format('22023 expiry must be between -3155760000 and 3155760000 seconds (100 years), got %s', expiry)
+END;
+REVOKE ALL ON FUNCTION session.write_problem(text, text, text, bigint, integer) FROM PUBLIC;
+
+-- Locks are taken without waiting (SKIP LOCKED): a row another transaction holds makes every
+-- element of its key return 55P03, not applied, and the others commit. The only waits left are
+-- for a new row that another transaction is inserting with the same key (a put racing a put) and
+-- for table locks; new rows are inserted in digest order, so two batches cannot deadlock, and
+-- lock_timeout, at most 2 s, bounds the wait. An element whose new row another transaction
+-- inserted first returns 55P03 as well (call it again: it then sees that row).
+CREATE OR REPLACE FUNCTION session.session_write_batch(kinds text[], keys text[], vals text[], expiries bigint[])
+RETURNS TABLE (ord integer, sqlstate text, message text, ok boolean, key text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  caller_lock_timeout constant text := current_setting('lock_timeout');
+  n constant integer := coalesce(cardinality(kinds), 0);
+  -- One time for the whole batch: its elements happen at once, as they commit at once.
+  t constant timestamptz := clock_timestamp();
+  cfg record;
+  cap timestamptz;
+  new_keys text[];
+  digests bytea[];
+  problems text[];
+  -- Set by the elements that get that far: 55P03 (states, messages) or what the call returns (oks).
+  states text[] := '{}'::text[];
+  messages text[] := '{}'::text[];
+  oks boolean[] := '{}'::boolean[];
+  by_digest integer[];
+  wanted bytea[];
+  -- The existing rows this transaction locked, in digest order, and the ones it could not lock.
+  row_digest bytea[];
+  row_tid tid[];
+  row_expires timestamptz[];
+  row_ends timestamptz[];
+  row_cleared boolean[];
+  busy bytea[];
+  -- The rows to write: changed ones (u_*) and new ones (i_*); i_first/i_last are the positions in
+  -- by_digest of each new row's elements.
+  u_tid tid[] := '{}'::tid[];
+  u_value text[] := '{}'::text[];
+  u_value_set boolean[] := '{}'::boolean[];
+  u_expires timestamptz[] := '{}'::timestamptz[];
+  u_written timestamptz[] := '{}'::timestamptz[];
+  u_cleared boolean[] := '{}'::boolean[];
+  i_digest bytea[] := '{}'::bytea[];
+  i_value text[] := '{}'::text[];
+  i_expires timestamptz[] := '{}'::timestamptz[];
+  i_cleared boolean[] := '{}'::boolean[];
+  i_ends timestamptz[] := '{}'::timestamptz[];
+  i_first integer[] := '{}'::integer[];
+  i_last integer[] := '{}'::integer[];
+  inserted bytea[];
+  -- The key being worked out: its row as the elements so far left it.
+  d bytea;
+  first_p integer;
+  is_busy boolean;
+  r_exists boolean;
+  r_new boolean;
+  r_changed boolean;
+  r_value text;
+  r_value_set boolean;
+  r_expires timestamptz;
+  r_ends timestamptz;
+  r_written timestamptz;
+  r_cleared boolean;
+  live boolean;
+  j integer := 1;
+  i integer;
+BEGIN
+  IF n <> coalesce(cardinality(keys), 0) OR n <> coalesce(cardinality(vals), 0)
+     OR n <> coalesce(cardinality(expiries), 0) THEN
+    RAISE EXCEPTION 'kinds, keys, vals and expiries must have the same number of elements'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF n = 0 THEN
+    RETURN;
+  END IF;
+  -- Not a SET clause: a caller's shorter lock_timeout must still apply. A local setting ends with
+  -- the transaction, or with the savepoint if the caller's rolls back; it is restored below.
+  IF caller_lock_timeout::interval = interval '0' OR caller_lock_timeout::interval > interval '2s' THEN
+    PERFORM set_config('lock_timeout', '2s', true);
+  END IF;
+  SELECT c.max_value_bytes, c.default_period, c.absolute_lifetime INTO STRICT cfg FROM session.config c;
+  cap := t + make_interval(secs => cfg.absolute_lifetime);
+
+  -- Keys are hashed first: no statement below ever holds a key.
+  new_keys := ARRAY(
+    SELECT CASE WHEN u.k = 'generate'
+                THEN translate(encode(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())
+                                      || uuid_send(gen_random_uuid()), 'base64'), '+/=', '-_') END
+      FROM unnest(kinds) WITH ORDINALITY u(k, o) ORDER BY u.o);
+  digests := ARRAY(
+    SELECT session.key_digest(coalesce(new_keys[u.o], u.k))
+      FROM unnest(keys) WITH ORDINALITY u(k, o) ORDER BY u.o);
+
+  -- Checked in one statement: elements that fail keep their SQLSTATE and message and are not
+  -- applied; the others go on.
+  problems := ARRAY(
+    SELECT session.write_problem(u.kind, u.k, u.v, u.e, cfg.max_value_bytes)
+      FROM unnest(kinds, keys, vals, expiries) WITH ORDINALITY u(kind, k, v, e, o) ORDER BY u.o);
+  -- Each key's elements in element order, keys in digest order. A NULL digest (a NULL key, or one
+  -- over 1024 bytes) matches no session: such elements are left out and return false.
+  by_digest := ARRAY(SELECT u.o::integer FROM unnest(digests) WITH ORDINALITY u(d, o)
+                      WHERE u.d IS NOT NULL AND problems[u.o] IS NULL ORDER BY u.d, u.o);
+  wanted := ARRAY(SELECT DISTINCT digests[o] FROM unnest(by_digest) o WHERE kinds[o] <> 'generate');
+
+  -- A row's ctid stays valid while this transaction holds its lock: the UPDATE below goes
+  -- straight to it, without a second index probe.
+  SELECT coalesce(array_agg(s.digest ORDER BY s.digest), '{}'), coalesce(array_agg(s.ctid ORDER BY s.digest), '{}'),
+         coalesce(array_agg(s.expires_at ORDER BY s.digest), '{}'), coalesce(array_agg(s.ends_at ORDER BY s.digest), '{}'),
+         coalesce(array_agg(s.cleared ORDER BY s.digest), '{}')
+    INTO row_digest, row_tid, row_expires, row_ends, row_cleared
+    FROM (SELECT s.digest, s.ctid, s.expires_at, s.ends_at, s.cleared
+            FROM unnest(wanted) w(digest) JOIN session.sessions s ON s.digest = w.digest
+             FOR UPDATE OF s SKIP LOCKED) s;
+  IF cardinality(row_digest) < cardinality(wanted) THEN
+    busy := ARRAY(SELECT s.digest FROM session.sessions s
+                   WHERE s.digest = ANY (ARRAY(SELECT unnest(wanted) EXCEPT SELECT unnest(row_digest))));
+  END IF;
+
+  -- Position cardinality + 1 ends the last key.
+  FOR p IN 1 .. cardinality(by_digest) + 1 LOOP
+    i := by_digest[p];
+    IF p > 1 AND (i IS NULL OR digests[i] <> d) THEN
+      IF r_new THEN
+        i_digest := i_digest || d;
+        i_value := i_value || r_value;
+        i_expires := i_expires || r_expires;
+        i_cleared := i_cleared || r_cleared;
+        i_ends := i_ends || r_ends;
+        i_first := i_first || first_p;
+        i_last := i_last || (p - 1);
+      ELSIF r_changed THEN
+        u_tid := u_tid || row_tid[j];
+        u_value := u_value || r_value;
+        u_value_set := u_value_set || r_value_set;
+        u_expires := u_expires || r_expires;
+        u_written := u_written || r_written;
+        u_cleared := u_cleared || r_cleared;
+      END IF;
+    END IF;
+    EXIT WHEN i IS NULL;
+    IF p = 1 OR digests[i] <> d THEN
+      d := digests[i];
+      first_p := p;
+      WHILE j <= cardinality(row_digest) AND row_digest[j] < d LOOP
+        j := j + 1;
+      END LOOP;
+      r_exists := j <= cardinality(row_digest) AND row_digest[j] = d;
+      is_busy := NOT r_exists AND coalesce(d = ANY (busy), false);
+      r_new := false;
+      r_changed := false;
+      r_value := NULL;
+      r_value_set := false;
+      r_written := NULL;
+      IF r_exists THEN
+        r_expires := row_expires[j];
+        r_ends := row_ends[j];
+        r_cleared := row_cleared[j];
+      END IF;
+    END IF;
+
+    IF is_busy THEN
+      states[i] := '55P03';
+      messages[i] := 'the session is locked by another transaction; not applied';
+      CONTINUE;
+    END IF;
+    live := r_exists AND r_expires > t AND NOT r_cleared;
+    IF kinds[i] = 'generate' OR (kinds[i] = 'put' AND NOT r_exists) THEN
+      -- A new row ends at the configured absolute lifetime, if any.
+      r_exists := true;
+      r_new := true;
+      r_value := vals[i];
+      r_expires := least(t + make_interval(secs => coalesce(expiries[i], cfg.default_period)), cap);
+      r_ends := cap;
+      r_cleared := false;
+      oks[i] := true;
+    ELSIF kinds[i] IN ('set', 'put') THEN
+      IF live THEN
+        r_value := vals[i];
+        r_value_set := true;
+        r_expires := least(t + make_interval(secs => coalesce(expiries[i], cfg.default_period)), r_ends);
+        r_written := t;
+        r_changed := true;
+      END IF;
+      oks[i] := live;
+    ELSIF kinds[i] = 'touch' THEN
+      IF live THEN
+        r_expires := least(t + make_interval(secs => coalesce(expiries[i], cfg.default_period)), r_ends);
+        r_written := t;
+        r_changed := true;
+      END IF;
+      oks[i] := live;
+    ELSE
+      -- clear: true when a session ended (it existed and was not cleared before).
+      oks[i] := r_exists AND NOT r_cleared;
+      IF oks[i] THEN
+        r_cleared := true;
+        r_value := NULL;
+        r_value_set := true;
+        r_expires := least(r_expires, t + interval '1 day');
+        r_changed := true;
+      END IF;
+    END IF;
+  END LOOP;
+
+  IF cardinality(u_tid) > 0 THEN
+    UPDATE session.sessions s
+       SET value = CASE WHEN u.value_set THEN u.value ELSE s.value END,
+           expires_at = u.expires, written_at = coalesce(u.written, s.written_at), cleared = u.cleared
+      FROM unnest(u_tid, u_value, u_value_set, u_expires, u_written, u_cleared)
+           u(tid, value, value_set, expires, written, cleared)
+     WHERE s.ctid = u.tid;
+  END IF;
+  IF cardinality(i_digest) > 0 THEN
+    WITH ins AS (
+      INSERT INTO session.sessions AS s (digest, expires_at, value, cleared, created_at, written_at, ends_at)
+      SELECT u.digest, u.expires, u.value, u.cleared, t, t, u.ends
+        FROM unnest(i_digest, i_value, i_expires, i_cleared, i_ends) u(digest, value, expires, cleared, ends)
+       ORDER BY u.digest
+      ON CONFLICT (digest) DO NOTHING
+      RETURNING s.digest)
+    SELECT array_agg(ins.digest) INTO inserted FROM ins;
+    IF coalesce(cardinality(inserted), 0) < cardinality(i_digest) THEN
+      -- Another transaction inserted the row first: nothing of that key was applied.
+      FOR p IN 1 .. cardinality(i_digest) LOOP
+        CONTINUE WHEN i_digest[p] = ANY (inserted);
+        FOR i IN SELECT by_digest[q] FROM generate_series(i_first[p], i_last[p]) q LOOP
+          IF states[i] IS NULL THEN
+            states[i] := '55P03';
+            messages[i] := 'another transaction created this session first; not applied';
+            oks[i] := NULL;
+          END IF;
+        END LOOP;
+      END LOOP;
+    END IF;
+  END IF;
+
+  PERFORM set_config('lock_timeout', caller_lock_timeout, true);
+  RETURN QUERY
+    SELECT o::integer, coalesce(states[o], left(problems[o], 5)), coalesce(messages[o], substr(problems[o], 7)),
+           CASE WHEN states[o] IS NULL AND problems[o] IS NULL THEN coalesce(oks[o], false) END,
+           CASE WHEN states[o] IS NULL AND problems[o] IS NULL THEN new_keys[o] END
+      FROM generate_series(1, n) o;
+END
+$$;
+
+COMMENT ON FUNCTION session.session_write_batch(text[], text[], text[], bigint[]) IS
+  'Applies many writes in one transaction (one WAL flush). Element i is the call kinds[i] '
+  '(generate, set, touch, put or clear) with keys[i], vals[i], expiries[i]; one row per element, '
+  'in element order: sqlstate NULL and ok = what the single call returns (clear: whether a '
+  'session ended), key = the new key of a generate; or the SQLSTATE the single call would raise '
+  '(22004, 22001, 22023) with nothing written for that element, or 55P03 when another '
+  'transaction holds the row or created the same new session first (not applied; call it '
+  'again). Elements of one key apply in element order. Errors of the whole call: 22023 arrays '
+  'of different lengths; 55P03 a lock wait longer than lock_timeout, at most 2 s.';
+
+-- partition_write_batch (006) still checks generate elements one by one: the rules stay in one
+-- place.
+CREATE OR REPLACE FUNCTION session.write_check(kind text, key text, value text, expiry bigint, max_value_bytes integer,
+                                              OUT state text, OUT message text)
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+  problem constant text := session.write_problem(kind, key, value, expiry, max_value_bytes);
+BEGIN
+  state := left(problem, 5);
+  message := substr(problem, 7);
+END
+$$;
