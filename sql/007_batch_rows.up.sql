@@ -35,7 +35,7 @@ REVOKE ALL ON FUNCTION session.write_problem(text, text, text, bigint, integer) 
 -- for a new row that another transaction is inserting with the same key (a put racing a put) and
 -- for table locks; new rows are inserted in digest order, so two batches cannot deadlock, and
 -- lock_timeout, at most 2 s, bounds the wait. An element whose new row another transaction
--- inserted first returns 55P03 as well (call it again: it then sees that row).
+-- inserted first returns 55P03 as well (called again, it finds that row).
 CREATE OR REPLACE FUNCTION session.session_write_batch(kinds text[], keys text[], vals text[], expiries bigint[])
 RETURNS TABLE (ord integer, sqlstate text, message text, ok boolean, key text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -43,28 +43,31 @@ AS $$
 DECLARE
   caller_lock_timeout constant text := current_setting('lock_timeout');
   n constant integer := coalesce(cardinality(kinds), 0);
-  -- One time for the whole batch: its elements happen at once, as they commit at once.
+  -- One time for the whole batch: its elements happen together, as they commit together.
   t constant timestamptz := clock_timestamp();
-  cfg record;
+  period bigint;
+  max_bytes integer;
   cap timestamptz;
+  -- Per element: the key a generate made, the digest, 'SQLSTATE message' of a failed check, and
+  -- what the call returns.
   new_keys text[];
   digests bytea[];
   problems text[];
-  -- Set by the elements that get that far: 55P03 (states, messages) or what the call returns (oks).
-  states text[] := '{}'::text[];
-  messages text[] := '{}'::text[];
   oks boolean[] := '{}'::boolean[];
+  -- The elements to apply, by key (in digest order); the digests of the existing sessions they
+  -- write, in digest order.
   by_digest integer[];
   wanted bytea[];
-  -- The existing rows this transaction locked, in digest order, and the ones it could not lock.
+  -- The rows of wanted that this transaction locked, in digest order; those it could not lock;
+  -- the new rows that another transaction inserted first.
   row_digest bytea[];
   row_tid tid[];
   row_expires timestamptz[];
   row_ends timestamptz[];
   row_cleared boolean[];
-  busy bytea[];
-  -- The rows to write: changed ones (u_*) and new ones (i_*); i_first/i_last are the positions in
-  -- by_digest of each new row's elements.
+  busy bytea[] := '{}'::bytea[];
+  lost bytea[] := '{}'::bytea[];
+  -- The rows to write: changed ones (u_*, by ctid) and new ones (i_*).
   u_tid tid[] := '{}'::tid[];
   u_value text[] := '{}'::text[];
   u_value_set boolean[] := '{}'::boolean[];
@@ -76,16 +79,13 @@ DECLARE
   i_expires timestamptz[] := '{}'::timestamptz[];
   i_cleared boolean[] := '{}'::boolean[];
   i_ends timestamptz[] := '{}'::timestamptz[];
-  i_first integer[] := '{}'::integer[];
-  i_last integer[] := '{}'::integer[];
   inserted bytea[];
-  -- The key being worked out: its row as the elements so far left it.
+  -- The key being worked out in the loop: its row as its elements so far left it.
   d bytea;
-  first_p integer;
   is_busy boolean;
   r_exists boolean;
-  r_new boolean;
-  r_changed boolean;
+  r_new boolean := false;
+  r_changed boolean := false;
   r_value text;
   r_value_set boolean;
   r_expires timestamptz;
@@ -109,56 +109,53 @@ BEGIN
   IF caller_lock_timeout::interval = interval '0' OR caller_lock_timeout::interval > interval '2s' THEN
     PERFORM set_config('lock_timeout', '2s', true);
   END IF;
-  SELECT c.max_value_bytes, c.default_period, c.absolute_lifetime INTO STRICT cfg FROM session.config c;
-  cap := t + make_interval(secs => cfg.absolute_lifetime);
+  SELECT c.default_period, c.max_value_bytes, t + make_interval(secs => c.absolute_lifetime)
+    INTO STRICT period, max_bytes, cap FROM session.config c;
 
-  -- Keys are hashed first: no statement below ever holds a key.
-  new_keys := ARRAY(
-    SELECT CASE WHEN u.k = 'generate'
-                THEN translate(encode(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())
-                                      || uuid_send(gen_random_uuid()), 'base64'), '+/=', '-_') END
-      FROM unnest(kinds) WITH ORDINALITY u(k, o) ORDER BY u.o);
-  digests := ARRAY(
-    SELECT session.key_digest(coalesce(new_keys[u.o], u.k))
-      FROM unnest(keys) WITH ORDINALITY u(k, o) ORDER BY u.o);
+  -- Keys are hashed first: no statement after this one holds a key.
+  SELECT array_agg(x.new_key ORDER BY x.o), array_agg(session.key_digest(coalesce(x.new_key, x.k)) ORDER BY x.o),
+         array_agg(session.write_problem(x.kind, x.k, x.v, x.e, max_bytes) ORDER BY x.o)
+    INTO new_keys, digests, problems
+    FROM (SELECT u.o, u.kind, u.k, u.v, u.e,
+                 CASE WHEN u.kind = 'generate'
+                      THEN translate(encode(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())
+                                            || uuid_send(gen_random_uuid()), 'base64'), '+/=', '-_') END AS new_key
+            FROM unnest(kinds, keys, vals, expiries) WITH ORDINALITY u(kind, k, v, e, o)) x;
 
-  -- Checked in one statement: elements that fail keep their SQLSTATE and message and are not
-  -- applied; the others go on.
-  problems := ARRAY(
-    SELECT session.write_problem(u.kind, u.k, u.v, u.e, cfg.max_value_bytes)
-      FROM unnest(kinds, keys, vals, expiries) WITH ORDINALITY u(kind, k, v, e, o) ORDER BY u.o);
-  -- Each key's elements in element order, keys in digest order. A NULL digest (a NULL key, or one
-  -- over 1024 bytes) matches no session: such elements are left out and return false.
-  by_digest := ARRAY(SELECT u.o::integer FROM unnest(digests) WITH ORDINALITY u(d, o)
-                      WHERE u.d IS NOT NULL AND problems[u.o] IS NULL ORDER BY u.d, u.o);
-  wanted := ARRAY(SELECT DISTINCT digests[o] FROM unnest(by_digest) o WHERE kinds[o] <> 'generate');
+  -- Each key's elements in element order, keys in digest order. Elements that failed a check are
+  -- left out: they are not applied. So is a NULL digest (a NULL key, or one over 1024 bytes): it
+  -- matches no session, and such an element returns false.
+  SELECT array_agg(y.o ORDER BY y.d, y.o), coalesce(array_agg(DISTINCT y.d) FILTER (WHERE y.kind <> 'generate'), '{}')
+    INTO by_digest, wanted
+    FROM (SELECT u.o::integer AS o, u.d, kinds[u.o] AS kind FROM unnest(digests) WITH ORDINALITY u(d, o)
+           WHERE u.d IS NOT NULL AND problems[u.o] IS NULL) y;
 
   -- A row's ctid stays valid while this transaction holds its lock: the UPDATE below goes
-  -- straight to it, without a second index probe.
-  SELECT coalesce(array_agg(s.digest ORDER BY s.digest), '{}'), coalesce(array_agg(s.ctid ORDER BY s.digest), '{}'),
-         coalesce(array_agg(s.expires_at ORDER BY s.digest), '{}'), coalesce(array_agg(s.ends_at ORDER BY s.digest), '{}'),
-         coalesce(array_agg(s.cleared ORDER BY s.digest), '{}')
+  -- straight to it, without a second index probe. One sort for all five arrays: the aggregates
+  -- take the rows in the order of the sorted subquery.
+  SELECT coalesce(array_agg(s.digest), '{}'), coalesce(array_agg(s.ctid), '{}'), coalesce(array_agg(s.expires_at), '{}'),
+         coalesce(array_agg(s.ends_at), '{}'), coalesce(array_agg(s.cleared), '{}')
     INTO row_digest, row_tid, row_expires, row_ends, row_cleared
-    FROM (SELECT s.digest, s.ctid, s.expires_at, s.ends_at, s.cleared
-            FROM unnest(wanted) w(digest) JOIN session.sessions s ON s.digest = w.digest
-             FOR UPDATE OF s SKIP LOCKED) s;
+    FROM (SELECT l.* FROM (SELECT s.digest, s.ctid, s.expires_at, s.ends_at, s.cleared
+                             FROM unnest(wanted) w(digest) JOIN session.sessions s ON s.digest = w.digest
+                              FOR UPDATE OF s SKIP LOCKED) l
+           ORDER BY l.digest) s;
   IF cardinality(row_digest) < cardinality(wanted) THEN
     busy := ARRAY(SELECT s.digest FROM session.sessions s
                    WHERE s.digest = ANY (ARRAY(SELECT unnest(wanted) EXCEPT SELECT unnest(row_digest))));
   END IF;
 
   -- Position cardinality + 1 ends the last key.
-  FOR p IN 1 .. cardinality(by_digest) + 1 LOOP
+  FOR p IN 1 .. coalesce(cardinality(by_digest), 0) + 1 LOOP
     i := by_digest[p];
-    IF p > 1 AND (i IS NULL OR digests[i] <> d) THEN
+    IF p = 1 OR i IS NULL OR digests[i] <> d THEN
+      -- The previous key is worked out: what to write.
       IF r_new THEN
         i_digest := i_digest || d;
         i_value := i_value || r_value;
         i_expires := i_expires || r_expires;
         i_cleared := i_cleared || r_cleared;
         i_ends := i_ends || r_ends;
-        i_first := i_first || first_p;
-        i_last := i_last || (p - 1);
       ELSIF r_changed THEN
         u_tid := u_tid || row_tid[j];
         u_value := u_value || r_value;
@@ -167,16 +164,13 @@ BEGIN
         u_written := u_written || r_written;
         u_cleared := u_cleared || r_cleared;
       END IF;
-    END IF;
-    EXIT WHEN i IS NULL;
-    IF p = 1 OR digests[i] <> d THEN
+      EXIT WHEN i IS NULL;
       d := digests[i];
-      first_p := p;
       WHILE j <= cardinality(row_digest) AND row_digest[j] < d LOOP
         j := j + 1;
       END LOOP;
       r_exists := j <= cardinality(row_digest) AND row_digest[j] = d;
-      is_busy := NOT r_exists AND coalesce(d = ANY (busy), false);
+      is_busy := NOT r_exists AND d = ANY (busy);
       r_new := false;
       r_changed := false;
       r_value := NULL;
@@ -188,34 +182,25 @@ BEGIN
         r_cleared := row_cleared[j];
       END IF;
     END IF;
+    CONTINUE WHEN is_busy;
 
-    IF is_busy THEN
-      states[i] := '55P03';
-      messages[i] := 'the session is locked by another transaction; not applied';
-      CONTINUE;
-    END IF;
     live := r_exists AND r_expires > t AND NOT r_cleared;
     IF kinds[i] = 'generate' OR (kinds[i] = 'put' AND NOT r_exists) THEN
       -- A new row ends at the configured absolute lifetime, if any.
       r_exists := true;
       r_new := true;
       r_value := vals[i];
-      r_expires := least(t + make_interval(secs => coalesce(expiries[i], cfg.default_period)), cap);
+      r_expires := least(t + make_interval(secs => coalesce(expiries[i], period)), cap);
       r_ends := cap;
       r_cleared := false;
       oks[i] := true;
-    ELSIF kinds[i] IN ('set', 'put') THEN
+    ELSIF kinds[i] IN ('set', 'put', 'touch') THEN
       IF live THEN
-        r_value := vals[i];
-        r_value_set := true;
-        r_expires := least(t + make_interval(secs => coalesce(expiries[i], cfg.default_period)), r_ends);
-        r_written := t;
-        r_changed := true;
-      END IF;
-      oks[i] := live;
-    ELSIF kinds[i] = 'touch' THEN
-      IF live THEN
-        r_expires := least(t + make_interval(secs => coalesce(expiries[i], cfg.default_period)), r_ends);
+        IF kinds[i] <> 'touch' THEN
+          r_value := vals[i];
+          r_value_set := true;
+        END IF;
+        r_expires := least(t + make_interval(secs => coalesce(expiries[i], period)), r_ends);
         r_written := t;
         r_changed := true;
       END IF;
@@ -249,27 +234,23 @@ BEGIN
        ORDER BY u.digest
       ON CONFLICT (digest) DO NOTHING
       RETURNING s.digest)
-    SELECT array_agg(ins.digest) INTO inserted FROM ins;
-    IF coalesce(cardinality(inserted), 0) < cardinality(i_digest) THEN
-      -- Another transaction inserted the row first: nothing of that key was applied.
-      FOR p IN 1 .. cardinality(i_digest) LOOP
-        CONTINUE WHEN i_digest[p] = ANY (inserted);
-        FOR i IN SELECT by_digest[q] FROM generate_series(i_first[p], i_last[p]) q LOOP
-          IF states[i] IS NULL THEN
-            states[i] := '55P03';
-            messages[i] := 'another transaction created this session first; not applied';
-            oks[i] := NULL;
-          END IF;
-        END LOOP;
-      END LOOP;
+    SELECT coalesce(array_agg(ins.digest), '{}') INTO inserted FROM ins;
+    IF cardinality(inserted) < cardinality(i_digest) THEN
+      lost := ARRAY(SELECT unnest(i_digest) EXCEPT SELECT unnest(inserted));
     END IF;
   END IF;
 
   PERFORM set_config('lock_timeout', caller_lock_timeout, true);
   RETURN QUERY
-    SELECT o::integer, coalesce(states[o], left(problems[o], 5)), coalesce(messages[o], substr(problems[o], 7)),
-           CASE WHEN states[o] IS NULL AND problems[o] IS NULL THEN coalesce(oks[o], false) END,
-           CASE WHEN states[o] IS NULL AND problems[o] IS NULL THEN new_keys[o] END
+    SELECT o::integer,
+           CASE WHEN problems[o] IS NOT NULL THEN left(problems[o], 5)
+                WHEN digests[o] = ANY (busy) OR digests[o] = ANY (lost) THEN '55P03' END,
+           CASE WHEN problems[o] IS NOT NULL THEN substr(problems[o], 7)
+                WHEN digests[o] = ANY (busy) THEN 'the session is locked by another transaction; not applied'
+                WHEN digests[o] = ANY (lost) THEN 'another transaction created this session first; not applied' END,
+           CASE WHEN problems[o] IS NULL AND NOT coalesce(digests[o] = ANY (busy) OR digests[o] = ANY (lost), false)
+                THEN coalesce(oks[o], false) END,
+           CASE WHEN problems[o] IS NULL AND NOT coalesce(digests[o] = ANY (lost), false) THEN new_keys[o] END
       FROM generate_series(1, n) o;
 END
 $$;

@@ -123,6 +123,56 @@ describe('session_write_batch, element by element', () => {
     assert.equal(await getValue(p), 'two');
   });
 
+  test('random runs of writes over a few keys end as the same single calls, one after another, do', async () => {
+    // Each run starts from twin sets of sessions in every state a key can be in: one set gets the
+    // single calls, the other the batch; element results and the rows left must match.
+    const states = ['live', 'expired', 'cleared', 'new', 'long'] as const;
+    const prepare = async (): Promise<string[]> => Promise.all(states.map(async (state) => {
+      if (state === 'new') return newPutKey();
+      if (state === 'long') return 'k'.repeat(1100);
+      const k = await generate('orig', state === 'expired' ? -1 : 3600);
+      if (state === 'cleared') await one('SELECT session.session_clear($1)', [k]);
+      return k;
+    }));
+    const rowOf = async (key: string) => (await db.query<{ value: string | null; cleared: boolean; left: number; written: boolean }>(
+      `SELECT value, cleared, extract(epoch FROM expires_at - now())::float8 AS left, written_at IS NOT NULL AS written
+         FROM session.sessions WHERE digest = session.key_digest($1)`, [key])).rows[0];
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    const kinds = ['set', 'set', 'touch', 'put', 'put', 'clear', 'generate'];
+    const expiries = [null, null, 60, 0, -5, 3155760001];
+    let compared = 0;
+    for (let run = 0; run < 40; run += 1) {
+      const plan = Array.from({ length: 2 + random(10) }, () => ({
+        kind: kinds[random(kinds.length)] as string, slot: random(states.length), value: random(5) === 0 ? null : `v${random(1000)}`,
+        expiry: expiries[random(expiries.length)] ?? null,
+      }));
+      const singleKeys = await prepare();
+      const batchKeys = await prepare();
+      const singles = [];
+      for (const step of plan) singles.push(await single([step.kind, step.kind === 'generate' ? null : singleKeys[step.slot] as string, step.value, step.expiry]));
+      const rows = await batch(plan.map((step): Op => [step.kind, step.kind === 'generate' ? null : batchKeys[step.slot] as string, step.value, step.expiry]));
+      const what = `run ${run}: ${plan.map((s) => `${s.kind}(${states[s.slot]}, ${s.value}, ${s.expiry})`).join(', ')}`;
+      assert.deepEqual(rows.map((r) => r.sqlstate), singles.map((x) => x.sqlstate), what);
+      plan.forEach((step, i) => {
+        if (step.kind !== 'clear' && step.kind !== 'generate' && rows[i]?.sqlstate === null) assert.equal(rows[i]?.ok, singles[i]?.ok, `${what}: element ${i + 1}`);
+      });
+      for (let slot = 0; slot < states.length; slot += 1) {
+        const a = await rowOf(singleKeys[slot] as string);
+        const b = await rowOf(batchKeys[slot] as string);
+        assert.equal(b === undefined, a === undefined, `${what}: ${states[slot]} row`);
+        if (a === undefined || b === undefined) continue;
+        assert.deepEqual([b.value, b.cleared, b.written], [a.value, a.cleared, a.written], `${what}: ${states[slot]} row`);
+        assert.ok(Math.abs(b.left - a.left) < 5, `${what}: ${states[slot]} expiry ${b.left} vs ${a.left}`);
+        compared += 1;
+      }
+    }
+    assert.ok(compared > 100, `${compared} rows compared`);
+  });
+
   test('tombstones and expired sessions are respected', async () => {
     const cleared = await generate('v');
     await one('SELECT session.session_clear($1)', [cleared]);
@@ -198,6 +248,61 @@ describe('session_write_batch lock waits', () => {
 });
 
 describe('session_write_batch under concurrency', () => {
+  test('a new session another transaction creates first: 55P03 for the elements of that key only, nothing of them written', async () => {
+    const p = newPutKey();
+    const other = await generate('old');
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT session.session_put($1, 'theirs', NULL)`, [p]);
+      const pending = batch([['put', p, 'ours', null], ['set', other, 'new', null], ['set', p, 'ours2', null]]);
+      await new Promise((r) => setTimeout(r, 200));
+      await holder.query('COMMIT');
+      const rows = await pending;
+      assert.deepEqual(rows.map((r) => r.sqlstate), ['55P03', null, '55P03']);
+      assert.deepEqual(rows.map((r) => r.ok), [null, true, null]);
+    } finally {
+      await holder.end();
+    }
+    assert.equal(await getValue(p), 'theirs');
+    assert.equal(await getValue(other), 'new');
+    // Called again, the put finds the session and writes it, as session_put would.
+    assert.deepEqual((await batch([['put', p, 'ours', null]])).map((r) => [r.sqlstate, r.ok]), [[null, true]]);
+    assert.equal(await getValue(p), 'ours');
+  });
+
+  test('batches creating the same new sessions in opposite orders never deadlock', async () => {
+    const clients = await Promise.all([0, 1, 2, 3].map(async () => {
+      const c = new pg.Client({ connectionString: db.url });
+      await c.connect();
+      return c;
+    }));
+    let created = 0;
+    let raced = 0;
+    try {
+      for (let round = 0; round < 10; round += 1) {
+        const keys = Array.from({ length: 50 }, () => newPutKey());
+        await Promise.all(clients.map(async (c, w) => {
+          const order = w % 2 === 0 ? keys : [...keys].reverse();
+          for (const r of await batch(order.map((k) => ['put', k, `${w}`, null] as Op), c)) {
+            if (r.sqlstate === '55P03') raced += 1;
+            else {
+              assert.equal(r.sqlstate, null);
+              assert.equal(r.ok, true);
+              created += 1;
+            }
+          }
+        }));
+        for (const k of keys) assert.match(await getValue(k) ?? '', /^[0-3]$/);
+      }
+    } finally {
+      await Promise.all(clients.map((c) => c.end()));
+    }
+    assert.ok(created >= 500, `${created} puts applied`);
+    console.log(`# 4 connections x 10 rounds of 50 puts of the same new keys in opposite orders: no deadlock, ${created} applied, ${raced} returned 55P03`);
+  });
+
   test('batches over the same keys in opposite orders never deadlock and lose no write', async () => {
     const keys = (await batch(Array.from({ length: 100 }, (): Op => ['generate', null, '0', 3600]))).map((r) => r.key as string);
     const clients = await Promise.all([0, 1, 2, 3].map(async () => {
