@@ -152,7 +152,7 @@ describe('session_write_batch, element by element', () => {
       }));
       const singleKeys = await prepare();
       const batchKeys = await prepare();
-      const singles = [];
+      const singles: { sqlstate: string | null; ok: unknown }[] = [];
       for (const step of plan) singles.push(await single([step.kind, step.kind === 'generate' ? null : singleKeys[step.slot] as string, step.value, step.expiry]));
       const rows = await batch(plan.map((step): Op => [step.kind, step.kind === 'generate' ? null : batchKeys[step.slot] as string, step.value, step.expiry]));
       const what = `run ${run}: ${plan.map((s) => `${s.kind}(${states[s.slot]}, ${s.value}, ${s.expiry})`).join(', ')}`;

@@ -11,7 +11,7 @@
 BEGIN;
 SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
-SELECT plan(59);
+SELECT plan(60);
 -- The roles this install grants to (session_client and session_admin unless chosen at install).
 SELECT client_role, admin_role FROM session.config \gset
 
@@ -80,9 +80,9 @@ SELECT isnt_definer('session', 'session_purge_job', ARRAY['integer', 'double pre
 
 SELECT is_empty(
   $$ SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
-      WHERE p.pronamespace = 'session'::regnamespace AND p.prokind = 'f' AND p.proname NOT IN ('key_digest', 'write_check')
+      WHERE p.pronamespace = 'session'::regnamespace AND p.prokind = 'f' AND p.proname NOT IN ('key_digest', 'write_problem', 'write_check')
         AND p.proconfig IS DISTINCT FROM ARRAY['search_path=pg_catalog, pg_temp'] $$,
-  'every function but the inlined key_digest and write_check (called only under session_write_batch''s pinned path) pins search_path');
+  'every function but the inlined key_digest and write_problem, and write_check (called only under the batch functions'' pinned path), pins search_path');
 -- Whoever owns the schema owns what the definer functions run as; a stray owner would change that.
 SELECT is_empty(
   $$ SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p, pg_catalog.pg_namespace n
@@ -106,6 +106,7 @@ SELECT function_privs_are('session', 'session_purge_job', ARRAY['integer', 'doub
 SELECT function_privs_are('session', 'key_digest', ARRAY['text'], :'client_role', ARRAY[]::name[], 'the client role may not call the private key_digest');
 SELECT function_privs_are('session', 'expiry_at', ARRAY['text', 'bigint', 'timestamp with time zone'], :'client_role', ARRAY[]::name[], 'the client role may not call the private expiry_at');
 SELECT function_privs_are('session', 'write_check', ARRAY['text', 'text', 'text', 'bigint', 'integer'], :'client_role', ARRAY[]::name[], 'the client role may not call the private write_check');
+SELECT function_privs_are('session', 'write_problem', ARRAY['text', 'text', 'text', 'bigint', 'integer'], :'client_role', ARRAY[]::name[], 'the client role may not call the private write_problem');
 -- Catches a routine added later and granted by mistake, which the lines above would not name.
 SELECT set_eq(
   format($$ SELECT p.proname::text FROM pg_catalog.pg_proc p
