@@ -54,17 +54,22 @@ DECLARE
   digests bytea[];
   problems text[];
   oks boolean[] := '{}'::boolean[];
-  -- The elements to apply, by key (in digest order); the digests of the existing sessions they
+  -- How many elements passed the checks; the sets and touches tried first (and those written);
+  -- the elements left, by key (in digest order), and the digests of the existing sessions they
   -- write, in digest order.
+  valid integer;
+  fast_o integer[];
+  fast_d bytea[];
+  applied integer[] := '{}'::integer[];
   by_digest integer[];
-  wanted bytea[];
+  wanted bytea[] := '{}'::bytea[];
   -- The rows of wanted that this transaction locked, in digest order; those it could not lock;
   -- the new rows that another transaction inserted first.
-  row_digest bytea[];
-  row_tid tid[];
-  row_expires timestamptz[];
-  row_ends timestamptz[];
-  row_cleared boolean[];
+  row_digest bytea[] := '{}'::bytea[];
+  row_tid tid[] := '{}'::tid[];
+  row_expires timestamptz[] := '{}'::timestamptz[];
+  row_ends timestamptz[] := '{}'::timestamptz[];
+  row_cleared boolean[] := '{}'::boolean[];
   busy bytea[] := '{}'::bytea[];
   lost bytea[] := '{}'::bytea[];
   -- The rows to write: changed ones (u_*, by ctid) and new ones (i_*).
@@ -122,27 +127,62 @@ BEGIN
                                             || uuid_send(gen_random_uuid()), 'base64'), '+/=', '-_') END AS new_key
             FROM unnest(kinds, keys, vals, expiries) WITH ORDINALITY u(kind, k, v, e, o)) x;
 
-  -- Each key's elements in element order, keys in digest order. Elements that failed a check are
-  -- left out: they are not applied. So is a NULL digest (a NULL key, or one over 1024 bytes): it
-  -- matches no session, and such an element returns false.
-  SELECT array_agg(y.o ORDER BY y.d, y.o), coalesce(array_agg(DISTINCT y.d) FILTER (WHERE y.kind <> 'generate'), '{}')
-    INTO by_digest, wanted
-    FROM (SELECT u.o::integer AS o, u.d, kinds[u.o] AS kind FROM unnest(digests) WITH ORDINALITY u(d, o)
+  -- Elements that failed a check are not applied. A NULL digest (a NULL key, or one over 1024
+  -- bytes) matches no session: such an element returns false.
+  --
+  -- The common case first, in one statement: sets and touches of keys written once in the batch.
+  -- It locks their live rows without waiting and writes them; what it does not write (no live
+  -- session, a row held elsewhere, a row changed since the statement began) goes the general way
+  -- below, which gives each such element its result.
+  SELECT count(*)::integer, array_agg(y.o) FILTER (WHERE y.fast), array_agg(y.d) FILTER (WHERE y.fast)
+    INTO valid, fast_o, fast_d
+    FROM (SELECT u.o::integer AS o, u.d,
+                 kinds[u.o] IN ('set', 'touch') AND count(*) OVER (PARTITION BY u.d) = 1 AS fast
+            FROM unnest(digests) WITH ORDINALITY u(d, o)
            WHERE u.d IS NOT NULL AND problems[u.o] IS NULL) y;
+  IF fast_o IS NOT NULL THEN
+    WITH target AS MATERIALIZED (
+      SELECT f.o, s.ctid AS tid
+        FROM unnest(fast_d, fast_o) f(d, o) JOIN session.sessions s ON s.digest = f.d
+       WHERE s.expires_at > t AND NOT s.cleared
+         FOR UPDATE OF s SKIP LOCKED),
+    written AS (
+      UPDATE session.sessions s
+         SET value = CASE WHEN kinds[target.o] = 'set' THEN vals[target.o] ELSE s.value END,
+             expires_at = least(t + make_interval(secs => coalesce(expiries[target.o], period)), s.ends_at),
+             written_at = t
+        FROM target
+       WHERE s.ctid = target.tid
+      RETURNING target.o)
+    SELECT coalesce(array_agg(written.o), '{}') INTO applied FROM written;
+    FOREACH i IN ARRAY applied LOOP
+      oks[i] := true;
+    END LOOP;
+  END IF;
+
+  IF valid > cardinality(applied) THEN
+    -- The rest: each key's elements in element order, keys in digest order.
+    SELECT array_agg(y.o ORDER BY y.d, y.o), coalesce(array_agg(DISTINCT y.d) FILTER (WHERE y.kind <> 'generate'), '{}')
+      INTO by_digest, wanted
+      FROM (SELECT u.o::integer AS o, u.d, kinds[u.o] AS kind FROM unnest(digests) WITH ORDINALITY u(d, o)
+             WHERE u.d IS NOT NULL AND problems[u.o] IS NULL AND oks[u.o] IS NULL) y;
+  END IF;
 
   -- A row's ctid stays valid while this transaction holds its lock: the UPDATE below goes
   -- straight to it, without a second index probe. One sort for all five arrays: the aggregates
   -- take the rows in the order of the sorted subquery.
-  SELECT coalesce(array_agg(s.digest), '{}'), coalesce(array_agg(s.ctid), '{}'), coalesce(array_agg(s.expires_at), '{}'),
-         coalesce(array_agg(s.ends_at), '{}'), coalesce(array_agg(s.cleared), '{}')
-    INTO row_digest, row_tid, row_expires, row_ends, row_cleared
-    FROM (SELECT l.* FROM (SELECT s.digest, s.ctid, s.expires_at, s.ends_at, s.cleared
-                             FROM unnest(wanted) w(digest) JOIN session.sessions s ON s.digest = w.digest
-                              FOR UPDATE OF s SKIP LOCKED) l
-           ORDER BY l.digest) s;
-  IF cardinality(row_digest) < cardinality(wanted) THEN
-    busy := ARRAY(SELECT s.digest FROM session.sessions s
-                   WHERE s.digest = ANY (ARRAY(SELECT unnest(wanted) EXCEPT SELECT unnest(row_digest))));
+  IF cardinality(wanted) > 0 THEN
+    SELECT coalesce(array_agg(s.digest), '{}'), coalesce(array_agg(s.ctid), '{}'), coalesce(array_agg(s.expires_at), '{}'),
+           coalesce(array_agg(s.ends_at), '{}'), coalesce(array_agg(s.cleared), '{}')
+      INTO row_digest, row_tid, row_expires, row_ends, row_cleared
+      FROM (SELECT l.* FROM (SELECT s.digest, s.ctid, s.expires_at, s.ends_at, s.cleared
+                               FROM unnest(wanted) w(digest) JOIN session.sessions s ON s.digest = w.digest
+                                FOR UPDATE OF s SKIP LOCKED) l
+             ORDER BY l.digest) s;
+    IF cardinality(row_digest) < cardinality(wanted) THEN
+      busy := ARRAY(SELECT s.digest FROM session.sessions s
+                     WHERE s.digest = ANY (ARRAY(SELECT unnest(wanted) EXCEPT SELECT unnest(row_digest))));
+    END IF;
   END IF;
 
   -- Position cardinality + 1 ends the last key.
