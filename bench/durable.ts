@@ -205,6 +205,8 @@ async function runDisk(disk: DiskName, shim: Shim | string, cells: DurableCell[]
     await createPeerTables(db);
     for (const t of ['ours', 'raw', 'cps'] as const) await loadSessions(db, t, 1, settings.sessions);
     await db.sql('VACUUM ANALYZE');
+    // The load's dirty pages and WAL are checkpointed now, so that no cell pays for that checkpoint.
+    await db.sql('CHECKPOINT');
     const keys = keyTable(settings.sessions);
     const all = [...new Set([...settings.contenders, ...settings.mixedContenders, ...settings.openContenders])];
     for (const who of all) {

@@ -142,3 +142,4 @@ COMMENT ON FUNCTION session.session_write_batch(text[], text[], text[], bigint[]
   'arrays of different lengths; 55P03 a lock wait longer than lock_timeout, at most 2 s.';
 
 DROP FUNCTION session.write_problem(text, text, text, bigint, integer);
+ALTER TABLE session.sessions RESET (fillfactor);
