@@ -2,10 +2,12 @@
 --
 -- session_write_batch (004, 005) ran two statements for each element: a locking SELECT, then the
 -- write. On a slow disk the batches grow with load, so that per-element work, not the WAL flush,
--- became the limit. This version locks every existing row of the batch in one statement, works
--- out what each element does in memory (in element order for each key), then writes every
--- changed row in one UPDATE and every new row in one INSERT. The results and the errors of each
--- element are those of 005, element for element.
+-- became the limit. This version writes the sets and touches of keys that occur once in the batch
+-- (the common case) in one locking UPDATE; for the rest it locks the existing rows in one
+-- statement, works out what each element does in memory (in element order for each key), then
+-- writes every changed row in one UPDATE and every new row in one INSERT. Each element gets the
+-- result or the error it got from 005, with one addition: 55P03 when another transaction created
+-- the same new session first. Also: fillfactor 80 on session.sessions.
 SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
 
 -- Most writes change a session's value and expiry, none of them indexed: with room left on each
