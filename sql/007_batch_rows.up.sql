@@ -288,17 +288,17 @@ BEGIN
   END IF;
 
   PERFORM set_config('lock_timeout', caller_lock_timeout, true);
+  -- Why an element was not applied, as 'SQLSTATE message' like its check's; NULL when it was.
   RETURN QUERY
-    SELECT o::integer,
-           CASE WHEN problems[o] IS NOT NULL THEN left(problems[o], 5)
-                WHEN digests[o] = ANY (busy) OR digests[o] = ANY (lost) THEN '55P03' END,
-           CASE WHEN problems[o] IS NOT NULL THEN substr(problems[o], 7)
-                WHEN digests[o] = ANY (busy) THEN 'the session is locked by another transaction; not applied'
-                WHEN digests[o] = ANY (lost) THEN 'another transaction created this session first; not applied' END,
-           CASE WHEN problems[o] IS NULL AND NOT coalesce(digests[o] = ANY (busy) OR digests[o] = ANY (lost), false)
-                THEN coalesce(oks[o], false) END,
-           CASE WHEN problems[o] IS NULL AND NOT coalesce(digests[o] = ANY (lost), false) THEN new_keys[o] END
-      FROM generate_series(1, n) o;
+    SELECT g.o::integer, left(w.why, 5), substr(w.why, 7),
+           CASE WHEN w.why IS NULL THEN coalesce(oks[g.o], false) END,
+           CASE WHEN w.why IS NULL THEN new_keys[g.o] END
+      FROM generate_series(1, n) g(o)
+      CROSS JOIN LATERAL (
+        SELECT CASE WHEN problems[g.o] IS NOT NULL THEN problems[g.o]
+                    WHEN digests[g.o] = ANY (busy) THEN '55P03 the session is locked by another transaction; not applied'
+                    WHEN digests[g.o] = ANY (lost) THEN '55P03 another transaction created this session first; not applied'
+               END AS why) w;
 END
 $$;
 
