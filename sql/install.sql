@@ -70,4 +70,10 @@ SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '007_batch
 INSERT INTO public.session_migrations (name, run_on) VALUES ('007_batch_rows', now());
 \endif
 
+SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '008_batch_fast') AS apply \gset
+\if :apply
+\ir 008_batch_fast.up.sql
+INSERT INTO public.session_migrations (name, run_on) VALUES ('008_batch_fast', now());
+\endif
+
 COMMIT;

@@ -33,6 +33,8 @@ const getValue = async (key: string) =>
   (await app.query<{ value: string | null }>('SELECT value FROM session.session_get($1)', [key])).rows[0]?.value;
 const newPutKey = () => uniqueName('put').replace(/[^A-Za-z0-9_-]/g, '_').padEnd(40, 'x');
 
+type KeyState = 'live' | 'expired' | 'cleared' | 'new' | 'long';
+
 /** What a single call does with the same arguments: its SQLSTATE, or its result. */
 async function single([kind, key, value, expiry]: Op): Promise<{ sqlstate: string | null; ok: unknown }> {
   const call: Record<string, [string, unknown[]]> = {
@@ -48,6 +50,61 @@ async function single([kind, key, value, expiry]: Op): Promise<{ sqlstate: strin
   } catch (err) {
     return { sqlstate: String((err as { code?: unknown }).code), ok: null };
   }
+}
+
+/**
+ * Random runs: each starts from twin sets of sessions, one key per entry of `states`; one set gets
+ * the single calls, the other the batch; element results and the rows left must match.
+ */
+async function differential(states: readonly KeyState[], kinds: readonly string[], runs: number, seed: number,
+  odds = { length: 10, nullValue: 5, expiries: [null, null, 60, 0, -5, 3155760001] as (number | null)[] }): Promise<{ compared: number; whole: number }> {
+  const prepare = async (): Promise<string[]> => Promise.all(states.map(async (state) => {
+    if (state === 'new') return newPutKey();
+    if (state === 'long') return 'k'.repeat(1100);
+    const k = await generate('orig', state === 'expired' ? -1 : 3600);
+    if (state === 'cleared') await one('SELECT session.session_clear($1)', [k]);
+    return k;
+  }));
+  const rowOf = async (key: string) => (await db.query<{ value: string | null; cleared: boolean; left: number; written: boolean }>(
+    `SELECT value, cleared, extract(epoch FROM expires_at - now())::float8 AS left, written_at IS NOT NULL AS written
+       FROM session.sessions WHERE digest = session.key_digest($1)`, [key])).rows[0];
+  // The low bits of this generator repeat with a short period: use the high ones.
+  const random = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return Math.floor(seed / 65536) % n;
+  };
+  const { expiries } = odds;
+  let compared = 0;
+  // Runs whose every element was applied, each to a key of its own: batches written whole by the
+  // first statement.
+  let whole = 0;
+  for (let run = 0; run < runs; run += 1) {
+    const plan = Array.from({ length: 2 + random(odds.length) }, () => ({
+      kind: kinds[random(kinds.length)] as string, slot: random(states.length), value: random(odds.nullValue) === 0 ? null : `v${random(1000)}`,
+      expiry: expiries[random(expiries.length)] ?? null,
+    }));
+    const singleKeys = await prepare();
+    const batchKeys = await prepare();
+    const singles: { sqlstate: string | null; ok: unknown }[] = [];
+    for (const step of plan) singles.push(await single([step.kind, step.kind === 'generate' ? null : singleKeys[step.slot] as string, step.value, step.expiry]));
+    const rows = await batch(plan.map((step): Op => [step.kind, step.kind === 'generate' ? null : batchKeys[step.slot] as string, step.value, step.expiry]));
+    const what = `run ${run}: ${plan.map((s) => `${s.kind}(${states[s.slot]} ${s.slot}, ${s.value}, ${s.expiry})`).join(', ')}`;
+    assert.deepEqual(rows.map((r) => r.sqlstate), singles.map((x) => x.sqlstate), what);
+    plan.forEach((step, i) => {
+      if (step.kind !== 'clear' && step.kind !== 'generate' && rows[i]?.sqlstate === null) assert.equal(rows[i]?.ok, singles[i]?.ok, `${what}: element ${i + 1}`);
+    });
+    if (rows.every((r) => r.sqlstate === null && r.ok === true) && new Set(plan.map((p) => p.slot)).size === plan.length) whole += 1;
+    for (let slot = 0; slot < states.length; slot += 1) {
+      const a = await rowOf(singleKeys[slot] as string);
+      const b = await rowOf(batchKeys[slot] as string);
+      assert.equal(b === undefined, a === undefined, `${what}: ${states[slot]} row`);
+      if (a === undefined || b === undefined) continue;
+      assert.deepEqual([b.value, b.cleared, b.written], [a.value, a.cleared, a.written], `${what}: ${states[slot]} row`);
+      assert.ok(Math.abs(b.left - a.left) < 5, `${what}: ${states[slot]} expiry ${b.left} vs ${a.left}`);
+      compared += 1;
+    }
+  }
+  return { compared, whole };
 }
 
 describe('session_write_batch, element by element', () => {
@@ -124,53 +181,34 @@ describe('session_write_batch, element by element', () => {
   });
 
   test('random runs of writes over a few keys end as the same single calls, one after another, do', async () => {
-    // Each run starts from twin sets of sessions in every state a key can be in: one set gets the
-    // single calls, the other the batch; element results and the rows left must match.
+    // Every state a key can be in, every kind of write.
     const states = ['live', 'expired', 'cleared', 'new', 'long'] as const;
-    const prepare = async (): Promise<string[]> => Promise.all(states.map(async (state) => {
-      if (state === 'new') return newPutKey();
-      if (state === 'long') return 'k'.repeat(1100);
-      const k = await generate('orig', state === 'expired' ? -1 : 3600);
-      if (state === 'cleared') await one('SELECT session.session_clear($1)', [k]);
-      return k;
-    }));
-    const rowOf = async (key: string) => (await db.query<{ value: string | null; cleared: boolean; left: number; written: boolean }>(
-      `SELECT value, cleared, extract(epoch FROM expires_at - now())::float8 AS left, written_at IS NOT NULL AS written
-         FROM session.sessions WHERE digest = session.key_digest($1)`, [key])).rows[0];
-    let seed = 7;
-    const random = (n: number) => {
-      seed = (seed * 1103515245 + 12345) % 2147483648;
-      return seed % n;
-    };
-    const kinds = ['set', 'set', 'touch', 'put', 'put', 'clear', 'generate'];
-    const expiries = [null, null, 60, 0, -5, 3155760001];
-    let compared = 0;
-    for (let run = 0; run < 40; run += 1) {
-      const plan = Array.from({ length: 2 + random(10) }, () => ({
-        kind: kinds[random(kinds.length)] as string, slot: random(states.length), value: random(5) === 0 ? null : `v${random(1000)}`,
-        expiry: expiries[random(expiries.length)] ?? null,
-      }));
-      const singleKeys = await prepare();
-      const batchKeys = await prepare();
-      const singles: { sqlstate: string | null; ok: unknown }[] = [];
-      for (const step of plan) singles.push(await single([step.kind, step.kind === 'generate' ? null : singleKeys[step.slot] as string, step.value, step.expiry]));
-      const rows = await batch(plan.map((step): Op => [step.kind, step.kind === 'generate' ? null : batchKeys[step.slot] as string, step.value, step.expiry]));
-      const what = `run ${run}: ${plan.map((s) => `${s.kind}(${states[s.slot]}, ${s.value}, ${s.expiry})`).join(', ')}`;
-      assert.deepEqual(rows.map((r) => r.sqlstate), singles.map((x) => x.sqlstate), what);
-      plan.forEach((step, i) => {
-        if (step.kind !== 'clear' && step.kind !== 'generate' && rows[i]?.sqlstate === null) assert.equal(rows[i]?.ok, singles[i]?.ok, `${what}: element ${i + 1}`);
-      });
-      for (let slot = 0; slot < states.length; slot += 1) {
-        const a = await rowOf(singleKeys[slot] as string);
-        const b = await rowOf(batchKeys[slot] as string);
-        assert.equal(b === undefined, a === undefined, `${what}: ${states[slot]} row`);
-        if (a === undefined || b === undefined) continue;
-        assert.deepEqual([b.value, b.cleared, b.written], [a.value, a.cleared, a.written], `${what}: ${states[slot]} row`);
-        assert.ok(Math.abs(b.left - a.left) < 5, `${what}: ${states[slot]} expiry ${b.left} vs ${a.left}`);
-        compared += 1;
-      }
-    }
+    const { compared } = await differential(states, ['set', 'set', 'touch', 'put', 'put', 'clear', 'generate'], 40, 7);
     assert.ok(compared > 100, `${compared} rows compared`);
+  });
+
+  test('random runs of sets and touches over many live keys (written in one statement) end as the single calls do', async () => {
+    // Mostly distinct live keys, so that many batches are written whole by the first statement, and
+    // the others mix it with the general way (a key twice, a failed check, a key with no session).
+    const states: KeyState[] = [...Array.from({ length: 30 }, (): KeyState => 'live'), 'expired', 'cleared', 'long'];
+    const { compared, whole } = await differential(states, ['set', 'set', 'set', 'touch'], 50, 11,
+      { length: 6, nullValue: 12, expiries: [null, null, null, 60, 3600, 0, -5, 3155760001] });
+    assert.ok(compared > 1000, `${compared} rows compared`);
+    assert.ok(whole >= 3, `${whole} batches written whole`);
+  });
+
+  test('a batch of sets and touches of distinct live keys is written whole: every value and expiry', async () => {
+    const keys = await Promise.all(Array.from({ length: 40 }, () => generate('old', 60)));
+    const rows = await batch(keys.map((k, i): Op => (i % 4 === 3 ? ['touch', k, 'ignored', 7200] : ['set', k, `new${i}`, i % 2 === 0 ? null : 3600])));
+    assert.deepEqual(rows.map((r) => [r.ord, r.sqlstate, r.message, r.ok, r.key]), keys.map((_, i) => [i + 1, null, null, true, null]));
+    const left = await db.query<{ value: string; left: number }>(
+      `SELECT s.value, extract(epoch FROM s.expires_at - now())::float8 AS left
+         FROM unnest($1::text[]) WITH ORDINALITY k(key, o) JOIN session.sessions s ON s.digest = session.key_digest(k.key) ORDER BY k.o`, [keys]);
+    left.rows.forEach((r, i) => {
+      assert.equal(r.value, i % 4 === 3 ? 'old' : `new${i}`);
+      const expected = i % 4 === 3 ? 7200 : i % 2 === 0 ? 7 * 86400 : 3600;
+      assert.ok(Math.abs(r.left - expected) < 5, `element ${i + 1}: ${r.left} s left, expected ${expected}`);
+    });
   });
 
   test('tombstones and expired sessions are respected', async () => {
@@ -212,6 +250,21 @@ describe('session_write_batch, element by element', () => {
     }
     assert.equal(await getValue(locked), 'kept');
     assert.equal(await getValue(free), 'new');
+  });
+  test('in a batch of sets of distinct keys, a row another transaction holds is skipped with 55P03 alone', async () => {
+    const keys = await Promise.all(Array.from({ length: 6 }, () => generate('old')));
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM session.sessions WHERE digest = session.key_digest($1) FOR UPDATE', [keys[2]]);
+      const rows = await batch(keys.map((k): Op => ['set', k, 'new', null]));
+      assert.deepEqual(rows.map((r) => [r.sqlstate, r.ok]), keys.map((_, i) => (i === 2 ? ['55P03', null] : [null, true])));
+      await holder.query('ROLLBACK');
+    } finally {
+      await holder.end();
+    }
+    assert.deepEqual(await Promise.all(keys.map(getValue)), keys.map((_, i) => (i === 2 ? 'old' : 'new')));
   });
 });
 
