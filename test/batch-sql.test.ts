@@ -188,7 +188,7 @@ describe('session_write_batch, element by element', () => {
   });
 
   test('random runs of sets and touches over many live keys (written in one statement) end as the single calls do', async () => {
-    // Mostly distinct live keys, so that many batches are written whole by the first statement, and
+    // Mostly distinct live keys, so that some batches are written whole by the first statement, and
     // the others mix it with the general way (a key twice, a failed check, a key with no session).
     const states: KeyState[] = [...Array.from({ length: 30 }, (): KeyState => 'live'), 'expired', 'cleared', 'long'];
     const { compared, whole } = await differential(states, ['set', 'set', 'set', 'touch'], 50, 11,
