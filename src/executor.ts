@@ -206,12 +206,18 @@ export class WriteQueue {
 
   private readonly pump = () => {
     this.scheduled = false;
-    while (this.pending.length > 0) {
-      const lane = this.idle.pop();
-      if (lane === undefined) return;
-      const run = this.run(lane, this.take());
-      this.running.add(run);
-      void run.finally(() => this.running.delete(run));
+    while (this.pending.length > 0 && this.idle.length > 0) {
+      const calls = this.take();
+      // Pipelining: with a second lane idle, a big batch goes in two halves. The halves' commits
+      // flush one after the other, so from then on one half executes while the other's commit is
+      // flushed, and the lanes stay out of step. A batch too small to take as long to execute as a
+      // flush gains nothing from it and pays a second flush.
+      const parts = this.idle.length > 1 && calls.length >= SPLIT_AT ? halves(calls) : [calls];
+      for (const part of parts.filter((p) => p.length > 0)) {
+        const run = this.run(this.idle.pop() as Executor, part);
+        this.running.add(run);
+        void run.finally(() => this.running.delete(run));
+      }
     }
   };
 
@@ -243,7 +249,13 @@ export class WriteQueue {
       }
     } finally {
       this.idle.push(lane);
-      this.pump();
+      // The callers just settled make their next calls in the coming microtasks: waiting for them
+      // (setImmediate runs once those have run) keeps them in one batch, rather than sending a
+      // call queued earlier alone and theirs after the next commit.
+      if (this.pending.length > 0 && !this.scheduled) {
+        this.scheduled = true;
+        setImmediate(this.pump);
+      }
     }
   }
 
@@ -288,6 +300,28 @@ export class WriteQueue {
     await Promise.all([...this.running]);
     await Promise.all(this.lanes.map((lane) => lane.close()));
   }
+}
+
+/** The smallest batch that two idle lanes share (see the pump). */
+const SPLIT_AT = 24;
+
+/**
+ * A batch in two halves by position, except that every call of a key goes with its key's first
+ * call: calls of one key stay in call order within one transaction.
+ */
+export function halves(calls: WriteCall[]): [WriteCall[], WriteCall[]] {
+  const first: WriteCall[] = [];
+  const second: WriteCall[] = [];
+  const inFirst = new Map<string, boolean>();
+  calls.forEach((call, i) => {
+    let toFirst = i < calls.length / 2;
+    if (call.key !== null) {
+      toFirst = inFirst.get(call.key) ?? toFirst;
+      inFirst.set(call.key, toFirst);
+    }
+    (toFirst ? first : second).push(call);
+  });
+  return [first, second];
 }
 
 /** SQLSTATEs of a batch statement that never ran: function missing (42883, 3F000), not granted (42501). */

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
+import { halves, type WriteCall } from '../src/executor.js';
 import { connect, SessionError, type SessionStore } from '../src/index.js';
 import { errorCode, freshDatabase, uniqueName, type TestDatabase } from './helpers.js';
 
@@ -234,6 +235,74 @@ describe('group commit through the client', () => {
       await store.close();
       await pool.end();
     }
+  });
+
+  test('with two lanes idle, a batch of 24 calls or more goes as two statements at once; each key stays in one, in call order', async () => {
+    const app = uniqueName('sp');
+    const store = connect({ connectionString: clientUrl, applicationName: app });
+    try {
+      const keys = await Promise.all(Array.from({ length: 40 }, (_, i) => store.generate({ value: `v${i}` })));
+      const x = keys[0] as string;
+      const holder = await holdWrites();
+      let results: Promise<boolean>[];
+      try {
+        // keys[0] is set first, and twice more at the end: in the second half by position.
+        results = keys.map((k, i) => store.set(k, `w${i}`));
+        results.push(store.set(x, 'b'), store.set(x, 'c'));
+        // Both statements wait for the lock at once: the 42 calls went in two parts.
+        await waitingBackends(app, '%session_write_batch%', 2);
+      } finally {
+        await holder.query('COMMIT');
+        await holder.end();
+      }
+      assert.deepEqual(await Promise.all(results), results.map(() => true));
+      const values = await Promise.all(keys.map((k) => store.get(k)));
+      assert.deepEqual(values.map((r) => (r.ok ? r.value : r.error)), keys.map((_, i) => (i === 0 ? 'c' : `w${i}`)));
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('a call queued behind a write goes together with the calls its caller makes as that write resolves', async () => {
+    const app = uniqueName('jn');
+    const store = connect({ connectionString: clientUrl, writeConnections: 1, applicationName: app });
+    try {
+      const [a, b, c] = await Promise.all([store.generate(), store.generate(), store.generate()]);
+      const holder = await holdWrites();
+      let chain: Promise<boolean>;
+      let queued: Promise<boolean>;
+      try {
+        // The caller of the first write makes its next call as soon as the first resolves.
+        chain = store.set(a as string, 'first').then(() => store.set(c as string, 'next'));
+        await waitingBackends(app, '%session_set%');
+        queued = store.set(b as string, 'queued');
+      } finally {
+        await holder.query('COMMIT');
+        await holder.end();
+      }
+      assert.deepEqual(await Promise.all([chain, queued]), [true, true]);
+      // One statement for both, not the queued call alone and the next one after its commit.
+      assert.deepEqual((await lastQueries(app)).filter((q) => q.includes('session_')).map((q) => q.includes('session_write_batch')), [true]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('halves(): near-equal parts by position, every call of a key in the part of its first call', () => {
+    const call = (key: string | null, value: string): WriteCall => ({ kind: key === null ? 'generate' : 'set', key, value, expiry: null, resolve: () => {}, reject: () => {} });
+    const calls = [call('x', '1'), ...Array.from({ length: 10 }, (_, i) => call(`k${i}`, 'v')), call(null, 'g'), call('x', '2'),
+      call('k1', 'again'), ...Array.from({ length: 10 }, (_, i) => call(`m${i}`, 'v')), call('x', '3')];
+    const [first, second] = halves(calls);
+    assert.deepEqual([...first, ...second].sort((a, b) => calls.indexOf(a) - calls.indexOf(b)), calls);
+    // Each part keeps call order.
+    for (const part of [first, second]) assert.deepEqual(part, [...part].sort((a, b) => calls.indexOf(a) - calls.indexOf(b)));
+    assert.deepEqual(first.filter((c) => c.key === 'x').map((c) => c.value), ['1', '2', '3']);
+    assert.deepEqual(first.filter((c) => c.key === 'k1').map((c) => c.value), ['v', 'again']);
+    assert.ok(second.every((c) => c.key !== 'x' && c.key !== 'k1'));
+    // 25 calls: the first 13 by position, plus the two later calls of keys of the first part.
+    assert.equal(first.length, 15);
+    assert.deepEqual(halves(Array.from({ length: 24 }, (_, i) => call(`d${i}`, 'v'))).map((p) => p.length), [12, 12]);
+    assert.deepEqual(halves(Array.from({ length: 30 }, () => call('same', 'v'))).map((p) => p.length), [30, 0]);
   });
 
   test('a database without session_write_batch, or a role not granted it: the writes go one by one and all succeed', async () => {
