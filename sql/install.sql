@@ -76,4 +76,10 @@ SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '008_batch
 INSERT INTO public.session_migrations (name, run_on) VALUES ('008_batch_fast', now());
 \endif
 
+SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '009_get_batch') AS apply \gset
+\if :apply
+\ir 009_get_batch.up.sql
+INSERT INTO public.session_migrations (name, run_on) VALUES ('009_get_batch', now());
+\endif
+
 COMMIT;

@@ -9,6 +9,12 @@ SELECT pg_catalog.pg_advisory_xact_lock(7241865325823964) AS locked \gset
 SELECT pg_catalog.to_regclass('public.session_migrations') IS NOT NULL AS installed \gset
 \if :installed
 
+SELECT EXISTS (SELECT FROM public.session_migrations WHERE name = '009_get_batch') AS revert \gset
+\if :revert
+\ir 009_get_batch.down.sql
+DELETE FROM public.session_migrations WHERE name = '009_get_batch';
+\endif
+
 SELECT EXISTS (SELECT FROM public.session_migrations WHERE name = '008_batch_fast') AS revert \gset
 \if :revert
 \ir 008_batch_fast.down.sql

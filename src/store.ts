@@ -1,7 +1,10 @@
 import pg from 'pg';
 import { clientConfig, type ConnectionOptions } from './connection.js';
 import { SessionError, toSessionError } from './errors.js';
-import { PipelineExecutor, poolExecutor, WriteQueue, type Executor, type WriteCall, type WriteKind, type WriteStatements } from './executor.js';
+import {
+  GetBatcher, PipelineExecutor, poolExecutor, WriteQueue,
+  type Executor, type GetStatements, type WriteCall, type WriteKind, type WriteStatements,
+} from './executor.js';
 import { statements } from './statements.js';
 
 /** The result of {@link SessionStore.get}: the value and its remaining period, or why there is none. */
@@ -246,10 +249,19 @@ const writeStatements: WriteStatements = {
   ]),
 };
 
+const getStatements: GetStatements = {
+  single: (key) => queryConfig(statements.get, [key]),
+  batch: (keys) => queryConfig(statements.getBatch, [keys]),
+};
+
 class PgSessionStore implements SessionStore {
   private closed = false;
 
-  constructor(private readonly executor: Executor, private readonly writes: WriteQueue) {}
+  private readonly gets: GetBatcher;
+
+  constructor(private readonly executor: Executor, private readonly writes: WriteQueue) {
+    this.gets = new GetBatcher(executor, getStatements);
+  }
 
   /** A write: through the group-commit queue, so that it shares its transaction under load. */
   private write(args: WriteArgs): Promise<unknown> {
@@ -293,7 +305,13 @@ class PgSessionStore implements SessionStore {
 
   async get(key: string): Promise<GetResult> {
     if (unsendable(checkKey(key))) return { ok: false, error: 'not_found' };
-    const row = (await this.run(statements.get, [key]))[0];
+    if (this.closed) throw new SessionError('closed', 'the session store is closed');
+    let row: unknown[] | undefined;
+    try {
+      row = await this.gets.get(key);
+    } catch (err) {
+      throw toSessionError(err);
+    }
     if (row === undefined) return { ok: false, error: 'not_found' };
     const [value, period] = row as [string | null, number];
     return value === null ? { ok: false, error: 'not_set' } : { ok: true, value, period };

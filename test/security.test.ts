@@ -26,7 +26,8 @@ const clientFunctions = [
   'session_set_subject(key text, subject text, label text)', 'session_list(subject text, max_sessions integer)',
   'session_revoke(subject text, except_key text)', 'session_revoke_handle(subject text, handle uuid)',
   'session_rotate(key text)', 'session_absolute_lifetime()',
-  'session_write_batch(kinds text[], keys text[], vals text[], expiries bigint[])', 'session_get(key text)', 'session_set(key text, value text, expiry bigint)',
+  'session_write_batch(kinds text[], keys text[], vals text[], expiries bigint[])', 'session_get(key text)',
+  'session_get_batch(keys text[])', 'session_set(key text, value text, expiry bigint)',
   'session_touch(key text, expiry bigint)', 'session_clear(key text)', 'session_default_period()',
   'session_put(key text, value text, expiry bigint)', 'session_count()',
 ];

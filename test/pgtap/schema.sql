@@ -46,6 +46,7 @@ SELECT results_eq(
             ('session_default_period', '', 'bigint'),
             ('session_generate', 'expiry bigint DEFAULT NULL::bigint, value text DEFAULT NULL::text, subject text DEFAULT NULL::text, label text DEFAULT NULL::text, lifetime bigint DEFAULT NULL::bigint', 'text'),
             ('session_get', 'key text', 'TABLE(value text, period bigint)'),
+            ('session_get_batch', 'keys text[]', 'TABLE(ord integer, value text, period bigint)'),
             ('session_list', 'subject text, max_sessions integer DEFAULT 100', 'TABLE(handle uuid, created_at timestamp with time zone, written_at timestamp with time zone, expires_at timestamp with time zone, label text)'),
             ('session_purge', 'batch_size integer DEFAULT 10000', 'bigint'),
             ('session_purge_job', 'IN budget_seconds integer DEFAULT 30, IN pause double precision DEFAULT 4', NULL),
@@ -113,7 +114,7 @@ SELECT set_eq(
       WHERE p.pronamespace = 'session'::regnamespace AND pg_catalog.has_function_privilege(%L, p.oid, 'EXECUTE') $$, :'client_role'),
   ARRAY['session_generate', 'session_get', 'session_set', 'session_touch', 'session_put', 'session_count', 'session_clear',
         'session_default_period', 'session_set_subject', 'session_list', 'session_revoke', 'session_revoke_handle',
-        'session_rotate', 'session_absolute_lifetime', 'session_write_batch'],
+        'session_rotate', 'session_absolute_lifetime', 'session_write_batch', 'session_get_batch'],
   'the client role may call the data and per-subject functions and nothing else in schema session');
 SELECT table_privs_are('session', 'sessions', :'client_role', ARRAY[]::name[], 'the client role has no privilege on session.sessions');
 SELECT table_privs_are('session', 'config', :'client_role', ARRAY[]::name[], 'the client role has no privilege on session.config');
