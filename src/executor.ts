@@ -153,8 +153,8 @@ interface GetCall {
  * Reads in bulk. Under load most of a get's cost is the statement around it (its protocol
  * messages on both sides, the function call, the snapshot), so the gets made in one event-loop turn
  * (typically the requests whose previous results just arrived) go as one call of
- * `session.session_get_batch`, in two halves on two connections when there are many, so that two
- * server processes share them. A lone get is sent as the single call, as before. Reads change
+ * `session.session_get_batch`, in two parts or more on the connections in turn when there are many,
+ * so that two server processes share them. A lone get is sent as the single call, as before. Reads change
  * nothing, so a batch that cannot be called (a database before 009, or a role not granted it) is
  * sent again as single calls, and for a minute gets go one by one.
  */
