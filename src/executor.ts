@@ -139,7 +139,7 @@ export class PipelineExecutor implements Executor {
 export interface GetStatements {
   /** The single call; its rows are session_get's, `[value, period]`. */
   single(key: string): pg.QueryArrayConfig;
-  /** The batch call; its rows are `[ord, value, period]` in ord order, one per element found. */
+  /** The batch call; its rows are `[value, period, ord]` in ord order, one per element found. */
   batch(keys: string[]): pg.QueryArrayConfig;
 }
 
@@ -160,11 +160,11 @@ interface GetCall {
  */
 export class GetBatcher {
   private pending: GetCall[] = [];
-  private singlesUntil = 0;
+  private readonly singles = new SinglesForAWhile();
 
   constructor(private readonly executor: Executor, private readonly statements: GetStatements) {}
 
-  /** Resolves session_get's row for the key (`[value, period]`), or undefined when it has none. */
+  /** Resolves session_get's row for the key (`[value, period]` first), or undefined when it has none. */
   get(key: string): Promise<unknown[] | undefined> {
     return new Promise((resolve, reject) => {
       // process.nextTick runs once the promise jobs of this turn have run, so every caller woken by
@@ -176,7 +176,7 @@ export class GetBatcher {
   private readonly flush = () => {
     const calls = this.pending;
     this.pending = [];
-    if (calls.length === 1 || (this.singlesUntil !== 0 && Date.now() < this.singlesUntil)) {
+    if (calls.length === 1 || this.singles.active()) {
       for (const call of calls) this.single(call);
       return;
     }
@@ -200,16 +200,15 @@ export class GetBatcher {
       let j = 0;
       calls.forEach((call, i) => {
         const row = r.rows[j];
-        if (row !== undefined && row[0] === i + 1) {
+        if (row !== undefined && row[2] === i + 1) {
           j += 1;
-          call.resolve(row.slice(1));
+          call.resolve(row);
         } else {
           call.resolve(undefined);
         }
       });
     }, (err: unknown) => {
-      if (unbatchable.has(String((err as { code?: unknown }).code))) {
-        this.singlesUntil = Date.now() + 60_000;
+      if (this.singles.trip(err)) {
         for (const call of calls) this.single(call);
         return;
       }
@@ -269,8 +268,8 @@ export class WriteQueue {
   private readonly running = new Set<Promise<void>>();
   private scheduled = false;
   private closed = false;
-  /** Until when (ms since the epoch) writes go one by one: the batch function could not be called. */
-  private singlesUntil = 0;
+  /** Writes go one by one for a while after the batch function could not be called. */
+  private readonly singles = new SinglesForAWhile();
 
   constructor(
     private readonly lanes: Executor[],
@@ -314,7 +313,7 @@ export class WriteQueue {
   /** The next batch: at least one call, at most `limits.calls` calls and about `limits.bytes` of text. */
   private take(): WriteCall[] {
     const first = this.pending[0] as WriteCall;
-    if (first.kind === undefined || (this.singlesUntil !== 0 && Date.now() < this.singlesUntil)) return this.pending.splice(0, 1);
+    if (first.kind === undefined || this.singles.active()) return this.pending.splice(0, 1);
     let n = 1;
     let bytes = size(first);
     for (; n < this.pending.length && n < this.limits.calls; n += 1) {
@@ -357,8 +356,7 @@ export class WriteQueue {
       // No session_write_batch (a database not migrated to 004 yet) or no right to call it: the
       // statement failed before running, so nothing was written and sending the calls again is
       // safe. They go one by one as single calls, as before 004, and batches are tried again later.
-      if (unbatchable.has(String((err as { code?: unknown }).code)) && !this.closed) {
-        this.singlesUntil = Date.now() + 60_000;
+      if (!this.closed && this.singles.trip(err)) {
         this.pending.unshift(...calls);
         return;
       }
@@ -416,6 +414,22 @@ export function halves(calls: WriteCall[]): [WriteCall[], WriteCall[]] {
 
 /** SQLSTATEs of a batch statement that never ran: function missing (42883, 3F000), not granted (42501). */
 const unbatchable = new Set(['42883', '3F000', '42501']);
+
+/** After a batch statement that never ran, single calls only for a minute, then batches again. */
+class SinglesForAWhile {
+  private until = 0;
+
+  active(): boolean {
+    return this.until !== 0 && Date.now() < this.until;
+  }
+
+  /** Whether `err` says the batch statement never ran (so sending its calls again is safe); if so, starts the minute. */
+  trip(err: unknown): boolean {
+    if (!unbatchable.has(String((err as { code?: unknown }).code))) return false;
+    this.until = Date.now() + 60_000;
+    return true;
+  }
+}
 
 /** The text a call puts on the wire, in UTF-16 units: close enough to bound a batch's size. */
 const size = (call: WriteCall) => (call.key?.length ?? 0) + (call.value?.length ?? 0);

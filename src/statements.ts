@@ -8,7 +8,7 @@ export const statements = {
   generate: call('generate', 'SELECT session.session_generate($1::bigint, $2::text)'),
   generateFor: call('generate_for', 'SELECT session.session_generate($1::bigint, $2::text, $3::text, $4::text, $5::bigint)'),
   get: call('get', 'SELECT value, period FROM session.session_get($1::text)'),
-  getBatch: call('get_batch', 'SELECT ord, value, period FROM session.session_get_batch($1::text[])'),
+  getBatch: call('get_batch', 'SELECT value, period, ord FROM session.session_get_batch($1::text[])'),
   set: call('set', 'SELECT session.session_set($1::text, $2::text, $3::bigint)'),
   touch: call('touch', 'SELECT session.session_touch($1::text, $2::bigint)'),
   put: call('put', 'SELECT session.session_put($1::text, $2::text, $3::bigint)'),

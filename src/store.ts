@@ -280,10 +280,14 @@ class PgSessionStore implements SessionStore {
   }
 
   private async run(statement: { name: string; text: string }, values: unknown[]): Promise<unknown[][]> {
+    return (await this.read(() => this.executor.query(queryConfig(statement, values)))).rows;
+  }
+
+  /** A read: refused once the store is closed; its errors as SessionErrors. */
+  private async read<T>(send: () => Promise<T>): Promise<T> {
     if (this.closed) throw new SessionError('closed', 'the session store is closed');
     try {
-      const result = await this.executor.query(queryConfig(statement, values));
-      return result.rows;
+      return await send();
     } catch (err) {
       throw toSessionError(err);
     }
@@ -305,13 +309,7 @@ class PgSessionStore implements SessionStore {
 
   async get(key: string): Promise<GetResult> {
     if (unsendable(checkKey(key))) return { ok: false, error: 'not_found' };
-    if (this.closed) throw new SessionError('closed', 'the session store is closed');
-    let row: unknown[] | undefined;
-    try {
-      row = await this.gets.get(key);
-    } catch (err) {
-      throw toSessionError(err);
-    }
+    const row = await this.read(() => this.gets.get(key));
     if (row === undefined) return { ok: false, error: 'not_found' };
     const [value, period] = row as [string | null, number];
     return value === null ? { ok: false, error: 'not_set' } : { ok: true, value, period };
