@@ -132,12 +132,15 @@ function expectError(r: { ok: boolean; code?: string }, code: string, what: stri
 
 const show = (v: string | undefined) => (v === undefined ? 'undefined' : v.length > 24 ? `<${v.length} chars>` : JSON.stringify(v));
 
+// A generated key is named by its place counted back from the newest key: removing an earlier
+// command then leaves what a later one names unchanged (counted from the oldest, every later
+// reference shifted), so a failing sequence shrinks to the few commands that matter.
 type KeyRef = { kind: 'generated'; i: number } | { kind: 'fixed'; key: string };
 function resolve(m: Model, ref: KeyRef): string {
   if (ref.kind === 'fixed') return ref.key;
-  return m.keys.length === 0 ? 'no-key-generated-yet' : (m.keys[ref.i % m.keys.length] as string);
+  return m.keys.length === 0 ? 'no-key-generated-yet' : (m.keys[m.keys.length - 1 - (ref.i % m.keys.length)] as string);
 }
-const showRef = (ref: KeyRef) => (ref.kind === 'fixed' ? show(ref.key) : `key#${ref.i}`);
+const showRef = (ref: KeyRef) => (ref.kind === 'fixed' ? show(ref.key) : `key[-${ref.i + 1}]`);
 
 abstract class Cmd implements fc.AsyncCommand<Model, Real, false> {
   check(): boolean {
