@@ -156,7 +156,8 @@ interface GetCall {
  * `session.session_get_batch`, in two parts or more on the connections in turn when there are many,
  * so that two server processes share them. A lone get is sent as the single call, as before. Reads change
  * nothing, so a batch that cannot be called (a database before 009, or a role not granted it) is
- * sent again as single calls, and for a minute gets go one by one.
+ * sent again as single calls, and for a minute gets go one by one; a batch that a proxy failed
+ * because one of its partitions is unreachable is sent again as single calls too.
  */
 export class GetBatcher {
   private pending: GetCall[] = [];
@@ -208,7 +209,9 @@ export class GetBatcher {
         }
       });
     }, (err: unknown) => {
-      if (this.singles.trip(err)) {
+      // Through a PL/Proxy proxy, one partition that cannot be reached fails the whole call
+      // (08006): asked one by one, the keys of the other partitions are answered.
+      if (this.singles.trip(err) || String((err as { code?: unknown }).code) === '08006') {
         for (const call of calls) this.single(call);
         return;
       }

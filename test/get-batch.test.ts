@@ -121,6 +121,33 @@ describe('gets through the client', () => {
     }
   });
 
+  test('a batch failing with 08006 (a proxy with a partition down) is sent again as single gets, and the next batch is tried', async () => {
+    const bare = await freshDatabase('getbatch08006');
+    try {
+      const url = await bare.clientRole();
+      // A stand-in for a proxy whose partition of one of the keys is unreachable; the sequence
+      // counts its calls (nextval is not rolled back with the error).
+      await bare.query(`CREATE SEQUENCE public.batch_calls;
+        GRANT USAGE ON SEQUENCE public.batch_calls TO session_client;
+        CREATE OR REPLACE FUNCTION session.session_get_batch(keys text[]) RETURNS TABLE (ord integer, value text, period bigint)
+        LANGUAGE plpgsql AS $$ BEGIN PERFORM nextval('public.batch_calls');
+          RAISE EXCEPTION 'a partition is unreachable' USING ERRCODE = 'connection_failure'; END $$`);
+      const store = connect({ connectionString: url });
+      try {
+        const keys = await Promise.all(Array.from({ length: 6 }, (_, i) => store.generate({ value: `v${i}` })));
+        for (let round = 1; round <= 2; round++) {
+          const results = await Promise.all([...keys, 'no-such-key'].map((k) => store.get(k)));
+          assert.deepEqual(results.map(shape), [...keys.map((_, i) => ({ ok: true, value: `v${i}` })), { ok: false, error: 'not_found' }]);
+          assert.equal(Number((await bare.query('SELECT last_value FROM public.batch_calls')).rows[0]?.last_value), round);
+        }
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await bare.drop();
+    }
+  });
+
   test('gets made in the turn the store closes reject with `closed` and open no connection', async () => {
     const app2 = uniqueName('gc');
     const store = connect({ connectionString: clientUrl, applicationName: app2 });

@@ -67,6 +67,29 @@ async function rowsOf(key: string): Promise<number[]> {
   return found;
 }
 
+/**
+ * How many calls of session.<funcname> the proxy's backends of the client login made during `work`
+ * (counted with track_functions, flushed when those backends exit: `work` closes its connections).
+ */
+async function callsDuring(funcname: string, work: () => Promise<void>): Promise<number> {
+  const login = new URL(d.clientUrl).username;
+  await d.query(d.proxyUrl, `ALTER ROLE ${login} SET track_functions = 'pl'`);
+  const calls = async () => Number((await d.query<{ n: string | null }>(d.proxyUrl, `SELECT pg_stat_clear_snapshot(),
+    (SELECT calls FROM pg_stat_user_functions WHERE schemaname = 'session' AND funcname = $1) AS n`, [funcname])).rows[0]?.n ?? 0);
+  const before = await calls();
+  try {
+    await work();
+  } finally {
+    await d.query(d.proxyUrl, `ALTER ROLE ${login} RESET track_functions`);
+  }
+  let after = before;
+  for (let i = 0; i < 50 && after === before; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    after = await calls();
+  }
+  return after - before;
+}
+
 describe("ocaml-session's backend tests, through the proxy", () => {
   test('generate gives distinct keys', async () => {
     const keys = await Promise.all(Array.from({ length: 50 }, () => generate()));
@@ -558,33 +581,80 @@ describe('session_write_batch, through the proxy', () => {
     assert.equal(await sqlState(sqlClient.query(`SELECT * FROM session.session_write_batch('{set,set}', '{a}', '{v,w}', '{NULL,NULL}')`)), '22023');
   });
   test('the TypeScript client sends its batches to it (group commit through the proxy)', async () => {
-    // Function call counts of this login's backends only, flushed when they exit.
-    const login = new URL(d.clientUrl).username;
-    await d.query(d.proxyUrl, `ALTER ROLE ${login} SET track_functions = 'pl'`);
-    const calls = async () => Number((await d.query<{ n: string | null }>(d.proxyUrl, `SELECT pg_stat_clear_snapshot(),
-      (SELECT calls FROM pg_stat_user_functions WHERE schemaname = 'session' AND funcname = 'session_write_batch') AS n`)).rows[0]?.n ?? 0);
-    const before = await calls();
-    const app = connect({ connectionString: d.clientUrl, writeConnections: 1 });
-    try {
-      const keys = await Promise.all(Array.from({ length: 100 }, (_, i) => app.generate({ value: `b${i}` })));
-      assert.equal(new Set(keys).size, 100);
-      assert.deepEqual(await Promise.all(keys.map((k, i) => app.set(k, `c${i}`))), keys.map(() => true));
-      await Promise.all(keys.slice(0, 50).map((k) => app.clear(k)));
-      for (const [i, k] of keys.entries()) {
-        const r = await app.get(k);
-        if (i < 50) assert.deepEqual(r, { ok: false, error: 'not_found' });
-        else assert.ok(r.ok && r.value === `c${i}`);
+    const n = await callsDuring('session_write_batch', async () => {
+      const app = connect({ connectionString: d.clientUrl, writeConnections: 1 });
+      try {
+        const keys = await Promise.all(Array.from({ length: 100 }, (_, i) => app.generate({ value: `b${i}` })));
+        assert.equal(new Set(keys).size, 100);
+        assert.deepEqual(await Promise.all(keys.map((k, i) => app.set(k, `c${i}`))), keys.map(() => true));
+        await Promise.all(keys.slice(0, 50).map((k) => app.clear(k)));
+        for (const [i, k] of keys.entries()) {
+          const r = await app.get(k);
+          if (i < 50) assert.deepEqual(r, { ok: false, error: 'not_found' });
+          else assert.ok(r.ok && r.value === `c${i}`);
+        }
+      } finally {
+        await app.close();
       }
+    });
+    assert.ok(n >= 3, `${n} batch calls`);
+  });
+});
+
+describe('session_get_batch, through the proxy', () => {
+  interface Row { ord: number; value: string | null; period: string }
+  const batch = async (keys: (string | null)[] | null, client: pg.Client = sqlClient): Promise<Row[]> =>
+    (await client.query<Row>('SELECT * FROM session.session_get_batch($1::text[])', [keys])).rows;
+
+  test('each element gets the row session_get gives it, across partitions, in element order', async () => {
+    const live = await Promise.all(Array.from({ length: 24 }, (_, i) => generate(3600, `v${i}`)));
+    const notSet = await generate(3600);
+    const cleared = await generate(3600, 'gone');
+    await sqlClient.query('SELECT session.session_clear($1)', [cleared]);
+    const expired = await generate(0, 'old');
+    const keys: (string | null)[] = [notSet, ...live.slice(0, 12), cleared, 'unknown-key', null, 'x'.repeat(1025), expired,
+      live[3] as string, ...live.slice(12), live[3] as string, ''];
+    assert.equal(new Set(await Promise.all(live.map(partitionOf))).size, 4);
+    const rows = await batch(keys);
+    const expected: Row[] = [];
+    for (const [i, k] of keys.entries()) {
+      for (const r of await get(k)) expected.push({ ord: i + 1, value: r.value, period: r.period });
+    }
+    assert.equal(expected.length, 27);
+    assert.deepEqual(rows.map((r) => [r.ord, r.value]), expected.map((r) => [r.ord, r.value]));
+    for (const [i, r] of rows.entries()) assert.ok(Math.abs(Number(r.period) - Number(expected[i]?.period)) <= 1);
+    assert.deepEqual(await batch([]), []);
+    assert.deepEqual(await batch(null), []);
+    assert.deepEqual(await batch([null, 'unknown-key']), []);
+    // Two dimensions are numbered as on one database: element order, from 1.
+    const two = (await sqlClient.query<Row>('SELECT * FROM session.session_get_batch(ARRAY[ARRAY[$1, $2], ARRAY[$3, $4]])',
+      ['unknown-key', live[0], live[1], 'unknown-key'])).rows;
+    assert.deepEqual(two.map((r) => [r.ord, r.value]), [[2, 'v0'], [3, 'v1']]);
+  });
+  test('the client role may call it; the partition call is not its', async () => {
+    const c = new pg.Client({ connectionString: d.clientUrl });
+    await c.connect();
+    try {
+      const key = await generate(3600, 'mine');
+      assert.deepEqual((await batch([key], c)).map((r) => r.value), ['mine']);
+      assert.equal(await sqlState(c.query('SELECT * FROM session_proxy.partition_get_batch($1, $2)', [[key], [1]])), '42501');
     } finally {
-      await app.close();
-      await d.query(d.proxyUrl, `ALTER ROLE ${login} RESET track_functions`);
+      await c.end();
     }
-    let after = before;
-    for (let i = 0; i < 50 && after === before; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      after = await calls();
-    }
-    assert.ok(after - before >= 3, `${after - before} batch calls`);
+  });
+  test('the TypeScript client sends its batched gets to it', async () => {
+    const keys = await Promise.all(Array.from({ length: 40 }, (_, i) => generate(3600, `t${i}`)));
+    const n = await callsDuring('session_get_batch', async () => {
+      const app = connect({ connectionString: d.clientUrl });
+      try {
+        const got = await Promise.all([...keys, 'unknown-key'].map((k) => app.get(k)));
+        assert.deepEqual(got.slice(0, 40).map((r) => (r.ok ? r.value : r.error)), keys.map((_, i) => `t${i}`));
+        assert.deepEqual(got[40], { ok: false, error: 'not_found' });
+      } finally {
+        await app.close();
+      }
+    });
+    assert.ok(n >= 2, `${n} batch calls`);
   });
 });
 

@@ -78,8 +78,29 @@ describe('a partition server down', () => {
         assert.deepEqual(rows.map((r) => [r.sqlstate, r.ok]), elements.map((_, i) => (i < Math.min(5, up.length) ? [null, true] : ['08006', null])));
         for (const r of rows) assert.ok(!elements.some((s) => (r.message ?? '').includes(s.key)));
         for (const s of up.slice(0, 5)) s.value = `${s.value}!`;
+        // Many gets in one call: it fails as a whole (08006) when a partition of its keys is down,
+        // and answers when its keys are on the partitions that are up.
+        const state = await c.query('SELECT * FROM session.session_get_batch($1::text[])', [[up[0]?.key, down[0]?.key]])
+          .then(() => 'none', (err: { code?: string }) => String(err.code));
+        assert.equal(state, '08006');
+        const found = (await c.query<{ ord: number; value: string }>('SELECT * FROM session.session_get_batch($1::text[])', [up.map((s) => s.key)])).rows;
+        assert.deepEqual(found.map((r) => [r.ord, r.value]), up.map((s, i) => [i + 1, s.value]));
       } finally {
         await c.end();
+      }
+      // The client's gets made together go as that call; when it fails for a partition that is
+      // down, the client asks for each key alone: the partitions that are up answer theirs.
+      // Interleaved: the client sends many gets as two calls, split by position.
+      const all: { key: string; value: string; up: boolean }[] = [];
+      for (let i = 0; i < Math.max(up.length, down.length); i++) {
+        if (up[i] !== undefined) all.push({ ...(up[i] as { key: string; value: string }), up: true });
+        if (down[i] !== undefined) all.push({ ...(down[i] as { key: string; value: string }), up: false });
+      }
+      const got = await Promise.allSettled(all.map((s) => store.get(s.key)));
+      for (const [i, r] of got.entries()) {
+        const s = all[i] as (typeof all)[number];
+        if (s.up) assert.ok(r.status === 'fulfilled' && r.value.ok && r.value.value === s.value, `get ${i}`);
+        else assert.ok(r.status === 'rejected' && (r.reason as SessionError).code === 'connection', `get ${i}`);
       }
       // Calls over every partition fail too; generate succeeds for keys of the partitions that are up.
       assert.equal((await failure(store.count())).code, 'connection');
