@@ -14,7 +14,7 @@ import { FastifySessionStore } from '../../src/fastify.js';
 import { installProxy, partitionTarget, proxyStatus, redact } from '../../src/scaleout.js';
 import { scaleoutCommand } from '../../src/scaleout-cli.js';
 import { stats } from '../../src/admin.js';
-import { deploy, type Deployment } from './deployment.js';
+import { deploy, partitionsOf, type Deployment } from './deployment.js';
 
 let d: Deployment;
 let sqlClient: pg.Client;
@@ -55,8 +55,7 @@ async function code(p: Promise<unknown>): Promise<string> {
   throw new Error('expected a SessionError');
 }
 /** The partition PL/Proxy sends a key to (hashtext masked to 4 partitions), asked of the proxy. */
-const partitionOf = async (key: string) =>
-  Number((await d.query<{ p: number }>(d.proxyUrl, 'SELECT session_proxy.key_hash($1) & 3 AS p', [key])).rows[0]?.p);
+const partitionOf = async (key: string) => (await partitionsOf(d.proxyUrl, [key]))[0] as number;
 /** On which partitions a row with this key's digest exists, read as their owner. */
 async function rowsOf(key: string): Promise<number[]> {
   const found: number[] = [];
@@ -149,7 +148,7 @@ describe('semantics, through the proxy', () => {
       }
       // Sessions on every partition get it.
       const keys = await Promise.all(Array.from({ length: 40 }, () => generate(null, 'v')));
-      assert.equal(new Set(await Promise.all(keys.map(partitionOf))).size, 4);
+      assert.equal(new Set(await partitionsOf(d.proxyUrl, keys)).size, 4);
       for (const k of keys) assert.ok(Number((await get(k))[0]?.period) <= 100);
       assert.ok(Number((await get(before))[0]?.period) > 604790);
       await sqlClient.query('SELECT session.session_set($1, $2)', [before, 'again']);
@@ -421,7 +420,7 @@ describe('subjects, lists, revocation, rotation and absolute lifetime, through t
       assert.equal(await one('SELECT session.session_set_subject($1, $2, $3)', [k, subject, `device ${i}`]), true);
       keys.push(k);
     }
-    assert.ok(new Set(await Promise.all(keys.map(partitionOf))).size >= 2, 'the sessions are on several partitions');
+    assert.ok(new Set(await partitionsOf(d.proxyUrl, keys)).size >= 2, 'the sessions are on several partitions');
     assert.equal(await one('SELECT session.session_set_subject($1, $2)', ['unknown', subject]), false);
     const all = await list(subject);
     assert.equal(all.length, 12);
@@ -492,7 +491,7 @@ describe('subjects, lists, revocation, rotation and absolute lifetime, through t
         assert.equal((await d.query(url, 'SELECT absolute_lifetime::int AS l FROM session.config')).rows[0]?.l, 30);
       }
       const keys = await Promise.all(Array.from({ length: 20 }, () => generate(3600, 'v')));
-      assert.ok(new Set(await Promise.all(keys.map(partitionOf))).size >= 2);
+      assert.ok(new Set(await partitionsOf(d.proxyUrl, keys)).size >= 2);
       for (const k of keys) {
         assert.ok(Number((await get(k))[0]?.period) <= 30);
         await sqlClient.query('SELECT session.session_touch($1, 3600)', [k]);
@@ -524,7 +523,7 @@ describe('session_write_batch, through the proxy', () => {
       () => ['clear', null, null, null], () => ['bogus', 'k', 'v', null], () => [null, 'k', 'v', null],
     ];
     const keys = await Promise.all(shapes.map(() => generate(3600, 'orig')));
-    assert.ok(new Set(await Promise.all(keys.map(partitionOf))).size >= 3);
+    assert.ok(new Set(await partitionsOf(d.proxyUrl, keys)).size >= 3);
     const fresh = shapes.map((_, i) => putKey(i));
     const rows = await batch(shapes.map((shape, i) => shape(keys[i] as string, fresh[i] as string)));
     assert.deepEqual(rows.map((r) => r.ord), shapes.map((_, i) => i + 1));
@@ -555,7 +554,7 @@ describe('session_write_batch, through the proxy', () => {
     assert.deepEqual(await get(k), []);
     const made = rows.slice(0, 40).map((r) => r.key as string);
     assert.equal(new Set(made).size, 40);
-    assert.equal(new Set(await Promise.all(made.map(partitionOf))).size, 4);
+    assert.equal(new Set(await partitionsOf(d.proxyUrl, made)).size, 4);
     for (const [i, key] of made.entries()) {
       assert.equal((await get(key))[0]?.value, `g${i}`);
       assert.deepEqual(await rowsOf(key), [await partitionOf(key)]);
@@ -614,7 +613,7 @@ describe('session_get_batch, through the proxy', () => {
     const expired = await generate(0, 'old');
     const keys: (string | null)[] = [notSet, ...live.slice(0, 12), cleared, 'unknown-key', null, 'x'.repeat(1025), expired,
       live[3] as string, ...live.slice(12), live[3] as string, ''];
-    assert.equal(new Set(await Promise.all(live.map(partitionOf))).size, 4);
+    assert.equal(new Set(await partitionsOf(d.proxyUrl, live)).size, 4);
     const rows = await batch(keys);
     const expected: Row[] = [];
     for (const [i, k] of keys.entries()) {

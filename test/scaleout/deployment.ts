@@ -51,6 +51,17 @@ export async function sql<R extends pg.QueryResultRow = pg.QueryResultRow>(url: 
   }
 }
 
+/**
+ * The partition each key routes to (in key order), asked in one query: a connection per key
+ * would run the server out of connections when many keys are checked at once.
+ */
+export async function partitionsOf(proxyUrl: string, keys: string[], partitions = 4): Promise<number[]> {
+  const r = await sql<{ p: number }>(proxyUrl,
+    'SELECT session_proxy.key_hash(k) & ($2::int - 1) AS p FROM unnest($1::text[]) WITH ORDINALITY AS u(k, i) ORDER BY i',
+    [keys, partitions]);
+  return r.rows.map((row) => Number(row.p));
+}
+
 export interface DeployOptions {
   partitions?: number;
   servers?: number;

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { connect, SessionError, type SessionStore } from '../../src/index.js';
 import type { Cluster } from '../harness/cluster.js';
-import { deploy, type Deployment } from './deployment.js';
+import { deploy, partitionsOf, type Deployment } from './deployment.js';
 
 let d: Deployment;
 let store: SessionStore;
@@ -20,7 +20,7 @@ before(async () => {
   for (let i = 0; i < 60; i++) {
     const value = `v${i}`;
     const key = await store.generate({ value });
-    const p = Number((await d.query<{ p: number }>(d.proxyUrl, 'SELECT session_proxy.key_hash($1) & 3 AS p', [key])).rows[0]?.p);
+    const p = (await partitionsOf(d.proxyUrl, [key]))[0] as number;
     keys.set(p, [...(keys.get(p) ?? []), { key, value }]);
   }
 });

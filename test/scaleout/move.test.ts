@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import { connect, SessionError, type SessionStore } from '../../src/index.js';
 import { installProxy, migratePartitions, movePartition, proxyStatus } from '../../src/scaleout.js';
 import { startCluster, type Cluster } from '../harness/cluster.js';
-import { deploy, partitionLogin, requirePassword, sql, type Deployment } from './deployment.js';
+import { deploy, partitionLogin, partitionsOf, requirePassword, sql, type Deployment } from './deployment.js';
 
 let d: Deployment;
 let target: Cluster;
@@ -32,8 +32,7 @@ after(async () => {
 });
 
 const moving = 1;
-const partitionOf = async (key: string) =>
-  Number((await sql<{ p: number }>(d.proxyUrl, 'SELECT session_proxy.key_hash($1) & 3 AS p', [key])).rows[0]?.p);
+const partitionOf = async (key: string) => (await partitionsOf(d.proxyUrl, [key]))[0];
 
 test('a partition moves to a new server under writes through two proxies: 0 acknowledged writes lost', { timeout: 300_000 }, async (t) => {
   // The new server: an ordinary install, and the proxy's login with the same password.
@@ -114,7 +113,7 @@ test('a partition moves to a new server under writes through two proxies: 0 ackn
     const r = await store.get(key);
     if (!(r.ok && r.value === value)) lost += 1;
   }
-  const movedGenerated = (await Promise.all([...generated.keys()].map(partitionOf))).filter((p) => p === moving).length;
+  const movedGenerated = (await partitionsOf(d.proxyUrl, [...generated.keys()])).filter((p) => p === moving).length;
   t.diagnostic(`moved ${result.rows} rows; writes paused ${result.pausedMs.toFixed(0)} ms; ${result.terminated} waiting call(s) ended; ` +
     `${writes} sets and ${generated.size} generates acknowledged (${movedGenerated} on the moved partition), ` +
     `${errors.length} calls failed (${[...new Set(errors)].join(', ') || 'none'}); ${lost} acknowledged writes lost`);
