@@ -309,9 +309,17 @@ describe('session_write_batch under concurrency', () => {
     try {
       await holder.query('BEGIN');
       await holder.query(`SELECT session.session_put($1, 'theirs', NULL)`, [p]);
+      const appPid = (await app.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
       const pending = batch([['put', p, 'ours', null], ['set', other, 'new', null], ['set', p, 'ours2', null]]);
-      await new Promise((r) => setTimeout(r, 200));
+      // The batch must be waiting on the uncommitted row when it commits, however slow the machine.
+      let waiting = false;
+      for (let i = 0; i < 400 && !waiting; i += 1) {
+        const r = await db.query(`SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1`, [appPid]);
+        waiting = r.rows[0]?.wait_event_type === 'Lock';
+        if (!waiting) await new Promise((r) => setTimeout(r, 25));
+      }
       await holder.query('COMMIT');
+      assert.ok(waiting, 'the batch never waited for the other transaction');
       const rows = await pending;
       assert.deepEqual(rows.map((r) => r.sqlstate), ['55P03', null, '55P03']);
       assert.deepEqual(rows.map((r) => r.ok), [null, true, null]);

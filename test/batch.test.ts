@@ -152,7 +152,9 @@ describe('group commit through the client', () => {
 
   test('a statement timeout rejects every caller of the batch, and nothing of it is written', async () => {
     const app = uniqueName('to');
-    const store = connect({ connectionString: clientUrl, writeConnections: 1, applicationName: app, statementTimeoutMs: 300 });
+    // Long enough for the poll below to see the call waiting on a slow machine; shorter than the
+    // batch's 2 s lock_timeout, which would otherwise fire first.
+    const store = connect({ connectionString: clientUrl, writeConnections: 1, applicationName: app, statementTimeoutMs: 1000 });
     try {
       const keys = await Promise.all(Array.from({ length: 10 }, () => store.generate({ value: 'kept' })));
       const holder = await holdWrites();

@@ -272,7 +272,7 @@ describe('session_purge_job (what the pg_cron job calls)', () => {
       }
     })();
     try {
-      await db.query('CALL session.session_purge_job(60, 20)');
+      await db.query('CALL session.session_purge_job(600, 20)');
     } finally {
       running = false;
       await watching;

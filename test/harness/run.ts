@@ -47,7 +47,9 @@ async function main(): Promise<number> {
       PG_BINDIR: cluster?.bindir ?? findBindir(),
       TEST_CRON_DATABASE: cluster?.cron ? cluster.cronDatabase : '',
     };
-    const child = spawn(process.execPath, ['--test', ...files], { stdio: 'inherit', env });
+    // One file at a time, whatever the core count: the files share one cluster, and some compare
+    // cluster-wide state (roles, a table's growth) that another file running alongside would change.
+    const child = spawn(process.execPath, ['--test', '--test-concurrency=1', ...files], { stdio: 'inherit', env });
     return await new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? 1)));
   } finally {
     cleanup();
