@@ -211,7 +211,7 @@ export class GetBatcher {
     }, (err: unknown) => {
       // Through a PL/Proxy proxy, one partition that cannot be reached fails the whole call
       // (08006): asked one by one, the keys of the other partitions are answered.
-      if (this.singles.trip(err) || String((err as { code?: unknown }).code) === '08006') {
+      if (this.singles.trip(err) || sqlStateOf(err) === '08006') {
         for (const call of calls) this.single(call);
         return;
       }
@@ -417,6 +417,8 @@ export function halves(calls: WriteCall[]): [WriteCall[], WriteCall[]] {
 
 /** SQLSTATEs of a batch statement that never ran: function missing (42883, 3F000), not granted (42501). */
 const unbatchable = new Set(['42883', '3F000', '42501']);
+/** The SQLSTATE pg puts on a server's error ('undefined' for other errors). */
+const sqlStateOf = (err: unknown): string => String((err as { code?: unknown }).code);
 
 /** After a batch statement that never ran, single calls only for a minute, then batches again. */
 class SinglesForAWhile {
@@ -428,7 +430,7 @@ class SinglesForAWhile {
 
   /** Whether `err` says the batch statement never ran (so sending its calls again is safe); if so, starts the minute. */
   trip(err: unknown): boolean {
-    if (!unbatchable.has(String((err as { code?: unknown }).code))) return false;
+    if (!unbatchable.has(sqlStateOf(err))) return false;
     this.until = Date.now() + 60_000;
     return true;
   }
