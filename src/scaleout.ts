@@ -306,11 +306,11 @@ export async function movePartition(options: MovePartitionOptions): Promise<Move
   try {
     const rows = Number((await to.query<{ n: string }>('SELECT count(*) AS n FROM session.sessions')).rows[0]?.n);
     if (rows !== 0) throw new SessionError('invalid_argument', 'the new partition database must be empty');
+    const settings = await sameInstall(from, to);
     for (const c of [from, to]) await c.query(`CREATE TABLE ${marker} (token text PRIMARY KEY)`);
     await from.query(`CREATE PUBLICATION ${name} FOR TABLE session.sessions, ${marker}`);
-    // The subscription's conninfo may hold a password: keep the statement out of the server log.
-    await to.query(`SET log_statement = 'none'; SET log_min_error_statement = 'panic'`);
-    await to.query(`CREATE SUBSCRIPTION ${name} CONNECTION ${pgLiteral(publisherConninfo)} PUBLICATION ${name}`);
+    await from.query(`SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')`, [name]);
+    await subscribe(to, name, publisherConninfo);
     log(`partition ${partition}: copying to ${redact(options.to)}`);
     await waitFor('the initial copy', options.copyTimeoutMs ?? 600_000, async () =>
       (await to.query(`SELECT count(*) AS n FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
@@ -319,14 +319,15 @@ export async function movePartition(options: MovePartitionOptions): Promise<Move
     // The pause: from here until the lock goes, writes to this partition wait; reads go on.
     await locker.query('BEGIN');
     await locker.query(`SET LOCAL lock_timeout = '10s'`);
-    await locker.query('LOCK TABLE session.sessions IN EXCLUSIVE MODE');
+    // session.config too: a setting changed during the pause would miss the new database.
+    await locker.query('LOCK TABLE session.sessions, session.config IN EXCLUSIVE MODE');
     const paused = performance.now();
     const token = randomBytes(8).toString('hex');
     await from.query(`INSERT INTO ${marker} VALUES ($1)`, [token]);
     await waitFor('the last writes to replicate', options.catchUpTimeoutMs ?? 30_000, async () =>
       (await to.query(`SELECT 1 FROM ${marker} WHERE token = $1`, [token])).rowCount === 1);
-    const settings = (await from.query<{ p: string; m: number }>('SELECT default_period AS p, max_value_bytes AS m FROM session.config')).rows[0];
-    await to.query('UPDATE session.config SET default_period = $1, max_value_bytes = $2', [settings?.p, settings?.m]);
+    await to.query(`UPDATE session.config c SET (${settings}) = (SELECT ${settings} FROM pg_catalog.jsonb_populate_record(NULL::session.config, $1))`,
+      [(await from.query<{ c: unknown }>('SELECT pg_catalog.to_jsonb(c) AS c FROM session.config c')).rows[0]?.c]);
     const old = (await proxies[0]?.query<{ c: string }>('SELECT conninfo AS c FROM session_proxy.partitions() WHERE part = $1', [partition]))?.rows[0]?.c;
     const switched: pg.Client[] = [];
     try {
@@ -374,6 +375,48 @@ export async function movePartition(options: MovePartitionOptions): Promise<Move
   }
 }
 
+/**
+ * Refuses a new database that is not migrated like the old one (the same migrations and role
+ * names: the proxy's login must be able to call it the same way). Resolves the columns of
+ * session.config to copy: every setting, the role names being equal already.
+ */
+async function sameInstall(from: pg.Client, to: pg.Client): Promise<string> {
+  const describe = async (c: pg.Client) => (await c.query<{ m: string; r: string; cols: string[] }>(
+    `SELECT (SELECT pg_catalog.string_agg(name, ',' ORDER BY name) FROM public.session_migrations) AS m,
+            (SELECT pg_catalog.concat_ws(',', client_role, admin_role, proxy_role) FROM session.config) AS r,
+            ARRAY(SELECT pg_catalog.quote_ident(a.attname) FROM pg_catalog.pg_attribute a
+                   WHERE a.attrelid = 'session.config'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+                     AND a.attname NOT IN ('singleton', 'client_role', 'admin_role', 'proxy_role') ORDER BY a.attnum) AS cols`)).rows[0];
+  const [old, now] = [await describe(from), await describe(to)];
+  if (old?.m !== now?.m) throw new SessionError('invalid_argument', 'the new partition database must have the same migrations as the old one: run session-pg migrate with the same version on it');
+  if (old?.r !== now?.r) throw new SessionError('invalid_argument', `the new partition database must use the same role names as the old one (${old?.r}): migrate it with the same --client-role, --admin-role and --proxy-role`);
+  return (now?.cols ?? []).join(', ');
+}
+
+/**
+ * Subscribes `to` to the publication `name` over the slot of that name, made beforehand (CREATE
+ * SUBSCRIPTION may then run inside a function). The conninfo, which may hold the publisher's
+ * password, travels as a bound parameter into a function that EXECUTEs the statement, so no
+ * statement text the move sends holds it: log_statement and log_min_duration_statement log the
+ * call, auto_explain never sees a utility statement, and this session logs no parameter values.
+ * The re-raise drops the error context, which would quote the statement.
+ */
+async function subscribe(to: pg.Client, name: string, conninfo: string): Promise<void> {
+  await to.query(`SELECT pg_catalog.set_config('log_parameter_max_length', '0', false),
+                         pg_catalog.set_config('log_parameter_max_length_on_error', '0', false),
+                         pg_catalog.set_config('log_min_error_statement', 'panic', false),
+                         pg_catalog.set_config('auto_explain.log_min_duration', '-1', false)`);
+  await to.query(`CREATE FUNCTION pg_temp.session_move_subscribe(name text, conninfo text) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
+    BEGIN
+      EXECUTE format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I WITH (create_slot = false, slot_name = %L)',
+                     name, conninfo, name, name);
+    EXCEPTION WHEN OTHERS THEN
+      RAISE EXCEPTION USING ERRCODE = SQLSTATE, MESSAGE = SQLERRM;
+    END $f$`);
+  await to.query('SELECT pg_temp.session_move_subscribe($1, $2)', [name, conninfo]);
+}
+
 /** The URL without its credentials: the proxy's conninfo takes host, port and database only. */
 function databaseUrlOnly(url: string): string {
   const u = new URL(url);
@@ -382,5 +425,4 @@ function databaseUrlOnly(url: string): string {
   return u.toString();
 }
 
-const pgLiteral = (s: string) => `'${s.replace(/'/g, "''")}'`;
 const pgIdent = (s: string) => `"${s.replace(/"/g, '""')}"`;

@@ -135,6 +135,20 @@ export async function deploy(options: DeployOptions = {}): Promise<Deployment> {
   }
 }
 
+/**
+ * A database ready to receive a moved partition: an ordinary install on `cluster`, and the
+ * proxy's partition login there with the same password. Resolves its owner URL.
+ */
+export async function newPartition(d: Deployment, cluster: Cluster, database: string): Promise<string> {
+  await sql(cluster.url, `CREATE DATABASE ${database}`);
+  const url = cluster.urlFor(database);
+  await migratePartitions([url], { log: false });
+  const password = new URL(d.proxyPartitionUrls[0] as string).password;
+  await sql(cluster.url, `CREATE ROLE ${partitionLogin} LOGIN PASSWORD '${password}' IN ROLE session_proxy`);
+  requirePassword(cluster, partitionLogin);
+  return url;
+}
+
 /** Appends to a file of the cluster's data directory (for tests that change settings). */
 export function appendConf(cluster: Cluster, lines: string[]): void {
   appendFileSync(join(dirname(cluster.logFile), 'data', 'postgresql.conf'), `\n${lines.join('\n')}\n`);
