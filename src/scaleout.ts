@@ -8,6 +8,7 @@ import pg from 'pg';
 import { clientConfig, withClient, type ConnectionOptions, type Notice } from './connection.js';
 import { SessionError, toSessionError } from './errors.js';
 import { migrate, type MigrateOptions } from './migrate.js';
+import { stats, type CronJob } from './admin.js';
 
 const proxySqlDir = fileURLToPath(new URL('../../sql/proxy/', import.meta.url));
 
@@ -71,6 +72,9 @@ export function partitionTarget(url: string, tcpUserTimeoutMs = 5000): Partition
   return { conninfo: parts.join(' '), user: decodeURIComponent(u.username), password };
 }
 
+/** The proxy database's default role pair; distinct from the partitions' (`session_client`, `session_admin`). */
+export const proxyRoles = { client: 'session_proxy_client', admin: 'session_proxy_admin' } as const;
+
 /** Options of {@link installProxy}. The connection is to the proxy database, as its owner. */
 export interface ProxyInstallOptions extends ConnectionOptions {
   /**
@@ -80,7 +84,11 @@ export interface ProxyInstallOptions extends ConnectionOptions {
    * proxy database's catalog (its user mapping), never printed.
    */
   partitions: string[];
-  /** The proxy's client and admin roles (defaults `session_client`, `session_admin`), set at first install. */
+  /**
+   * The proxy's client and admin roles, set at first install. The defaults,
+   * `session_proxy_client` and `session_proxy_admin`, differ from the partitions' defaults, so
+   * that the application's logins on the proxy cannot call a partition on the same server.
+   */
   clientRole?: string;
   adminRole?: string;
   /**
@@ -130,7 +138,7 @@ export async function installProxy(options: ProxyInstallOptions): Promise<string
     throw new SessionError('invalid_argument', 'every partition URL must carry the same login and password (PL/Proxy has one user mapping per cluster)');
   }
   const queryTimeout = seconds('queryTimeoutSeconds', queryTimeoutSeconds, 10);
-  const roles = { client: clientRole ?? 'session_client', admin: adminRole ?? 'session_admin' };
+  const roles = { client: clientRole ?? proxyRoles.client, admin: adminRole ?? proxyRoles.admin };
   return withClient({ applicationName: 'session-postgresql proxy install', ...connection }, async (c) => {
     await c.query('BEGIN');
     try {
@@ -160,6 +168,7 @@ export async function installProxy(options: ProxyInstallOptions): Promise<string
       await c.query('SELECT session_proxy.set_credentials($1, $2)', [login.user, login.password]);
       await c.query('COMMIT');
       log(`proxy over ${n} partitions: ${partitions.map(redact).join(' ')}`);
+      for (const w of bypassWarnings(await partitionStatusRows(c))) log(`WARNING: ${w}`);
       return ran;
     } catch (err) {
       await c.query('ROLLBACK').catch(() => {});
@@ -180,6 +189,11 @@ export interface PartitionStatus {
   defaultPeriod: number | null;
   /** SQLSTATE and message when the partition could not answer. */
   error: string | null;
+  /**
+   * The proxy's client and admin roles that may call this partition's functions directly, when it
+   * is on the proxy's server: their logins could bypass the proxy. Empty: none; null: not known.
+   */
+  directCallers: string[] | null;
 }
 
 export interface ProxyStatus {
@@ -196,15 +210,84 @@ export async function proxyStatus(options: ConnectionOptions): Promise<ProxyStat
     const applied = new Set(exists ? (await c.query<{ name: string }>(`SELECT name FROM public.${proxyMigrationsTable}`)).rows.map((r) => r.name) : []);
     const migrations = proxyMigrations().map((name) => ({ name, applied: applied.has(name) }));
     if (!exists) return { migrations, partitions: [] };
-    const rows = (await c.query({ text: 'SELECT * FROM session_proxy.partition_status()', types: numbers })).rows as {
-      part: number; conninfo: string; database: string | null; live: number | null; expired: number | null;
-      table_bytes: number | null; default_period: number | null; error: string | null }[];
-    return {
-      migrations,
-      partitions: rows.map((r) => ({ part: r.part, conninfo: r.conninfo, database: r.database, live: r.live, expired: r.expired,
-        tableBytes: r.table_bytes, defaultPeriod: r.default_period, error: r.error })),
-    };
+    return { migrations, partitions: await partitionStatusRows(c) };
   });
+}
+
+async function partitionStatusRows(c: pg.Client): Promise<PartitionStatus[]> {
+  const rows = (await c.query({ text: 'SELECT * FROM session_proxy.partition_status()', types: numbers })).rows as {
+    part: number; conninfo: string; database: string | null; live: number | null; expired: number | null;
+    table_bytes: number | null; default_period: number | null; error: string | null; direct_callers: string[] | null }[];
+  return rows.map((r) => ({ part: r.part, conninfo: r.conninfo, database: r.database, live: r.live, expired: r.expired,
+    tableBytes: r.table_bytes, defaultPeriod: r.default_period, error: r.error, directCallers: r.direct_callers }));
+}
+
+/** One line per partition whose functions the proxy's own roles may call directly. */
+export function bypassWarnings(partitions: PartitionStatus[]): string[] {
+  return partitions.filter((p) => (p.directCallers ?? []).length > 0).map((p) =>
+    `partition ${p.part} (${p.database}) is on the proxy's server and the proxy's role(s) ${(p.directCallers ?? []).join(', ')} may call its functions directly: `
+    + 'their logins can bypass the proxy (a session made there may belong to another partition). Give the proxy and the partitions '
+    + 'distinct role names, or revoke CONNECT on the partition databases from PUBLIC and grant it to the proxy\'s login only');
+}
+
+/** A partition's pg_cron purge job, as `session-pg stats` on the proxy reports it. */
+export interface PartitionPurgeJob {
+  part: number;
+  database: string;
+  /** The job and its latest runs, as {@link stats} on that partition reports them; null if none. */
+  cron: CronJob | null;
+  /** Why `cron` is null (no job, no pg_cron, or the partition could not be asked). */
+  note?: string;
+  /** Set when the job's latest runs failed. */
+  warning?: string;
+}
+
+/** libpq conninfo `key='value'` pairs (as partitionTarget writes them). */
+function conninfoValues(conninfo: string): Map<string, string> {
+  return new Map([...conninfo.matchAll(/(\w+)='((?:[^'\\]|\\.)*)'/g)].map((m) => [m[1] as string, (m[2] as string).replace(/\\(.)/g, '$1')]));
+}
+
+/**
+ * On a proxy database: each partition's purge job. Purging runs on the partitions (their own
+ * pg_cron jobs); this asks each one, at its host, port and database from the proxy's catalog, with
+ * the credentials of `options.connectionString` (the proxy's owner, a superuser in
+ * docs/scale-out.md), and pg_cron's database from its server's `cron.database_name`. Resolves
+ * null when the database is not a proxy (or the connection is not given as a URL).
+ */
+export async function partitionPurgeJobs(options: ConnectionOptions): Promise<PartitionPurgeJob[] | null> {
+  const url = options.connectionString;
+  if (url === undefined || !URL.canParse(url)) return null;
+  const parts = await withClient({ applicationName: 'session-pg', ...options }, async (c) => {
+    if ((await c.query<{ t: string | null }>('SELECT pg_catalog.to_regclass($1) AS t', [`public.${proxyMigrationsTable}`])).rows[0]?.t === null) return null;
+    return (await c.query<{ part: number; conninfo: string }>('SELECT part, conninfo FROM session_proxy.partitions()')).rows;
+  }).catch((err: unknown) => {
+    if (err instanceof SessionError && err.code === 'permission_denied') return 'denied' as const;
+    throw err;
+  });
+  if (parts === null) return null;
+  if (parts === 'denied') return [{ part: -1, database: '', cron: null, note: "only the proxy's owner can see the partitions: run stats as the owner for their purge jobs" }];
+  return Promise.all(parts.map(async ({ part, conninfo }) => {
+    const v = conninfoValues(conninfo);
+    const database = v.get('dbname') ?? '';
+    const at = (db: string) => {
+      const u = new URL(url);
+      const host = v.get('host') ?? '';
+      u.hostname = host.includes(':') ? `[${host}]` : host;
+      u.port = v.get('port') ?? '';
+      u.pathname = `/${encodeURIComponent(db)}`;
+      return u.toString();
+    };
+    try {
+      const cronDb = await withClient({ connectionString: at(database), applicationName: 'session-pg' }, async (c) =>
+        (await c.query<{ d: string | null }>(`SELECT pg_catalog.current_setting('cron.database_name', true) AS d`)).rows[0]?.d ?? null)
+        .catch(() => null);
+      if (cronDb === null) return { part, database, cron: null, note: 'pg_cron is not loaded on its server (or its cron.database_name is not readable by this login)' };
+      const s = await stats({ connectionString: at(database), ...(cronDb === database ? {} : { cronDatabaseUrl: at(cronDb) }) });
+      return { part, database, cron: s.cron, ...(s.cronNote === undefined ? {} : { note: s.cronNote }), ...(s.cronWarning === undefined ? {} : { warning: s.cronWarning }) };
+    } catch (err) {
+      return { part, database, cron: null, note: `could not ask it: ${(err as Error).message}` };
+    }
+  }));
 }
 
 /**
