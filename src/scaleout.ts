@@ -393,7 +393,15 @@ export async function movePartition(options: MovePartitionOptions): Promise<Move
     for (const c of [from, to]) await c.query(`CREATE TABLE ${marker} (token text PRIMARY KEY)`);
     await from.query(`CREATE PUBLICATION ${name} FOR TABLE session.sessions, ${marker}`);
     await from.query(`SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')`, [name]);
-    await subscribe(to, name, publisherConninfo);
+    try {
+      await subscribe(to, name, publisherConninfo);
+    } catch (err) {
+      // A slot left behind would hold the old server's WAL forever.
+      await from.query('SELECT pg_catalog.pg_drop_replication_slot($1)', [name]).catch(() => {});
+      await from.query(`DROP PUBLICATION IF EXISTS ${name}`).catch(() => {});
+      for (const c of [from, to]) await c.query(`DROP TABLE IF EXISTS ${marker}`).catch(() => {});
+      throw err;
+    }
     log(`partition ${partition}: copying to ${redact(options.to)}`);
     await waitFor('the initial copy', options.copyTimeoutMs ?? 600_000, async () =>
       (await to.query(`SELECT count(*) AS n FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid

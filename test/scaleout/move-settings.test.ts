@@ -67,6 +67,17 @@ test('a move copies every setting and sends no password in any statement: both s
 
   const to = await newPartition(d, target, 'moved');
 
+  // A publisher the new server cannot log in to: the move fails, names no password, and leaves no
+  // replication slot (which would hold the old server's WAL) nor anything that stops a second try.
+  const wrong = `pw${randomBytes(12).toString('hex')}`;
+  const bad = databaseUrl(d.partitionUrls[moving] as string, fromDb, { user: 'session_mover', password: wrong });
+  await assert.rejects(movePartition({ proxies: [d.proxyUrl], partition: moving, from, to, publisherUrl: bad, log: false }), (err: unknown) => {
+    assert.match(String((err as Error).message), /password authentication failed/);
+    assert.ok(!JSON.stringify(err, Object.getOwnPropertyNames(err)).includes(wrong));
+    return true;
+  });
+  assert.equal((await sql(source.url, 'SELECT 1 FROM pg_replication_slots')).rowCount, 0);
+
   const before = await config(d.partitionUrls[moving] as string);
   await movePartition({ proxies: [d.proxyUrl], partition: moving, from, to, log: false });
 
@@ -91,5 +102,8 @@ test('a move copies every setting and sends no password in any statement: both s
   const logs = [source.logFile, target.logFile].map((f) => readFileSync(f, 'utf8'));
   assert.match(logs[0] as string, /PUBLICATION session_move_p1/);
   assert.match(logs[1] as string, /execute <unnamed>: SELECT pg_temp\.session_move_subscribe\(\$1, \$2\)/);
-  for (const [i, text] of logs.entries()) assert.ok(!text.includes(secret), `the password is in the log of server ${i}`);
+  for (const [i, text] of logs.entries()) {
+    assert.ok(!text.includes(secret), `the password is in the log of server ${i}`);
+    assert.ok(!text.includes(wrong), `the wrong password is in the log of server ${i}`);
+  }
 });
