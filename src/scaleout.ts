@@ -328,8 +328,9 @@ export interface MovePartitionOptions {
   to: string;
   /**
    * How the new server reaches the old one for the subscription (a superuser or a role with
-   * REPLICATION and read access). Default: `from`. Stored in the new server's catalog only for
-   * the duration of the move.
+   * REPLICATION and read access). Default: `from`. Its password is stored in the new server's
+   * catalog only for the duration of the move, and sent as a bound parameter, never in the text
+   * of a statement (so never in either server's log).
    */
   publisherUrl?: string;
   /** A database of the old server from which to close the old one (default `postgres`). */
@@ -360,7 +361,8 @@ async function waitFor(what: string, timeoutMs: number, check: () => Promise<boo
  * 1. logical replication copies the partition's sessions to the new database and follows its writes;
  * 2. writes to this partition are paused (its table locked in EXCLUSIVE mode: reads go on), a
  *    marker row written after the lock is awaited on the new side, so every committed write is there;
- * 3. every proxy's foreign server is pointed at the new database; their next calls go there;
+ * 3. every setting (session.config, locked too) is copied and every proxy's foreign server is
+ *    pointed at the new database; their next calls go there;
  * 4. the old database is closed to new connections and the writes that were waiting on the lock are
  *    terminated (their callers get `connection`, and none of them was applied), then the lock goes;
  * 5. the subscription, publication and slot are dropped. The old database is left, closed, for the
