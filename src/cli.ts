@@ -4,7 +4,8 @@ import { parseArgs } from 'node:util';
 import { defaultPurgePause, installScript, validPurgePause, purgeAll, purgeJobWarning, schedulePurge, stats, unschedulePurge, type CronRun, type PurgeProgress, type Stats } from './admin.js';
 import { causeChain, SessionError } from './errors.js';
 import { importArguments, importCommand } from './import.js';
-import { scaleoutCommand } from './scaleout-cli.js';
+import { printPartitionJobs, scaleoutCommand } from './scaleout-cli.js';
+import { partitionPurgeJobs } from './scaleout.js';
 import { migrate, migrationStatus } from './migrate.js';
 import { connect } from './store.js';
 
@@ -235,13 +236,14 @@ function runLine(r: CronRun): string {
   return `  ${r.start?.toISOString() ?? '-'}  ${r.status.padEnd(9)}  ${took.padStart(8)}  ${(r.message ?? '').trim().split('\n', 1)[0]}`;
 }
 
-function printStats(s: Stats): void {
+function printStats(s: Stats, job = true): void {
   console.log(`live sessions      ${s.live}`);
   console.log(`expired, unpurged  ${s.expired}`);
   console.log(`table size         ${humanBytes(s.tableBytes)}`);
   console.log(`index size         ${humanBytes(s.indexBytes)}`);
   console.log(`default period     ${s.defaultPeriod} s (${humanSeconds(s.defaultPeriod)})`);
   console.log(`max value size     ${humanBytes(s.maxValueBytes)}`);
+  if (!job) return;
   if (s.cron === null) {
     console.log(`purge job          none: ${s.cronNote ?? ''}`);
     return;
@@ -318,8 +320,11 @@ async function run(command: Command, args: string[], values: Values): Promise<vo
     }
     case 'stats': {
       const s = await stats({ ...conn, ...cron });
-      if (values.json) console.log(JSON.stringify(s, null, 2));
-      else printStats(s);
+      // On a proxy, purging runs on the partitions: their jobs, not the proxy's (none).
+      const partitions = await partitionPurgeJobs(conn);
+      if (values.json) console.log(JSON.stringify(partitions === null ? s : { ...s, partitions }, null, 2));
+      else printStats(s, partitions === null);
+      if (!values.json && partitions !== null) printPartitionJobs(partitions, runLine);
       return;
     }
     case 'default-period': {
