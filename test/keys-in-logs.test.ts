@@ -6,34 +6,16 @@ import { readFileSync } from 'node:fs';
 import { inspect } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { connect, migrate, SessionError, type SessionStore } from '../src/index.js';
-import { startCluster, type Cluster } from './harness/cluster.js';
+import { connect, SessionError, type SessionStore } from '../src/index.js';
+import type { Cluster } from './harness/cluster.js';
+import { startLoggingCluster } from './harness/logs.js';
 import { databaseUrl } from './harness/urls.js';
 
 let cluster: Cluster;
 let appUrl = '';
 let opsUrl = '';
 before(async () => {
-  cluster = await startCluster({
-    cron: false,
-    settings: [
-      `shared_preload_libraries = 'auto_explain'`, 'auto_explain.log_min_duration = 0',
-      'auto_explain.log_nested_statements = on', 'auto_explain.log_verbose = on', 'auto_explain.log_analyze = on',
-      // Every role's default here: parameters of failing statements are logged in full.
-      'log_parameter_max_length_on_error = -1', 'log_error_verbosity = verbose', 'log_min_error_statement = error',
-    ],
-  });
-  const admin = cluster.urlFor('postgres');
-  const c = new pg.Client({ connectionString: admin });
-  await c.connect();
-  try {
-    await c.query('CREATE DATABASE logs');
-    await migrate({ connectionString: cluster.urlFor('logs'), log: false });
-    await c.query(`CREATE ROLE app LOGIN PASSWORD 'pw' IN ROLE session_client`);
-    await c.query(`CREATE ROLE ops LOGIN PASSWORD 'pw' IN ROLE session_admin`);
-  } finally {
-    await c.end();
-  }
+  cluster = await startLoggingCluster('logs');
   appUrl = databaseUrl(cluster.urlFor('logs'), 'logs', { user: 'app', password: 'pw' });
   opsUrl = databaseUrl(cluster.urlFor('logs'), 'logs', { user: 'ops', password: 'pw' });
 });
