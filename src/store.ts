@@ -51,6 +51,7 @@ export interface StoreOptions extends ConnectionOptions {
    * how many write statements it sends to the pool at once. Each lane has at most one write in
    * flight; the writes that arrive meanwhile are committed together in one transaction (one call
    * of `session.session_write_batch`), so reads never wait behind a write's flush to disk.
+   * With `pooled`, the number of write statements in flight on the store's shared connections.
    */
   writeConnections?: number;
   /** Most calls in one batched write (default 256); a batch also stops at about 1 MiB of keys and values. */
@@ -420,7 +421,8 @@ class PgSessionStore implements SessionStore {
 
 /**
  * Opens a store. Connecting is lazy: the first call connects, and a connection failure rejects
- * that call with a `connection` SessionError. Throws `invalid_argument` for a malformed `conninfo`.
+ * that call with a `connection` SessionError. Throws `invalid_argument` for a malformed `conninfo`,
+ * and with `pooled` for a `statementTimeoutMs` or `lockTimeoutMs` that is not a non-negative integer.
  */
 export function connect(options: StoreOptions = {}): SessionStore {
   const size = positive('connections', options.connections, 2);

@@ -253,6 +253,13 @@ for (const poolMode of ['transaction', 'session'] as const) {
   });
 }
 
+test('pooled: timeouts that are not non-negative integers are refused at connect, before any connection', () => {
+  for (const bad of [-1, 1.5, Number.NaN]) {
+    assert.throws(() => connect({ host: '127.0.0.1', port: 1, pooled: true, statementTimeoutMs: bad }), (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument');
+    assert.throws(() => connect({ host: '127.0.0.1', port: 1, pooled: true, lockTimeoutMs: bad }), (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument');
+  }
+});
+
 describe('the server log setup catches keys', { skip }, () => {
   test('an unnamed statement through PgBouncer without the settings: its key is in the log', async () => {
     // What a client that sends no settings leaves in this log; otherwise the tests above prove nothing.
