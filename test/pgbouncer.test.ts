@@ -140,8 +140,8 @@ for (const poolMode of ['transaction', 'session'] as const) {
       keys.push(key);
       const owner = new pg.Client({ connectionString: cluster.urlFor('bouncer') });
       await owner.connect();
-      const timed = connect({ connectionString: appUrl, pooled: true, statementTimeoutMs: 300 });
-      const locked = connect({ connectionString: appUrl, pooled: true, lockTimeoutMs: 300 });
+      const timed = connect({ connectionString: appUrl, pooled: true, statementTimeoutMs: 1000 });
+      const locked = connect({ connectionString: appUrl, pooled: true, lockTimeoutMs: 1000 });
       try {
         await owner.query('BEGIN');
         await owner.query('LOCK TABLE session.sessions IN ACCESS EXCLUSIVE MODE');
