@@ -35,6 +35,14 @@ export interface ConnectionOptions {
   lockTimeoutMs?: number;
   /** application_name shown in pg_stat_activity (default `session-postgresql`). */
   applicationName?: string;
+  /**
+   * The connections go through a pooler such as PgBouncer, in transaction or session pooling
+   * (default false). The client then sends no server settings when it connects (PgBouncer refuses
+   * them) and no named prepared statements (the next transaction may run on another server
+   * connection): every statement carries its settings, in its own transaction. A store then opens
+   * one connection (see `connections`). See docs/pgbouncer.md.
+   */
+  pooled?: boolean;
 }
 
 const conninfoKeys: Record<string, (o: ConnectionOptions, v: string) => void> = {
@@ -100,7 +108,7 @@ export function clientConfig(options: ConnectionOptions): pg.ClientConfig {
     // pg lets a URL's ?options= override the config's: fold ours into the URL's instead.
     const url = URL.canParse(o.connectionString) ? new URL(o.connectionString) : undefined;
     urlOptions = url?.searchParams.get('options') ?? undefined;
-    if (url !== undefined && urlOptions !== undefined) {
+    if (url !== undefined && urlOptions !== undefined && o.pooled !== true) {
       url.searchParams.set('options', withServerSettings(urlOptions));
       config.connectionString = url.toString();
     } else {
@@ -113,12 +121,27 @@ export function clientConfig(options: ConnectionOptions): pg.ClientConfig {
   if (o.dbname !== undefined) config.database = o.dbname;
   if (o.user !== undefined) config.user = o.user;
   if (o.password !== undefined) config.password = o.password;
-  if (urlOptions === undefined) config.options = withServerSettings(o.options);
   if (o.ssl !== undefined) config.ssl = o.ssl;
   else if (o.requiressl === true) config.ssl = { rejectUnauthorized: false };
+  // Through a pooler, the settings travel with every statement instead (see pooledSettings).
+  if (o.pooled === true) {
+    if (o.options !== undefined) config.options = o.options;
+    return config;
+  }
+  if (urlOptions === undefined) config.options = withServerSettings(o.options);
   if (o.statementTimeoutMs !== undefined) config.statement_timeout = o.statementTimeoutMs;
   if (o.lockTimeoutMs !== undefined) config.lock_timeout = o.lockTimeoutMs;
   return config;
+}
+
+/** The parameters of pooledSettings: statement_timeout and lock_timeout in ms, or null for the server's. */
+export function pooledSettingValues(options: ConnectionOptions): (string | null)[] {
+  const ms = (name: string, n: number | undefined) => {
+    if (n === undefined) return null;
+    if (!Number.isSafeInteger(n) || n < 0) throw new SessionError('invalid_argument', `${name} must be a non-negative integer`);
+    return String(n);
+  };
+  return [ms('statementTimeoutMs', options.statementTimeoutMs), ms('lockTimeoutMs', options.lockTimeoutMs)];
 }
 
 /** The fields of a server notice we print (e.g. what a DBA must run). */

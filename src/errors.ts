@@ -114,7 +114,9 @@ const connectionMessage = /^(connect |Connection terminated|timeout exceeded whe
 export function toSessionError(err: unknown): SessionError {
   if (err instanceof SessionError) return err;
   const e = (err ?? {}) as { message?: unknown };
-  const message = typeof e.message === 'string' ? e.message : String(err);
+  let message = typeof e.message === 'string' ? e.message : String(err);
+  // PgBouncer's answer to the settings a direct connection sends when it connects.
+  if (message.startsWith('unsupported startup parameter')) message += ' (through a pooler such as PgBouncer, connect with `pooled: true`)';
   const { sqlState, errno } = findCode(err);
   if (sqlState !== undefined) {
     const mapped = bySqlState[sqlState] ?? (sqlState.startsWith('08') ? 'connection' : 'database');

@@ -1,6 +1,7 @@
 import type { Writable } from 'node:stream';
 import pg from 'pg';
 import { SessionError, toSessionError } from './errors.js';
+import { queryWithSettings } from './pooled.js';
 
 const closedError = () => new SessionError('closed', 'the session store is closed');
 
@@ -26,6 +27,7 @@ export function poolExecutor(pool: pg.Pool): Executor {
  * connection, in order and in one write; the next tick's go to the next connection, round-robin.
  * Until every connection is open, calls are spread over all of them, one by one.
  * A broken connection is dropped and reopened on the next call, so the store survives restarts.
+ * With `settings` (a connection through a pooler), every statement goes with pooledSettings.
  */
 export class PipelineExecutor implements Executor {
   private readonly slots: (Promise<pg.Client> | undefined)[];
@@ -42,6 +44,7 @@ export class PipelineExecutor implements Executor {
     private readonly config: pg.ClientConfig,
     size: number,
     private readonly onError: (err: Error) => void,
+    private readonly settings?: (string | null)[],
   ) {
     this.slots = new Array<Promise<pg.Client> | undefined>(size).fill(undefined);
     this.ready = new Array<pg.Client | undefined>(size).fill(undefined);
@@ -83,7 +86,8 @@ export class PipelineExecutor implements Executor {
         });
       }
     }
-    return client.query(config).catch((err: unknown) => {
+    const sent = this.settings === undefined ? client.query(config) : queryWithSettings(client, config, this.settings);
+    return sent.catch((err: unknown) => {
       // The server may report its end (57P01) before the socket closes: a call sent in between
       // would fail too, so the next call must open a new connection instead.
       if (toSessionError(err).code === 'connection' && this.ready[i] === client) {
