@@ -54,7 +54,8 @@ async function single([kind, key, value, expiry]: Op): Promise<{ sqlstate: strin
 
 /**
  * Random runs: each starts from twin sets of sessions, one key per entry of `states`; one set gets
- * the single calls, the other the batch; element results and the rows left must match.
+ * the single calls, the other the batch (its arrays numbered from various lower bounds); element
+ * results and the rows left must match.
  */
 async function differential(states: readonly KeyState[], kinds: readonly string[], runs: number, seed: number,
   odds = { length: 10, nullValue: 5, expiries: [null, null, 60, 0, -5, 3155760001] as (number | null)[] }): Promise<{ compared: number; whole: number }> {
@@ -87,8 +88,10 @@ async function differential(states: readonly KeyState[], kinds: readonly string[
     const batchKeys = await prepare();
     const singles: { sqlstate: string | null; ok: unknown }[] = [];
     for (const step of plan) singles.push(await single([step.kind, step.kind === 'generate' ? null : singleKeys[step.slot] as string, step.value, step.expiry]));
-    const rows = await batch(plan.map((step): Op => [step.kind, step.kind === 'generate' ? null : batchKeys[step.slot] as string, step.value, step.expiry]));
-    const what = `run ${run}: ${plan.map((s) => `${s.kind}(${states[s.slot]} ${s.slot}, ${s.value}, ${s.expiry})`).join(', ')}`;
+    // Each array with a lower bound of its own (from -4 to 4), which must change nothing.
+    const lows = [0, 1, 2, 3].map((a) => ((run * 7 + a * 3) % 9) - 4) as [number, number, number, number];
+    const rows = await shapedBatch(plan.map((step): Op => [step.kind, step.kind === 'generate' ? null : batchKeys[step.slot] as string, step.value, step.expiry]), lows);
+    const what = `run ${run} (lower bounds ${lows.join(', ')}): ${plan.map((s) => `${s.kind}(${states[s.slot]} ${s.slot}, ${s.value}, ${s.expiry})`).join(', ')}`;
     assert.deepEqual(rows.map((r) => r.sqlstate), singles.map((x) => x.sqlstate), what);
     plan.forEach((step, i) => {
       if (step.kind !== 'clear' && step.kind !== 'generate' && rows[i]?.sqlstate === null) assert.equal(rows[i]?.ok, singles[i]?.ok, `${what}: element ${i + 1}`);
