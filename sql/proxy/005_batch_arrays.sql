@@ -17,6 +17,28 @@ ALTER FUNCTION session.session_generate(bigint, text, text, text, bigint) SET pl
 ALTER FUNCTION session.session_rotate(text) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION session.session_revoke(text, text) SET plan_cache_mode = force_generic_plan;
 
+-- The partition's own statement (PL/Proxy's query, the key one of its parameters) is planned on the
+-- partition: a partition conninfo must make that plan generic and keep a failing call's parameters
+-- out of the partition's log, as session-pg scaleout install writes it. It still holds where the
+-- partition is, never who connects (the user mapping does): PL/Proxy prints it in some errors.
+CREATE OR REPLACE FUNCTION session_proxy.check_conninfo(conninfo text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF conninfo IS NULL OR conninfo !~ '\S' OR conninfo ~* '(^|\s)(user|password)\s*=' THEN
+    RAISE EXCEPTION 'a partition conninfo must be non-empty and hold no user or password (those go to the user mapping)'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF conninfo !~ '(^|\s)options\s*=\s*''[^'']*-c plan_cache_mode=force_generic_plan\M'
+     OR conninfo !~ '(^|\s)options\s*=\s*''[^'']*-c log_parameter_max_length_on_error=0\M' THEN
+    RAISE EXCEPTION 'a partition conninfo must set plan_cache_mode and log_parameter_max_length_on_error for the proxy''s connections'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Add options=''-c log_parameter_max_length_on_error=0 -c plan_cache_mode=force_generic_plan'' '
+                   '(session-pg scaleout install does): otherwise a partition plans each call with its key as a literal.';
+  END IF;
+END
+$$;
+
 -- Elements counted from 1 whatever the array's bounds and dimensions, as on a partition.
 CREATE OR REPLACE FUNCTION session.session_get_batch(keys text[]) RETURNS TABLE (ord integer, value text, period bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan

@@ -73,6 +73,19 @@ describe('keys in logs through the proxy', { timeout: 300_000 }, () => {
     t.diagnostic(`${keys.length} keys, ${nested.length} plans of the proxy's and partitions' statements: no key`);
   });
 
+  test('a partition conninfo without generic plans and quiet errors is refused, with what to add', async () => {
+    const [conninfo] = (await d.query<{ c: string }>(d.proxyUrl, 'SELECT conninfo AS c FROM session_proxy.partitions() WHERE part = 0')).rows.map((r) => r.c);
+    assert.match(conninfo ?? '', /plan_cache_mode=force_generic_plan/);
+    const bare = (conninfo ?? '').replace(/\s*options='[^']*'/, '');
+    for (const c of [bare, `${bare} options='-c plan_cache_mode=force_generic_plan'`, `${bare} options='-c log_parameter_max_length_on_error=0'`]) {
+      const err = await d.query(d.proxyUrl, 'SELECT session_proxy.set_partition(0, $1)', [c]).then(() => undefined, (e: unknown) => e as { code?: string; hint?: string });
+      assert.equal(err?.code, '22023', c);
+      assert.match(err?.hint ?? '', /plan_cache_mode=force_generic_plan/);
+    }
+    await d.query(d.proxyUrl, 'SELECT session_proxy.set_partition(0, $1)', [conninfo]);
+    assert.equal((await q(app, 'SELECT session.session_count() AS n'))[0]?.n >= 0, true);
+  });
+
   test('batch arrays of any lower bound give the results of arrays numbered from 1; more dimensions: 22023 or flattened', async () => {
     const shaped = (lo: number, items: (string | number | null)[]) =>
       `[${lo}:${lo + items.length - 1}]={${items.map((v) => (v === null ? 'NULL' : `"${String(v)}"`)).join(',')}}`;
