@@ -14,10 +14,12 @@ import { databaseUrl } from './harness/urls.js';
 let cluster: Cluster;
 let appUrl = '';
 let opsUrl = '';
+let proxyUrl = '';
 before(async () => {
-  cluster = await startLoggingCluster('logs');
+  cluster = await startLoggingCluster('logs', [`CREATE ROLE proxied LOGIN PASSWORD 'pw' IN ROLE session_proxy`]);
   appUrl = databaseUrl(cluster.urlFor('logs'), 'logs', { user: 'app', password: 'pw' });
   opsUrl = databaseUrl(cluster.urlFor('logs'), 'logs', { user: 'ops', password: 'pw' });
+  proxyUrl = databaseUrl(cluster.urlFor('logs'), 'logs', { user: 'proxied', password: 'pw' });
 });
 after(() => cluster?.destroy());
 
@@ -112,6 +114,67 @@ describe('keys in logs and errors', { timeout: 60_000 }, () => {
     } finally {
       await store.close();
     }
+  });
+
+  test('a plain driver that sets nothing: no key in any statement a function runs (single, batch, errors, generated keys)', async (t) => {
+    // The caller's own statement (marked) is the caller's business: its custom plan shows its
+    // parameters, and so does an error's context here (log_parameter_max_length_on_error = -1).
+    const mark = '/* caller */';
+    const keys: string[] = [];
+    const from = serverLog().length;
+    for (const [round, options] of [undefined, '-c plan_cache_mode=force_custom_plan'].entries()) {
+      const c = new pg.Client({ connectionString: appUrl, ...(options === undefined ? {} : { options }) });
+      // What a PL/Proxy proxy calls on a partition, as its login there.
+      const proxy = new pg.Client({ connectionString: proxyUrl, ...(options === undefined ? {} : { options }) });
+      await proxy.connect();
+      await c.connect();
+      const q = async (text: string, values: unknown[]) => (await c.query(`${mark} ${text}`, values)).rows;
+      const fails = async (text: string, values: unknown[]) => assert.ok(await q(text, values).then(() => false, () => true), text);
+      try {
+        // More than five calls of each on this connection: custom plans first, then whatever the server picks.
+        for (let i = 0; i < 7; i += 1) {
+          const key = (await q('SELECT session.session_generate($1, $2) AS k', [600, `v${i}`]))[0]?.k as string;
+          const own = framework(`plain${i}`);
+          const missing = `plain-missing-${i}-${'m'.repeat(30)}`;
+          keys.push(key, own, missing);
+          await q('SELECT * FROM session.session_get($1)', [key]);
+          await q('SELECT session.session_set($1, $2, $3)', [key, `w${i}`, 600]);
+          await q('SELECT session.session_touch($1, $2)', [key, 900]);
+          await q('SELECT session.session_put($1, $2, $3)', [own, '{}', null]);
+          await fails('SELECT session.session_put($1, $2, $3)', [`${own}!`, '{}', null]);
+          await fails('SELECT session.session_set($1, $2, $3)', [key, 'x', 3_155_760_001]);
+          await q('SELECT session.session_set_subject($1, $2, $3)', [key, `user${i}`, 'laptop']);
+          await q('SELECT * FROM session.session_get_batch($1::text[])', [[key, own, missing, null, key]]);
+          const written = await q('SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])',
+            [['set', 'touch', 'put', 'generate', 'put', 'clear', 'set'], [key, own, missing, null, 'short', missing, key], ['a', null, 'b', 'c', 'd', null, 'x'.repeat(1_048_577)], [null, 60, null, null, null, null, null]]);
+          keys.push(...written.map((r) => r.key as string | null).filter((k): k is string => k !== null));
+          const rotated = (await q('SELECT session.session_rotate($1) AS k', [key]))[0]?.k as string;
+          keys.push(rotated);
+          await q('SELECT session.session_revoke($1, $2)', [`user${i}`, rotated]);
+          await q('SELECT session.session_clear($1)', [own]);
+          const made = [framework(`pgen${round}${i}`), framework(`pbatch${round}${i}`), framework(`prot${round}${i}`)];
+          keys.push(...made);
+          await proxy.query(`${mark} SELECT session.partition_generate($1, $2, $3)`, [made[0], 600, 'v']);
+          await proxy.query(`${mark} SELECT * FROM session.partition_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])`,
+            [['generate', 'set', 'put', 'clear'], [made[1], made[0], own, made[0]], ['g', 's', 'p', null], [null, null, null, null]]);
+          await proxy.query(`${mark} SELECT session.partition_rotate($1, $2)`, [made[1], made[2]]);
+          assert.ok(await proxy.query(`${mark} SELECT session.partition_generate($1)`, ['short']).then(() => false, () => true));
+        }
+      } finally {
+        await c.end();
+        await proxy.end();
+      }
+    }
+    const entries = serverLog().slice(from).split(/\n(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)/);
+    const caller = (e: string) => e.includes(mark) || /parameters: \$1 = /.test(e);
+    const nested = entries.filter((e) => /Query Text:/.test(e) && !caller(e));
+    // The statements of the batch functions were logged, nested: the test sees what it checks.
+    assert.ok(nested.some((e) => /session\.sessions/.test(e)), 'no nested statement in the log');
+    assert.ok(entries.some((e) => caller(e) && keys.some((k) => e.includes(k))), 'the caller\'s own plans hold no key: this test proves nothing');
+    for (const e of entries.filter((x) => !caller(x))) {
+      for (const key of keys) assert.ok(!e.includes(key), `a key (${key.slice(0, 6)}…) is in a statement a function ran:\n${e.replaceAll(key, '<key>').slice(0, 1500)}`);
+    }
+    t.diagnostic(`${keys.length} keys, ${nested.length} nested plans logged: no key outside the caller's own statement`);
   });
 
   test('a literal key in SQL text is logged like any literal (what the docs warn DBAs about)', async () => {
