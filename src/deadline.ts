@@ -1,0 +1,89 @@
+import { SessionError } from './errors.js';
+
+/**
+ * The calls in flight on one connection, oldest first: a pipelined connection answers in order,
+ * so the call settling is always the oldest one.
+ */
+export class Watch {
+  /** When each unsettled call was made (performance.now()), in the order they were sent. */
+  readonly since: number[] = [];
+  /** Set once the deadline dropped the connection: its calls then reject with `timeout`. */
+  expired = false;
+
+  constructor(readonly kill: () => void) {}
+}
+
+/**
+ * A client-side deadline for every call: `statementTimeoutMs` plus a margin. The server's own
+ * statement_timeout normally answers first; the deadline covers what it does not (a commit waiting
+ * for a synchronous standby, a peer gone without a FIN, a server that stopped answering). A timer
+ * per call would cost too much at tens of thousands of calls per second, so one periodic sweep
+ * per store looks at the oldest call of each connection and drops the connection when it is late.
+ */
+export class Deadlines {
+  /** How long a call may take, in ms. */
+  readonly limitMs: number;
+  private readonly watches = new Set<Watch>();
+  private readonly timer: NodeJS.Timeout;
+  private lastSweep = performance.now();
+  private readonly periodMs: number;
+
+  constructor(statementTimeoutMs: number) {
+    const margin = Math.max(250, statementTimeoutMs / 10);
+    this.limitMs = statementTimeoutMs + margin;
+    this.periodMs = Math.min(1000, margin / 2);
+    this.timer = setInterval(this.sweep, this.periodMs);
+    this.timer.unref();
+  }
+
+  /** Starts watching a connection; `kill` must destroy its socket. */
+  watch(kill: () => void): Watch {
+    const w = new Watch(kill);
+    this.watches.add(w);
+    return w;
+  }
+
+  unwatch(w: Watch): void {
+    this.watches.delete(w);
+  }
+
+  /** The error of a call on a connection the deadline dropped. */
+  error(cause: unknown): SessionError {
+    return new SessionError('timeout',
+      `no answer within ${Math.round(this.limitMs)} ms (statementTimeoutMs plus a margin): the connection was dropped, and the call may have taken effect`,
+      { cause: cause instanceof Error ? new Error(cause.message) : undefined });
+  }
+
+  private readonly sweep = () => {
+    const now = performance.now();
+    // After the event loop was blocked, answers may be waiting unread in the sockets: timers run
+    // before I/O is polled, so skip this round and judge at the next one.
+    const lagging = now - this.lastSweep > 2 * this.periodMs;
+    this.lastSweep = now;
+    if (lagging) return;
+    let late = false;
+    for (const w of this.watches) if (!w.expired && overdue(w, now, this.limitMs)) late = true;
+    // setImmediate runs after this turn's I/O: a call answered meanwhile is not late any more.
+    if (late) setImmediate(() => this.expire(performance.now()));
+  };
+
+  private expire(now: number): void {
+    for (const w of this.watches) {
+      if (w.expired || !overdue(w, now, this.limitMs)) continue;
+      w.expired = true;
+      this.watches.delete(w);
+      w.kill();
+    }
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.watches.clear();
+  }
+}
+
+function overdue(w: Watch, now: number, limit: number): boolean {
+  // Calls are sent in order but a batch carries its oldest caller's time: look at them all.
+  for (const t of w.since) if (now - t > limit) return true;
+  return false;
+}
