@@ -1,3 +1,6 @@
+import { connect as tcpConnect } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type pg from 'pg';
 import { SessionError } from './errors.js';
 
 /**
@@ -28,7 +31,7 @@ export class Deadlines {
   private lastSweep = performance.now();
   private readonly periodMs: number;
 
-  constructor(statementTimeoutMs: number) {
+  constructor(private readonly statementTimeoutMs: number) {
     const margin = Math.max(250, statementTimeoutMs / 10);
     this.limitMs = statementTimeoutMs + margin;
     this.periodMs = Math.min(1000, margin / 2);
@@ -45,6 +48,37 @@ export class Deadlines {
 
   unwatch(w: Watch): void {
     this.watches.delete(w);
+  }
+
+  /**
+   * Asks the server to cancel what the connection runs, then drops it: a statement still running
+   * (waiting for a lock, say) then ends without committing, instead of going on after the client
+   * gave up. The connection stops being read first: a commit waiting for a synchronous standby
+   * answers a cancel with success and a warning although the standby does not have it, and that
+   * must not reach the caller as an acknowledged write. The connection is dropped once the server
+   * has taken the request (it closes the cancel connection), or after half the margin.
+   */
+  cancelThenDrop(client: pg.Client): void {
+    const c = client as unknown as { processID?: number | null; secretKey?: number | null; host?: string; port?: number; connection?: { stream?: Partial<Duplex> } };
+    c.connection?.stream?.pause?.();
+    const drop = () => c.connection?.stream?.destroy?.();
+    if (typeof c.processID !== 'number' || typeof c.secretKey !== 'number' || c.port === undefined) {
+      drop();
+      return;
+    }
+    const wait = setTimeout(() => { socket.destroy(); }, (this.limitMs - this.statementTimeoutMs) / 2);
+    const socket = c.host?.startsWith('/') ? tcpConnect(`${c.host}/.s.PGSQL.${c.port}`) : tcpConnect(c.port, c.host);
+    socket.on('error', () => {});
+    socket.on('close', () => { clearTimeout(wait); drop(); });
+    socket.on('connect', () => {
+      // CancelRequest: length 16, code 80877102, the backend's process id and secret key.
+      const request = Buffer.alloc(16);
+      request.writeInt32BE(16, 0);
+      request.writeInt32BE(80877102, 4);
+      request.writeInt32BE(c.processID as number, 8);
+      request.writeInt32BE(c.secretKey as number, 12);
+      socket.end(request);
+    });
   }
 
   /** The error of a call on a connection the deadline dropped. */

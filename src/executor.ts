@@ -138,7 +138,7 @@ export class PipelineExecutor implements Executor {
         client.on('end', drop);
         if (this.slots[i] === opening) {
           this.ready[i] = client;
-          this.watches[i] = this.deadlines?.watch(() => socketOf(client)?.destroy?.());
+          this.watches[i] = this.deadlines?.watch(() => this.deadlines?.cancelThenDrop(client));
         }
         return client;
       },
