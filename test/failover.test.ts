@@ -1,12 +1,15 @@
 // A real synchronous standby (pg_basebackup -R) next to a primary, both on loopback: reads on the
 // hot standby, host selection by target_session_attrs, and a promotion under write load.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { connect, migrationStatus, SessionError, type SessionStore } from '../src/index.js';
 import { connector } from '../src/connection.js';
 import { installApp, startReplicatedPair, type ReplicatedPair } from './harness/standby.js';
 import { errorCode } from './helpers.js';
 
+const cli = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 let pair: ReplicatedPair;
 let primaryApp = '';
 let standbyApp = '';
@@ -131,8 +134,15 @@ describe('target_session_attrs picks the host', () => {
   });
 
   test('migrate and the CLI take the same URLs', async () => {
-    const states = await migrationStatus({ connectionString: both('read-write', 'standby first').replace('app@', 'postgres@') });
+    const url = both('read-write', 'standby first').replace('app@', 'postgres@');
+    const states = await migrationStatus({ connectionString: url });
     assert.ok(states.length > 0 && states.every((m) => m.applied));
+    const status = spawnSync(process.execPath, [cli, 'status', '--database-url', url], { encoding: 'utf8' });
+    assert.equal(status.status, 0, status.stderr);
+    assert.match(status.stdout, /001_core/);
+    const bad = spawnSync(process.execPath, [cli, 'status', '--database-url', `${url.replace('read-write', 'writable')}`], { encoding: 'utf8' });
+    assert.equal(bad.status, 2, bad.stderr);
+    assert.match(bad.stderr, /target_session_attrs must be one of/);
   });
 
   test('conninfo host and port lists', async () => {
