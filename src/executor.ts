@@ -1,8 +1,7 @@
-import type { Writable } from 'node:stream';
 import pg from 'pg';
 import type { Deadlines, Watch } from './deadline.js';
 import { SessionError, toSessionError } from './errors.js';
-import type { Connector } from './hosts.js';
+import { socketOf, type Connector } from './hosts.js';
 
 const closedError = () => new SessionError('closed', 'the session store is closed');
 
@@ -165,9 +164,6 @@ export class PipelineExecutor implements Executor {
 }
 
 const pipelined = { pipeline: true } as pg.ClientConfig;
-
-/** pg's socket of a client (not part of its typed API). */
-const socketOf = (client: pg.Client) => (client as unknown as { connection?: { stream?: Partial<Writable> } }).connection?.stream;
 
 /** How a {@link GetBatcher} turns keys into statements; the SQL text lives in statements.ts. */
 export interface GetStatements {

@@ -1,3 +1,4 @@
+import type { Writable } from 'node:stream';
 import pg from 'pg';
 import { parseConninfo, type ConnectionOptions } from './connection.js';
 import { SessionError } from './errors.js';
@@ -93,16 +94,25 @@ function without(o: ConnectionOptions, key: keyof ConnectionOptions): Connection
   return copy;
 }
 
+/** pg's socket of a client (not part of its typed API). */
+export const socketOf = (client: pg.Client) => (client as unknown as { connection?: { stream?: Partial<Writable> } }).connection?.stream;
+
 /** Where a host stands, as libpq asks it after connecting. */
 interface HostState { inRecovery: boolean; readOnly: boolean }
 
-async function hostState(client: pg.Client): Promise<HostState> {
-  const r = await client.query<[boolean, string]>({
-    text: `SELECT pg_catalog.pg_is_in_recovery(), pg_catalog.current_setting('transaction_read_only')`,
-    rowMode: 'array',
-  });
-  const [inRecovery, readOnly] = r.rows[0] ?? [false, 'off'];
-  return { inRecovery, readOnly: readOnly === 'on' };
+/** Asks within `timeoutMs` (pg's connect timeout ends with the handshake), else drops the connection. */
+async function hostState(client: pg.Client, timeoutMs: number): Promise<HostState> {
+  const timer = Number.isFinite(timeoutMs) ? setTimeout(() => socketOf(client)?.destroy?.(), timeoutMs) : undefined;
+  try {
+    const r = await client.query<[boolean, string]>({
+      text: `SELECT pg_catalog.pg_is_in_recovery(), pg_catalog.current_setting('transaction_read_only')`,
+      rowMode: 'array',
+    });
+    const [inRecovery, readOnly] = r.rows[0] ?? [false, 'off'];
+    return { inRecovery, readOnly: readOnly === 'on' };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function fits(attrs: TargetSessionAttrs, s: HostState): boolean {
@@ -157,7 +167,7 @@ export class Connector {
         client.on('error', () => {});
         try {
           await client.connect();
-          if (attrs === 'any' || fits(attrs, await hostState(client))) return client;
+          if (attrs === 'any' || fits(attrs, await hostState(client, timeout))) return client;
           why.push(`${describe(config)} (not ${attrs})`);
         } catch (err) {
           last = err;
