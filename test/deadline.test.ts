@@ -191,3 +191,33 @@ describe('a peer gone without a FIN', () => {
   });
 
 });
+
+describe('a host that stops taking writes', () => {
+  test('with target_session_attrs=read-write, a `read_only` answer drops the connection and the host is checked again', async () => {
+    const store = connect({ connectionString: `${appUrl}?target_session_attrs=read-write`, writeConnections: 1 });
+    const setReadOnly = async (on: boolean) => {
+      await owner.query(on ? 'ALTER SYSTEM SET default_transaction_read_only = on' : 'ALTER SYSTEM RESET default_transaction_read_only');
+      await owner.query('SELECT pg_reload_conf()');
+    };
+    try {
+      const key = await store.generate({ value: 'v', expiry: 3600 });
+      await setReadOnly(true);
+      // Each backend takes the reloaded setting up at its next command.
+      let first: unknown;
+      for (let i = 0; i < 100 && first === undefined; i += 1) {
+        first = await store.set(key, 'w').then(() => undefined, (e: unknown) => e);
+        if (first === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.ok(first instanceof SessionError && first.code === 'read_only', String(first));
+      // Not the same connection again: a new one, which the check refuses.
+      const next = await store.set(key, 'w').then(() => undefined, (e: unknown) => e);
+      assert.ok(next instanceof SessionError && next.code === 'connection', String(next));
+      assert.match(next.message, /not read-write/);
+      await setReadOnly(false);
+      assert.equal(await store.set(key, 'w'), true);
+    } finally {
+      await setReadOnly(false);
+      await store.close();
+    }
+  });
+});
