@@ -32,7 +32,11 @@ export interface ConnectionOptions {
   ssl?: pg.ClientConfig['ssl'];
   /** Give up connecting after this many milliseconds (default 10000). */
   connectTimeoutMs?: number;
-  /** Server-side statement_timeout for the store's connections, in ms (default: the server's). */
+  /**
+   * Server-side statement_timeout for the store's connections, in ms (default: the server's). For
+   * a store, also a deadline for every call: this plus max(250 ms, a tenth), after which the call
+   * rejects with `timeout` and its connection is dropped (see docs/typescript.md, "Deadlines").
+   */
   statementTimeoutMs?: number;
   /** Server-side lock_timeout for the store's connections, in ms (default: the server's). */
   lockTimeoutMs?: number;
