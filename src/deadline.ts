@@ -29,6 +29,7 @@ export class Deadlines {
   private readonly watches = new Set<Watch>();
   private readonly timer: NodeJS.Timeout;
   private lastSweep = performance.now();
+  private skipped = false;
   private readonly periodMs: number;
 
   constructor(private readonly statementTimeoutMs: number) {
@@ -39,7 +40,7 @@ export class Deadlines {
     this.timer.unref();
   }
 
-  /** Starts watching a connection; `kill` must destroy its socket. */
+  /** Starts watching a connection; `kill` must end it (see cancelThenDrop). */
   watch(kill: () => void): Watch {
     const w = new Watch(kill);
     this.watches.add(w);
@@ -91,10 +92,15 @@ export class Deadlines {
   private readonly sweep = () => {
     const now = performance.now();
     // After the event loop was blocked, answers may be waiting unread in the sockets: timers run
-    // before I/O is polled, so skip this round and judge at the next one.
+    // before I/O is polled, so skip this round and judge at the next one (never two in a row, so
+    // that a loop that stays busy cannot put the deadline off for good).
     const lagging = now - this.lastSweep > 2 * this.periodMs;
     this.lastSweep = now;
-    if (lagging) return;
+    if (lagging && !this.skipped) {
+      this.skipped = true;
+      return;
+    }
+    this.skipped = false;
     let late = false;
     for (const w of this.watches) if (!w.expired && overdue(w, now, this.limitMs)) late = true;
     // setImmediate runs after this turn's I/O: a call answered meanwhile is not late any more.
