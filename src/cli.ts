@@ -8,6 +8,7 @@ import { printPartitionJobs, scaleoutCommand } from './scaleout-cli.js';
 import { partitionPurgeJobs } from './scaleout.js';
 import { migrate, migrationStatus } from './migrate.js';
 import { connect } from './store.js';
+import { hostPlan } from './hosts.js';
 
 const common = `Options:
   --database-url URL   the database: a postgresql:// URL (default: $DATABASE_URL, then the PG*
@@ -180,6 +181,18 @@ function wholeNumber(name: string, v: string, min: number, max: number): number 
  * connection string and falls back to 127.0.0.1:5432, so a typo would reach another server.
  */
 function databaseUrl(name: string, value: string): string {
+  // A libpq host list (db1:5432,db2:5432) is no WHATWG URL: check the URL of each host.
+  let hosts: string[];
+  try {
+    hosts = hostPlan({ connectionString: value }).hosts.map((h) => h.connectionString ?? value);
+  } catch (err) {
+    throw new Usage(`${name}: ${(err as Error).message}`);
+  }
+  for (const one of hosts) oneHostUrl(name, one);
+  return value;
+}
+
+function oneHostUrl(name: string, value: string): void {
   let url: URL;
   try {
     url = new URL(value);
@@ -196,7 +209,6 @@ function databaseUrl(name: string, value: string): string {
   } catch {
     throw new Usage(`${name} is not a valid URL: bad %-escape`);
   }
-  return value;
 }
 
 // parseArgs reads "-5" as an unknown short option: keep negative numbers as arguments (or as the

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { SessionError, toSessionError } from './errors.js';
+import { Connector, hostPlan, type TargetSessionAttrs } from './hosts.js';
 
 /**
  * How to reach the database. The libpq-style names (`host`, `hostaddr`, `port`, `dbname`, `user`,
@@ -11,10 +12,12 @@ export interface ConnectionOptions {
   connectionString?: string;
   /** A libpq connection string: `host=... port=... dbname=...` (or a URL). */
   conninfo?: string;
+  /** A host, or several separated by commas, tried in order as libpq does (see `targetSessionAttrs`). */
   host?: string;
   /** Numeric address; used as the host when `host` is not given. */
   hostaddr?: string;
-  port?: number;
+  /** A port, or (as text) one per host separated by commas. */
+  port?: number | string;
   dbname?: string;
   user?: string;
   password?: string;
@@ -29,7 +32,11 @@ export interface ConnectionOptions {
   ssl?: pg.ClientConfig['ssl'];
   /** Give up connecting after this many milliseconds (default 10000). */
   connectTimeoutMs?: number;
-  /** Server-side statement_timeout for the store's connections, in ms (default: the server's). */
+  /**
+   * Server-side statement_timeout for the store's connections, in ms (default: the server's). For
+   * a store, also a deadline for every call: this plus max(250 ms, a tenth), after which the call
+   * rejects with `timeout` and its connection is dropped (see docs/typescript.md, "Deadlines").
+   */
   statementTimeoutMs?: number;
   /** Server-side lock_timeout for the store's connections, in ms (default: the server's). */
   lockTimeoutMs?: number;
@@ -43,12 +50,17 @@ export interface ConnectionOptions {
    * one connection (see `connections`). See docs/pgbouncer.md.
    */
   pooled?: boolean;
+  /**
+   * Which of several hosts to use, as libpq's `target_session_attrs` (also read from the URL's
+   * `?target_session_attrs=` and from `conninfo`); default `any`. Writes need `read-write` or `primary`.
+   */
+  targetSessionAttrs?: TargetSessionAttrs;
 }
 
 const conninfoKeys: Record<string, (o: ConnectionOptions, v: string) => void> = {
   host: (o, v) => { o.host = v; },
   hostaddr: (o, v) => { o.hostaddr = v; },
-  port: (o, v) => { o.port = Number(v); },
+  port: (o, v) => { o.port = v.includes(',') ? v : Number(v); },
   dbname: (o, v) => { o.dbname = v; },
   user: (o, v) => { o.user = v; },
   password: (o, v) => { o.password = v; },
@@ -57,6 +69,7 @@ const conninfoKeys: Record<string, (o: ConnectionOptions, v: string) => void> = 
   sslmode: (o, v) => { if (v === 'require') o.requiressl = true; else if (v !== 'disable' && v !== 'prefer' && v !== 'allow') o.ssl = true; },
   connect_timeout: (o, v) => { o.connectTimeoutMs = Number(v) * 1000; },
   application_name: (o, v) => { o.applicationName = v; },
+  target_session_attrs: (o, v) => { o.targetSessionAttrs = v as TargetSessionAttrs; },
 };
 
 /** Parses libpq's `key=value key='quoted \' value'` syntax. Unknown keys are refused. */
@@ -117,7 +130,7 @@ export function clientConfig(options: ConnectionOptions): pg.ClientConfig {
   }
   const host = o.host ?? o.hostaddr;
   if (host !== undefined) config.host = host;
-  if (o.port !== undefined) config.port = o.port;
+  if (o.port !== undefined) config.port = Number(o.port);
   if (o.dbname !== undefined) config.database = o.dbname;
   if (o.user !== undefined) config.user = o.user;
   if (o.password !== undefined) config.password = o.password;
@@ -149,15 +162,20 @@ export interface Notice { severity?: string | undefined; message?: string | unde
 
 /** One short-lived connection for administrative work; errors become SessionErrors. */
 export async function withClient<T>(options: ConnectionOptions, fn: (c: pg.Client) => Promise<T>, onNotice?: (n: Notice) => void): Promise<T> {
-  const client = new pg.Client(clientConfig(options));
-  if (onNotice) client.on('notice', onNotice);
-  client.on('error', () => {});
+  let client: pg.Client | undefined;
   try {
-    await client.connect();
+    client = await connector(options).connect({});
+    if (onNotice) client.on('notice', onNotice);
     return await fn(client);
   } catch (err) {
     throw toSessionError(err);
   } finally {
-    await client.end().catch(() => {});
+    await client?.end().catch(() => {});
   }
+}
+
+/** Opens connections to the first of the options' hosts that fits their `targetSessionAttrs`. */
+export function connector(options: ConnectionOptions): Connector {
+  const plan = hostPlan(options);
+  return new Connector(plan.hosts.map(clientConfig), plan.attrs);
 }

@@ -1,5 +1,6 @@
 import pg from 'pg';
-import { clientConfig, pooledSettingValues, type ConnectionOptions } from './connection.js';
+import { connector, pooledSettingValues, type ConnectionOptions } from './connection.js';
+import { Deadlines } from './deadline.js';
 import { SessionError, toSessionError } from './errors.js';
 import {
   GetBatcher, PipelineExecutor, poolExecutor, WriteQueue,
@@ -263,7 +264,7 @@ class PgSessionStore implements SessionStore {
 
   private readonly gets: GetBatcher;
 
-  constructor(private readonly executor: Executor, private readonly writes: WriteQueue) {
+  constructor(private readonly executor: Executor, private readonly writes: WriteQueue, private readonly deadlines?: Deadlines) {
     this.gets = new GetBatcher(executor, getStatements);
   }
 
@@ -416,6 +417,7 @@ class PgSessionStore implements SessionStore {
     // Writes first: with `pooled`, they share the executor's connections.
     await this.writes.close();
     await this.executor.close();
+    this.deadlines?.close();
   }
 }
 
@@ -428,19 +430,23 @@ export function connect(options: StoreOptions = {}): SessionStore {
   const size = positive('connections', options.connections, 2);
   const lanes = positive('writeConnections', options.writeConnections, 2);
   const limits = { calls: positive('maxBatchCalls', options.maxBatchCalls, 256), bytes: 1 << 20 };
-  const queue = (lane: () => Executor) => new WriteQueue(Array.from({ length: lanes }, lane), writeStatements, limits);
+  const queue = (lane: () => Executor, timed?: boolean) => new WriteQueue(Array.from({ length: lanes }, lane), writeStatements, limits, timed);
   const { pool } = options;
   if (pool !== undefined) return new PgSessionStore(poolExecutor(pool), queue(() => poolExecutor(pool)));
   const onError = options.onError ?? (() => {});
-  const config = clientConfig(options);
+  const hosts = connector(options);
   const report = (err: Error) => onError(toSessionError(err));
+  const timeout = options.statementTimeoutMs;
+  const deadlines = timeout === undefined ? undefined : new Deadlines(timeout);
+  const timed = deadlines !== undefined;
   if (options.pooled === true) {
     // Every connection of a store holds a server connection in session pooling, and while it has
     // statements in flight in transaction pooling: one connection per store unless asked for more.
-    const shared = new PipelineExecutor(config, positive('connections', options.connections, 1), report, pooledSettingValues(options));
-    return new PgSessionStore(shared, queue(() => shared));
+    const shared = new PipelineExecutor(hosts, positive('connections', options.connections, 1), report, deadlines, pooledSettingValues(options));
+    return new PgSessionStore(shared, queue(() => shared, timed), deadlines);
   }
-  return new PgSessionStore(new PipelineExecutor(config, size, report), queue(() => new PipelineExecutor(config, 1, report)));
+  return new PgSessionStore(new PipelineExecutor(hosts, size, report, deadlines),
+    queue(() => new PipelineExecutor(hosts, 1, report, deadlines), timed), deadlines);
 }
 
 function positive(name: string, n: number | undefined, otherwise: number): number {
