@@ -1,6 +1,6 @@
 // The session-pg CLI as a DBA runs it: a separate process, exit codes, output.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
@@ -155,6 +155,11 @@ describe('operations', () => {
       const missing = cli(['stats', '--database-url', empty.url]);
       assert.equal(missing.status, 1);
       assert.match(missing.stderr, /^session-pg: not_installed: session-postgresql is not installed in this database: run session-pg migrate \(SQLSTATE 3F000\)\n$/);
+      for (const args of [['default-period'], ['default-period', '60'], ['purge'], ['sessions', 'alice'], ['revoke', 'alice']]) {
+        const r = cli([...args, '--database-url', empty.url]);
+        assert.equal(r.status, 1, args.join(' '));
+        assert.match(r.stderr, /^session-pg: not_installed: .* \(SQLSTATE (3F000|42883)\) HINT: session-postgresql is not installed in this database: run session-pg migrate\n$/, args.join(' '));
+      }
     } finally {
       await empty.drop();
     }
@@ -234,6 +239,17 @@ describe('usage', () => {
     assert.match(r.stderr, /^session-pg: connection: /);
   });
 
+  test('a reader that leaves early (session-pg sql | head -3) ends the output quietly', async () => {
+    const child = spawn(process.execPath, [cliPath, 'sql'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Closed before the command writes a byte: its first write meets EPIPE, whatever the pipe's size.
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    assert.equal(stderr, '');
+    assert.equal(code, 0);
+  });
+
   test('names of Object.prototype are unknown commands', () => {
     for (const name of ['toString', 'constructor', '__proto__', 'hasOwnProperty', 'main']) {
       const r = cli([name]);
@@ -246,7 +262,10 @@ describe('usage', () => {
     const cases: [string, RegExp][] = [
       ['not a url', /--database-url must be a postgresql:\/\/ URL, e\.g\./],
       ['mysql://root:secret@db.example/app', /--database-url must be a postgresql:\/\/ URL, not mysql:\/\/\.\.\./],
-      ['postgresql://u@host:notaport/app', /--database-url must be a postgresql:\/\/ URL/],
+      ['postgresql://u@host:notaport/app', /--database-url has a bad port: a port is a number from 1 to 65535/],
+      ['postgresql://postgres@127.0.0.1:5501O/app', /--database-url has a bad port: a port is a number from 1 to 65535/],
+      ['postgresql://u:secret@[::1]:99999/app', /--database-url has a bad port/],
+      ['postgresql://u:secret/app', /--database-url has a bad port/],
       ['postgresql://u:%zz@localhost/app', /--database-url is not a valid URL: bad %-escape/],
     ];
     for (const [url, message] of cases) {
@@ -258,7 +277,7 @@ describe('usage', () => {
       }
       const env = cli(['status'], { DATABASE_URL: url });
       assert.equal(env.status, 2, url);
-      assert.match(env.stderr, /DATABASE_URL (must be|is not)/);
+      assert.match(env.stderr, /DATABASE_URL (must be|is not|has a bad port)/);
     }
     assert.equal(cli(['stats', '--cron-database-url', 'cron', '--database-url', db.url]).status, 2);
   });
