@@ -8,7 +8,7 @@ import { purgeAll, type PurgeProgress } from '../src/admin.js';
 import { SessionError } from '../src/index.js';
 import { freePort } from './harness/cluster.js';
 import { databaseUrl } from './harness/urls.js';
-import { adminQuery, adminUrl, cronDatabase, freshDatabase, pgTool, psql, schemaDump, uniqueName, type TestDatabase } from './helpers.js';
+import { adminQuery, adminUrl, cronDatabase, freshDatabase, missingTool, pgTool, psql, schemaDump, uniqueName, type TestDatabase } from './helpers.js';
 
 const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const shipped = readdirSync(fileURLToPath(new URL('../../migrations', import.meta.url))).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3)).sort();
@@ -47,7 +47,7 @@ describe('migrations', () => {
     }
   });
 
-  test('`session-pg sql | psql` installs the same schema as migrate, and again is a no-op', async () => {
+  test('`session-pg sql | psql` installs the same schema as migrate, and again is a no-op', { skip: missingTool('psql') || missingTool('pg_dump') }, async () => {
     const empty = await freshDatabase('clisql', { empty: true });
     try {
       const script = cli(['sql']).stdout;
