@@ -2,13 +2,14 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { purgeAll, type PurgeProgress } from '../src/admin.js';
 import { SessionError } from '../src/index.js';
 import { freePort } from './harness/cluster.js';
 import { databaseUrl } from './harness/urls.js';
-import { adminQuery, adminUrl, cronDatabase, freshDatabase, missingTool, pgTool, psql, schemaDump, uniqueName, type TestDatabase } from './helpers.js';
+import { adminQuery, adminUrl, bindir, cronDatabase, freshDatabase, missingTool, pgTool, psql, schemaDump, uniqueName, type TestDatabase } from './helpers.js';
 
 const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const shipped = readdirSync(fileURLToPath(new URL('../../migrations', import.meta.url))).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3)).sort();
@@ -52,7 +53,12 @@ describe('migrations', () => {
     try {
       const script = cli(['sql']).stdout;
       assert.ok(!script.includes('\\ir '), 'the files are inlined');
-      pgTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', empty.url], script);
+      const first = spawnSync(join(bindir, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', empty.url], { encoding: 'utf8', input: script });
+      assert.equal(first.status, 0, first.stderr);
+      // No result table (the files' search_path pins), and one word on the purge job: the final one.
+      assert.equal(first.stdout, '');
+      assert.doesNotMatch(first.stderr, /session\.session_purge\(\)/);
+      assert.match(first.stderr, /session_purge_job\(\)/);
       pgTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', empty.url], script);
       assert.equal(schemaDump(empty.url), schemaDump(db.url));
       assert.match(cli(['status', '--database-url', empty.url]).stdout, /^applied {2}001_core/m);
