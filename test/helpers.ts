@@ -100,7 +100,7 @@ export async function freshDatabase(label: string, opts: { empty?: boolean } = {
  */
 export function missingTool(binary: string): string | false {
   if (existsSync(join(bindir, binary))) return false;
-  return `${binary} is not in ${bindir} (PostgreSQL's client tools are not installed; Debian: apt-get install postgresql-client)`;
+  return `${binary} is not in ${bindir} (server binaries only, as the embedded ones; for the client tools with the server: Debian's postgresql package, or PG_BINDIR)`;
 }
 
 /** Runs psql (or another client binary) and returns its output; throws on a non-zero exit. */
