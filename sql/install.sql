@@ -30,7 +30,12 @@ CREATE TABLE IF NOT EXISTS public.session_migrations (
 
 SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '001_core') AS apply \gset
 \if :apply
+-- 001's notices advise on the pg_cron job with its first command; 002, applied next, gives the
+-- same advice with the job's final one (CALL session.session_purge_job()): only 002's is shown.
+SELECT pg_catalog.current_setting('client_min_messages') AS min_messages \gset
+SELECT pg_catalog.set_config('client_min_messages', 'warning', true) AS quiet \gset
 \ir 001_core.up.sql
+SELECT pg_catalog.set_config('client_min_messages', :'min_messages', true) AS quiet \gset
 INSERT INTO public.session_migrations (name, run_on) VALUES ('001_core', now());
 \endif
 

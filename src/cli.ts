@@ -197,6 +197,9 @@ function oneHostUrl(name: string, value: string): void {
   try {
     url = new URL(value);
   } catch {
+    // A typo in the port ("5501O") is the usual reason: say so, without echoing what could be a password.
+    const port = /^postgres(?:ql)?:\/\/(?:[^@/]*@)?(?:\[[^\]/]*\]|[^/:@[]*):([^/?#@]*)(?:[/?#]|$)/.exec(value)?.[1];
+    if (port !== undefined && !(/^\d{0,5}$/.test(port) && Number(port) <= 65535)) throw new Usage(`${name} has a bad port: a port is a number from 1 to 65535`);
     throw new Usage(`${name} must be a postgresql:// URL, e.g. postgresql://user@host:5432/database`);
   }
   if (url.protocol !== 'postgresql:' && url.protocol !== 'postgres:') {
@@ -381,7 +384,10 @@ async function runSubject(command: 'sessions' | 'revoke', subject: string | unde
   try {
     if (command === 'revoke') {
       const handle = values.handle as string | undefined;
-      const ended = handle === undefined ? await store.revoke(subject) : Number(await store.revokeHandle(subject, handle));
+      const ended = handle === undefined ? await store.revoke(subject) : Number(await store.revokeHandle(subject, handle).catch((err: unknown) => {
+        if (err instanceof SessionError && err.code === 'invalid_argument') throw new Usage(`--handle must be one of the handles that "session-pg sessions SUBJECT" lists, got ${JSON.stringify(handle)}`);
+        throw err;
+      }));
       console.log(`Ended ${ended} session${ended === 1 ? '' : 's'} of ${JSON.stringify(subject)}.`);
       return;
     }
@@ -410,11 +416,18 @@ function errorLine(command: Command, err: unknown): string {
   const hint = causeChain(err).map((e) => e.hint).find((h): h is string => typeof h === 'string' && h !== '');
   const ours = code === 'permission_denied' && needsAdmin.has(command)
     ? `session-pg ${command} needs the admin role (GRANT session_admin TO <your role>) or the owner of schema session`
-    : undefined;
+    : code === 'not_installed' && !String(message).includes('session-pg migrate')
+      ? 'session-postgresql is not installed in this database: run session-pg migrate'
+      : undefined;
   return `session-pg: ${code}: ${message}${sqlState ? ` (SQLSTATE ${sqlState})` : ''}${hint ?? ours ? ` HINT: ${(hint ?? ours ?? '').replace(/\s*\n\s*/g, ' ')}` : ''}`;
 }
 
 async function main(argv: string[]): Promise<number> {
+  // `session-pg sql | head`: the reader left, which is no error of ours.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
   // Its own options and help (src/scaleout-cli.ts).
   if (argv[0] === 'scaleout') return scaleoutCommand(argv.slice(1));
   let parsed;

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { adminQuery, freshDatabase, sqlState, uniqueName, type TestDatabase } from './helpers.js';
+import { adminQuery, freshDatabase, inTurn, sqlState, uniqueName, type TestDatabase } from './helpers.js';
 
 let db: TestDatabase;
 let app: pg.Client;
@@ -59,13 +59,13 @@ async function single([kind, key, value, expiry]: Op): Promise<{ sqlstate: strin
  */
 async function differential(states: readonly KeyState[], kinds: readonly string[], runs: number, seed: number,
   odds = { length: 10, nullValue: 5, expiries: [null, null, 60, 0, -5, 3155760001] as (number | null)[] }): Promise<{ compared: number; whole: number }> {
-  const prepare = async (): Promise<string[]> => Promise.all(states.map(async (state) => {
+  const prepare = async (): Promise<string[]> => inTurn(states, async (state) => {
     if (state === 'new') return newPutKey();
     if (state === 'long') return 'k'.repeat(1100);
     const k = await generate('orig', state === 'expired' ? -1 : 3600);
     if (state === 'cleared') await one('SELECT session.session_clear($1)', [k]);
     return k;
-  }));
+  });
   const rowOf = async (key: string) => (await db.query<{ value: string | null; cleared: boolean; left: number; written: boolean }>(
     `SELECT value, cleared, extract(epoch FROM expires_at - now())::float8 AS left, written_at IS NOT NULL AS written
        FROM session.sessions WHERE digest = session.key_digest($1)`, [key])).rows[0];
@@ -201,7 +201,7 @@ describe('session_write_batch, element by element', () => {
   });
 
   test('a batch of sets and touches of distinct live keys is written whole: every value and expiry', async () => {
-    const keys = await Promise.all(Array.from({ length: 40 }, () => generate('old', 60)));
+    const keys = await inTurn(Array.from({ length: 40 }), () => generate('old', 60));
     const rows = await batch(keys.map((k, i): Op => (i % 4 === 3 ? ['touch', k, 'ignored', 7200] : ['set', k, `new${i}`, i % 2 === 0 ? null : 3600])));
     assert.deepEqual(rows.map((r) => [r.ord, r.sqlstate, r.message, r.ok, r.key]), keys.map((_, i) => [i + 1, null, null, true, null]));
     const left = await db.query<{ value: string; left: number }>(
@@ -255,7 +255,7 @@ describe('session_write_batch, element by element', () => {
     assert.equal(await getValue(free), 'new');
   });
   test('in a batch of sets of distinct keys, a row another transaction holds is skipped with 55P03 alone', async () => {
-    const keys = await Promise.all(Array.from({ length: 6 }, () => generate('old')));
+    const keys = await inTurn(Array.from({ length: 6 }), () => generate('old'));
     const holder = new pg.Client({ connectionString: db.url });
     await holder.connect();
     try {
@@ -267,7 +267,7 @@ describe('session_write_batch, element by element', () => {
     } finally {
       await holder.end();
     }
-    assert.deepEqual(await Promise.all(keys.map(getValue)), keys.map((_, i) => (i === 2 ? 'old' : 'new')));
+    assert.deepEqual(await inTurn(keys, getValue), keys.map((_, i) => (i === 2 ? 'old' : 'new')));
   });
 });
 

@@ -31,7 +31,9 @@ test('permission errors during migrate: permission_denied, SQLSTATE and hint in 
   await adminQuery(`CREATE ROLE ${role} LOGIN PASSWORD 'pw'`);
   const url = databaseUrl(db.url, db.name, { user: role, password: 'pw' });
   try {
-    // PostgreSQL 15: no CREATE on schema public for other roles, so not even the migrations table.
+    // No CREATE on schema public for other roles, so not even the migrations table: the default
+    // since PostgreSQL 15; before it, PUBLIC had CREATE there, and this REVOKE is what 15 does.
+    await db.query('REVOKE CREATE ON SCHEMA public FROM PUBLIC');
     let r = cli(['migrate', '--database-url', url]);
     assert.equal(r.status, 1);
     assert.equal(oneLine(r.stderr), `session-pg: permission_denied: role ${role} may not create public.session_migrations `

@@ -1,14 +1,15 @@
 // The session-pg CLI as a DBA runs it: a separate process, exit codes, output.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { purgeAll, type PurgeProgress } from '../src/admin.js';
 import { SessionError } from '../src/index.js';
 import { freePort } from './harness/cluster.js';
 import { databaseUrl } from './harness/urls.js';
-import { adminQuery, adminUrl, cronDatabase, freshDatabase, pgTool, psql, schemaDump, uniqueName, type TestDatabase } from './helpers.js';
+import { adminQuery, adminUrl, bindir, cronDatabase, freshDatabase, missingTool, pgTool, psql, schemaDump, uniqueName, type TestDatabase } from './helpers.js';
 
 const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const shipped = readdirSync(fileURLToPath(new URL('../../migrations', import.meta.url))).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3)).sort();
@@ -47,12 +48,17 @@ describe('migrations', () => {
     }
   });
 
-  test('`session-pg sql | psql` installs the same schema as migrate, and again is a no-op', async () => {
+  test('`session-pg sql | psql` installs the same schema as migrate, and again is a no-op', { skip: missingTool('psql') || missingTool('pg_dump') }, async () => {
     const empty = await freshDatabase('clisql', { empty: true });
     try {
       const script = cli(['sql']).stdout;
       assert.ok(!script.includes('\\ir '), 'the files are inlined');
-      pgTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', empty.url], script);
+      const first = spawnSync(join(bindir, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', empty.url], { encoding: 'utf8', input: script });
+      assert.equal(first.status, 0, first.stderr);
+      // No result table (the files' search_path pins), and one word on the purge job: the final one.
+      assert.equal(first.stdout, '');
+      assert.doesNotMatch(first.stderr, /session\.session_purge\(\)/);
+      assert.match(first.stderr, /session_purge_job\(\)/);
       pgTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', empty.url], script);
       assert.equal(schemaDump(empty.url), schemaDump(db.url));
       assert.match(cli(['status', '--database-url', empty.url]).stdout, /^applied {2}001_core/m);
@@ -155,6 +161,11 @@ describe('operations', () => {
       const missing = cli(['stats', '--database-url', empty.url]);
       assert.equal(missing.status, 1);
       assert.match(missing.stderr, /^session-pg: not_installed: session-postgresql is not installed in this database: run session-pg migrate \(SQLSTATE 3F000\)\n$/);
+      for (const args of [['default-period'], ['default-period', '60'], ['purge'], ['sessions', 'alice'], ['revoke', 'alice']]) {
+        const r = cli([...args, '--database-url', empty.url]);
+        assert.equal(r.status, 1, args.join(' '));
+        assert.match(r.stderr, /^session-pg: not_installed: .* \(SQLSTATE (3F000|42883)\) HINT: session-postgresql is not installed in this database: run session-pg migrate\n$/, args.join(' '));
+      }
     } finally {
       await empty.drop();
     }
@@ -234,6 +245,17 @@ describe('usage', () => {
     assert.match(r.stderr, /^session-pg: connection: /);
   });
 
+  test('a reader that leaves early (session-pg sql | head -3) ends the output quietly', async () => {
+    const child = spawn(process.execPath, [cliPath, 'sql'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Closed before the command writes a byte: its first write meets EPIPE, whatever the pipe's size.
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    assert.equal(stderr, '');
+    assert.equal(code, 0);
+  });
+
   test('names of Object.prototype are unknown commands', () => {
     for (const name of ['toString', 'constructor', '__proto__', 'hasOwnProperty', 'main']) {
       const r = cli([name]);
@@ -246,7 +268,10 @@ describe('usage', () => {
     const cases: [string, RegExp][] = [
       ['not a url', /--database-url must be a postgresql:\/\/ URL, e\.g\./],
       ['mysql://root:secret@db.example/app', /--database-url must be a postgresql:\/\/ URL, not mysql:\/\/\.\.\./],
-      ['postgresql://u@host:notaport/app', /--database-url must be a postgresql:\/\/ URL/],
+      ['postgresql://u@host:notaport/app', /--database-url has a bad port: a port is a number from 1 to 65535/],
+      ['postgresql://postgres@127.0.0.1:5501O/app', /--database-url has a bad port: a port is a number from 1 to 65535/],
+      ['postgresql://u:secret@[::1]:99999/app', /--database-url has a bad port/],
+      ['postgresql://u:secret/app', /--database-url has a bad port/],
       ['postgresql://u:%zz@localhost/app', /--database-url is not a valid URL: bad %-escape/],
     ];
     for (const [url, message] of cases) {
@@ -258,7 +283,7 @@ describe('usage', () => {
       }
       const env = cli(['status'], { DATABASE_URL: url });
       assert.equal(env.status, 2, url);
-      assert.match(env.stderr, /DATABASE_URL (must be|is not)/);
+      assert.match(env.stderr, /DATABASE_URL (must be|is not|has a bad port)/);
     }
     assert.equal(cli(['stats', '--cron-database-url', 'cron', '--database-url', db.url]).status, 2);
   });

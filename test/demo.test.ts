@@ -90,6 +90,13 @@ test('the demo counts visits per session, resets, and removes its database on Ct
     assert.match(out, /get\(key\) {24}→ not_found/);
     assert.match(out, /get\(old key\) → not_found/);
     assert.match(out, /revoke\("alice", except phone\) +→ 1 session\(s\) ended; list → Phone/);
+    // Purging: the pg_cron job where pg_cron is installed, else session-pg purge (the embedded build).
+    if (/with pg_cron\n/.test(out)) {
+      assert.match(out, /Purging: pg_cron is installed[^\n]*\n {2}\$ session-pg schedule [^\n]*\n {4}Scheduled pg_cron job session-purge-postgres\.\n/);
+    } else {
+      assert.match(out, /Purging: (the embedded PostgreSQL has no pg_cron|pg_cron is not installed), so session-pg purge/);
+      assert.match(out, /\$ session-pg purge\n(?: {4}purged [^\n]*\n)* {4}Done: 3 expired sessions deleted\.\n/);
+    }
     const b = new Browser(url.slice(0, -1));
     const visits = async () => /id="visits">(\d+)</.exec((await b.get('/')).body)?.[1];
     assert.equal(await visits(), '1');

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { connect, type SessionStore } from '../src/index.js';
-import { freshDatabase, pgTool, type TestDatabase } from './helpers.js';
+import { freshDatabase, missingTool, pgTool, type TestDatabase } from './helpers.js';
 
 const examples = fileURLToPath(new URL('../../examples/', import.meta.url));
 // Debian's python3-psycopg lives with Debian's python, which a pyenv shim may hide.
@@ -25,7 +25,7 @@ after(async () => {
   await db.drop();
 });
 
-test('examples/psql.sql runs as the client role and prints each result', () => {
+test('examples/psql.sql runs as the client role and prints each result', { skip: missingTool('psql') }, () => {
   const out = pgTool('psql', ['-X', '-A', '-v', 'ON_ERROR_STOP=1', '-d', appUrl, '-f', `${examples}psql.sql`]);
   assert.match(out, /key_length\n64\n/);
   assert.match(out, /not_set\|about_an_hour\nt\|t\n/);

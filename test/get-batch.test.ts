@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { connect, type GetResult } from '../src/index.js';
-import { freshDatabase, uniqueName, type TestDatabase } from './helpers.js';
+import { freshDatabase, inTurn, uniqueName, type TestDatabase } from './helpers.js';
 
 let db: TestDatabase;
 let clientUrl: string;
@@ -31,7 +31,7 @@ async function keysOfEveryState(): Promise<(string | null)[]> {
   const cleared = await one<string>('SELECT session.session_generate(3600, $1)', ['gone']);
   await app.query('SELECT session.session_clear($1)', [cleared]);
   const expired = await one<string>('SELECT session.session_generate(0, $1)', ['old']);
-  const others = await Promise.all(Array.from({ length: 20 }, (_, i) => one<string>('SELECT session.session_generate(NULL, $1)', [`v${i}`])));
+  const others = await inTurn(Array.from({ length: 20 }, (_, i) => `v${i}`), (v) => one<string>('SELECT session.session_generate(NULL, $1)', [v]));
   return [live, notSet, cleared, expired, 'no-such-key', null, 'k'.repeat(2000), '', live, ...others, notSet];
 }
 

@@ -2,7 +2,9 @@
 // that harness/run.ts prepared, and roles it creates are dropped again.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { SessionError } from '../src/index.js';
 import { databaseUrl } from './harness/urls.js';
@@ -11,6 +13,19 @@ function required(name: string): string {
   const v = process.env[name];
   if (!v) throw new Error(`${name} is not set: run the tests with "npm test"`);
   return v;
+}
+
+// pg deprecates a query sent on a client that is still executing one (pg 9 makes it an error):
+// the library never does, and a test file that does so fails.
+process.on('warning', (w) => {
+  if (/already executing a query/.test(w.message)) throw new Error(`a pg.Client was sent a query while executing another: ${w.stack ?? w.message}`);
+});
+
+/** Calls `f` on each item in turn: one pg.Client runs one query at a time. */
+export async function inTurn<T, R>(items: readonly T[], f: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (const [i, item] of items.entries()) out.push(await f(item, i));
+  return out;
 }
 
 export const adminUrl = required('TEST_ADMIN_URL');
@@ -79,6 +94,15 @@ export async function freshDatabase(label: string, opts: { empty?: boolean } = {
   };
 }
 
+/**
+ * Why a test that runs this client binary (psql, pg_dump, pg_prove's psql) cannot run here, or
+ * false: the embedded PostgreSQL of a machine without one has server binaries only.
+ */
+export function missingTool(binary: string): string | false {
+  if (existsSync(join(bindir, binary))) return false;
+  return `${binary} is not in ${bindir} (server binaries only, as the embedded ones; for the client tools with the server: Debian's postgresql package, or PG_BINDIR)`;
+}
+
 /** Runs psql (or another client binary) and returns its output; throws on a non-zero exit. */
 export function pgTool(binary: string, args: string[], input?: string): string {
   const r = spawnSync(join(bindir, binary), args, { encoding: 'utf8', ...(input === undefined ? {} : { input }) });
@@ -86,9 +110,18 @@ export function pgTool(binary: string, args: string[], input?: string): string {
   return r.stdout;
 }
 
-/** psql -X -A -t: unaligned tuples only, ON_ERROR_STOP. */
-export const psql = (url: string, sql: string) =>
-  pgTool('psql', ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-d', url], sql).trim();
+const queryText = fileURLToPath(new URL('./harness/query-text.js', import.meta.url));
+
+/**
+ * psql -X -A -t: unaligned tuples only, ON_ERROR_STOP. Plain SQL only: where psql is not
+ * installed, harness/query-text.ts prints the same through pg.
+ */
+export function psql(url: string, sql: string): string {
+  if (!missingTool('psql')) return pgTool('psql', ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-d', url], sql).trim();
+  const r = spawnSync(process.execPath, [queryText, url], { encoding: 'utf8', input: sql });
+  if (r.status !== 0) throw new Error(`psql exited ${r.status}: ${r.stderr}`);
+  return r.stdout.trim();
+}
 
 /** Resolves the SQLSTATE a promise rejects with (fails when it resolves). */
 export async function sqlState(p: Promise<unknown>): Promise<string> {

@@ -10,8 +10,11 @@ import { test } from 'node:test';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { license: string; scripts: Record<string, string> };
 
-test('installing the package runs no script; the build for the tarball is prepack', () => {
-  for (const hook of ['preinstall', 'install', 'postinstall', 'prepare']) assert.equal(pkg.scripts[hook], undefined, hook);
+// npm runs prepare in a clone (and for a git dependency), never for a package from the registry:
+// `npm install` in a clone builds dist/, so that `npx session-pg` works right after it.
+test('installing the package runs no script; a clone builds on npm install; the build for the tarball is prepack', () => {
+  for (const hook of ['preinstall', 'install', 'postinstall']) assert.equal(pkg.scripts[hook], undefined, hook);
+  assert.equal(pkg.scripts.prepare, 'tsc -p tsconfig.json');
   assert.match(pkg.scripts.prepack ?? '', /tsc .*--sourceMap false/);
   assert.equal(pkg.license, 'MIT');
   assert.match(readFileSync(join(root, 'LICENSE'), 'utf8'), /^MIT License\n/);
@@ -85,6 +88,16 @@ test('the Python example: wrong usage exits 2 with the usage text, never a trace
     assert.match(r.stderr, /python3 session_demo\.py set KEY VALUE/);
     assert.doesNotMatch(r.stderr, /Traceback/);
   }
+  // No command, or no database named: the usage and what to set, not libpq's "No such file or directory".
+  const bare = { ...process.env };
+  for (const v of ['DATABASE_URL', 'PGHOST', 'PGSERVICE', 'PGDATABASE']) delete bare[v];
+  const none = spawnSync(python, [script], { encoding: 'utf8', env: bare });
+  assert.equal(none.status, 2, none.stderr);
+  assert.match(none.stderr, /python3 session_demo\.py set KEY VALUE/);
+  const unset = spawnSync(python, [script, 'demo'], { encoding: 'utf8', env: bare });
+  assert.equal(unset.status, 2, unset.stderr);
+  assert.match(unset.stderr, /^session_demo: set DATABASE_URL to the database to use/);
+  assert.doesNotMatch(unset.stderr + none.stderr, /Traceback|OperationalError/);
   const down = spawnSync(python, [script, 'get', 'k'], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: 'postgresql://127.0.0.1:1/none' } });
   assert.equal(down.status, 1);
   assert.match(down.stderr, /^session_demo: OperationalError: /);

