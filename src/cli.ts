@@ -110,8 +110,12 @@ M" progress to standard error. Never writes to the source table, never replaces 
 this store nor revives one whose user logged out here: running it again imports nothing twice.
 Expired sessions are skipped; sessions larger than session.config.max_value_bytes or with ids this
 store cannot save are skipped and counted in the report. "expire" has no time zone: it is read in
-the connection's TimeZone, as connect-pg-simple did, or in --time-zone ZONE.
-Needs the owner's role of schema session (it writes session.sessions directly).
+the connection's TimeZone, as connect-pg-simple did, or in --time-zone ZONE. An absolute lifetime,
+if set, counts from the import; an "expire" more than 100 years ahead is skipped.
+Needs the owner's role of schema session (it writes session.sessions directly) and SELECT on the
+table. It reads only a plain table with columns of PostgreSQL's own types and no row-level security
+that applies to this role, so that no code of the table's owner runs with the importer's rights;
+anything else is refused, saying why.
 ${common}`,
   sessions: `Usage: session-pg sessions SUBJECT [--json] [--database-url URL]
 
