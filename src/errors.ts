@@ -13,7 +13,8 @@
  *   them); `migrate` refuses to run, in either direction. Upgrade the package.
  * - `statement_timeout`: SQLSTATE 57014, the statement was cancelled (statement_timeout).
  * - `lock_timeout`: SQLSTATE 55P03, a lock could not be taken in time (lock_timeout).
- * - `connection`: the database could not be reached, the connection broke, or connecting timed out.
+ * - `connection`: the database could not be reached, the connection broke, connecting timed out, or
+ *   the server asked for a password and none was given.
  * - `closed`: the store was closed with `close()`.
  * - `database`: any other error reported by PostgreSQL or the driver (see `cause`).
  */
@@ -110,11 +111,18 @@ function findCode(err: unknown): { sqlState?: string; errno?: string } {
 // "pg/lib/connection.js" must not turn, say, a permission error into a connection error.
 const connectionMessage = /^(connect |Connection terminated|timeout exceeded when trying to connect|timeout expired|Query read timeout|Client has encountered a connection error|The server does not support SSL|There was an error establishing an SSL|Connection already failed)/i;
 
+// pg's words when the server asks for a SCRAM password and none was given.
+const noPassword = /^SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a (non-empty )?string/;
+
 /** Wraps whatever the driver threw. The driver's message is kept: it never contains parameters. */
 export function toSessionError(err: unknown): SessionError {
   if (err instanceof SessionError) return err;
   const e = (err ?? {}) as { message?: unknown };
   const message = typeof e.message === 'string' ? e.message : String(err);
+  if (noPassword.test(message)) {
+    return new SessionError('connection', 'the server asks for a password (SCRAM authentication) and the connection has none: the URL '
+      + 'has no password; give it in the URL (postgresql://user:password@host/db), the password option, PGPASSWORD or ~/.pgpass', { cause: keyFree(err) });
+  }
   const { sqlState, errno } = findCode(err);
   if (sqlState !== undefined) {
     const mapped = bySqlState[sqlState] ?? (sqlState.startsWith('08') ? 'connection' : 'database');
