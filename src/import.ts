@@ -74,7 +74,7 @@ function statementsOf(text: string): (name: string) => string {
 
 interface Inspection {
   found: boolean; oid: string | null; kind: string | null; columns: Record<string, string>; type_oids: Record<string, number>;
-  virtual: string[]; rls: boolean; sid_unique: boolean; installed: boolean; can_read: boolean; can_write: boolean;
+  virtual: string[]; rls: boolean; expressions: string[]; sid_unique: boolean; installed: boolean; can_read: boolean; can_write: boolean;
 }
 
 // PostgreSQL's own types, by oid: a type of the same name in another schema, or a domain over one
@@ -117,6 +117,12 @@ function check(i: Inspection, name: string): void {
   if (virtual.length > 0) {
     fail('database', '42804', `table ${name} computes ${virtual.join(', ')} when read (a virtual generated column, whose expression ` +
       'could call a function of the table\'s owner): the import does not read it; copy the rows into a plain table and import that');
+  }
+  if (i.expressions.length > 0) {
+    fail('database', '42809', `table ${name} has an index or statistics object with an expression or a predicate ` +
+      `(${i.expressions.join(', ')}): planning a read of the table evaluates such expressions with the reading role's rights, so ` +
+      'they could run code of the table\'s owner. connect-pg-simple creates none: drop them as the table\'s owner, or copy the rows ' +
+      'into a plain table, and import again');
   }
   if (!i.sid_unique) fail('database', '42P10', `table ${name} has no primary key or unique index on sid alone, as connect-pg-simple creates it`);
   if (!i.can_read) fail('permission_denied', '42501', `this role may not read ${name}`);
@@ -176,6 +182,13 @@ export async function importConnectPgSimple(options: ConnectPgSimpleImportOption
         check(now, name);
         if (now.oid !== first.oid) throw new SessionError('database', `table ${name} was replaced during the import: run it again`, { sqlState: '55000' });
         const result = await read();
+        // An index or statistics object made during the read (they do not wait for the lock): roll
+        // back whatever its expression did in this transaction.
+        const after = await inspect();
+        check(after, name);
+        if (JSON.stringify(after) !== JSON.stringify(now)) {
+          throw new SessionError('database', `table ${name} changed during the import: nothing of this batch was kept; run it again`, { sqlState: '55000' });
+        }
         await c.query('COMMIT');
         return result;
       } catch (err) {

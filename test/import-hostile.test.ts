@@ -69,10 +69,10 @@ after(async () => {
   for (const r of [roles.app, roles.client, roles.admin, roles.owner]) await adminQuery(`DROP ROLE IF EXISTS ${r}`);
 });
 
-/** Whether the app's function ran, planted its session, or got the app the admin role. */
+/** Whether the app's function ran as another role than the app, planted its session, or got the app the admin role. */
 async function damage(): Promise<{ ran: number; planted: boolean; admin: boolean }> {
   const r = await db.query<{ ran: number; planted: boolean; admin: boolean }>(
-    `SELECT (SELECT count(*)::int FROM cps.ran) AS ran,
+    `SELECT (SELECT count(*)::int FROM cps.ran WHERE who <> $2) AS ran,
             EXISTS (SELECT FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))) AS planted,
             pg_has_role($2, $3, 'MEMBER') AS admin`, [plantedKey, roles.app, roles.admin]);
   return r.rows[0] ?? { ran: -1, planted: true, admin: true };
@@ -145,6 +145,37 @@ test('the table changed between two batches: the next batch checks again and ref
     if (batches === 1) psql(appUrl, 'ALTER TABLE cps.session_later ENABLE ROW LEVEL SECURITY');
   }));
   assert.equal(code, 'permission_denied');
+  assert.equal(batches, 1);
+  assert.deepEqual(await damage(), none);
+});
+
+test('an index or statistics expression calling the app\'s function (planning folds immutable calls): refused', async () => {
+  await app.query(`
+    CREATE FUNCTION cps.plant_folded(text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN RETURN cps.plant(); END $f$;
+    CREATE TABLE cps.session_partial (LIKE cps.session INCLUDING ALL);
+    CREATE INDEX ON cps.session_partial (expire) WHERE cps.plant_folded('x');
+    CREATE TABLE cps.session_expr (LIKE cps.session INCLUDING ALL);
+    CREATE INDEX ON cps.session_expr (cps.plant_folded('x'));
+    CREATE TABLE cps.session_stats (LIKE cps.session INCLUDING ALL);
+    CREATE STATISTICS cps.folded ON (cps.plant_folded('x')), (expire) FROM cps.session_stats;
+    GRANT SELECT ON ALL TABLES IN SCHEMA cps TO ${roles.owner};`);
+  await app.query('DELETE FROM cps.ran');
+  await db.query('DELETE FROM session.sessions');
+  await refused('session_partial', /has an index or statistics object with an expression or a predicate/);
+  await refused('session_expr', /has an index or statistics object with an expression or a predicate/);
+  await refused('session_stats', /has an index or statistics object with an expression or a predicate/);
+
+  // Made between two batches (CREATE INDEX does not wait for the import's lock): the next batch refuses.
+  await app.query(`CREATE TABLE cps.session_indexed_later (LIKE cps.session INCLUDING ALL);
+                   INSERT INTO cps.session_indexed_later SELECT * FROM cps.session;
+                   GRANT SELECT ON cps.session_indexed_later TO ${roles.owner};`);
+  const appUrl = databaseUrl(adminUrl, db.name, { user: roles.app, password });
+  let batches = 0;
+  const code = await errorCode(importConnectPgSimple({ connectionString: ownerUrl, schema: 'cps', table: 'session_indexed_later', batchSize: 1 }, () => {
+    batches += 1;
+    if (batches === 1) psql(appUrl, `CREATE INDEX ON cps.session_indexed_later (expire) WHERE cps.plant_folded('x')`);
+  }));
+  assert.equal(code, 'database');
   assert.equal(batches, 1);
   assert.deepEqual(await damage(), none);
 });

@@ -17,11 +17,15 @@
 -- that table (not inheritance children), columns of PostgreSQL's own types (another type's cast or
 -- output function could be the owner's), no virtual generated column, with row_security = off (a
 -- policy's expression runs as the reader; with it off, a policy that applies is an error instead).
--- Triggers and rules do not fire on SELECT (a SELECT rule makes the table a view); operators and
--- functions resolve in pg_catalog (pg_temp is never searched for them), and casts between built-in
--- types belong to the bootstrap superuser. Each read runs in a transaction that first locks the
--- table (ACCESS SHARE: the app's reads and writes go on, but no ALTER can change the table until the
--- read is over) and checks it again.
+-- No index or statistics object on an expression or with a predicate either: planning a read
+-- folds their immutable function calls, which run then as the reader, and the owner can declare
+-- its own function immutable. Triggers and rules do not fire on SELECT (a SELECT rule makes the
+-- table a view); operators and functions resolve in pg_catalog (pg_temp is never searched for
+-- them), and casts between built-in types belong to the bootstrap superuser. Each read runs in a
+-- transaction that first locks the table (ACCESS SHARE: the app's reads and writes go on, but no
+-- ALTER can change the table until the read is over) and checks it again, and again after the
+-- read: CREATE INDEX and CREATE STATISTICS do not wait for that lock, so one made during the read
+-- rolls the transaction back, with whatever its expression did in it.
 
 -- name: setup
 -- $1: the time zone in which to read expire (NULL: the connection's, as connect-pg-simple did).
@@ -61,6 +65,12 @@ SELECT src.rel IS NOT NULL AS found, src.rel::int8 AS oid, src.kind,
           FROM pg_attribute a
          WHERE a.attrelid = src.rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = 'v') AS virtual,
        CASE WHEN src.kind = 'r' THEN row_security_active(src.rel) ELSE false END AS rls,
+       (SELECT coalesce(array_agg(x.name ORDER BY x.name), '{}') FROM (
+          SELECT i.indexrelid::regclass::text AS name FROM pg_index i
+           WHERE i.indrelid = src.rel AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)
+          UNION ALL
+          SELECT format('%I.%I', n.nspname, e.stxname) FROM pg_statistic_ext e JOIN pg_namespace n ON n.oid = e.stxnamespace
+           WHERE e.stxrelid = src.rel AND e.stxexprs IS NOT NULL) x) AS expressions,
        EXISTS (SELECT FROM pg_index i
                  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
                 WHERE i.indrelid = src.rel AND i.indisunique AND i.indnkeyatts = 1
