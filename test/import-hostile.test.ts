@@ -164,6 +164,20 @@ test('an index or statistics expression calling the app\'s function (planning fo
   await refused('session_partial', /has an index or statistics object with an expression or a predicate/);
   await refused('session_expr', /has an index or statistics object with an expression or a predicate/);
   await refused('session_stats', /has an index or statistics object with an expression or a predicate/);
+  // constraint_exclusion = on (which the database's owner could set for every role) would fold
+  // a CHECK constraint's calls while planning too: the import sets it back to its default.
+  await app.query(`CREATE TABLE cps.session_checked (LIKE cps.session INCLUDING ALL, CHECK (cps.plant_folded('x')) NOT VALID);
+                   INSERT INTO cps.session_checked SELECT * FROM ONLY cps.session;
+                   GRANT SELECT ON cps.session_checked TO ${roles.owner};`);
+  await db.query(`ALTER ROLE ${roles.owner} SET constraint_exclusion = on`);
+  try {
+    const done = await importConnectPgSimple({ connectionString: ownerUrl, schema: 'cps', table: 'session_checked' });
+    assert.equal(done.imported, 3);
+    assert.deepEqual(await damage(), none);
+  } finally {
+    await db.query(`ALTER ROLE ${roles.owner} RESET constraint_exclusion`);
+    await db.query('DELETE FROM session.sessions');
+  }
 
   // Made between two batches (CREATE INDEX does not wait for the import's lock): the next batch refuses.
   await app.query(`CREATE TABLE cps.session_indexed_later (LIKE cps.session INCLUDING ALL);
