@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { migrate } from '../src/index.js';
@@ -149,9 +149,16 @@ test('hints name the roles this database was installed with', async () => {
   assert.doesNotMatch(stats.stderr + sessions.stderr, /session_admin|session_client/);
 });
 
-test('a URL without a password against a server that asks for SCRAM says the URL has no password', async () => {
+test('a URL without a password against a server that asks for SCRAM says the URL has no password', async (t) => {
   const hba = psql(adminUrl, 'SHOW hba_file');
-  const original = readFileSync(hba, 'utf8');
+  let original: string;
+  try {
+    original = readFileSync(hba, 'utf8');
+    accessSync(hba, constants.W_OK);
+  } catch {
+    t.skip(`the server's ${hba} cannot be changed from here (not a server the test harness started): not checked`);
+    return;
+  }
   const user = uniqueName('scram');
   await adminQuery(`SET password_encryption = 'scram-sha-256'; CREATE ROLE ${user} LOGIN PASSWORD '${password}'`);
   try {
