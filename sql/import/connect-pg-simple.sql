@@ -36,6 +36,9 @@ SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false),
        pg_catalog.set_config('row_security', 'off', false),
        -- 'on' would fold the immutable calls of the table's CHECK constraints while planning.
        pg_catalog.set_config('constraint_exclusion', 'partition', false),
+       -- The batch's estimates (session.config's row count unknown) crossed the JIT threshold:
+       -- compiling took 85 ms of a 160 ms batch.
+       pg_catalog.set_config('jit', 'off', false),
        pg_catalog.set_config('TimeZone', coalesce($1::text, pg_catalog.current_setting('TimeZone')), false),
        pg_catalog.set_config('session_pg.import_after', '', false);
 
@@ -127,17 +130,18 @@ page AS (
    LIMIT $1
 ),
 verdicts AS (
-  SELECT p.sid, p.value, p.expires_at, session.key_digest(p.sid::text) AS digest, o.cleared AS ours_cleared,
+  SELECT p.sid, p.value, p.expires_at, session.key_digest(p.sid::text) AS digest,
+         -- What of ours has this id, in the snapshot before this statement: for a row the INSERT
+         -- below leaves alone, whether it was a live session or a tombstone. A subquery per row, one
+         -- index probe each: as a join, the planner (with session.sessions' statistics not yet
+         -- updated by the import) chose a hash join over the whole table, once per batch.
+         (SELECT o.cleared FROM session.sessions o WHERE o.digest = session.key_digest(p.sid::text)) AS ours_cleared,
          CASE WHEN p.expires_at IS NULL OR p.value IS NULL OR p.expires_at <= clock.t THEN 'expired'
               WHEN p.expires_at > clock.t + make_interval(secs => 3155760000) THEN 'too_far'
               WHEN octet_length(p.sid) > 1024 OR p.sid !~ '^[A-Za-z0-9_-]{32,}$' THEN 'bad_id'
               WHEN octet_length(p.value) > cfg.max_value_bytes THEN 'too_large'
               ELSE 'ok' END AS verdict
     FROM page p CROSS JOIN clock CROSS JOIN session.config cfg
-    -- What of ours has this id, in the snapshot before this statement: for a row the INSERT below
-    -- leaves alone, whether it was a live session or a tombstone. One index probe per row.
-    LEFT JOIN LATERAL (SELECT o.cleared FROM session.sessions o
-                        WHERE o.digest = session.key_digest(p.sid::text)) o ON true
 ),
 written AS (
   INSERT INTO session.sessions AS s (digest, expires_at, value, created_at, written_at, ends_at)
