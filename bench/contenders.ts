@@ -173,3 +173,12 @@ export function cps(url: string, keys: string[]): NodeContender {
 }
 
 export const nodeContenders = { ours, 'ours-pool10': oursPool10, raw, 'raw-fn': rawFn, cps } as const;
+
+/** connect-redis over node-redis, as its README sets it up (one client, default options). */
+export async function redisStore(url: string): Promise<session.Store & { close(): Promise<void> }> {
+  const [{ createClient }, { RedisStore }] = await Promise.all([import('redis'), import('connect-redis')]);
+  const client = createClient({ url });
+  client.on('error', () => {});
+  await client.connect();
+  return Object.assign(new RedisStore({ client }), { close: async () => { await client.quit().catch(() => {}); } });
+}

@@ -34,14 +34,14 @@ function startApp(kind: 'ours' | 'cps', url: string, sessions: number): Promise<
 }
 
 /** express-session's signed cookie for a session id. */
-const cookieFor = (sid: string) =>
+export const cookieFor = (sid: string) =>
   `connect.sid=${encodeURIComponent(`s:${sid}.${createHmac('sha256', httpSecret).update(sid).digest('base64').replace(/=+$/, '')}`)}`;
 
-function requester(port: number, connections: number, cookies: string[]): { op: () => Promise<void>; close(): void } {
+export function requester(port: number, connections: number, cookies: string[], path = '/'): { op: () => Promise<void>; close(): void } {
   const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
   const op = () => new Promise<void>((resolve, reject) => {
     const cookie = cookies[Math.floor(Math.random() * cookies.length)] as string;
-    const req = http.get({ host: '127.0.0.1', port, path: '/', agent, headers: { cookie } }, (res) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent, headers: { cookie } }, (res) => {
       if (res.statusCode !== 200) reject(new Error(`HTTP ${res.statusCode}: the session was not found`));
       res.resume();
       res.on('end', resolve);

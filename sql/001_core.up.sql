@@ -25,7 +25,7 @@ COMMENT ON TABLE session.config IS
 -- any index on a changed column (B-tree or BRIN) forbids HOT updates. session_purge sweeps the
 -- heap by block ranges instead. The default fillfactor (100) is deliberate: pruning frees room for
 -- HOT updates as they come (96-99% HOT in bench/growth.ts's churn), and the table is 10-17%
--- smaller than with fillfactor 80 (100% HOT). See bench/RESULTS.md.
+-- smaller than with fillfactor 80 (100% HOT). See docs/performance.md#fillfactor.
 CREATE TABLE session.sessions (
   expires_at timestamptz NOT NULL,
   digest     bytea       NOT NULL PRIMARY KEY,

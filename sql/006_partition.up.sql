@@ -10,7 +10,9 @@
 --
 -- The proxy role (default session_proxy with the default role pair, else <client role>_proxy;
 -- chosen with the session_postgresql.proxy_role setting) is a member of the client and admin
--- roles, so the one login the proxy uses may make every call it forwards.
+-- roles, so the one login the proxy uses may make every call it forwards. An existing role of that
+-- name is used only if it carries the comment 'session-postgresql proxy role' (set when an install
+-- creates it): otherwise it may be another database's role, and 42710 refuses it.
 SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
 
 ALTER TABLE session.config ADD COLUMN proxy_role name;
@@ -172,6 +174,9 @@ DECLARE
     'GRANT EXECUTE ON FUNCTION session.partition_generate(text, bigint, text, text, text, bigint), '
     'session.partition_rotate(text, text), session.partition_write_batch(text[], text[], text[], bigint[]) TO %1$I;', proxy);
   membership constant text := pg_catalog.format('GRANT %2$I, %3$I TO %1$I;', proxy, cfg.client_role, cfg.admin_role);
+  marker constant text := 'session-postgresql proxy role';
+  mark constant text := pg_catalog.format('COMMENT ON ROLE %I IS %L;', proxy, marker);
+  existing oid;
 BEGIN
   IF proxy OPERATOR(pg_catalog.!~) '^[a-z_][a-z0-9_$]{0,62}$' OR proxy OPERATOR(pg_catalog.~~) 'pg\_%'
      OR proxy OPERATOR(pg_catalog.=) 'public' OR proxy OPERATOR(pg_catalog.=) ANY (ARRAY[cfg.client_role, cfg.admin_role]::text[]) THEN
@@ -179,14 +184,25 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
   UPDATE session.config SET proxy_role = proxy::name;
-  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) proxy) THEN
+  existing := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) proxy);
+  -- Roles are per server: the name may be another database's role (its client role, say). Only a
+  -- role marked as a proxy role, by an install like this one or by a DBA, gets this database's rights.
+  IF existing IS NOT NULL AND pg_catalog.shobj_description(existing, 'pg_authid') IS DISTINCT FROM marker THEN
+    RAISE EXCEPTION 'session-postgresql: role % exists and was not created by session-postgresql as a proxy role', proxy
+      USING ERRCODE = 'duplicate_object',
+            HINT = 'Name another proxy role (session-pg scaleout migrate --proxy-role NAME), or, if this role is meant to be '
+                   OPERATOR(pg_catalog.||) 'the proxy''s, run: ' OPERATOR(pg_catalog.||) mark;
+  END IF;
+  IF existing IS NULL THEN
     IF NOT can_create THEN
       RAISE WARNING 'session-postgresql: % may not create roles; a DBA must create the proxy role before a PL/Proxy proxy can use this database', CURRENT_USER
         USING HINT = 'A DBA must run: ' OPERATOR(pg_catalog.||) pg_catalog.format('CREATE ROLE %I NOLOGIN; ', proxy)
-                     OPERATOR(pg_catalog.||) grants OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) membership;
+                     OPERATOR(pg_catalog.||) mark OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) grants
+                     OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) membership;
       RETURN;
     END IF;
     EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', proxy);
+    EXECUTE mark;
   END IF;
   EXECUTE grants;
   -- Role membership is cluster-wide: granted once, by a role that may.

@@ -82,4 +82,10 @@ SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '009_get_b
 INSERT INTO public.session_migrations (name, run_on) VALUES ('009_get_batch', now());
 \endif
 
+SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '010_batch_arrays') AS apply \gset
+\if :apply
+\ir 010_batch_arrays.up.sql
+INSERT INTO public.session_migrations (name, run_on) VALUES ('010_batch_arrays', now());
+\endif
+
 COMMIT;

@@ -24,7 +24,7 @@ export const validPurgePause = (pause: unknown): pause is number => typeof pause
  * Calls session_purge until it returns 0; each call is its own short transaction. After a call that
  * deleted rows it rests `pause` times as long as the call took (default 4), so that draining a
  * backlog leaves the server to the application: on the 2-core bench machine, back-to-back calls
- * raised the gets' p99 2.6-3.9x, paced by 4x only 1.65x (bench/RESULTS.md). 0: back to back.
+ * raised the gets' p99 2.6-3.9x, paced by 4x only 1.65x (docs/performance.md#purge). 0: back to back.
  */
 export async function purgeAll(options: ConnectionOptions & { batchSize?: number; pause?: number }, onProgress: (p: PurgeProgress) => void): Promise<PurgeProgress> {
   const { batchSize, pause = defaultPurgePause, ...connection } = options;

@@ -4,9 +4,11 @@ import { parseArgs } from 'node:util';
 import { defaultPurgePause, installScript, validPurgePause, purgeAll, purgeJobStatus, purgeJobWarning, schedulePurge, stats, unschedulePurge, installRoles, type CronRun, type PurgeJobState, type PurgeProgress, type Stats } from './admin.js';
 import { causeChain, SessionError } from './errors.js';
 import { importArguments, importCommand } from './import.js';
-import { scaleoutCommand } from './scaleout-cli.js';
+import { printPartitionJobs, scaleoutCommand } from './scaleout-cli.js';
+import { partitionPurgeJobs } from './scaleout.js';
 import { migrate, migrationStatus } from './migrate.js';
 import { connect } from './store.js';
+import { hostPlan } from './hosts.js';
 
 const common = `Options:
   --database-url URL   the database: a postgresql:// URL (default: $DATABASE_URL, then the PG*
@@ -191,6 +193,18 @@ function wholeNumber(name: string, v: string, min: number, max: number): number 
  * connection string and falls back to 127.0.0.1:5432, so a typo would reach another server.
  */
 function databaseUrl(name: string, value: string): string {
+  // A libpq host list (db1:5432,db2:5432) is no WHATWG URL: check the URL of each host.
+  let hosts: string[];
+  try {
+    hosts = hostPlan({ connectionString: value }).hosts.map((h) => h.connectionString ?? value);
+  } catch (err) {
+    throw new Usage(`${name}: ${(err as Error).message}`);
+  }
+  for (const one of hosts) oneHostUrl(name, one);
+  return value;
+}
+
+function oneHostUrl(name: string, value: string): void {
   let url: URL;
   try {
     url = new URL(value);
@@ -207,7 +221,6 @@ function databaseUrl(name: string, value: string): string {
   } catch {
     throw new Usage(`${name} is not a valid URL: bad %-escape`);
   }
-  return value;
 }
 
 // parseArgs reads "-5" as an unknown short option: keep negative numbers as arguments (or as the
@@ -247,14 +260,14 @@ function runLine(r: CronRun): string {
   return `  ${r.start?.toISOString() ?? '-'}  ${r.status.padEnd(9)}  ${took.padStart(8)}  ${(r.message ?? '').trim().split('\n', 1)[0]}`;
 }
 
-function printStats(s: Stats): void {
+function printStats(s: Stats, job = true): void {
   console.log(`live sessions      ${s.live}`);
   console.log(`expired, unpurged  ${s.expired}`);
   console.log(`table size         ${humanBytes(s.tableBytes)}`);
   console.log(`index size         ${humanBytes(s.indexBytes)}`);
   console.log(`default period     ${s.defaultPeriod} s (${humanSeconds(s.defaultPeriod)})`);
   console.log(`max value size     ${humanBytes(s.maxValueBytes)}`);
-  printJob(s);
+  if (job) printJob(s);
 }
 
 /** The purge job and its last runs (stats and status); its warning on standard error. */
@@ -343,8 +356,11 @@ async function run(command: Command, args: string[], values: Values): Promise<vo
     }
     case 'stats': {
       const s = await stats({ ...conn, ...cron });
-      if (values.json) console.log(JSON.stringify(s, null, 2));
-      else printStats(s);
+      // On a proxy, purging runs on the partitions: their jobs, not the proxy's (none).
+      const partitions = await partitionPurgeJobs(conn);
+      if (values.json) console.log(JSON.stringify(partitions === null ? s : { ...s, partitions }, null, 2));
+      else printStats(s, partitions === null);
+      if (!values.json && partitions !== null) printPartitionJobs(partitions, runLine);
       return;
     }
     case 'default-period': {

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { SessionError, toSessionError } from './errors.js';
+import { Connector, hostPlan, type TargetSessionAttrs } from './hosts.js';
 
 /**
  * How to reach the database. The libpq-style names (`host`, `hostaddr`, `port`, `dbname`, `user`,
@@ -11,10 +12,12 @@ export interface ConnectionOptions {
   connectionString?: string;
   /** A libpq connection string: `host=... port=... dbname=...` (or a URL). */
   conninfo?: string;
+  /** A host, or several separated by commas, tried in order as libpq does (see `targetSessionAttrs`). */
   host?: string;
   /** Numeric address; used as the host when `host` is not given. */
   hostaddr?: string;
-  port?: number;
+  /** A port, or (as text) one per host separated by commas. */
+  port?: number | string;
   dbname?: string;
   user?: string;
   password?: string;
@@ -29,18 +32,35 @@ export interface ConnectionOptions {
   ssl?: pg.ClientConfig['ssl'];
   /** Give up connecting after this many milliseconds (default 10000). */
   connectTimeoutMs?: number;
-  /** Server-side statement_timeout for the store's connections, in ms (default: the server's). */
+  /**
+   * Server-side statement_timeout for the store's connections, in ms (default: the server's). For
+   * a store, also a deadline for every call: this plus max(250 ms, a tenth), after which the call
+   * rejects with `timeout` and its connection is dropped (see docs/typescript.md, "Deadlines").
+   */
   statementTimeoutMs?: number;
   /** Server-side lock_timeout for the store's connections, in ms (default: the server's). */
   lockTimeoutMs?: number;
   /** application_name shown in pg_stat_activity (default `session-postgresql`). */
   applicationName?: string;
+  /**
+   * The connections go through a pooler such as PgBouncer, in transaction or session pooling
+   * (default false). The client then sends no server settings when it connects (PgBouncer refuses
+   * them) and no named prepared statements (the next transaction may run on another server
+   * connection): every statement carries its settings, in its own transaction. A store then opens
+   * one connection (see `connections`). See docs/pgbouncer.md.
+   */
+  pooled?: boolean;
+  /**
+   * Which of several hosts to use, as libpq's `target_session_attrs` (also read from the URL's
+   * `?target_session_attrs=` and from `conninfo`); default `any`. Writes need `read-write` or `primary`.
+   */
+  targetSessionAttrs?: TargetSessionAttrs;
 }
 
 const conninfoKeys: Record<string, (o: ConnectionOptions, v: string) => void> = {
   host: (o, v) => { o.host = v; },
   hostaddr: (o, v) => { o.hostaddr = v; },
-  port: (o, v) => { o.port = Number(v); },
+  port: (o, v) => { o.port = v.includes(',') ? v : Number(v); },
   dbname: (o, v) => { o.dbname = v; },
   user: (o, v) => { o.user = v; },
   password: (o, v) => { o.password = v; },
@@ -49,6 +69,7 @@ const conninfoKeys: Record<string, (o: ConnectionOptions, v: string) => void> = 
   sslmode: (o, v) => { if (v === 'require') o.requiressl = true; else if (v !== 'disable' && v !== 'prefer' && v !== 'allow') o.ssl = true; },
   connect_timeout: (o, v) => { o.connectTimeoutMs = Number(v) * 1000; },
   application_name: (o, v) => { o.applicationName = v; },
+  target_session_attrs: (o, v) => { o.targetSessionAttrs = v as TargetSessionAttrs; },
 };
 
 /** Parses libpq's `key=value key='quoted \' value'` syntax. Unknown keys are refused. */
@@ -100,7 +121,7 @@ export function clientConfig(options: ConnectionOptions): pg.ClientConfig {
     // pg lets a URL's ?options= override the config's: fold ours into the URL's instead.
     const url = URL.canParse(o.connectionString) ? new URL(o.connectionString) : undefined;
     urlOptions = url?.searchParams.get('options') ?? undefined;
-    if (url !== undefined && urlOptions !== undefined) {
+    if (url !== undefined && urlOptions !== undefined && o.pooled !== true) {
       url.searchParams.set('options', withServerSettings(urlOptions));
       config.connectionString = url.toString();
     } else {
@@ -109,16 +130,31 @@ export function clientConfig(options: ConnectionOptions): pg.ClientConfig {
   }
   const host = o.host ?? o.hostaddr;
   if (host !== undefined) config.host = host;
-  if (o.port !== undefined) config.port = o.port;
+  if (o.port !== undefined) config.port = Number(o.port);
   if (o.dbname !== undefined) config.database = o.dbname;
   if (o.user !== undefined) config.user = o.user;
   if (o.password !== undefined) config.password = o.password;
-  if (urlOptions === undefined) config.options = withServerSettings(o.options);
   if (o.ssl !== undefined) config.ssl = o.ssl;
   else if (o.requiressl === true) config.ssl = { rejectUnauthorized: false };
+  // Through a pooler, the settings travel with every statement instead (see pooledSettings).
+  if (o.pooled === true) {
+    if (o.options !== undefined) config.options = o.options;
+    return config;
+  }
+  if (urlOptions === undefined) config.options = withServerSettings(o.options);
   if (o.statementTimeoutMs !== undefined) config.statement_timeout = o.statementTimeoutMs;
   if (o.lockTimeoutMs !== undefined) config.lock_timeout = o.lockTimeoutMs;
   return config;
+}
+
+/** The parameters of pooledSettings: statement_timeout and lock_timeout in ms, or null for the server's. */
+export function pooledSettingValues(options: ConnectionOptions): (string | null)[] {
+  const ms = (name: string, n: number | undefined) => {
+    if (n === undefined) return null;
+    if (!Number.isSafeInteger(n) || n < 0) throw new SessionError('invalid_argument', `${name} must be a non-negative integer`);
+    return String(n);
+  };
+  return [ms('statementTimeoutMs', options.statementTimeoutMs), ms('lockTimeoutMs', options.lockTimeoutMs)];
 }
 
 /** The fields of a server notice we print (e.g. what a DBA must run). */
@@ -126,15 +162,20 @@ export interface Notice { severity?: string | undefined; message?: string | unde
 
 /** One short-lived connection for administrative work; errors become SessionErrors. */
 export async function withClient<T>(options: ConnectionOptions, fn: (c: pg.Client) => Promise<T>, onNotice?: (n: Notice) => void): Promise<T> {
-  const client = new pg.Client(clientConfig(options));
-  if (onNotice) client.on('notice', onNotice);
-  client.on('error', () => {});
+  let client: pg.Client | undefined;
   try {
-    await client.connect();
+    client = await connector(options).connect({});
+    if (onNotice) client.on('notice', onNotice);
     return await fn(client);
   } catch (err) {
     throw toSessionError(err);
   } finally {
-    await client.end().catch(() => {});
+    await client?.end().catch(() => {});
   }
+}
+
+/** Opens connections to the first of the options' hosts that fits their `targetSessionAttrs`. */
+export function connector(options: ConnectionOptions): Connector {
+  const plan = hostPlan(options);
+  return new Connector(plan.hosts.map(clientConfig), plan.attrs);
 }

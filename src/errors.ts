@@ -13,8 +13,16 @@
  *   them); `migrate` refuses to run, in either direction. Upgrade the package.
  * - `statement_timeout`: SQLSTATE 57014, the statement was cancelled (statement_timeout).
  * - `lock_timeout`: SQLSTATE 55P03, a lock could not be taken in time (lock_timeout).
+ * - `read_only`: SQLSTATE 25006, a write reached a server that only reads (a hot standby, or
+ *   `default_transaction_read_only`); nothing was written. Reads work there.
+ * - `timeout`: with `statementTimeoutMs`, the call had no answer within that time plus a margin
+ *   (see docs/typescript.md), so the client dropped its connection. The server may have finished
+ *   the call anyway: a write may have committed (e.g. one waiting for a synchronous standby). Retry
+ *   only what is safe to repeat (`set`, `touch`, `put`, `clear` are; a retried `generate` may leave
+ *   an unused session behind) and re-read to learn the outcome.
  * - `connection`: the database could not be reached, the connection broke, connecting timed out, or
- *   the server asked for a password and none was given.
+ *   the server asked for a password and none was given. If the connection broke after a write was
+ *   sent, the write may have committed, as with `timeout`.
  * - `closed`: the store was closed with `close()`.
  * - `database`: any other error reported by PostgreSQL or the driver (see `cause`).
  */
@@ -28,6 +36,8 @@ export type SessionErrorCode =
   | 'newer_schema'
   | 'statement_timeout'
   | 'lock_timeout'
+  | 'read_only'
+  | 'timeout'
   | 'connection'
   | 'closed'
   | 'database';
@@ -58,6 +68,7 @@ const bySqlState: Record<string, SessionErrorCode> = {
   '3F000': 'not_installed',
   '57014': 'statement_timeout',
   '55P03': 'lock_timeout',
+  '25006': 'read_only',
   // Server shutting down, crashed, or not yet accepting connections.
   '57P01': 'connection',
   '57P02': 'connection',
@@ -118,7 +129,9 @@ const noPassword = /^SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a
 export function toSessionError(err: unknown): SessionError {
   if (err instanceof SessionError) return err;
   const e = (err ?? {}) as { message?: unknown };
-  const message = typeof e.message === 'string' ? e.message : String(err);
+  let message = typeof e.message === 'string' ? e.message : String(err);
+  // PgBouncer's answer to the settings a direct connection sends when it connects.
+  if (message.startsWith('unsupported startup parameter')) message += ' (through a pooler such as PgBouncer, connect with `pooled: true`)';
   if (noPassword.test(message)) {
     return new SessionError('connection', 'the server asks for a password (SCRAM authentication) and the connection has none: the URL '
       + 'has no password; give it in the URL (postgresql://user:password@host/db), the password option, PGPASSWORD or ~/.pgpass', { cause: keyFree(err) });

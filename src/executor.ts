@@ -1,12 +1,15 @@
-import type { Writable } from 'node:stream';
 import pg from 'pg';
+import type { Deadlines, Watch } from './deadline.js';
 import { SessionError, toSessionError } from './errors.js';
+import { queryWithSettings } from './pooled.js';
+import { socketOf, type Connector } from './hosts.js';
 
 const closedError = () => new SessionError('closed', 'the session store is closed');
 
 /** Sends one single-statement query and returns its rows as arrays. */
 export interface Executor {
-  query(config: pg.QueryArrayConfig): Promise<pg.QueryArrayResult>;
+  /** `since`: when the oldest caller behind this query made its call (performance.now()), for the deadline. */
+  query(config: pg.QueryArrayConfig, since?: number): Promise<pg.QueryArrayResult>;
   close(): Promise<void>;
 }
 
@@ -25,12 +28,17 @@ export function poolExecutor(pool: pg.Pool): Executor {
  * tick of the event loop (typically every request whose result just arrived) go to the same
  * connection, in order and in one write; the next tick's go to the next connection, round-robin.
  * Until every connection is open, calls are spread over all of them, one by one.
- * A broken connection is dropped and reopened on the next call, so the store survives restarts.
+ * A broken connection is dropped and reopened on the next call, so the store survives restarts
+ * and, with several hosts, follows a failover (see hosts.ts). With `deadlines`, a connection
+ * whose oldest call is late is dropped, and its calls reject with `timeout`.
+ * With `settings` (a connection through a pooler), every statement goes with pooledSettings.
  */
 export class PipelineExecutor implements Executor {
   private readonly slots: (Promise<pg.Client> | undefined)[];
   /** The connected clients, so that a call on an open connection waits for nothing. */
   private readonly ready: (pg.Client | undefined)[];
+  /** The calls in flight on each ready connection, when there are deadlines. */
+  private readonly watches: (Watch | undefined)[];
   /** Whether the slot's socket is corked until the end of the current tick. */
   private readonly corked: boolean[];
   private next = 0;
@@ -39,20 +47,24 @@ export class PipelineExecutor implements Executor {
   private closed = false;
 
   constructor(
-    private readonly config: pg.ClientConfig,
+    private readonly connector: Connector,
     size: number,
     private readonly onError: (err: Error) => void,
+    private readonly deadlines?: Deadlines,
+    private readonly settings?: (string | null)[],
   ) {
     this.slots = new Array<Promise<pg.Client> | undefined>(size).fill(undefined);
     this.ready = new Array<pg.Client | undefined>(size).fill(undefined);
+    this.watches = new Array<Watch | undefined>(size).fill(undefined);
     this.corked = new Array<boolean>(size).fill(false);
   }
 
   private readonly endTick = () => { this.current = -1; };
 
-  query(config: pg.QueryArrayConfig): Promise<pg.QueryArrayResult> {
+  query(config: pg.QueryArrayConfig, since?: number): Promise<pg.QueryArrayResult> {
     // A call that was queued before close() must not open a connection that nothing would close.
     if (this.closed) return Promise.reject(closedError());
+    if (this.deadlines !== undefined) since ??= performance.now();
     let i = this.current;
     // Until every connection is open, calls are spread over all of them, which opens them.
     if (i < 0 || this.ready.includes(undefined)) {
@@ -62,8 +74,8 @@ export class PipelineExecutor implements Executor {
       this.current = i;
     }
     const client = this.ready[i];
-    if (client !== undefined) return this.send(i, client, config);
-    return (this.slots[i] ?? this.open(i)).then((c) => this.send(i, c, config));
+    if (client !== undefined) return this.send(i, client, config, since);
+    return (this.slots[i] ?? this.open(i)).then((c) => this.send(i, c, config, since));
   }
 
   /**
@@ -71,9 +83,9 @@ export class PipelineExecutor implements Executor {
    * Corking the socket until the end of the tick sends the tick's queries in one write: far fewer
    * system calls here, and fewer wake-ups of the server process.
    */
-  private send(i: number, client: pg.Client, config: pg.QueryArrayConfig): Promise<pg.QueryArrayResult> {
+  private send(i: number, client: pg.Client, config: pg.QueryArrayConfig, since: number | undefined): Promise<pg.QueryArrayResult> {
     if (!this.corked[i]) {
-      const stream = (client as unknown as { connection?: { stream?: Partial<Writable> } }).connection?.stream;
+      const stream = socketOf(client);
       if (stream?.cork !== undefined && stream.uncork !== undefined) {
         stream.cork();
         this.corked[i] = true;
@@ -83,39 +95,58 @@ export class PipelineExecutor implements Executor {
         });
       }
     }
-    return client.query(config).catch((err: unknown) => {
-      // The server may report its end (57P01) before the socket closes: a call sent in between
-      // would fail too, so the next call must open a new connection instead.
-      if (toSessionError(err).code === 'connection' && this.ready[i] === client) {
-        this.ready[i] = undefined;
-        this.slots[i] = undefined;
-        client.end().catch(() => {});
-      }
-      throw err;
-    });
+    const sent = () => (this.settings === undefined ? client.query(config) : queryWithSettings(client, config, this.settings));
+    const w = this.ready[i] === client ? this.watches[i] : undefined;
+    if (w === undefined || since === undefined) return sent().catch((err: unknown) => this.failed(i, client, err));
+    w.since.push(since);
+    return sent().then(
+      (r) => { w.since.shift(); return r; },
+      (err: unknown) => {
+        w.since.shift();
+        return this.failed(i, client, w.expired ? (this.deadlines as Deadlines).error(err) : err);
+      },
+    );
+  }
+
+  private failed(i: number, client: pg.Client, err: unknown): never {
+    // The server may report its end (57P01) before the socket closes: a call sent in between
+    // would fail too, so the next call must open a new connection instead. A read-only answer
+    // where writes were asked for means the host became a standby: look for the primary again.
+    const code = toSessionError(err).code;
+    const wrongHost = code === 'read_only' && this.connector.wantsWrites;
+    if ((code === 'connection' || code === 'timeout' || wrongHost) && this.ready[i] === client) {
+      this.drop(i);
+      client.end().catch(() => {});
+    }
+    throw err;
+  }
+
+  private drop(i: number): void {
+    this.slots[i] = undefined;
+    this.ready[i] = undefined;
+    const w = this.watches[i];
+    if (w !== undefined) this.deadlines?.unwatch(w);
+    this.watches[i] = undefined;
   }
 
   private open(i: number): Promise<pg.Client> {
-    const client = new pg.Client({ ...this.config, pipeline: true } as pg.ClientConfig);
-    const drop = () => {
-      if (this.slots[i] === opening) {
-        this.slots[i] = undefined;
-        this.ready[i] = undefined;
-      }
-    };
-    // Without an 'error' listener, a server restart would crash the host process.
-    client.on('error', (err) => {
-      drop();
-      this.onError(err);
-    });
-    client.on('end', drop);
-    const opening = client.connect().then(
-      () => {
-        if (this.slots[i] === opening) this.ready[i] = client;
+    const opening = this.connector.connect(pipelined, this.deadlines?.limitMs).then(
+      (client) => {
+        const drop = () => { if (this.slots[i] === opening) this.drop(i); };
+        // Without an 'error' listener, a server restart would crash the host process.
+        client.on('error', (err) => {
+          drop();
+          this.onError(err);
+        });
+        client.on('end', drop);
+        if (this.slots[i] === opening) {
+          this.ready[i] = client;
+          this.watches[i] = this.deadlines?.watch(() => this.deadlines?.cancelThenDrop(client));
+        }
         return client;
       },
       (err: unknown) => {
-        drop();
+        if (this.slots[i] === opening) this.drop(i);
         throw err;
       },
     );
@@ -127,6 +158,7 @@ export class PipelineExecutor implements Executor {
     if (this.closed) return;
     this.closed = true;
     this.ready.fill(undefined);
+    for (const w of this.watches) if (w !== undefined) this.deadlines?.unwatch(w);
     const open = this.slots.splice(0);
     await Promise.all(open.map(async (p) => {
       const client = await p?.catch(() => undefined);
@@ -134,6 +166,8 @@ export class PipelineExecutor implements Executor {
     }));
   }
 }
+
+const pipelined = { pipeline: true } as pg.ClientConfig;
 
 /** How a {@link GetBatcher} turns keys into statements; the SQL text lives in statements.ts. */
 export interface GetStatements {
@@ -236,6 +270,8 @@ export interface WriteCall {
   key: string | null;
   value: string | null;
   expiry: string | null;
+  /** When the call was made (performance.now()), set by a queue with deadlines. */
+  since?: number;
   /** Resolved with the first column of the single call's row (generate: the key; set/touch/put: the boolean). */
   resolve: (result: unknown) => void;
   reject: (err: unknown) => void;
@@ -278,6 +314,8 @@ export class WriteQueue {
     private readonly lanes: Executor[],
     private readonly statements: WriteStatements,
     private readonly limits: { calls: number; bytes: number },
+    /** Whether the lanes have deadlines, which count from when each call was made. */
+    private readonly timed = false,
   ) {
     this.idle = [...lanes];
   }
@@ -288,6 +326,7 @@ export class WriteQueue {
       call.reject(closedError());
       return;
     }
+    if (this.timed) call.since = performance.now();
     this.pending.push(call);
     // A microtask, not a later tick: calls made in the same turn share a batch, and none waits for I/O.
     if (!this.scheduled && this.idle.length > 0) {
@@ -332,7 +371,7 @@ export class WriteQueue {
       if (calls.length === 1) {
         const call = calls[0] as WriteCall;
         try {
-          call.resolve((await lane.query(this.statements.single(call))).rows[0]?.[0]);
+          call.resolve((await lane.query(this.statements.single(call), call.since)).rows[0]?.[0]);
         } catch (err) {
           call.reject(err);
         }
@@ -354,7 +393,7 @@ export class WriteQueue {
   private async runBatch(lane: Executor, calls: WriteCall[]): Promise<void> {
     let rows: unknown[][];
     try {
-      rows = (await lane.query(this.statements.batch(calls))).rows;
+      rows = (await lane.query(this.statements.batch(calls), calls[0]?.since)).rows;
     } catch (err) {
       // No session_write_batch (a database not migrated to 004 yet) or no right to call it: the
       // statement failed before running, so nothing was written and sending the calls again is

@@ -8,6 +8,7 @@ import pg from 'pg';
 import { clientConfig, withClient, type ConnectionOptions, type Notice } from './connection.js';
 import { SessionError, toSessionError } from './errors.js';
 import { migrate, type MigrateOptions } from './migrate.js';
+import { stats, type CronJob } from './admin.js';
 
 const proxySqlDir = fileURLToPath(new URL('../../sql/proxy/', import.meta.url));
 
@@ -71,6 +72,9 @@ export function partitionTarget(url: string, tcpUserTimeoutMs = 5000): Partition
   return { conninfo: parts.join(' '), user: decodeURIComponent(u.username), password };
 }
 
+/** The proxy database's default role pair; distinct from the partitions' (`session_client`, `session_admin`). */
+export const proxyRoles = { client: 'session_proxy_client', admin: 'session_proxy_admin' } as const;
+
 /** Options of {@link installProxy}. The connection is to the proxy database, as its owner. */
 export interface ProxyInstallOptions extends ConnectionOptions {
   /**
@@ -80,7 +84,11 @@ export interface ProxyInstallOptions extends ConnectionOptions {
    * proxy database's catalog (its user mapping), never printed.
    */
   partitions: string[];
-  /** The proxy's client and admin roles (defaults `session_client`, `session_admin`), set at first install. */
+  /**
+   * The proxy's client and admin roles, set at first install. The defaults,
+   * `session_proxy_client` and `session_proxy_admin`, differ from the partitions' defaults, so
+   * that the application's logins on the proxy cannot call a partition on the same server.
+   */
   clientRole?: string;
   adminRole?: string;
   /**
@@ -130,7 +138,7 @@ export async function installProxy(options: ProxyInstallOptions): Promise<string
     throw new SessionError('invalid_argument', 'every partition URL must carry the same login and password (PL/Proxy has one user mapping per cluster)');
   }
   const queryTimeout = seconds('queryTimeoutSeconds', queryTimeoutSeconds, 10);
-  const roles = { client: clientRole ?? 'session_client', admin: adminRole ?? 'session_admin' };
+  const roles = { client: clientRole ?? proxyRoles.client, admin: adminRole ?? proxyRoles.admin };
   return withClient({ applicationName: 'session-postgresql proxy install', ...connection }, async (c) => {
     await c.query('BEGIN');
     try {
@@ -160,6 +168,7 @@ export async function installProxy(options: ProxyInstallOptions): Promise<string
       await c.query('SELECT session_proxy.set_credentials($1, $2)', [login.user, login.password]);
       await c.query('COMMIT');
       log(`proxy over ${n} partitions: ${partitions.map(redact).join(' ')}`);
+      for (const w of bypassWarnings(await partitionStatusRows(c))) log(`WARNING: ${w}`);
       return ran;
     } catch (err) {
       await c.query('ROLLBACK').catch(() => {});
@@ -180,6 +189,11 @@ export interface PartitionStatus {
   defaultPeriod: number | null;
   /** SQLSTATE and message when the partition could not answer. */
   error: string | null;
+  /**
+   * The proxy's client and admin roles that may call this partition's functions directly, when it
+   * is on the proxy's server: their logins could bypass the proxy. Empty: none; null: not known.
+   */
+  directCallers: string[] | null;
 }
 
 export interface ProxyStatus {
@@ -196,15 +210,84 @@ export async function proxyStatus(options: ConnectionOptions): Promise<ProxyStat
     const applied = new Set(exists ? (await c.query<{ name: string }>(`SELECT name FROM public.${proxyMigrationsTable}`)).rows.map((r) => r.name) : []);
     const migrations = proxyMigrations().map((name) => ({ name, applied: applied.has(name) }));
     if (!exists) return { migrations, partitions: [] };
-    const rows = (await c.query({ text: 'SELECT * FROM session_proxy.partition_status()', types: numbers })).rows as {
-      part: number; conninfo: string; database: string | null; live: number | null; expired: number | null;
-      table_bytes: number | null; default_period: number | null; error: string | null }[];
-    return {
-      migrations,
-      partitions: rows.map((r) => ({ part: r.part, conninfo: r.conninfo, database: r.database, live: r.live, expired: r.expired,
-        tableBytes: r.table_bytes, defaultPeriod: r.default_period, error: r.error })),
-    };
+    return { migrations, partitions: await partitionStatusRows(c) };
   });
+}
+
+async function partitionStatusRows(c: pg.Client): Promise<PartitionStatus[]> {
+  const rows = (await c.query({ text: 'SELECT * FROM session_proxy.partition_status()', types: numbers })).rows as {
+    part: number; conninfo: string; database: string | null; live: number | null; expired: number | null;
+    table_bytes: number | null; default_period: number | null; error: string | null; direct_callers: string[] | null }[];
+  return rows.map((r) => ({ part: r.part, conninfo: r.conninfo, database: r.database, live: r.live, expired: r.expired,
+    tableBytes: r.table_bytes, defaultPeriod: r.default_period, error: r.error, directCallers: r.direct_callers }));
+}
+
+/** One line per partition whose functions the proxy's own roles may call directly. */
+export function bypassWarnings(partitions: PartitionStatus[]): string[] {
+  return partitions.filter((p) => (p.directCallers ?? []).length > 0).map((p) =>
+    `partition ${p.part} (${p.database}) is on the proxy's server and the proxy's role(s) ${(p.directCallers ?? []).join(', ')} may call its functions directly: `
+    + 'their logins can bypass the proxy (a session made there may belong to another partition). Give the proxy and the partitions '
+    + 'distinct role names, or revoke CONNECT on the partition databases from PUBLIC and grant it to the proxy\'s login only');
+}
+
+/** A partition's pg_cron purge job, as `session-pg stats` on the proxy reports it. */
+export interface PartitionPurgeJob {
+  part: number;
+  database: string;
+  /** The job and its latest runs, as {@link stats} on that partition reports them; null if none. */
+  cron: CronJob | null;
+  /** Why `cron` is null (no job, no pg_cron, or the partition could not be asked). */
+  note?: string;
+  /** Set when the job's latest runs failed. */
+  warning?: string;
+}
+
+/** libpq conninfo `key='value'` pairs (as partitionTarget writes them). */
+function conninfoValues(conninfo: string): Map<string, string> {
+  return new Map([...conninfo.matchAll(/(\w+)='((?:[^'\\]|\\.)*)'/g)].map((m) => [m[1] as string, (m[2] as string).replace(/\\(.)/g, '$1')]));
+}
+
+/**
+ * On a proxy database: each partition's purge job. Purging runs on the partitions (their own
+ * pg_cron jobs); this asks each one, at its host, port and database from the proxy's catalog, with
+ * the credentials of `options.connectionString` (the proxy's owner, a superuser in
+ * docs/scale-out.md), and pg_cron's database from its server's `cron.database_name`. Resolves
+ * null when the database is not a proxy (or the connection is not given as a URL).
+ */
+export async function partitionPurgeJobs(options: ConnectionOptions): Promise<PartitionPurgeJob[] | null> {
+  const url = options.connectionString;
+  if (url === undefined || !URL.canParse(url)) return null;
+  const parts = await withClient({ applicationName: 'session-pg', ...options }, async (c) => {
+    if ((await c.query<{ t: string | null }>('SELECT pg_catalog.to_regclass($1) AS t', [`public.${proxyMigrationsTable}`])).rows[0]?.t === null) return null;
+    return (await c.query<{ part: number; conninfo: string }>('SELECT part, conninfo FROM session_proxy.partitions()')).rows;
+  }).catch((err: unknown) => {
+    if (err instanceof SessionError && err.code === 'permission_denied') return 'denied' as const;
+    throw err;
+  });
+  if (parts === null) return null;
+  if (parts === 'denied') return [{ part: -1, database: '', cron: null, note: "only the proxy's owner can see the partitions: run stats as the owner for their purge jobs" }];
+  return Promise.all(parts.map(async ({ part, conninfo }) => {
+    const v = conninfoValues(conninfo);
+    const database = v.get('dbname') ?? '';
+    const at = (db: string) => {
+      const u = new URL(url);
+      const host = v.get('host') ?? '';
+      u.hostname = host.includes(':') ? `[${host}]` : host;
+      u.port = v.get('port') ?? '';
+      u.pathname = `/${encodeURIComponent(db)}`;
+      return u.toString();
+    };
+    try {
+      const cronDb = await withClient({ connectionString: at(database), applicationName: 'session-pg' }, async (c) =>
+        (await c.query<{ d: string | null }>(`SELECT pg_catalog.current_setting('cron.database_name', true) AS d`)).rows[0]?.d ?? null)
+        .catch(() => null);
+      if (cronDb === null) return { part, database, cron: null, note: 'pg_cron is not loaded on its server (or its cron.database_name is not readable by this login)' };
+      const s = await stats({ connectionString: at(database), ...(cronDb === database ? {} : { cronDatabaseUrl: at(cronDb) }) });
+      return { part, database, cron: s.cron, ...(s.cronNote === undefined ? {} : { note: s.cronNote }), ...(s.cronWarning === undefined ? {} : { warning: s.cronWarning }) };
+    } catch (err) {
+      return { part, database, cron: null, note: `could not ask it: ${(err as Error).message}` };
+    }
+  }));
 }
 
 /**
@@ -245,8 +328,9 @@ export interface MovePartitionOptions {
   to: string;
   /**
    * How the new server reaches the old one for the subscription (a superuser or a role with
-   * REPLICATION and read access). Default: `from`. Stored in the new server's catalog only for
-   * the duration of the move.
+   * REPLICATION and read access). Default: `from`. Its password is stored in the new server's
+   * catalog only for the duration of the move, and sent as a bound parameter, never in the text
+   * of a statement (so never in either server's log).
    */
   publisherUrl?: string;
   /** A database of the old server from which to close the old one (default `postgres`). */
@@ -277,7 +361,8 @@ async function waitFor(what: string, timeoutMs: number, check: () => Promise<boo
  * 1. logical replication copies the partition's sessions to the new database and follows its writes;
  * 2. writes to this partition are paused (its table locked in EXCLUSIVE mode: reads go on), a
  *    marker row written after the lock is awaited on the new side, so every committed write is there;
- * 3. every proxy's foreign server is pointed at the new database; their next calls go there;
+ * 3. every setting (session.config, locked too) is copied and every proxy's foreign server is
+ *    pointed at the new database; their next calls go there;
  * 4. the old database is closed to new connections and the writes that were waiting on the lock are
  *    terminated (their callers get `connection`, and none of them was applied), then the lock goes;
  * 5. the subscription, publication and slot are dropped. The old database is left, closed, for the
@@ -306,11 +391,19 @@ export async function movePartition(options: MovePartitionOptions): Promise<Move
   try {
     const rows = Number((await to.query<{ n: string }>('SELECT count(*) AS n FROM session.sessions')).rows[0]?.n);
     if (rows !== 0) throw new SessionError('invalid_argument', 'the new partition database must be empty');
+    const settings = await sameInstall(from, to);
     for (const c of [from, to]) await c.query(`CREATE TABLE ${marker} (token text PRIMARY KEY)`);
     await from.query(`CREATE PUBLICATION ${name} FOR TABLE session.sessions, ${marker}`);
-    // The subscription's conninfo may hold a password: keep the statement out of the server log.
-    await to.query(`SET log_statement = 'none'; SET log_min_error_statement = 'panic'`);
-    await to.query(`CREATE SUBSCRIPTION ${name} CONNECTION ${pgLiteral(publisherConninfo)} PUBLICATION ${name}`);
+    await from.query(`SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')`, [name]);
+    try {
+      await subscribe(to, name, publisherConninfo);
+    } catch (err) {
+      // A slot left behind would hold the old server's WAL forever.
+      await from.query('SELECT pg_catalog.pg_drop_replication_slot($1)', [name]).catch(() => {});
+      await from.query(`DROP PUBLICATION IF EXISTS ${name}`).catch(() => {});
+      for (const c of [from, to]) await c.query(`DROP TABLE IF EXISTS ${marker}`).catch(() => {});
+      throw err;
+    }
     log(`partition ${partition}: copying to ${redact(options.to)}`);
     await waitFor('the initial copy', options.copyTimeoutMs ?? 600_000, async () =>
       (await to.query(`SELECT count(*) AS n FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
@@ -319,14 +412,15 @@ export async function movePartition(options: MovePartitionOptions): Promise<Move
     // The pause: from here until the lock goes, writes to this partition wait; reads go on.
     await locker.query('BEGIN');
     await locker.query(`SET LOCAL lock_timeout = '10s'`);
-    await locker.query('LOCK TABLE session.sessions IN EXCLUSIVE MODE');
+    // session.config too: a setting changed during the pause would miss the new database.
+    await locker.query('LOCK TABLE session.sessions, session.config IN EXCLUSIVE MODE');
     const paused = performance.now();
     const token = randomBytes(8).toString('hex');
     await from.query(`INSERT INTO ${marker} VALUES ($1)`, [token]);
     await waitFor('the last writes to replicate', options.catchUpTimeoutMs ?? 30_000, async () =>
       (await to.query(`SELECT 1 FROM ${marker} WHERE token = $1`, [token])).rowCount === 1);
-    const settings = (await from.query<{ p: string; m: number }>('SELECT default_period AS p, max_value_bytes AS m FROM session.config')).rows[0];
-    await to.query('UPDATE session.config SET default_period = $1, max_value_bytes = $2', [settings?.p, settings?.m]);
+    await to.query(`UPDATE session.config c SET (${settings}) = (SELECT ${settings} FROM pg_catalog.jsonb_populate_record(NULL::session.config, $1))`,
+      [(await from.query<{ c: unknown }>('SELECT pg_catalog.to_jsonb(c) AS c FROM session.config c')).rows[0]?.c]);
     const old = (await proxies[0]?.query<{ c: string }>('SELECT conninfo AS c FROM session_proxy.partitions() WHERE part = $1', [partition]))?.rows[0]?.c;
     const switched: pg.Client[] = [];
     try {
@@ -374,6 +468,48 @@ export async function movePartition(options: MovePartitionOptions): Promise<Move
   }
 }
 
+/**
+ * Refuses a new database that is not migrated like the old one (the same migrations and role
+ * names: the proxy's login must be able to call it the same way). Resolves the columns of
+ * session.config to copy: every setting, the role names being equal already.
+ */
+async function sameInstall(from: pg.Client, to: pg.Client): Promise<string> {
+  const describe = async (c: pg.Client) => (await c.query<{ m: string; r: string; cols: string[] }>(
+    `SELECT (SELECT pg_catalog.string_agg(name, ',' ORDER BY name) FROM public.session_migrations) AS m,
+            (SELECT pg_catalog.concat_ws(',', client_role, admin_role, proxy_role) FROM session.config) AS r,
+            ARRAY(SELECT pg_catalog.quote_ident(a.attname) FROM pg_catalog.pg_attribute a
+                   WHERE a.attrelid = 'session.config'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+                     AND a.attname NOT IN ('singleton', 'client_role', 'admin_role', 'proxy_role') ORDER BY a.attnum) AS cols`)).rows[0];
+  const [old, now] = [await describe(from), await describe(to)];
+  if (old?.m !== now?.m) throw new SessionError('invalid_argument', 'the new partition database must have the same migrations as the old one: run session-pg migrate with the same version on it');
+  if (old?.r !== now?.r) throw new SessionError('invalid_argument', `the new partition database must use the same role names as the old one (${old?.r}): migrate it with the same --client-role, --admin-role and --proxy-role`);
+  return (now?.cols ?? []).join(', ');
+}
+
+/**
+ * Subscribes `to` to the publication `name` over the slot of that name, made beforehand (CREATE
+ * SUBSCRIPTION may then run inside a function). The conninfo, which may hold the publisher's
+ * password, travels as a bound parameter into a function that EXECUTEs the statement, so no
+ * statement text the move sends holds it: log_statement and log_min_duration_statement log the
+ * call, auto_explain never sees a utility statement, and this session logs no parameter values.
+ * The re-raise drops the error context, which would quote the statement.
+ */
+async function subscribe(to: pg.Client, name: string, conninfo: string): Promise<void> {
+  await to.query(`SELECT pg_catalog.set_config('log_parameter_max_length', '0', false),
+                         pg_catalog.set_config('log_parameter_max_length_on_error', '0', false),
+                         pg_catalog.set_config('log_min_error_statement', 'panic', false),
+                         pg_catalog.set_config('auto_explain.log_min_duration', '-1', false)`);
+  await to.query(`CREATE FUNCTION pg_temp.session_move_subscribe(name text, conninfo text) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
+    BEGIN
+      EXECUTE format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I WITH (create_slot = false, slot_name = %L)',
+                     name, conninfo, name, name);
+    EXCEPTION WHEN OTHERS THEN
+      RAISE EXCEPTION USING ERRCODE = SQLSTATE, MESSAGE = SQLERRM;
+    END $f$`);
+  await to.query('SELECT pg_temp.session_move_subscribe($1, $2)', [name, conninfo]);
+}
+
 /** The URL without its credentials: the proxy's conninfo takes host, port and database only. */
 function databaseUrlOnly(url: string): string {
   const u = new URL(url);
@@ -382,5 +518,4 @@ function databaseUrlOnly(url: string): string {
   return u.toString();
 }
 
-const pgLiteral = (s: string) => `'${s.replace(/'/g, "''")}'`;
 const pgIdent = (s: string) => `"${s.replace(/"/g, '""')}"`;

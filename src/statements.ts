@@ -28,3 +28,18 @@ export const statements = {
   writeBatch: call('write_batch', 'SELECT ord, sqlstate, message, ok, key FROM '
     + 'session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])'),
 } as const;
+
+/**
+ * Sent ahead of every statement on a pooled connection (`pooled: true`), before the same Sync: the
+ * two run in one implicit transaction, so on one server connection whatever the pooler does, and
+ * these transaction-local settings are in force when the statement's parameters are bound.
+ * - plan_cache_mode: unnamed statements get custom plans, which carry the key as a literal that
+ *   auto_explain (log_verbose) would log; the generic plan shows `$1`.
+ * - log_parameter_max_length_on_error: read at Bind; any role may raise it, and the server would
+ *   then log a failing call's parameters and send them back in the error's `where` field.
+ * - $1, $2: statementTimeoutMs and lockTimeoutMs, or NULL to keep the server's.
+ */
+export const pooledSettings = 'SELECT set_config(\'plan_cache_mode\', \'force_generic_plan\', true), '
+  + 'set_config(\'log_parameter_max_length_on_error\', \'0\', true), '
+  + 'set_config(\'statement_timeout\', coalesce($1::text, current_setting(\'statement_timeout\')), true), '
+  + 'set_config(\'lock_timeout\', coalesce($2::text, current_setting(\'lock_timeout\')), true)';

@@ -1,5 +1,6 @@
 import pg from 'pg';
-import { clientConfig, type ConnectionOptions } from './connection.js';
+import { connector, pooledSettingValues, type ConnectionOptions } from './connection.js';
+import { Deadlines } from './deadline.js';
 import { SessionError, toSessionError } from './errors.js';
 import {
   GetBatcher, PipelineExecutor, poolExecutor, WriteQueue,
@@ -41,13 +42,17 @@ export interface GenerateOptions {
 export interface StoreOptions extends ConnectionOptions {
   /** Reuse this pool instead of opening connections; `close()` then leaves it open. */
   pool?: pg.Pool;
-  /** Number of pipelined connections the store opens for reads (default 2); ignored with `pool`. */
+  /**
+   * Number of pipelined connections the store opens for reads (default 2); ignored with `pool`.
+   * With `pooled`, the number of connections it opens in all (default 1): writes share them.
+   */
   connections?: number;
   /**
    * Number of write lanes (default 2): connections the store opens for writes, or with `pool`,
    * how many write statements it sends to the pool at once. Each lane has at most one write in
    * flight; the writes that arrive meanwhile are committed together in one transaction (one call
    * of `session.session_write_batch`), so reads never wait behind a write's flush to disk.
+   * With `pooled`, the number of write statements in flight on the store's shared connections.
    */
   writeConnections?: number;
   /** Most calls in one batched write (default 256); a batch also stops at about 1 MiB of keys and values. */
@@ -259,7 +264,7 @@ class PgSessionStore implements SessionStore {
 
   private readonly gets: GetBatcher;
 
-  constructor(private readonly executor: Executor, private readonly writes: WriteQueue) {
+  constructor(private readonly executor: Executor, private readonly writes: WriteQueue, private readonly deadlines?: Deadlines) {
     this.gets = new GetBatcher(executor, getStatements);
   }
 
@@ -409,25 +414,39 @@ class PgSessionStore implements SessionStore {
 
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all([this.writes.close(), this.executor.close()]);
+    // Writes first: with `pooled`, they share the executor's connections.
+    await this.writes.close();
+    await this.executor.close();
+    this.deadlines?.close();
   }
 }
 
 /**
  * Opens a store. Connecting is lazy: the first call connects, and a connection failure rejects
- * that call with a `connection` SessionError. Throws `invalid_argument` for a malformed `conninfo`.
+ * that call with a `connection` SessionError. Throws `invalid_argument` for a malformed `conninfo`,
+ * and with `pooled` for a `statementTimeoutMs` or `lockTimeoutMs` that is not a non-negative integer.
  */
 export function connect(options: StoreOptions = {}): SessionStore {
   const size = positive('connections', options.connections, 2);
   const lanes = positive('writeConnections', options.writeConnections, 2);
   const limits = { calls: positive('maxBatchCalls', options.maxBatchCalls, 256), bytes: 1 << 20 };
-  const queue = (lane: () => Executor) => new WriteQueue(Array.from({ length: lanes }, lane), writeStatements, limits);
+  const queue = (lane: () => Executor, timed?: boolean) => new WriteQueue(Array.from({ length: lanes }, lane), writeStatements, limits, timed);
   const { pool } = options;
   if (pool !== undefined) return new PgSessionStore(poolExecutor(pool), queue(() => poolExecutor(pool)));
   const onError = options.onError ?? (() => {});
-  const config = clientConfig(options);
+  const hosts = connector(options);
   const report = (err: Error) => onError(toSessionError(err));
-  return new PgSessionStore(new PipelineExecutor(config, size, report), queue(() => new PipelineExecutor(config, 1, report)));
+  const timeout = options.statementTimeoutMs;
+  const deadlines = timeout === undefined ? undefined : new Deadlines(timeout);
+  const timed = deadlines !== undefined;
+  if (options.pooled === true) {
+    // Every connection of a store holds a server connection in session pooling, and while it has
+    // statements in flight in transaction pooling: one connection per store unless asked for more.
+    const shared = new PipelineExecutor(hosts, positive('connections', options.connections, 1), report, deadlines, pooledSettingValues(options));
+    return new PgSessionStore(shared, queue(() => shared, timed), deadlines);
+  }
+  return new PgSessionStore(new PipelineExecutor(hosts, size, report, deadlines),
+    queue(() => new PipelineExecutor(hosts, 1, report, deadlines), timed), deadlines);
 }
 
 function positive(name: string, n: number | undefined, otherwise: number): number {

@@ -54,7 +54,8 @@ async function single([kind, key, value, expiry]: Op): Promise<{ sqlstate: strin
 
 /**
  * Random runs: each starts from twin sets of sessions, one key per entry of `states`; one set gets
- * the single calls, the other the batch; element results and the rows left must match.
+ * the single calls, the other the batch (its arrays numbered from various lower bounds); element
+ * results and the rows left must match.
  */
 async function differential(states: readonly KeyState[], kinds: readonly string[], runs: number, seed: number,
   odds = { length: 10, nullValue: 5, expiries: [null, null, 60, 0, -5, 3155760001] as (number | null)[] }): Promise<{ compared: number; whole: number }> {
@@ -87,8 +88,10 @@ async function differential(states: readonly KeyState[], kinds: readonly string[
     const batchKeys = await prepare();
     const singles: { sqlstate: string | null; ok: unknown }[] = [];
     for (const step of plan) singles.push(await single([step.kind, step.kind === 'generate' ? null : singleKeys[step.slot] as string, step.value, step.expiry]));
-    const rows = await batch(plan.map((step): Op => [step.kind, step.kind === 'generate' ? null : batchKeys[step.slot] as string, step.value, step.expiry]));
-    const what = `run ${run}: ${plan.map((s) => `${s.kind}(${states[s.slot]} ${s.slot}, ${s.value}, ${s.expiry})`).join(', ')}`;
+    // Each array with a lower bound of its own (from -4 to 4), which must change nothing.
+    const lows = [0, 1, 2, 3].map((a) => ((run * 7 + a * 3) % 9) - 4) as [number, number, number, number];
+    const rows = await shapedBatch(plan.map((step): Op => [step.kind, step.kind === 'generate' ? null : batchKeys[step.slot] as string, step.value, step.expiry]), lows);
+    const what = `run ${run} (lower bounds ${lows.join(', ')}): ${plan.map((s) => `${s.kind}(${states[s.slot]} ${s.slot}, ${s.value}, ${s.expiry})`).join(', ')}`;
     assert.deepEqual(rows.map((r) => r.sqlstate), singles.map((x) => x.sqlstate), what);
     plan.forEach((step, i) => {
       if (step.kind !== 'clear' && step.kind !== 'generate' && rows[i]?.sqlstate === null) assert.equal(rows[i]?.ok, singles[i]?.ok, `${what}: element ${i + 1}`);
@@ -265,6 +268,101 @@ describe('session_write_batch, element by element', () => {
       await holder.end();
     }
     assert.deepEqual(await Promise.all(keys.map(getValue)), keys.map((_, i) => (i === 2 ? 'old' : 'new')));
+  });
+});
+
+/** An array literal with the given lower bound: `[lo:hi]={...}` (one dimension). */
+const shaped = (lo: number, items: readonly (string | number | null)[]): string | null =>
+  items.length === 0 ? '{}' : `[${lo}:${lo + items.length - 1}]={${items.map((v) => (v === null ? 'NULL' : `"${String(v).replace(/[\\"]/g, (c) => `\\${c}`)}"`)).join(',')}}`;
+const shapedBatch = async (ops: Op[], lows: readonly [number, number, number, number], client: pg.Client = app): Promise<Row[]> =>
+  (await client.query<Row>('SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])',
+    [0, 1, 2, 3].map((a) => shaped(lows[a] as number, ops.map((o) => o[a] as string | number | null))))).rows;
+
+describe('session_write_batch, any array shape', () => {
+  test('arrays numbered from 0 (the attack): a short put key, an oversized value and a far expiry are refused as in single calls', async () => {
+    // Element 0 passes every check; element 1 fails them. Its kind, value and expiry must not be
+    // written under element 0's key.
+    const rows = await shapedBatch([['set', 'short-key!', 'ok', null], ['put', 'x', 'x'.repeat(3_000_000), 100_000_000_000]], [0, 0, 0, 0]);
+    assert.deepEqual(rows.map((r) => [r.ord, r.sqlstate, r.ok]), [[1, null, false], [2, '22023', null]]);
+    const stored = await db.query(`SELECT octet_length(value) AS bytes FROM session.sessions WHERE digest IN (session.key_digest('short-key!'), session.key_digest('x'))`);
+    assert.deepEqual(stored.rows, [], 'a session was created');
+  });
+
+  test('any lower bounds, the same or different per array: every element gets its single call\'s result, by position', async () => {
+    const big = 'x'.repeat(1048577);
+    const shapes: ((k: string, fresh: string) => Op)[] = [
+      (k) => ['set', k, 'new', 60], (k) => ['set', k, null, null], (k) => ['set', k, big, null], (k) => ['set', k, 'new', 3155760001],
+      (k) => ['touch', k, null, -3155760001], (_, fresh) => ['put', fresh, 'p', null], () => ['put', 'short', 'p', null],
+      () => ['put', null, 'p', null], () => ['generate', null, big, null], () => ['generate', null, 'g', 3155760001],
+      () => ['generate', null, 'g', null], (k) => ['touch', k, null, 120], (k) => ['clear', k, null, null],
+    ];
+    const singles: { sqlstate: string | null; ok: unknown }[] = [];
+    const singleKeys: string[] = [];
+    for (const shape of shapes) {
+      const k = await generate('orig');
+      singleKeys.push(k);
+      singles.push(await single(shape(k, newPutKey())));
+    }
+    for (const lows of [[0, 0, 0, 0], [-3, -3, -3, -3], [7, 7, 7, 7], [0, 5, -2, 1], [1, 1, 1, 0]] as const) {
+      const batchKeys = await Promise.all(shapes.map(() => generate('orig')));
+      const rows = await shapedBatch(shapes.map((shape, i) => shape(batchKeys[i] as string, newPutKey())), lows);
+      const what = `lower bounds ${lows.join(', ')}`;
+      assert.deepEqual(rows.map((r) => r.ord), shapes.map((_, i) => i + 1), what);
+      assert.deepEqual(rows.map((r) => r.sqlstate), singles.map((s) => s.sqlstate), what);
+      rows.forEach((r, i) => {
+        const kind = shapes[i]?.('k', 'f')[0];
+        if (r.sqlstate === null && kind !== 'clear' && kind !== 'generate') assert.equal(r.ok, singles[i]?.ok, `${what}: element ${i + 1}`);
+        if (r.sqlstate === null && kind === 'generate') assert.match(r.key ?? '', /^[A-Za-z0-9_-]{64}$/, what);
+      });
+      for (let i = 0; i < shapes.length; i += 1) {
+        assert.equal(await getValue(batchKeys[i] as string), await getValue(singleKeys[i] as string), `${what}: session of element ${i + 1}`);
+      }
+    }
+  });
+
+  test('more than one dimension: 22023, nothing written; NULL arrays are empty; NULL elements are checked one by one', async () => {
+    const k = await generate('orig');
+    for (const [kinds, keys, vals, expiries] of [
+      ['{{set,set}}', `{{${k},${k}}}`, '{{a,b}}', '{{NULL,NULL}}'],
+      ['{{set},{set}}', `{${k},${k}}`, '{a,b}', '{NULL,NULL}'],
+      ['{set,set}', `{${k},${k}}`, '{a,b}', '{{NULL},{NULL}}'],
+    ]) {
+      assert.equal(await sqlState(app.query('SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])', [kinds, keys, vals, expiries])), '22023');
+    }
+    assert.equal(await getValue(k), 'orig');
+    assert.deepEqual((await app.query('SELECT * FROM session.session_write_batch(NULL, NULL, NULL, NULL)')).rows, []);
+    assert.equal(await sqlState(app.query(`SELECT * FROM session.session_write_batch('{set}', NULL, '{v}', '{NULL}')`)), '22023');
+    const rows = await batch([[null, k, 'v', null], ['set', null, 'v', null], ['set', k, null, null], ['set', k, 'w', null]]);
+    assert.deepEqual(rows.map((r) => [r.sqlstate, r.ok]), [['22023', null], [null, false], ['22004', null], [null, true]]);
+    assert.equal(await getValue(k), 'w');
+  });
+
+  test('partition_write_batch (what a proxy calls): arrays numbered from 0 give the results of arrays numbered from 1', async () => {
+    const proxyKey = () => newPutKey().padEnd(48, 'p');
+    const call = async (lows: readonly [number, number, number, number]) => {
+      const live = await generate('orig');
+      const ops: Op[] = [['put', 'short-key!', 'x', null], ['set', live, 'x'.repeat(3_000_000), null], ['set', live, 'y', 100_000_000_000],
+        ['generate', proxyKey(), 'g', null], ['generate', proxyKey(), 'g', 100_000_000_000], ['set', live, 'new', null]];
+      const r = await db.query<Row>('SELECT * FROM session.partition_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])',
+        [0, 1, 2, 3].map((a) => shaped(lows[a] as number, ops.map((o) => o[a] as string | number | null))));
+      return { rows: r.rows.map((x) => [x.ord, x.sqlstate, x.ok, x.key === null ? null : x.key === ops[x.ord - 1]?.[1]]), value: await getValue(live) };
+    };
+    const plain = await call([1, 1, 1, 1]);
+    assert.deepEqual(plain.rows, [[1, '22023', null, null], [2, '22001', null, null], [3, '22023', null, null], [4, null, true, true], [5, '22023', null, null], [6, null, true, null]]);
+    assert.equal(plain.value, 'new');
+    for (const lows of [[0, 0, 0, 0], [-1, 3, 0, 2]] as const) assert.deepEqual(await call(lows), plain, `lower bounds ${lows.join(', ')}`);
+  });
+});
+
+describe('session_get_batch, any array shape', () => {
+  test('any lower bound and several dimensions: the elements in order, ord counted from 1', async () => {
+    const a = await generate('a');
+    const b = await generate('b');
+    const expected = [{ ord: 1, value: 'a' }, { ord: 3, value: 'b' }, { ord: 4, value: 'a' }];
+    for (const literal of [shaped(0, [a, 'nope', b, a]), shaped(-7, [a, null, b, a]), `{{${a},nope},{${b},${a}}}`, `[0:1][5:6]={{${a},nope},{${b},${a}}}`]) {
+      const r = await app.query<{ ord: number; value: string }>('SELECT ord, value FROM session.session_get_batch($1::text[])', [literal]);
+      assert.deepEqual(r.rows, expected, String(literal).replace(/[A-Za-z0-9_-]{64}/g, 'KEY'));
+    }
   });
 });
 

@@ -6,36 +6,20 @@ import { readFileSync } from 'node:fs';
 import { inspect } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { connect, migrate, SessionError, type SessionStore } from '../src/index.js';
-import { startCluster, type Cluster } from './harness/cluster.js';
+import { connect, SessionError, type SessionStore } from '../src/index.js';
+import type { Cluster } from './harness/cluster.js';
+import { startLoggingCluster } from './harness/logs.js';
 import { databaseUrl } from './harness/urls.js';
 
 let cluster: Cluster;
 let appUrl = '';
 let opsUrl = '';
+let proxyUrl = '';
 before(async () => {
-  cluster = await startCluster({
-    cron: false,
-    settings: [
-      `shared_preload_libraries = 'auto_explain'`, 'auto_explain.log_min_duration = 0',
-      'auto_explain.log_nested_statements = on', 'auto_explain.log_verbose = on', 'auto_explain.log_analyze = on',
-      // Every role's default here: parameters of failing statements are logged in full.
-      'log_parameter_max_length_on_error = -1', 'log_error_verbosity = verbose', 'log_min_error_statement = error',
-    ],
-  });
-  const admin = cluster.urlFor('postgres');
-  const c = new pg.Client({ connectionString: admin });
-  await c.connect();
-  try {
-    await c.query('CREATE DATABASE logs');
-    await migrate({ connectionString: cluster.urlFor('logs'), log: false });
-    await c.query(`CREATE ROLE app LOGIN PASSWORD 'pw' IN ROLE session_client`);
-    await c.query(`CREATE ROLE ops LOGIN PASSWORD 'pw' IN ROLE session_admin`);
-  } finally {
-    await c.end();
-  }
+  cluster = await startLoggingCluster('logs', [`CREATE ROLE proxied LOGIN PASSWORD 'pw' IN ROLE session_proxy`]);
   appUrl = databaseUrl(cluster.urlFor('logs'), 'logs', { user: 'app', password: 'pw' });
   opsUrl = databaseUrl(cluster.urlFor('logs'), 'logs', { user: 'ops', password: 'pw' });
+  proxyUrl = databaseUrl(cluster.urlFor('logs'), 'logs', { user: 'proxied', password: 'pw' });
 });
 after(() => cluster?.destroy());
 
@@ -53,57 +37,60 @@ async function rejection(p: Promise<unknown>): Promise<SessionError> {
 }
 
 describe('keys in logs and errors', { timeout: 60_000 }, () => {
-  test('every API call through the client, successes and errors: no key in the log or in util.inspect(error)', async (t) => {
-    const store: SessionStore = connect({ connectionString: appUrl });
-    const admin: SessionStore = connect({ connectionString: opsUrl, connections: 1 });
-    const keys: string[] = [];
-    const inspected: string[] = [];
-    try {
-      // More than five calls of each: past the point where PostgreSQL would switch plans.
-      for (let i = 0; i < 8; i += 1) {
-        const key = await store.generate({ value: `v${i}` });
-        keys.push(key, await store.generate());
-        assert.ok((await store.get(key)).ok);
-        assert.equal(await store.set(key, `w${i}`, { expiry: 600 }), true);
-        assert.equal(await store.touch(key, { expiry: 900 }), true);
-        const own = framework(`put${i}`);
-        keys.push(own, `missing-key-${i}-${'m'.repeat(30)}`);
-        assert.equal(await store.put(own, '{}'), true);
-        assert.deepEqual(await store.get(keys[keys.length - 1]!), { ok: false, error: 'not_found' });
-        await store.clear(key);
-        assert.equal(await store.set(key, 'after clear'), false);
+  // pooled: no settings when connecting, unnamed statements: each statement carries its settings.
+  for (const [label, options] of [['', {}], [' with pooled: true', { pooled: true }]] as const) {
+    test(`every API call through the client${label}, successes and errors: no key in the log or in util.inspect(error)`, async (t) => {
+      const store: SessionStore = connect({ connectionString: appUrl, ...options });
+      const admin: SessionStore = connect({ connectionString: opsUrl, connections: 1, ...options });
+      const keys: string[] = [];
+      const inspected: string[] = [];
+      try {
+        // More than five calls of each: past the point where PostgreSQL would switch plans.
+        for (let i = 0; i < 8; i += 1) {
+          const key = await store.generate({ value: `v${i}` });
+          keys.push(key, await store.generate());
+          assert.ok((await store.get(key)).ok);
+          assert.equal(await store.set(key, `w${i}`, { expiry: 600 }), true);
+          assert.equal(await store.touch(key, { expiry: 900 }), true);
+          const own = framework(`put${i}`);
+          keys.push(own, `missing-key-${i}-${'m'.repeat(30)}`);
+          assert.equal(await store.put(own, '{}'), true);
+          assert.deepEqual(await store.get(keys[keys.length - 1]!), { ok: false, error: 'not_found' });
+          await store.clear(key);
+          assert.equal(await store.set(key, 'after clear'), false);
+        }
+        const errorKey = await store.generate({ value: 'kept' });
+        keys.push(errorKey);
+        for (const [call, code] of [
+          [() => store.set(errorKey, 'x'.repeat(1_048_577)), 'value_too_large'],
+          [() => store.set(errorKey, 'x', { expiry: 3_155_760_001 }), 'invalid_parameter'],
+          [() => store.touch(errorKey, { expiry: -3_155_760_001 }), 'invalid_parameter'],
+          [() => store.put(`${errorKey}!`, 'x'), 'invalid_parameter'],
+          [() => store.put(errorKey, 'x'.repeat(1_048_577)), 'value_too_large'],
+        ] as const) {
+          const err = await rejection(call());
+          assert.equal(err.code, code);
+          inspected.push(inspect(err, { depth: 10 }));
+        }
+        keys.push(`${errorKey}!`);
+        assert.ok((await store.count()) >= 1);
+        await store.defaultPeriod();
+        await admin.purge();
+        await admin.setDefaultPeriod(604800);
+      } finally {
+        await store.close();
+        await admin.close();
       }
-      const errorKey = await store.generate({ value: 'kept' });
-      keys.push(errorKey);
-      for (const [call, code] of [
-        [() => store.set(errorKey, 'x'.repeat(1_048_577)), 'value_too_large'],
-        [() => store.set(errorKey, 'x', { expiry: 3_155_760_001 }), 'invalid_parameter'],
-        [() => store.touch(errorKey, { expiry: -3_155_760_001 }), 'invalid_parameter'],
-        [() => store.put(`${errorKey}!`, 'x'), 'invalid_parameter'],
-        [() => store.put(errorKey, 'x'.repeat(1_048_577)), 'value_too_large'],
-      ] as const) {
-        const err = await rejection(call());
-        assert.equal(err.code, code);
-        inspected.push(inspect(err, { depth: 10 }));
-      }
-      keys.push(`${errorKey}!`);
-      assert.ok((await store.count()) >= 1);
-      await store.defaultPeriod();
-      await admin.purge();
-      await admin.setDefaultPeriod(604800);
-    } finally {
-      await store.close();
-      await admin.close();
-    }
 
-    const log = serverLog();
-    // The log is the one auto_explain writes to: every call left a plan there.
-    assert.match(log, /Query Text: SELECT value, period FROM session\.session_get\(\$1::text\)/);
-    assert.match(log, /unnamed portal|Query Text: UPDATE session\.sessions/);
-    for (const key of keys) assert.ok(!log.includes(key), `a key is in the server log (${key.slice(0, 6)}…)`);
-    for (const text of inspected) for (const key of keys) assert.ok(!text.includes(key), 'a key is in util.inspect(error)');
-    t.diagnostic(`${keys.length} keys, ${inspected.length} errors, ${log.split('\n').length} log lines with auto_explain (nested, verbose): no key`);
-  });
+      const log = serverLog();
+      // The log is the one auto_explain writes to: every call left a plan there.
+      assert.match(log, /Query Text: SELECT value, period FROM session\.session_get\(\$1::text\)/);
+      assert.match(log, /unnamed portal|Query Text: UPDATE session\.sessions/);
+      for (const key of keys) assert.ok(!log.includes(key), `a key is in the server log (${key.slice(0, 6)}…)`);
+      for (const text of inspected) for (const key of keys) assert.ok(!text.includes(key), 'a key is in util.inspect(error)');
+      t.diagnostic(`${keys.length} keys, ${inspected.length} errors, ${log.split('\n').length} log lines with auto_explain (nested, verbose): no key`);
+    });
+  }
 
   test('a role that raises log_parameter_max_length_on_error itself: the error object still holds no key', async () => {
     // The caller's own options win over the client's; the server then sends the key back in `where`.
@@ -127,6 +114,67 @@ describe('keys in logs and errors', { timeout: 60_000 }, () => {
     } finally {
       await store.close();
     }
+  });
+
+  test('a plain driver that sets nothing: no key in any statement a function runs (single, batch, errors, generated keys)', async (t) => {
+    // The caller's own statement (marked) is the caller's business: its custom plan shows its
+    // parameters, and so does an error's context here (log_parameter_max_length_on_error = -1).
+    const mark = '/* caller */';
+    const keys: string[] = [];
+    const from = serverLog().length;
+    for (const [round, options] of [undefined, '-c plan_cache_mode=force_custom_plan'].entries()) {
+      const c = new pg.Client({ connectionString: appUrl, ...(options === undefined ? {} : { options }) });
+      // What a PL/Proxy proxy calls on a partition, as its login there.
+      const proxy = new pg.Client({ connectionString: proxyUrl, ...(options === undefined ? {} : { options }) });
+      await proxy.connect();
+      await c.connect();
+      const q = async (text: string, values: unknown[]) => (await c.query(`${mark} ${text}`, values)).rows;
+      const fails = async (text: string, values: unknown[]) => assert.ok(await q(text, values).then(() => false, () => true), text);
+      try {
+        // More than five calls of each on this connection: custom plans first, then whatever the server picks.
+        for (let i = 0; i < 7; i += 1) {
+          const key = (await q('SELECT session.session_generate($1, $2) AS k', [600, `v${i}`]))[0]?.k as string;
+          const own = framework(`plain${i}`);
+          const missing = `plain-missing-${i}-${'m'.repeat(30)}`;
+          keys.push(key, own, missing);
+          await q('SELECT * FROM session.session_get($1)', [key]);
+          await q('SELECT session.session_set($1, $2, $3)', [key, `w${i}`, 600]);
+          await q('SELECT session.session_touch($1, $2)', [key, 900]);
+          await q('SELECT session.session_put($1, $2, $3)', [own, '{}', null]);
+          await fails('SELECT session.session_put($1, $2, $3)', [`${own}!`, '{}', null]);
+          await fails('SELECT session.session_set($1, $2, $3)', [key, 'x', 3_155_760_001]);
+          await q('SELECT session.session_set_subject($1, $2, $3)', [key, `user${i}`, 'laptop']);
+          await q('SELECT * FROM session.session_get_batch($1::text[])', [[key, own, missing, null, key]]);
+          const written = await q('SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])',
+            [['set', 'touch', 'put', 'generate', 'put', 'clear', 'set'], [key, own, missing, null, 'short', missing, key], ['a', null, 'b', 'c', 'd', null, 'x'.repeat(1_048_577)], [null, 60, null, null, null, null, null]]);
+          keys.push(...written.map((r) => r.key as string | null).filter((k): k is string => k !== null));
+          const rotated = (await q('SELECT session.session_rotate($1) AS k', [key]))[0]?.k as string;
+          keys.push(rotated);
+          await q('SELECT session.session_revoke($1, $2)', [`user${i}`, rotated]);
+          await q('SELECT session.session_clear($1)', [own]);
+          const made = [framework(`pgen${round}${i}`), framework(`pbatch${round}${i}`), framework(`prot${round}${i}`)];
+          keys.push(...made);
+          await proxy.query(`${mark} SELECT session.partition_generate($1, $2, $3)`, [made[0], 600, 'v']);
+          await proxy.query(`${mark} SELECT * FROM session.partition_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])`,
+            [['generate', 'set', 'put', 'clear'], [made[1], made[0], own, made[0]], ['g', 's', 'p', null], [null, null, null, null]]);
+          await proxy.query(`${mark} SELECT session.partition_rotate($1, $2)`, [made[1], made[2]]);
+          assert.ok(await proxy.query(`${mark} SELECT session.partition_generate($1)`, ['short']).then(() => false, () => true));
+        }
+      } finally {
+        await c.end();
+        await proxy.end();
+      }
+    }
+    const entries = serverLog().slice(from).split(/\n(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)/);
+    const caller = (e: string) => e.includes(mark) || /parameters: \$1 = /.test(e);
+    const nested = entries.filter((e) => /Query Text:/.test(e) && !caller(e));
+    // The statements of the batch functions were logged, nested: the test sees what it checks.
+    assert.ok(nested.some((e) => /session\.sessions/.test(e)), 'no nested statement in the log');
+    assert.ok(entries.some((e) => caller(e) && keys.some((k) => e.includes(k))), 'the caller\'s own plans hold no key: this test proves nothing');
+    for (const e of entries.filter((x) => !caller(x))) {
+      for (const key of keys) assert.ok(!e.includes(key), `a key (${key.slice(0, 6)}…) is in a statement a function ran:\n${e.replaceAll(key, '<key>').slice(0, 1500)}`);
+    }
+    t.diagnostic(`${keys.length} keys, ${nested.length} nested plans logged: no key outside the caller's own statement`);
   });
 
   test('a literal key in SQL text is logged like any literal (what the docs warn DBAs about)', async () => {

@@ -266,26 +266,55 @@ AS $$
          s.default_period, s.max_value_bytes FROM session.session_stats() s;
 $$;
 
+-- Which of `roles` may call a partition's functions (CONNECT, USAGE on schema session and EXECUTE
+-- on one of its functions), and which server it is on. On the proxy's server, such a role is the
+-- proxy's own, and its logins could bypass the proxy (a key they make there may belong to another
+-- partition and be invisible through the proxy).
+CREATE FUNCTION session_proxy.partition_callers(part integer, roles text[], OUT system_identifier text, OUT callers text[])
+RETURNS SETOF record
+LANGUAGE plproxy
+AS $$
+  CLUSTER 'session_partitions';
+  RUN ON part;
+  SELECT (pg_catalog.pg_control_system()).system_identifier::text AS system_identifier,
+         ARRAY(SELECT r.rolname::text FROM pg_catalog.pg_roles r
+                WHERE r.rolname OPERATOR(pg_catalog.=) ANY (roles)
+                  AND pg_catalog.has_database_privilege(r.oid, pg_catalog.current_database(), 'CONNECT')
+                  AND pg_catalog.has_schema_privilege(r.oid, 'session', 'USAGE')
+                  AND EXISTS (SELECT FROM pg_catalog.pg_proc f
+                               WHERE f.pronamespace OPERATOR(pg_catalog.=) 'session'::pg_catalog.regnamespace
+                                 AND pg_catalog.has_function_privilege(r.oid, f.oid, 'EXECUTE'))
+                ORDER BY 1) AS callers;
+$$;
+
 -- Every partition's state for `session-pg scaleout status`; a partition that cannot be reached has
--- its error instead of figures.
+-- its error instead of figures. direct_callers: the proxy's client and admin roles that may call
+-- the partition's functions directly, when it is on the proxy's server (empty: none; NULL: not
+-- known).
 CREATE FUNCTION session_proxy.partition_status(OUT part integer, OUT conninfo text, OUT database text,
                                                OUT live bigint, OUT expired bigint, OUT table_bytes bigint,
-                                               OUT default_period bigint, OUT error text)
+                                               OUT default_period bigint, OUT error text, OUT direct_callers text[])
 RETURNS SETOF record
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+  cfg constant session_proxy.config := (SELECT c FROM session_proxy.config c);
+  here constant text := (pg_control_system()).system_identifier::text;
   p record;
   s record;
+  a record;
 BEGIN
   FOR p IN SELECT * FROM session_proxy.partitions() LOOP
     part := p.part;
     conninfo := p.conninfo;
     database := NULL; live := NULL; expired := NULL; table_bytes := NULL; default_period := NULL; error := NULL;
+    direct_callers := NULL;
     BEGIN
       SELECT * INTO STRICT s FROM session_proxy.partition_stats(p.part);
       database := s.database; live := s.live; expired := s.expired; table_bytes := s.table_bytes;
       default_period := s.default_period;
+      SELECT * INTO STRICT a FROM session_proxy.partition_callers(p.part, ARRAY[cfg.client_role, cfg.admin_role]::text[]);
+      direct_callers := CASE WHEN a.system_identifier = here THEN a.callers ELSE '{}'::text[] END;
     EXCEPTION WHEN OTHERS THEN
       error := SQLSTATE || ' ' || SQLERRM;
     END;

@@ -853,19 +853,26 @@ describe('install and status', () => {
     const error = console.error;
     console.log = (...a: unknown[]) => { out.push(a.join(' ')); };
     console.error = (...a: unknown[]) => { out.push(a.join(' ')); };
-    process.env.SESSION_PG_PARTITIONS = d.proxyPartitionUrls.join(' ');
+    process.env.SESSION_PG_PROXY_PARTITIONS = d.proxyPartitionUrls.join(' ');
     try {
       assert.equal(await scaleoutCommand(['install', '--database-url', d.proxyUrl]), 0);
       assert.equal(await scaleoutCommand(['status', '--database-url', d.proxyUrl]), 0);
       assert.equal(await scaleoutCommand(['install']), 2);
       assert.equal(await scaleoutCommand(['bogus']), 2);
+      // The old name meant proxy logins to install and owner URLs to migrate: refused, naming the new ones.
+      process.env.SESSION_PG_PARTITIONS = d.proxyPartitionUrls.join(' ');
+      assert.equal(await scaleoutCommand(['install', '--database-url', d.proxyUrl]), 2);
+      assert.equal(await scaleoutCommand(['migrate']), 2);
     } finally {
       console.log = log;
       console.error = error;
+      delete process.env.SESSION_PG_PROXY_PARTITIONS;
       delete process.env.SESSION_PG_PARTITIONS;
     }
     const text = out.join('\n');
     assert.match(text, /Proxy up to date; 4 partitions set\./);
+    assert.equal(text.match(/SESSION_PG_PARTITIONS is no longer read: set \$SESSION_PG_PROXY_PARTITIONS .* or \$SESSION_PG_PARTITION_OWNERS/g)?.length, 2, text);
+    assert.doesNotMatch(text, /warning/i);
     for (let p = 0; p < 4; p++) assert.match(text, new RegExp(`p${p}  host='127\\.0\\.0\\.1' port='\\d+' dbname='part${p}_\\w+'  live \\d+`));
     assert.ok(!text.includes(password), text);
   });

@@ -1,12 +1,15 @@
 // A scale-out deployment on this machine for the tests and the bench: N partition databases on S
 // throwaway clusters (partition p on cluster floor(p * S / N)), a proxy database on the first
 // cluster, installed the way docs/scale-out.md tells a user to. Passwords are checked
-// (scram-sha-256) for the proxy's partition login, so the user mapping is really used.
+// (scram-sha-256) for the proxy's partition login, so the user mapping is really used. The clusters
+// load pg_cron (its database is `cron`); `purgeJobs` schedules each partition's purge job there.
+// The proxy has its own role pair (the installer's defaults), distinct from the partitions'.
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import pg from 'pg';
-import { installProxy, migratePartitions } from '../../src/scaleout.js';
+import { schedulePurge } from '../../src/admin.js';
+import { installProxy, migratePartitions, proxyRoles } from '../../src/scaleout.js';
 import { startCluster, type Cluster } from '../harness/cluster.js';
 import { databaseUrl } from '../harness/urls.js';
 
@@ -18,11 +21,11 @@ export interface Deployment {
   proxyPartitionUrls: string[];
   /** The proxy database as its owner (superuser). */
   proxyUrl: string;
-  /** The proxy database as a login in session_client only. */
+  /** The proxy database as a login in the proxy's client role only. */
   clientUrl: string;
-  /** The proxy database as a login in session_client and session_admin (as test/client.test.ts uses). */
+  /** The proxy database as a login in the proxy's client and admin roles (as test/client.test.ts uses). */
   clientAdminUrl: string;
-  /** The proxy database as a login in session_admin only. */
+  /** The proxy database as a login in the proxy's admin role only. */
   adminUrl: string;
   /** The cluster index of each partition. */
   clusterOf: number[];
@@ -71,6 +74,8 @@ export interface DeployOptions {
   queryTimeoutSeconds?: number;
   /** Clusters to reuse instead of starting `servers` new ones. */
   clusters?: Cluster[];
+  /** Schedule each partition's pg_cron purge job (`session-pg schedule`), as the walkthrough does. */
+  purgeJobs?: boolean;
 }
 
 export async function deploy(options: DeployOptions = {}): Promise<Deployment> {
@@ -79,7 +84,7 @@ export async function deploy(options: DeployOptions = {}): Promise<Deployment> {
   const clusters: Cluster[] = options.clusters ?? [];
   try {
     while (clusters.length < servers) {
-      clusters.push(await startCluster({ cron: false, settings: ['wal_level = logical', 'max_connections = 300', ...(options.settings ?? [])] }));
+      clusters.push(await startCluster({ settings: ['wal_level = logical', 'max_connections = 300', ...(options.settings ?? [])] }));
     }
     const password = randomBytes(12).toString('hex');
     const tag = randomBytes(3).toString('hex');
@@ -94,6 +99,13 @@ export async function deploy(options: DeployOptions = {}): Promise<Deployment> {
       proxyPartitionUrls.push(databaseUrl(cluster.urlFor(db), db, { user: partitionLogin, password }));
     }
     await migratePartitions(partitionUrls, { log: false });
+    if (options.purgeJobs) {
+      for (const cluster of clusters) if (cluster.cron) await sql(cluster.urlFor(cluster.cronDatabase), 'CREATE EXTENSION IF NOT EXISTS pg_cron');
+      for (const [p, url] of partitionUrls.entries()) {
+        const cluster = clusters[clusterOf[p] as number] as Cluster;
+        if (cluster.cron) await schedulePurge({ connectionString: url, cronDatabaseUrl: cluster.urlFor(cluster.cronDatabase) });
+      }
+    }
     for (const cluster of clusters) {
       await sql(cluster.url, `DO $$ BEGIN
         IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${partitionLogin}') THEN CREATE ROLE ${partitionLogin} LOGIN IN ROLE session_proxy; END IF;
@@ -120,9 +132,9 @@ export async function deploy(options: DeployOptions = {}): Promise<Deployment> {
       partitionUrls,
       proxyPartitionUrls,
       proxyUrl,
-      clientUrl: await login('app', 'session_client'),
-      clientAdminUrl: await login('appadm', 'session_client, session_admin'),
-      adminUrl: await login('ops', 'session_admin'),
+      clientUrl: await login('app', proxyRoles.client),
+      clientAdminUrl: await login('appadm', `${proxyRoles.client}, ${proxyRoles.admin}`),
+      adminUrl: await login('ops', proxyRoles.admin),
       clusterOf,
       query: sql,
       async destroy() {
@@ -133,6 +145,20 @@ export async function deploy(options: DeployOptions = {}): Promise<Deployment> {
     for (const c of clusters) c.destroy();
     throw err;
   }
+}
+
+/**
+ * A database ready to receive a moved partition: an ordinary install on `cluster`, and the
+ * proxy's partition login there with the same password. Resolves its owner URL.
+ */
+export async function newPartition(d: Deployment, cluster: Cluster, database: string): Promise<string> {
+  await sql(cluster.url, `CREATE DATABASE ${database}`);
+  const url = cluster.urlFor(database);
+  await migratePartitions([url], { log: false });
+  const password = new URL(d.proxyPartitionUrls[0] as string).password;
+  await sql(cluster.url, `CREATE ROLE ${partitionLogin} LOGIN PASSWORD '${password}' IN ROLE session_proxy`);
+  requirePassword(cluster, partitionLogin);
+  return url;
 }
 
 /** Appends to a file of the cluster's data directory (for tests that change settings). */

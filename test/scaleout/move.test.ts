@@ -4,9 +4,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { connect, SessionError, type SessionStore } from '../../src/index.js';
-import { installProxy, migratePartitions, movePartition, proxyStatus } from '../../src/scaleout.js';
+import { installProxy, movePartition, proxyStatus } from '../../src/scaleout.js';
 import { startCluster, type Cluster } from '../harness/cluster.js';
-import { deploy, partitionLogin, partitionsOf, requirePassword, sql, type Deployment } from './deployment.js';
+import { deploy, newPartition, partitionsOf, sql, type Deployment } from './deployment.js';
 
 let d: Deployment;
 let target: Cluster;
@@ -35,13 +35,7 @@ const moving = 1;
 const partitionOf = async (key: string) => (await partitionsOf(d.proxyUrl, [key]))[0];
 
 test('a partition moves to a new server under writes through two proxies: 0 acknowledged writes lost', { timeout: 300_000 }, async (t) => {
-  // The new server: an ordinary install, and the proxy's login with the same password.
-  await sql(target.url, 'CREATE DATABASE part1_moved');
-  const newUrl = target.urlFor('part1_moved');
-  await migratePartitions([newUrl], { log: false });
-  const password = new URL(d.proxyPartitionUrls[0] as string).password;
-  await sql(target.url, `CREATE ROLE ${partitionLogin} LOGIN PASSWORD '${password}' IN ROLE session_proxy`);
-  requirePassword(target, partitionLogin);
+  const newUrl = await newPartition(d, target, 'part1_moved');
 
   // Sessions to write to: 40 on the moving partition, 10 elsewhere; plus 3000 to copy.
   await Promise.all(Array.from({ length: 3000 }, (_, i) => store.generate({ value: `bulk${i}` })));

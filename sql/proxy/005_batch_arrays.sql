@@ -1,0 +1,170 @@
+-- session-postgresql proxy 005: no key in a plan on the proxy; batch arrays of any shape. Needs
+-- partition migration 010_batch_arrays on every partition (for the partitions' own statements).
+--
+-- The proxy cannot hash a key before it routes it: the partition needs the key itself. So the
+-- functions that hand a key to a statement (a PL/Proxy call in RETURN QUERY, PERFORM or a
+-- subquery) plan it generically, whatever the caller's plan_cache_mode: a custom plan would hold
+-- the key as a literal, which auto_explain (nested statements, verbose) logs.
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+ALTER FUNCTION session.session_get(text) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION session.session_set(text, text, bigint) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION session.session_touch(text, bigint) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION session.session_put(text, text, bigint) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION session.session_clear(text) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION session.session_set_subject(text, text, text) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION session.session_generate(bigint, text, text, text, bigint) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION session.session_rotate(text) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION session.session_revoke(text, text) SET plan_cache_mode = force_generic_plan;
+
+-- The partition's own statement (PL/Proxy's query, the key one of its parameters) is planned on the
+-- partition: a partition conninfo must make that plan generic and keep a failing call's parameters
+-- out of the partition's log, as session-pg scaleout install writes it. It still holds where the
+-- partition is, never who connects (the user mapping does): PL/Proxy prints it in some errors.
+CREATE OR REPLACE FUNCTION session_proxy.check_conninfo(conninfo text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF conninfo IS NULL OR conninfo !~ '\S' OR conninfo ~* '(^|\s)(user|password)\s*=' THEN
+    RAISE EXCEPTION 'a partition conninfo must be non-empty and hold no user or password (those go to the user mapping)'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF conninfo !~ '(^|\s)options\s*=\s*''[^'']*-c plan_cache_mode=force_generic_plan\M'
+     OR conninfo !~ '(^|\s)options\s*=\s*''[^'']*-c log_parameter_max_length_on_error=0\M' THEN
+    RAISE EXCEPTION 'a partition conninfo must set plan_cache_mode and log_parameter_max_length_on_error for the proxy''s connections'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Add options=''-c log_parameter_max_length_on_error=0 -c plan_cache_mode=force_generic_plan'' '
+                   '(session-pg scaleout install does): otherwise a partition plans each call with its key as a literal.';
+  END IF;
+END
+$$;
+
+-- Elements counted from 1 whatever the array's bounds and dimensions, as on a partition.
+CREATE OR REPLACE FUNCTION session.session_get_batch(keys text[]) RETURNS TABLE (ord integer, value text, period bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+  flat text[] := '{}'::text[];
+  k text;
+  n integer := 0;
+BEGIN
+  IF keys IS NULL THEN
+    RETURN;
+  END IF;
+  FOREACH k IN ARRAY keys LOOP
+    n := n + 1;
+    flat[n] := k;
+  END LOOP;
+  IF n = 0 THEN
+    RETURN;
+  END IF;
+  RETURN QUERY
+    SELECT b.ord, b.value, b.period
+      FROM session_proxy.partition_get_batch(flat, ARRAY(SELECT generate_series(1, n))) b
+     ORDER BY b.ord;
+EXCEPTION WHEN internal_error THEN
+  PERFORM session_proxy.unreachable(SQLERRM);
+  RAISE;
+END
+$$;
+
+-- As on a partition: element i is the i-th of each array whatever its lower bound; more than one
+-- dimension is refused (22023) before anything is sent.
+CREATE OR REPLACE FUNCTION session.session_write_batch(kinds text[], keys text[], vals text[], expiries bigint[])
+RETURNS TABLE (ord integer, sqlstate text, message text, ok boolean, key text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+  n constant integer := coalesce(cardinality(kinds), 0);
+  mask constant integer := session_proxy.partition_count() - 1;
+  sent text[] := '{}'::text[];
+  parts integer[] := '{}'::integer[];
+  states text[] := '{}'::text[];
+  messages text[] := '{}'::text[];
+  oks boolean[] := '{}'::boolean[];
+  made text[] := '{}'::text[];
+  mine integer[];
+  p integer;
+  i integer;
+  r record;
+  failed text;
+  failure text;
+BEGIN
+  IF n <> coalesce(cardinality(keys), 0) OR n <> coalesce(cardinality(vals), 0)
+     OR n <> coalesce(cardinality(expiries), 0) OR array_ndims(kinds) > 1 OR array_ndims(keys) > 1
+     OR array_ndims(vals) > 1 OR array_ndims(expiries) > 1 THEN
+    RAISE EXCEPTION 'kinds, keys, vals and expiries must be one-dimensional arrays with the same number of elements'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF n = 0 THEN
+    RETURN;
+  END IF;
+  kinds := kinds[array_lower(kinds, 1):array_upper(kinds, 1)];
+  keys := keys[array_lower(keys, 1):array_upper(keys, 1)];
+  vals := vals[array_lower(vals, 1):array_upper(vals, 1)];
+  expiries := expiries[array_lower(expiries, 1):array_upper(expiries, 1)];
+  FOR i IN 1 .. n LOOP
+    sent[i] := CASE WHEN kinds[i] = 'generate' THEN session_proxy.new_key() ELSE keys[i] END;
+    parts[i] := session_proxy.key_hash(sent[i]) & mask;
+  END LOOP;
+  FOR p IN SELECT DISTINCT x FROM unnest(parts) x ORDER BY x LOOP
+    mine := ARRAY(SELECT o FROM generate_series(1, n) o WHERE parts[o] = p ORDER BY o);
+    BEGIN
+      FOR r IN SELECT * FROM session_proxy.partition_write_batch(p,
+                 ARRAY(SELECT kinds[o] FROM unnest(mine) o), ARRAY(SELECT sent[o] FROM unnest(mine) o),
+                 ARRAY(SELECT vals[o] FROM unnest(mine) o), ARRAY(SELECT expiries[o] FROM unnest(mine) o)) LOOP
+        i := mine[r.ord];
+        states[i] := r.sqlstate;
+        messages[i] := r.message;
+        oks[i] := r.ok;
+        made[i] := r.key;
+      END LOOP;
+    EXCEPTION WHEN OTHERS THEN
+      failed := SQLSTATE;
+      failure := SQLERRM;
+      IF failed = 'XX000' THEN
+        -- Unreachable: 08006 for this partition's elements; any other internal error ends the call.
+        BEGIN
+          PERFORM session_proxy.unreachable(failure);
+          RAISE;
+        EXCEPTION WHEN connection_failure THEN
+          failed := '08006';
+          failure := SQLERRM;
+        END;
+      END IF;
+      FOREACH i IN ARRAY mine LOOP
+        states[i] := failed;
+        messages[i] := failure;
+        oks[i] := NULL;
+        made[i] := NULL;
+      END LOOP;
+    END;
+  END LOOP;
+  -- The new keys go out one row at a time: a statement would be planned with them.
+  FOR i IN 1 .. n LOOP
+    ord := i;
+    sqlstate := states[i];
+    message := messages[i];
+    ok := oks[i];
+    key := made[i];
+    RETURN NEXT;
+  END LOOP;
+END
+$$;
+COMMENT ON FUNCTION session.session_write_batch(text[], text[], text[], bigint[]) IS
+  'Applies many generate, set, touch, put and clear calls at once: element i is the i-th of kinds, '
+  'keys, vals and expiries, whatever their lower bounds (a NULL array is empty); row ord = i (from 1) '
+  'has its result, as its single call would give it: ok (set, touch, put: whether it wrote; clear: '
+  'whether it ended a session; generate: true) and key (generate: the new key), or sqlstate and '
+  'message (nothing applied for that element; 55P03: its row was locked, send it again). Errors of '
+  'the whole call: 22023 arrays of different lengths or of more than one dimension. Through the '
+  'proxy: each partition applies its elements in a transaction of its own; when one fails (08006 '
+  'unreachable, or an error of its whole call) its elements get that SQLSTATE and none of them was '
+  'applied.';
+COMMENT ON FUNCTION session.session_get_batch(text[]) IS
+  'Many gets in one call: one row (ord, value, period) for each element of keys that session_get '
+  'would find, ord being its position counted from 1 (elements in storage order, whatever the '
+  'array''s bounds and dimensions), in ord order; no row for an element not found. A NULL or empty '
+  'array gives no rows. Through the proxy: the partitions holding the keys are asked in parallel; '
+  '08006 when one of them is unreachable (the whole call fails: send the gets one by one to have '
+  'the other partitions'' keys answered).';
