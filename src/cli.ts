@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // session-pg: the DBA's tool. Exit codes: 0 success, 1 the database failed or refused, 2 usage.
 import { parseArgs } from 'node:util';
-import { defaultPurgePause, installScript, validPurgePause, purgeAll, purgeJobWarning, schedulePurge, stats, unschedulePurge, type CronRun, type PurgeProgress, type Stats } from './admin.js';
+import { defaultPurgePause, installScript, validPurgePause, purgeAll, purgeJobStatus, purgeJobWarning, schedulePurge, stats, unschedulePurge, installRoles, type CronRun, type PurgeJobState, type PurgeProgress, type Stats } from './admin.js';
 import { causeChain, SessionError } from './errors.js';
 import { importArguments, importCommand } from './import.js';
 import { printPartitionJobs, scaleoutCommand } from './scaleout-cli.js';
@@ -54,10 +54,11 @@ Roles are shared by every database of the server: give each database its own pai
   session-pg migrate --client-role shop_session --admin-role shop_session_admin
 The names are chosen once, when the roles are set up (migration 003): other names later are refused.
 ${common}`,
-  status: `Usage: session-pg status [--database-url URL]
+  status: `Usage: session-pg status [--cron-database-url URL] [--database-url URL]
 
 Prints each migration shipped with this version and whether the database has applied it, then any
-migration the database has that this version does not know ("newer than this package").
+migration the database has that this version does not know ("newer than this package"), then the
+pg_cron purge job as "stats" shows it.
 ${common}`,
   purge: `Usage: session-pg purge [--batch-size N] [--pause FACTOR] [--database-url URL]
 
@@ -73,7 +74,10 @@ ${common}`,
 
 Live and expired (not yet purged) sessions, table and index sizes, default period, value limit, and
 the pg_cron purge job with its last runs (start, status, duration); warns when the latest run
-failed, with the fix. --cron-database-url: pg_cron's database, if it is not this one.
+failed, or the job runs as a role that cannot purge, with the fix. The job is looked for in
+pg_cron's database: --cron-database-url URL, else this database if pg_cron is installed here, else
+(with the same login) the database cron.database_name names, or postgres. pg_cron shows a role
+only its own jobs: run this as the role that scheduled the job (the owner) to see it.
 ${adminNote}
 ${common}`,
   'default-period': `Usage: session-pg default-period [SECONDS] [--database-url URL]
@@ -87,8 +91,12 @@ ${common}`,
 Schedules (or updates) the pg_cron job, every minute by default. It runs
 CALL session.session_purge_job(): session_purge() until nothing is left, paced, for at most 30 s,
 as the role that schedules it, which must be the owner of schema session (or a superuser).
-If pg_cron lives in another database, pass its URL with --cron-database-url: the job is then named
-session-purge-<database> and uses cron.schedule_in_database.
+If pg_cron lives in another database, pass its URL with --cron-database-url (else it is looked for
+as "stats" does): the job is then named session-purge-<database> and uses
+cron.schedule_in_database, which the owner may call only once a superuser (or the platform's admin
+user) granted it, in pg_cron's database:
+  GRANT USAGE ON SCHEMA cron TO shop_owner;
+  GRANT EXECUTE ON FUNCTION cron.schedule_in_database(text, text, text, text, text, boolean) TO shop_owner;
 ${common}`,
   unschedule: `Usage: session-pg unschedule [--cron-database-url URL] [--database-url URL]
 
@@ -112,8 +120,12 @@ M" progress to standard error. Never writes to the source table, never replaces 
 this store nor revives one whose user logged out here: running it again imports nothing twice.
 Expired sessions are skipped; sessions larger than session.config.max_value_bytes or with ids this
 store cannot save are skipped and counted in the report. "expire" has no time zone: it is read in
-the connection's TimeZone, as connect-pg-simple did, or in --time-zone ZONE.
-Needs the owner's role of schema session (it writes session.sessions directly).
+the connection's TimeZone, as connect-pg-simple did, or in --time-zone ZONE. An absolute lifetime,
+if set, counts from the import; an "expire" more than 100 years ahead is skipped.
+Needs the owner's role of schema session (it writes session.sessions directly) and SELECT on the
+table. It reads only a plain table with columns of PostgreSQL's own types and no row-level security
+that applies to this role, so that no code of the table's owner runs with the importer's rights;
+anything else is refused, saying why.
 ${common}`,
   sessions: `Usage: session-pg sessions SUBJECT [--json] [--database-url URL]
 
@@ -133,7 +145,7 @@ type Command = Exclude<keyof typeof help, 'main'>;
 /** The options each command accepts (besides --database-url and --help). */
 const commandOptions: Record<Command, string[]> = {
   migrate: ['count', 'client-role', 'admin-role'],
-  status: [],
+  status: ['cron-database-url'],
   purge: ['batch-size', 'pause'],
   stats: ['json', 'cron-database-url'],
   'default-period': [],
@@ -258,12 +270,17 @@ function printStats(s: Stats, job = true): void {
   console.log(`index size         ${humanBytes(s.indexBytes)}`);
   console.log(`default period     ${s.defaultPeriod} s (${humanSeconds(s.defaultPeriod)})`);
   console.log(`max value size     ${humanBytes(s.maxValueBytes)}`);
-  if (!job) return;
+  if (job) printJob(s);
+}
+
+/** The purge job and its last runs (stats and status); its warning on standard error. */
+function printJob(s: PurgeJobState): void {
   if (s.cron === null) {
     console.log(`purge job          none: ${s.cronNote ?? ''}`);
     return;
   }
-  console.log(`purge job          "${s.cron.schedule}" ${s.cron.command} in ${s.cron.database}${s.cron.active ? '' : ' (inactive)'}`);
+  const kept = s.cronDatabase === undefined || s.cronDatabase === s.cron.database ? '' : ` (kept in ${s.cronDatabase})`;
+  console.log(`purge job          "${s.cron.schedule}" ${s.cron.command} in ${s.cron.database} as ${s.cron.username}${kept}${s.cron.active ? '' : ' (inactive)'}`);
   console.log(s.cron.lastRuns.length === 0 ? '  no runs yet' : '  last runs (start, status, duration, message):');
   for (const r of s.cron.lastRuns) console.log(runLine(r));
   if (s.cronWarning !== undefined) console.error(`session-pg: warning: ${s.cronWarning}`);
@@ -294,11 +311,16 @@ async function runMigrate(args: string[], values: Values, conn: { connectionStri
   if (warning !== undefined) console.error(`session-pg: warning: ${warning}`);
 }
 
-async function run(command: Command, args: string[], values: Values): Promise<void> {
+/** The database the command works on: --database-url, else $DATABASE_URL, else the PG* variables. */
+function connectionOf(values: Values): { connectionString?: string } {
   const urlValue = values['database-url'] as string | undefined;
   const url = urlValue !== undefined ? databaseUrl('--database-url', urlValue)
     : process.env.DATABASE_URL ? databaseUrl('DATABASE_URL', process.env.DATABASE_URL) : undefined;
-  const conn = url ? { connectionString: url } : {};
+  return url ? { connectionString: url } : {};
+}
+
+async function run(command: Command, args: string[], values: Values): Promise<void> {
+  const conn = connectionOf(values);
   const cronUrl = values['cron-database-url'] as string | undefined;
   const cron = cronUrl === undefined ? {} : { cronDatabaseUrl: databaseUrl('--cron-database-url', cronUrl) };
   const maxArgs = ['migrate', 'default-period', 'import', 'sessions', 'revoke'].includes(command) ? 1 : 0;
@@ -317,6 +339,8 @@ async function run(command: Command, args: string[], values: Values): Promise<vo
       if (newer.length > 0) {
         console.error(`session-pg: warning: a newer version of session-postgresql migrated this database (${newer.join(', ')}); this version's migrate refuses it: upgrade the package`);
       }
+      // The job is where pg_cron keeps it; not finding it does not make the migrations' status fail.
+      printJob(await purgeJobStatus({ ...conn, ...cron }).catch((err: unknown) => ({ cron: null, cronNote: `not known (${(err as Error).message.split('\n', 1)[0]})` })));
       return;
     }
     case 'purge': {
@@ -405,21 +429,36 @@ async function runSubject(command: 'sessions' | 'revoke', subject: string | unde
   }
 }
 
-// Commands whose SQL functions only the admin role (or the owner) may call, since migration 003.
+// Commands whose SQL functions only the admin role (or the owner) may call, since migration 003,
+// and those of the client role.
 const needsAdmin = new Set<Command>(['purge', 'stats', 'default-period']);
+const needsClient = new Set<Command>(['sessions', 'revoke']);
+
+/**
+ * For a permission error of a command that needs the admin or client role: which role to grant, by
+ * the name this database was installed with, to the login that was refused.
+ */
+async function roleHint(command: Command, err: unknown, values: Values): Promise<string | undefined> {
+  const which = needsAdmin.has(command) ? 'admin' : needsClient.has(command) ? 'client' : undefined;
+  if (which === undefined || !(err instanceof SessionError) || err.code !== 'permission_denied') return undefined;
+  const roles = await installRoles(connectionOf(values)).catch(() => undefined);
+  const names = roles?.[which] ?? [];
+  const role = names.length === 0 ? (which === 'admin' ? 'session_admin' : 'session_client') : names.join(' or ');
+  const user = roles?.user === undefined || roles.user === '' ? '<your role>' : roles.user;
+  return `session-pg ${command} needs the ${which} role (GRANT ${role} TO ${user}) or the owner of schema session`;
+}
 
 /** One line for a database error: what failed, its SQLSTATE and PostgreSQL's hint. Never a stack. */
-function errorLine(command: Command, err: unknown): string {
+function errorLine(err: unknown, ours?: string): string {
   const code = err instanceof SessionError ? err.code : 'error';
   const message = (err instanceof Error ? err.message : String(err)).split('\n', 1)[0];
   const sqlState = err instanceof SessionError ? err.sqlState : undefined;
   const hint = causeChain(err).map((e) => e.hint).find((h): h is string => typeof h === 'string' && h !== '');
-  const ours = code === 'permission_denied' && needsAdmin.has(command)
-    ? `session-pg ${command} needs the admin role (GRANT session_admin TO <your role>) or the owner of schema session`
-    : code === 'not_installed' && !String(message).includes('session-pg migrate')
-      ? 'session-postgresql is not installed in this database: run session-pg migrate'
-      : undefined;
-  return `session-pg: ${code}: ${message}${sqlState ? ` (SQLSTATE ${sqlState})` : ''}${hint ?? ours ? ` HINT: ${(hint ?? ours ?? '').replace(/\s*\n\s*/g, ' ')}` : ''}`;
+  const fallback = code === 'not_installed' && !String(message).includes('session-pg migrate')
+    ? 'session-postgresql is not installed in this database: run session-pg migrate'
+    : undefined;
+  const hintText = hint ?? ours ?? fallback;
+  return `session-pg: ${code}: ${message}${sqlState ? ` (SQLSTATE ${sqlState})` : ''}${hintText !== undefined ? ` HINT: ${hintText.replace(/\s*\n\s*/g, ' ')}` : ''}`;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -467,7 +506,7 @@ async function main(argv: string[]): Promise<number> {
       console.error(`session-pg ${command}: ${err.message} (see session-pg ${command} --help)`);
       return 2;
     }
-    console.error(errorLine(command, err));
+    console.error(errorLine(err, await roleHint(command, err, values)));
     return 1;
   }
 }

@@ -20,8 +20,9 @@
  *   the call anyway: a write may have committed (e.g. one waiting for a synchronous standby). Retry
  *   only what is safe to repeat (`set`, `touch`, `put`, `clear` are; a retried `generate` may leave
  *   an unused session behind) and re-read to learn the outcome.
- * - `connection`: the database could not be reached, the connection broke, or connecting timed out.
- *   If the connection broke after a write was sent, the write may have committed, as with `timeout`.
+ * - `connection`: the database could not be reached, the connection broke, connecting timed out, or
+ *   the server asked for a password and none was given. If the connection broke after a write was
+ *   sent, the write may have committed, as with `timeout`.
  * - `closed`: the store was closed with `close()`.
  * - `database`: any other error reported by PostgreSQL or the driver (see `cause`).
  */
@@ -121,6 +122,9 @@ function findCode(err: unknown): { sqlState?: string; errno?: string } {
 // "pg/lib/connection.js" must not turn, say, a permission error into a connection error.
 const connectionMessage = /^(connect |Connection terminated|timeout exceeded when trying to connect|timeout expired|Query read timeout|Client has encountered a connection error|The server does not support SSL|There was an error establishing an SSL|Connection already failed)/i;
 
+// pg's words when the server asks for a SCRAM password and none was given.
+const noPassword = /^SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a (non-empty )?string/;
+
 /** Wraps whatever the driver threw. The driver's message is kept: it never contains parameters. */
 export function toSessionError(err: unknown): SessionError {
   if (err instanceof SessionError) return err;
@@ -128,6 +132,10 @@ export function toSessionError(err: unknown): SessionError {
   let message = typeof e.message === 'string' ? e.message : String(err);
   // PgBouncer's answer to the settings a direct connection sends when it connects.
   if (message.startsWith('unsupported startup parameter')) message += ' (through a pooler such as PgBouncer, connect with `pooled: true`)';
+  if (noPassword.test(message)) {
+    return new SessionError('connection', 'the server asks for a password (SCRAM authentication) and the connection has none: the URL '
+      + 'has no password; give it in the URL (postgresql://user:password@host/db), the password option, PGPASSWORD or ~/.pgpass', { cause: keyFree(err) });
+  }
   const { sqlState, errno } = findCode(err);
   if (sqlState !== undefined) {
     const mapped = bySqlState[sqlState] ?? (sqlState.startsWith('08') ? 'connection' : 'database');

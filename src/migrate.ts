@@ -67,9 +67,16 @@ export function noticeLines(notices: Notice[]): string[] {
     const later = notices.map((l, j) => ({ t: topic(l), hint: hints[j] })).slice(i + 1).filter((l) => t !== undefined && l.t === t);
     const superseded = later.length > 0
       && (t === 'roles' || /session\.session_purge\(\)/.test(hint ?? '') || later.some((l) => l.hint === hint));
-    return `${n.severity ?? 'NOTICE'}: ${n.message ?? ''}${hint && !superseded ? `\n  HINT: ${hint}` : ''}`;
+    const shown = hint && !superseded ? `\n  HINT: ${hint}${/cron\.schedule_in_database\(/.test(hint) ? `\n  HINT: ${asOwner}` : ''}` : '';
+    return `${n.severity ?? 'NOTICE'}: ${n.message ?? ''}${shown}`;
   });
 }
+
+// A job runs as the role that schedules it: the schedule_in_database call printed by the
+// migrations must be run by the owner (a managed service's admin user would get a job that fails).
+const asOwner = 'Run it as the owner of schema session (the job runs as the role that schedules it), once a superuser or the '
+  + "platform's admin user granted the owner, in pg_cron's database: GRANT USAGE ON SCHEMA cron TO <owner>; GRANT EXECUTE ON FUNCTION "
+  + 'cron.schedule_in_database(text, text, text, text, text, boolean) TO <owner>; or, as the owner: session-pg schedule --cron-database-url URL';
 
 /**
  * Applies (or with `direction: 'down'` reverts) the schema migrations, in one transaction.

@@ -43,7 +43,7 @@ test('failing pg_cron runs: stats shows them with their times, stats and migrate
   const fix = /Fix: pg_cron runs jobs over a libpq connection to cron\.host .*pg_hba\.conf.*cron\.use_background_workers = on/;
   const stats = cli(['stats', '--database-url', url]);
   assert.equal(stats.status, 0, stats.stderr);
-  assert.match(stats.stdout, /^purge job {10}"\* \* \* \* \*" CALL session\.session_purge_job\(\) in cron$/m);
+  assert.match(stats.stdout, /^purge job {10}"\* \* \* \* \*" CALL session\.session_purge_job\(\) in cron as postgres$/m);
   // start, status, duration, message; a run that could not connect never started: no times.
   assert.match(stats.stdout, /^ {2}last runs \(start, status, duration, message\):\n {2}(\d{4}-\d\d-\d\dT\S+Z|-) {2}failed {5} +([\d.]+ s|-) {2}\S/m);
   assert.match(stats.stderr, new RegExp(`^session-pg: warning: the pg_cron purge job failed in \\d+ of its last \\d+ runs \\("${message}"\\), so nothing is purged\\. ${fix.source}`));

@@ -61,7 +61,7 @@ test('a database migrated by a newer version: status reports it, migrate and mig
 
     const status = cli(['status', '--database-url', db.url]);
     assert.equal(status.status, 0, status.stderr);
-    assert.match(status.stdout, new RegExp(`^applied {2}${shipped.at(-1)} {2}\\S+\\napplied {2}999_from_the_future {2}\\S+ {2}newer than this package\\n$`, 'm'));
+    assert.match(status.stdout, new RegExp(`^applied {2}${shipped.at(-1)} {2}\\S+\\napplied {2}999_from_the_future {2}\\S+ {2}newer than this package\\npurge job {10}\\S`, 'm'));
     assert.match(oneLine(status.stderr), /^session-pg: warning: a newer version of session-postgresql migrated this database \(999_from_the_future\)/);
 
     for (const args of [['migrate'], ['migrate', 'down'], ['migrate', 'down', '--count', '3']]) {
@@ -134,6 +134,11 @@ test('a fresh install outside pg_cron\'s database prints one schedule command, t
   }
 });
 
+// What follows every schedule_in_database call printed: who must run it.
+const asOwner = 'Run it as the owner of schema session (the job runs as the role that schedules it), once a superuser or the '
+  + "platform's admin user granted the owner, in pg_cron's database: GRANT USAGE ON SCHEMA cron TO <owner>; GRANT EXECUTE ON FUNCTION "
+  + 'cron.schedule_in_database(text, text, text, text, text, boolean) TO <owner>; or, as the owner: session-pg schedule --cron-database-url URL';
+
 test('of notices on one topic (the pg_cron job, the roles), only the final instruction is printed', () => {
   // What a cluster without pg_cron gives a role that may not create roles (001, 002, 003).
   assert.deepEqual(noticeLines([
@@ -155,12 +160,13 @@ test('of notices on one topic (the pg_cron job, the roles), only the final instr
     { severity: 'NOTICE', message: 'session-postgresql: app may not read cron.database_name, so no purge job was scheduled', hint: "If pg_cron is installed, a superuser must run, in pg_cron's database: SELECT cron.schedule_in_database('session-purge-shop', '* * * * *', 'SELECT session.session_purge()', 'shop');" },
     { severity: 'NOTICE', message: 'session-postgresql: if you schedule the purge yourself, call session_purge_job()', hint: 'Every minute, outside a transaction block, as the owner: CALL session.session_purge_job()' },
   ]), [
-    "NOTICE: session-postgresql: app may not read cron.database_name, so no purge job was scheduled\n  HINT: If pg_cron is installed, a superuser must run, in pg_cron's database: SELECT cron.schedule_in_database('session-purge-shop', '* * * * *', 'CALL session.session_purge_job()', 'shop');",
+    "NOTICE: session-postgresql: app may not read cron.database_name, so no purge job was scheduled\n  HINT: If pg_cron is installed, a superuser must run, in pg_cron's database: SELECT cron.schedule_in_database('session-purge-shop', '* * * * *', 'CALL session.session_purge_job()', 'shop');"
+      + `\n  HINT: ${asOwner}`,
     'NOTICE: session-postgresql: if you schedule the purge yourself, call session_purge_job()\n  HINT: Every minute, outside a transaction block, as the owner: CALL session.session_purge_job()',
   ]);
   // 001 applied alone: its advice is final.
   const alone = { severity: 'NOTICE', message: 'session-postgresql: pg_cron lives in database cron, not shop; schedule the purge job there', hint: "In database cron, run: SELECT cron.schedule_in_database('session-purge-shop', '* * * * *', 'SELECT session.session_purge()', 'shop');" };
-  assert.deepEqual(noticeLines([alone]), [`NOTICE: ${alone.message}\n  HINT: ${alone.hint}`]);
+  assert.deepEqual(noticeLines([alone]), [`NOTICE: ${alone.message}\n  HINT: ${alone.hint}\n  HINT: ${asOwner}`]);
 });
 
 test('migrate --client-role / --admin-role name the roles, and bad names are usage errors', async () => {

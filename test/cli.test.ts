@@ -203,15 +203,26 @@ describe('operations', () => {
     } finally {
       await old.drop();
     }
-    const refused = cli(['schedule', '--database-url', db.url]);
-    assert.equal(refused.status, 1);
-    assert.match(refused.stderr, /not_installed: pg_cron is not installed/);
+    const refused = () => {
+      const r = cli(['schedule', '--database-url', db.url]);
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /not_installed: pg_cron is not installed/);
+      return r.stderr;
+    };
     if (!cronDatabase) {
+      refused();
       t.skip('pg_cron is not installed on this machine; scheduling itself is not tested');
       return;
     }
     const cronUrl = databaseUrl(adminUrl, cronDatabase);
-    psql(cronUrl, 'CREATE EXTENSION IF NOT EXISTS pg_cron');
+    // Before CREATE EXTENSION in pg_cron's database (another test file may have run it): what is missing, and where.
+    psql(cronUrl, 'DROP EXTENSION IF EXISTS pg_cron');
+    assert.match(refused(), new RegExp(`pg_cron is not installed in this database nor in ${cronDatabase}, which cron\\.database_name names: as a superuser .*CREATE EXTENSION pg_cron;`));
+    psql(cronUrl, 'CREATE EXTENSION pg_cron');
+    // Found without the flag (a superuser reads cron.database_name): the same job as with it.
+    const found = cli(['schedule', '--database-url', db.url]);
+    assert.equal(found.status, 0, found.stderr);
+    assert.equal(found.stdout, `Scheduled pg_cron job session-purge-${db.name}.\n`);
     const args = ['--database-url', db.url, '--cron-database-url', cronUrl];
     let r = cli(['schedule', '--every', '*/5 * * * *', ...args]);
     assert.equal(r.status, 0, r.stderr);

@@ -11,7 +11,7 @@ import express from 'express';
 import session from 'express-session';
 import { connect, type SessionStore } from '../src/index.js';
 import { ExpressSessionStore } from '../src/express.js';
-import { importConnectPgSimple, type ImportProgress } from '../src/import.js';
+import { importConnectPgSimple, importReport, type ImportProgress } from '../src/import.js';
 import { errorCode, freshDatabase, type TestDatabase } from './helpers.js';
 import { baseUrl, Browser, sessionIdOf } from './web.js';
 
@@ -203,7 +203,7 @@ describe('which rows are imported', () => {
       await db.query('UPDATE session.config SET max_value_bytes = DEFAULT');
     }
     assert.deepEqual({ ...done, elapsedMs: 0 }, {
-      live: 7, scanned: 8, imported: 2, replaced: 1, kept: 1, cleared: 1, expired: 1, tooLarge: 1, badIds: 1, batches: 3, elapsedMs: 0,
+      live: 7, scanned: 8, imported: 2, replaced: 1, kept: 1, cleared: 1, expired: 1, tooLarge: 1, tooFar: 0, badIds: 1, batches: 3, elapsedMs: 0,
     });
     assert.equal(await checksum('cps.edge'), before, 'the source is untouched');
 
@@ -221,6 +221,46 @@ describe('which rows are imported', () => {
     const got = await store.get(last);
     assert.ok(got.ok && /source 6/.test(got.value));
     assert.ok(got.period > 3500 && got.period <= 3600, `period ${got.period}`);
+  });
+
+  test('imported sessions obey the absolute lifetime and the 100-year bound, as generated ones do', async () => {
+    await db.query('CREATE TABLE cps.capped (sid varchar PRIMARY KEY, sess json NOT NULL, expire timestamp(6) NOT NULL)');
+    const [week, far, replaced, minute] = Array.from({ length: 4 }, sid) as [string, string, string, string];
+    await insert('cps.capped', [[week, sess('a week', 7 * 1440), 7 * 1440], [far, sess('far', 60), 60], [replaced, sess('replaces ours', 60), 60],
+      [minute, sess('a minute', 1), 1]]);
+    await db.query(`UPDATE cps.capped SET expire = ${localNow} + interval '200 years' WHERE sid = $1`, [far]);
+    // An expired session of ours, with a subject and an end of life already past: replaced by the
+    // source's session, it must become a new session, not keep the old end or owner.
+    await db.query(`INSERT INTO session.sessions (digest, expires_at, value, created_at, written_at, ends_at, subject, label, handle)
+                    VALUES (sha256(convert_to($1, 'UTF8')), now() - interval '1 hour', '{}', now() - interval '2 days',
+                            now() - interval '1 hour', now() - interval '1 hour', 'old-user', 'old device', gen_random_uuid())`, [replaced]);
+    await db.query('UPDATE session.config SET absolute_lifetime = 600');
+    let done: ImportProgress;
+    try {
+      done = await importConnectPgSimple({ connectionString: db.url, schema: 'cps', table: 'capped' });
+    } finally {
+      await db.query('UPDATE session.config SET absolute_lifetime = NULL');
+    }
+    assert.deepEqual({ imported: done.imported, replaced: done.replaced, tooFar: done.tooFar }, { imported: 2, replaced: 1, tooFar: 1 });
+    assert.match(importReport(done), /^ {2}1 skipped: "expire" is more than 100 years ahead/m);
+    assert.equal(await ours(far), undefined, 'an expire 200 years ahead is not imported');
+    const rows = await db.query<{ sid: string; left: number; life: number; subject: string | null; label: string | null; handle: string | null }>(
+      `SELECT c.sid, extract(epoch FROM s.expires_at - clock_timestamp())::float8 AS left,
+              extract(epoch FROM s.ends_at - s.created_at)::float8 AS life, s.subject, s.label, s.handle::text AS handle
+         FROM cps.capped c JOIN session.sessions s ON s.digest = sha256(convert_to(c.sid, 'UTF8'))`);
+    const bySid = new Map(rows.rows.map((r) => [r.sid, r]));
+    for (const s of [week, replaced]) {
+      const r = bySid.get(s);
+      assert.ok(r !== undefined && r.life === 600, `ends 600 s after the import: ${JSON.stringify(r)}`);
+      assert.ok(r.left > 500 && r.left <= 600, `the expiry is capped by the end: ${r.left} s left`);
+      assert.deepEqual([r.subject, r.label, r.handle], [null, null, null], 'a replaced row keeps nothing of the old session');
+    }
+    const short = bySid.get(minute);
+    assert.ok(short !== undefined && short.left <= 60 && short.life === 600, 'an expiry before the end stays as it was');
+    // Extending an imported session never passes its end, as for a generated one.
+    assert.equal(await store.touch(week, { expiry: 7200 }), true);
+    const got = await store.get(week);
+    assert.ok(got.ok && got.period <= 600, `period ${got.ok ? got.period : 'none'} after a touch of 7200 s`);
   });
 
   test('no session id reaches the server log, even with every statement logged with its parameters', async (t) => {
