@@ -304,7 +304,7 @@ describe('session_write_batch, any array shape', () => {
       singles.push(await single(shape(k, newPutKey())));
     }
     for (const lows of [[0, 0, 0, 0], [-3, -3, -3, -3], [7, 7, 7, 7], [0, 5, -2, 1], [1, 1, 1, 0]] as const) {
-      const batchKeys = await Promise.all(shapes.map(() => generate('orig')));
+      const batchKeys = await inTurn(shapes, () => generate('orig'));
       const rows = await shapedBatch(shapes.map((shape, i) => shape(batchKeys[i] as string, newPutKey())), lows);
       const what = `lower bounds ${lows.join(', ')}`;
       assert.deepEqual(rows.map((r) => r.ord), shapes.map((_, i) => i + 1), what);
