@@ -1,6 +1,6 @@
 -- Reverts 003_security: the 001 definitions, grants and table shape. The roles are kept (they are
 -- cluster-wide; other databases may use them). Cleared sessions' tombstones are deleted.
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 DROP FUNCTION session.session_touch(text, bigint);
 DROP FUNCTION session.grant_roles();

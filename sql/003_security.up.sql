@@ -12,7 +12,7 @@
 --   purge and stats. Both names are chosen at install (one pair per database).
 
 -- Whatever the runner does: no name below may resolve to another role's object.
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 -- A cleared session stays as a tombstone (value NULL) until its expiry, at most a day; the purge
 -- removes it like any expired row. Adding a NOT NULL column with a constant default rewrites

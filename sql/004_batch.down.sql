@@ -1,6 +1,6 @@
 -- Reverts 004_batch: clients fall back to the single calls, which 004 left unchanged, and
 -- session.grant_roles() is 003's again.
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 DROP FUNCTION session.session_write_batch(text[], text[], text[], bigint[]);
 DROP FUNCTION session.write_check(text, text, text, bigint, integer);

@@ -7,7 +7,7 @@
 -- result and the errors of the single call it stands for.
 
 -- Whatever the runner does: no name below may resolve to another role's object.
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 -- Private helper: the checks the single calls make before writing, as a SQLSTATE and message
 -- instead of an exception, so that one bad element fails alone without a subtransaction per

@@ -1,5 +1,5 @@
 -- Reverts 005_accounts: the 003 and 004 definitions and table shape. Subjects, labels and lifetimes are lost.
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 DROP FUNCTION session.session_set_subject(text, text, text), session.session_list(text, integer),
   session.session_revoke(text, text), session.session_revoke_handle(text, uuid), session.session_rotate(text),

@@ -5,7 +5,7 @@
 -- everywhere, optionally but this device) or one by its handle, and rotates a session's key at
 -- login or privilege change. An absolute lifetime caps a session however often it is extended.
 
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 -- None of these changes on session_set or session_touch except written_at (in no index), so their
 -- updates stay HOT. The subject index is partial: anonymous sessions cost it nothing.

@@ -1,5 +1,5 @@
 -- Reverts 006_partition. The proxy role is kept: roles are cluster-wide, other databases may use it.
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 DO $$
 DECLARE

@@ -13,7 +13,7 @@
 -- roles, so the one login the proxy uses may make every call it forwards. An existing role of that
 -- name is used only if it carries the comment 'session-postgresql proxy role' (set when an install
 -- creates it): otherwise it may be another database's role, and 42710 refuses it.
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 ALTER TABLE session.config ADD COLUMN proxy_role name;
 

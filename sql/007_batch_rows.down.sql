@@ -1,5 +1,5 @@
 -- Reverts 007_batch_rows: session_write_batch as 005 left it, element by element.
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 CREATE OR REPLACE FUNCTION session.write_check(kind text, key text, value text, expiry bigint, max_value_bytes integer,
                                     OUT state text, OUT message text)

@@ -8,7 +8,7 @@
 -- writes every changed row in one UPDATE and every new row in one INSERT. Each element gets the
 -- result or the error it got from 005, with one addition: 55P03 when another transaction created
 -- the same new session first. Also: fillfactor 80 on session.sessions.
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 -- Most writes change a session's value and expiry, none of them indexed: with room left on each
 -- page, PostgreSQL keeps the new row version on the same page (a HOT update) and writes no index

@@ -1,5 +1,5 @@
 -- Reverts 008_batch_fast: session_write_batch as 007 left it.
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 CREATE OR REPLACE FUNCTION session.session_write_batch(kinds text[], keys text[], vals text[], expiries bigint[])
 RETURNS TABLE (ord integer, sqlstate text, message text, ok boolean, key text)

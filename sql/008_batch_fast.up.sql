@@ -6,7 +6,7 @@
 -- elements, and a batch made only of them (the usual batch: requests saving their sessions) is
 -- done; the others are hashed, checked and written as in 007. Results, errors and locking are
 -- 007's.
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 CREATE OR REPLACE FUNCTION session.session_write_batch(kinds text[], keys text[], vals text[], expiries bigint[])
 RETURNS TABLE (ord integer, sqlstate text, message text, ok boolean, key text)

@@ -1,5 +1,5 @@
 -- Reverts 009_get_batch: session_get_batch goes, and grant_roles is 005's again.
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 CREATE OR REPLACE FUNCTION session.grant_roles() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp

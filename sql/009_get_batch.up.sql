@@ -4,7 +4,7 @@
 -- protocol messages, the call, the snapshot), not finding the row. session_get_batch answers many
 -- gets in one statement; the TypeScript client sends the gets made in one event-loop turn as one
 -- call of it.
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION session.session_get_batch(keys text[]) RETURNS TABLE (ord integer, value text, period bigint)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp

@@ -1,6 +1,6 @@
 -- Reverts 010_batch_arrays: the batch functions, partition_generate and partition_rotate are
 -- 006's, 008's and 009's again.
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION session.check_proxy_key(key text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp

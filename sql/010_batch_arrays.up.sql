@@ -7,7 +7,7 @@
 -- logged), and no statement reads a key. The batch functions number the elements from 1 whatever
 -- the arrays' lower bounds: the checks and the writes of an element now always see the same
 -- element (a batch numbered from 0 used to check one element and write another).
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 -- The 32-1024 base64url characters a proxy's key must have (22023), and its digest: one
 -- expression, so that a caller checks and hashes a key without a statement.

@@ -341,13 +341,8 @@ export async function installRoles(options: ConnectionOptions): Promise<InstallR
   });
 }
 
-/**
- * sql/install.sql with every `\ir` file inlined: one script to pipe into psql. The search_path
- * pin that starts each migration file from 003 on is a SELECT, whose one-row result psql would
- * print once per file: here its result goes into a psql variable instead.
- */
+/** sql/install.sql with every `\ir` file inlined: one script to pipe into psql. */
 export function installScript(): string {
-  const pin = /^(SELECT pg_catalog\.set_config\('search_path', 'pg_catalog, pg_temp', true\));$/gm;
   return readFileSync(new URL('install.sql', sqlDir), 'utf8').replace(/^\\ir (\S+)$/gm, (_, file: string) =>
-    `-- ${file}\n${readFileSync(new URL(file, sqlDir), 'utf8').replace(pin, '$1 AS search_path \\gset')}`);
+    `-- ${file}\n${readFileSync(new URL(file, sqlDir), 'utf8')}`);
 }

@@ -9,7 +9,7 @@
 -- records them in public.session_proxy_migrations. The cluster itself (a foreign server
 -- session_partitions with one option pN per partition, and one user mapping) is deployment data:
 -- set_partitions() and set_credentials() below write it.
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 CREATE EXTENSION IF NOT EXISTS plproxy;
 

@@ -6,7 +6,7 @@
 -- at once (a ROLLBACK on the proxy does not undo it); count, purge, stats and
 -- set_default_period visit every partition in parallel; purge deletes up to batch_size rows per
 -- partition; session_default_period reads partition 0.
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 -- Calls with a key: one partition, the key's.
 SELECT session_proxy.route('session_get', ARRAY['key text'], 'TABLE (value text, period bigint)',

@@ -7,7 +7,7 @@
 -- revoke visit every partition. A rotated session keeps its partition: the proxy picks the new
 -- key among those that hash to the old key's partition, and that partition swaps them in one
 -- transaction, under the same locks as on one database.
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 -- Calls with a key: one partition, the key's.
 SELECT session_proxy.route('session_set_subject', ARRAY['key text', 'subject text', 'label text DEFAULT NULL'], 'boolean',

@@ -1,6 +1,6 @@
 -- session-postgresql proxy 004: session_get_batch (many gets in one call), routed. Needs partition
 -- migration 009_get_batch on every partition.
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 -- Each partition gets the elements whose keys it holds, all partitions at once (SPLIT), with their
 -- element numbers, which it puts on the rows it finds: rows from several partitions then need no

@@ -5,7 +5,7 @@
 -- functions that hand a key to a statement (a PL/Proxy call in RETURN QUERY, PERFORM or a
 -- subquery) plan it generically, whatever the caller's plan_cache_mode: a custom plan would hold
 -- the key as a literal, which auto_explain (nested statements, verbose) logs.
-SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+SET search_path = pg_catalog, pg_temp;
 
 ALTER FUNCTION session.session_get(text) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION session.session_set(text, text, bigint) SET plan_cache_mode = force_generic_plan;
