@@ -33,6 +33,18 @@ const getValue = async (key: string) =>
   (await app.query<{ value: string | null }>('SELECT value FROM session.session_get($1)', [key])).rows[0]?.value;
 const newPutKey = () => uniqueName('put').replace(/[^A-Za-z0-9_-]/g, '_').padEnd(40, 'x');
 
+/** Each shape's element run as a single call on a session of its own, generated with value 'orig'. */
+async function singlesOf(shapes: ((k: string, fresh: string) => Op)[]) {
+  const singles: { sqlstate: string | null; ok: unknown }[] = [];
+  const singleKeys: string[] = [];
+  for (const shape of shapes) {
+    const k = await generate('orig');
+    singleKeys.push(k);
+    singles.push(await single(shape(k, newPutKey())));
+  }
+  return { singles, singleKeys };
+}
+
 type KeyState = 'live' | 'expired' | 'cleared' | 'new' | 'long';
 
 /** What a single call does with the same arguments: its SQLSTATE, or its result. */
@@ -132,13 +144,7 @@ describe('session_write_batch, element by element', () => {
       (k) => ['clear', k, null, null],
       () => ['clear', null, null, null],
     ];
-    const singles: { sqlstate: string | null; ok: unknown }[] = [];
-    const singleKeys: string[] = [];
-    for (const shape of shapes) {
-      const k = await generate('orig');
-      singleKeys.push(k);
-      singles.push(await single(shape(k, newPutKey())));
-    }
+    const { singles, singleKeys } = await singlesOf(shapes);
     const batchKeys: string[] = [];
     for (let i = 0; i < shapes.length; i += 1) batchKeys.push(await generate('orig'));
     const rows = await batch(shapes.map((shape, i) => shape(batchKeys[i] as string, newPutKey())));
@@ -296,13 +302,7 @@ describe('session_write_batch, any array shape', () => {
       () => ['put', null, 'p', null], () => ['generate', null, big, null], () => ['generate', null, 'g', 3155760001],
       () => ['generate', null, 'g', null], (k) => ['touch', k, null, 120], (k) => ['clear', k, null, null],
     ];
-    const singles: { sqlstate: string | null; ok: unknown }[] = [];
-    const singleKeys: string[] = [];
-    for (const shape of shapes) {
-      const k = await generate('orig');
-      singleKeys.push(k);
-      singles.push(await single(shape(k, newPutKey())));
-    }
+    const { singles, singleKeys } = await singlesOf(shapes);
     for (const lows of [[0, 0, 0, 0], [-3, -3, -3, -3], [7, 7, 7, 7], [0, 5, -2, 1], [1, 1, 1, 0]] as const) {
       const batchKeys = await inTurn(shapes, () => generate('orig'));
       const rows = await shapedBatch(shapes.map((shape, i) => shape(batchKeys[i] as string, newPutKey())), lows);
