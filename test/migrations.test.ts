@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { migrate, migrationStatus } from '../src/index.js';
 import { databaseUrl } from './harness/urls.js';
@@ -133,6 +134,8 @@ describe('pg_cron job', () => {
       return;
     }
     const command = () => psql(cronUrl, `SELECT schedule || ' ' || command FROM cron.job WHERE jobname = 'session-purge'`);
+    // Whatever fails, the next test finds this database empty, as it expects.
+    t.after(() => migrate({ connectionString: cronUrl, direction: 'down', count: Infinity, log: false }));
     assert.deepEqual(await migrate({ connectionString: cronUrl, log: false }), shipped);
     assert.equal(jobs(), '1');
     assert.equal(command(), '* * * * * CALL session.session_purge_job()');
@@ -146,21 +149,32 @@ describe('pg_cron job', () => {
     psql(cronUrl, `SELECT cron.schedule('session-purge', '* * * * *', 'CALL session.session_purge_job()')`);
     assert.equal(jobs(), '1');
 
-    // The job really runs: a backlog of several batches disappears within a minute or so.
+    // The job really runs: a backlog of several batches disappears within a minute or so. The job
+    // is paused while the backlog is made, so no run that began before it (and, taking a new
+    // snapshot per batch, would still see it) can take part: the first run after resuming is alone.
+    const setActive = (active: boolean) =>
+      psql(cronUrl, `SELECT cron.alter_job(jobid, active := ${active}) FROM cron.job WHERE jobname = 'session-purge'`);
+    setActive(false);
+    const idle = Date.now() + 130_000;
+    while (psql(cronUrl, `SELECT count(*) FROM cron.job_run_details WHERE status IN ('starting', 'running')`) !== '0') {
+      assert.ok(Date.now() < idle, 'a pg_cron run did not finish');
+      await sleep(200);
+    }
     psql(cronUrl, `SELECT session.session_generate(-5, 'expired')`);
     psql(cronUrl, `INSERT INTO session.sessions (digest, expires_at, value)
                    SELECT sha256(('cron' || i)::bytea), now() - interval '1 s', repeat('x', 1500) FROM generate_series(1, 30000) i`);
     // Runs recorded from here on see the rows (they start after the INSERT committed).
     const before = psql(cronUrl, 'SELECT coalesce(max(runid), 0) FROM cron.job_run_details');
+    setActive(true);
     const deadline = Date.now() + 130_000;
     while (psql(cronUrl, 'SELECT count(*) FROM session.sessions') !== '0') {
       assert.ok(Date.now() < deadline, 'the pg_cron job did not purge within 130 s');
-      await new Promise((r) => setTimeout(r, 2000));
+      await sleep(2000);
     }
     const since = `FROM cron.job_run_details d JOIN cron.job j USING (jobid) WHERE j.jobname = 'session-purge' AND d.runid > ${before}`;
     while (psql(cronUrl, `SELECT count(*) ${since} AND d.status IN ('starting', 'running')`) !== '0') {
       assert.ok(Date.now() < deadline, 'the pg_cron run did not finish');
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
     }
     const runs = psql(cronUrl, `SELECT count(*) || ' ' || min(status) || ' ' || max(status) ${since}`);
     // One run took all 30001 rows (about 3 batches of 10000): the job drains, not one batch a minute.
