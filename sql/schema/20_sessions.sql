@@ -5,15 +5,13 @@ RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  -- Three version-4 UUIDs come from pg_strong_random: 366 random bits, 64 base64url characters.
-  new_key constant text := translate(encode(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())
-                                            || uuid_send(gen_random_uuid()), 'base64'), '+/=', '-_');
+  new_key constant text := session.new_key();
   d constant bytea := session.key_digest(new_key);
   t constant timestamptz := clock_timestamp();
   new_expiry timestamptz;
   cap timestamptz;
 BEGIN
-  -- The value and expiry first, as before this migration; then what is new.
+  -- The value and expiry first, then subject and label, then the lifetime: errors come in that order.
   new_expiry := session.expiry_at(session_generate.value, expiry, t);
   IF subject IS NOT NULL OR label IS NOT NULL THEN
     PERFORM session.check_subject(subject, label);
@@ -97,7 +95,7 @@ BEGIN
     RAISE EXCEPTION 'session_put needs a key and a value'
       USING ERRCODE = 'null_value_not_allowed';
   END IF;
-  IF octet_length(key) > 1024 OR key !~ '^[A-Za-z0-9_-]{32,}$' THEN
+  IF NOT session.well_formed_key(key) THEN
     RAISE EXCEPTION 'session_put only accepts keys of 32 to 1024 base64url characters'
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Generate ids with at least 24 random bytes, or use session_generate.';

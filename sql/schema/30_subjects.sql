@@ -16,6 +16,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION session.check_subject(text, text) IS
+  'Private. Errors: 22023 empty subject; 22001 subject or label over 256 bytes.';
 
 -- Private helper: serialises revoking a subject's sessions with rotating one of them. Without it,
 -- a rotation committed while the revoke ran would leave its new row outside the revoke's snapshot:
@@ -35,6 +37,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION session.lock_subject(text, boolean) IS
+  'Private. Takes the transaction-level advisory lock of a subject: exclusive to revoke, shared to rotate.';
 
 CREATE OR REPLACE FUNCTION session.session_set_subject(key text, subject text, label text DEFAULT NULL) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -129,8 +133,7 @@ AS $$
 DECLARE
   d constant bytea := session.key_digest(key);
   t constant timestamptz := clock_timestamp();
-  new_key constant text := translate(encode(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())
-                                            || uuid_send(gen_random_uuid()), 'base64'), '+/=', '-_');
+  new_key constant text := session.new_key();
   nd constant bytea := session.key_digest(new_key);
   old session.sessions;
   locked text;

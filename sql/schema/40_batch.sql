@@ -1,6 +1,6 @@
 -- Private helper: the checks the single calls make before writing, as 'SQLSTATE message', NULL
 -- when the element may be applied. A plain SQL expression, so the batch checks all its elements
--- in one statement instead of calling write_check (004) once per element.
+-- in one statement instead of calling a function once per element.
 CREATE OR REPLACE FUNCTION session.write_problem(kind text, key text, value text, expiry bigint, max_value_bytes integer)
 RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
@@ -11,16 +11,18 @@ RETURN CASE
     THEN '22004 session value must not be NULL'
   WHEN kind = 'put' AND (key IS NULL OR value IS NULL)
     THEN '22004 session_put needs a key and a value'
-  WHEN kind = 'put' AND (octet_length(key) > 1024 OR key !~ '^[A-Za-z0-9_-]{32,}$')
+  WHEN kind = 'put' AND NOT session.well_formed_key(key)
     THEN '22023 session_put only accepts keys of 32 to 1024 base64url characters'
   WHEN kind IN ('generate', 'set', 'put') AND octet_length(value) > max_value_bytes
     THEN format('22001 session value is %s bytes, more than the limit of %s bytes', octet_length(value), max_value_bytes)
   WHEN kind <> 'clear' AND expiry NOT BETWEEN -3155760000 AND 3155760000
     THEN format('22023 expiry must be between -3155760000 and 3155760000 seconds (100 years), got %s', expiry)
 END;
+COMMENT ON FUNCTION session.write_problem(text, text, text, bigint, integer) IS
+  'Private. What a single call would refuse in this write, as ''SQLSTATE message''; NULL when none.';
 
--- partition_write_batch (006) still checks generate elements one by one: the rules stay in one
--- place.
+-- Private helper: write_problem as (SQLSTATE, message), for partition_write_batch, which checks
+-- generate elements one by one: the rules stay in one place.
 CREATE OR REPLACE FUNCTION session.write_check(kind text, key text, value text, expiry bigint, max_value_bytes integer,
                                               OUT state text, OUT message text)
 LANGUAGE plpgsql STABLE
@@ -32,6 +34,8 @@ BEGIN
   message := substr(problem, 7);
 END
 $$;
+COMMENT ON FUNCTION session.write_check(text, text, text, bigint, integer) IS
+  'Private. write_problem split into SQLSTATE and message; both NULL when the element may be applied.';
 
 -- The number of elements of a batch: its four arrays must be one-dimensional and of one length
 -- (22023); a NULL array is empty. An expression, so that a caller checks without a statement.
@@ -50,11 +54,13 @@ BEGIN
   RETURN n;
 END
 $$;
+COMMENT ON FUNCTION session.batch_length(text[], text[], text[], bigint[]) IS
+  'Private. The number of elements of a batch. Errors: 22023 arrays of several dimensions or of different lengths.';
 
--- 008's session_write_batch after its checks, over digests: what session_write_batch and
+-- Private helper: a batch after its checks, over digests: what session_write_batch and
 -- partition_write_batch share. The caller gives each element's digest (a generate's: of the new
 -- key it made) and the problem write_problem found ('SQLSTATE message', NULL when none), in
--- one-dimensional arrays numbered from 1, and the settings it read. Private.
+-- one-dimensional arrays numbered from 1, and the settings it read.
 CREATE OR REPLACE FUNCTION session.write_digests(kinds text[], digests bytea[], problems text[], vals text[], expiries bigint[],
                                       period bigint, lifetime bigint)
 RETURNS TABLE (ord integer, sqlstate text, message text, ok boolean)
@@ -278,6 +284,8 @@ BEGIN
                END AS why) w;
 END
 $$;
+COMMENT ON FUNCTION session.write_digests(text[], bytea[], text[], text[], bigint[], bigint, bigint) IS
+  'Private. Applies a checked batch given by digests; one row per element as session_write_batch returns.';
 
 -- Elements are applied in digest order (then element order), so that concurrent batches take
 -- their row locks in one global order and cannot deadlock. A row another transaction holds is
@@ -309,8 +317,7 @@ BEGIN
   SELECT * INTO STRICT cfg FROM session.config;
   FOR i IN 1 .. n LOOP
     IF kinds[i] = 'generate' THEN
-      new_keys[i] := translate(encode(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())
-                                      || uuid_send(gen_random_uuid()), 'base64'), '+/=', '-_');
+      new_keys[i] := session.new_key();
       digests[i] := session.key_digest(new_keys[i]);
     ELSE
       digests[i] := session.key_digest(keys[i]);

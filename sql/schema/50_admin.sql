@@ -102,7 +102,7 @@ COMMENT ON FUNCTION session.session_purge(integer) IS
 -- grows with the backlog. For the same reason it cannot be SECURITY DEFINER or pin its
 -- search_path (PostgreSQL forbids transaction control then): it runs with its caller's rights, and
 -- every name in it is schema-qualified. Only the owner (and so the pg_cron job it schedules) may
--- call it; session_purge, which it calls, is SECURITY DEFINER as before.
+-- call it; session_purge, which it calls, is SECURITY DEFINER.
 CREATE OR REPLACE PROCEDURE session.session_purge_job(budget_seconds integer DEFAULT 30,
                                            pause double precision DEFAULT 4)
 LANGUAGE plpgsql

@@ -4,15 +4,17 @@ CREATE OR REPLACE FUNCTION session.proxy_key_digest(key text) RETURNS bytea
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF key IS NULL OR octet_length(key) > 1024 OR key !~ '^[A-Za-z0-9_-]{32,}$' THEN
+  IF key IS NULL OR NOT session.well_formed_key(key) THEN
     RAISE EXCEPTION 'a key made by the proxy must be 32 to 1024 base64url characters'
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
   RETURN session.key_digest(key);
 END
 $$;
+COMMENT ON FUNCTION session.proxy_key_digest(text) IS
+  'Private. The digest of a key a proxy made. Errors: 22023 key NULL or not 32-1024 base64url characters.';
 
--- session_generate (005) with the key given: the same checks in the same order (value and
+-- session_generate with the key given: the same checks in the same order (value and
 -- expiry, then subject and label, then lifetime) and the same row.
 CREATE OR REPLACE FUNCTION session.partition_generate(key text, expiry bigint DEFAULT NULL, value text DEFAULT NULL,
                                                       subject text DEFAULT NULL, label text DEFAULT NULL,
@@ -44,7 +46,7 @@ COMMENT ON FUNCTION session.partition_generate(text, bigint, text, text, text, b
   'base64url characters, expiry or lifetime out of range, empty subject; 22001 value too large, '
   'subject or label over 256 bytes; 23505 key exists.';
 
--- session_rotate (005) with the new key given, so that the proxy can choose one that lives on this
+-- session_rotate with the new key given, so that the proxy can choose one that lives on this
 -- partition. session_rotate does the work (its subject lock, its row lock, the tombstone); the row
 -- it made under its own key, which nobody has seen, then takes the proxy's key in the same
 -- transaction. Rotation is rare: the extra row version costs little.
@@ -68,7 +70,7 @@ COMMENT ON FUNCTION session.partition_rotate(text, text) IS
   'the same partition). Returns new_key, or NULL when old_key is unknown, cleared or expired. '
   'Errors: 22023 new_key not 32-1024 base64url characters; 23505 new_key exists.';
 
--- session_write_batch (004, 005) with the keys of generate elements given. The other elements go
+-- session_write_batch with the keys of generate elements given. The other elements go
 -- to session_write_batch unchanged (its lock order, its 55P03 for busy rows); a generate element
 -- only inserts a row under a new key, which no other element can name, so it runs apart, with the
 -- checks and the row of a batched generate.

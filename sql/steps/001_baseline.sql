@@ -81,8 +81,32 @@ CREATE OR REPLACE FUNCTION session.key_digest(key text) RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN CASE WHEN pg_catalog.octet_length(key) OPERATOR(pg_catalog.<=) 1024
             THEN pg_catalog.sha256(pg_catalog.convert_to(key, 'UTF8')) END;
+COMMENT ON FUNCTION session.key_digest(text) IS
+  'Private. sha256 of a key, the only form in which keys are stored; NULL (found nowhere) for NULL or over 1024 bytes.';
 
--- Private helper replacing write_expiry: the same rules, at a clock time the caller read once.
+-- Private helper: the one way a key is made. Three version-4 UUIDs come from pg_strong_random:
+-- 366 random bits, 64 base64url characters. Inlined like key_digest.
+CREATE OR REPLACE FUNCTION session.new_key() RETURNS text
+LANGUAGE sql VOLATILE PARALLEL SAFE
+RETURN pg_catalog.translate(pg_catalog.encode(pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+         OPERATOR(pg_catalog.||) pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+         OPERATOR(pg_catalog.||) pg_catalog.uuid_send(pg_catalog.gen_random_uuid()), 'base64'), '+/=', '-_');
+COMMENT ON FUNCTION session.new_key() IS
+  'Private. A new session key: 64 base64url characters carrying 366 random bits.';
+
+-- Private helper: the one shape a key made elsewhere (session_put, a proxy) must have: 32 to 1024
+-- base64url characters, so at least 24 random bytes' worth. NULL for a NULL key: callers say
+-- what NULL means to them. Inlined like key_digest; the length test comes first, so a huge key
+-- costs no regular expression.
+CREATE OR REPLACE FUNCTION session.well_formed_key(key text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN pg_catalog.octet_length(key) OPERATOR(pg_catalog.<=) 1024
+       AND key OPERATOR(pg_catalog.~) '^[A-Za-z0-9_-]{32,}$';
+COMMENT ON FUNCTION session.well_formed_key(text) IS
+  'Private. Whether a key is 32 to 1024 base64url characters; NULL for a NULL key.';
+
+-- Private helper: checks a value about to be written and resolves an expiry (seconds from `at`;
+-- NULL = the default period) into a timestamp, at a clock time the caller read once.
 CREATE OR REPLACE FUNCTION session.expiry_at(value text, expiry bigint, at timestamptz) RETURNS timestamptz
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -107,6 +131,8 @@ BEGIN
   RETURN at + make_interval(secs => expiry);
 END
 $$;
+COMMENT ON FUNCTION session.expiry_at(text, bigint, timestamptz) IS
+  'Private. The expiry of a write at time at. Errors: 22001 value too large; 22023 expiry out of range.';
 
 -- Private helper: when a session created at `at` ends at the latest. `lifetime` NULL: the
 -- configured absolute lifetime (NULL: none).
@@ -125,6 +151,8 @@ BEGIN
   RETURN at + make_interval(secs => seconds);
 END
 $$;
+COMMENT ON FUNCTION session.ends_at(bigint, timestamptz) IS
+  'Private. The absolute end of a session created at at (NULL: none). Errors: 22023 lifetime out of range.';
 
 -- ---------------------------------------------------------------- sql/schema/20_sessions.sql
 
@@ -135,15 +163,13 @@ RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  -- Three version-4 UUIDs come from pg_strong_random: 366 random bits, 64 base64url characters.
-  new_key constant text := translate(encode(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())
-                                            || uuid_send(gen_random_uuid()), 'base64'), '+/=', '-_');
+  new_key constant text := session.new_key();
   d constant bytea := session.key_digest(new_key);
   t constant timestamptz := clock_timestamp();
   new_expiry timestamptz;
   cap timestamptz;
 BEGIN
-  -- The value and expiry first, as before this migration; then what is new.
+  -- The value and expiry first, then subject and label, then the lifetime: errors come in that order.
   new_expiry := session.expiry_at(session_generate.value, expiry, t);
   IF subject IS NOT NULL OR label IS NOT NULL THEN
     PERFORM session.check_subject(subject, label);
@@ -227,7 +253,7 @@ BEGIN
     RAISE EXCEPTION 'session_put needs a key and a value'
       USING ERRCODE = 'null_value_not_allowed';
   END IF;
-  IF octet_length(key) > 1024 OR key !~ '^[A-Za-z0-9_-]{32,}$' THEN
+  IF NOT session.well_formed_key(key) THEN
     RAISE EXCEPTION 'session_put only accepts keys of 32 to 1024 base64url characters'
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Generate ids with at least 24 random bytes, or use session_generate.';
@@ -319,6 +345,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION session.check_subject(text, text) IS
+  'Private. Errors: 22023 empty subject; 22001 subject or label over 256 bytes.';
 
 -- Private helper: serialises revoking a subject's sessions with rotating one of them. Without it,
 -- a rotation committed while the revoke ran would leave its new row outside the revoke's snapshot:
@@ -338,6 +366,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION session.lock_subject(text, boolean) IS
+  'Private. Takes the transaction-level advisory lock of a subject: exclusive to revoke, shared to rotate.';
 
 CREATE OR REPLACE FUNCTION session.session_set_subject(key text, subject text, label text DEFAULT NULL) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -432,8 +462,7 @@ AS $$
 DECLARE
   d constant bytea := session.key_digest(key);
   t constant timestamptz := clock_timestamp();
-  new_key constant text := translate(encode(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())
-                                            || uuid_send(gen_random_uuid()), 'base64'), '+/=', '-_');
+  new_key constant text := session.new_key();
   nd constant bytea := session.key_digest(new_key);
   old session.sessions;
   locked text;
@@ -465,7 +494,7 @@ COMMENT ON FUNCTION session.session_rotate(text) IS
 
 -- Private helper: the checks the single calls make before writing, as 'SQLSTATE message', NULL
 -- when the element may be applied. A plain SQL expression, so the batch checks all its elements
--- in one statement instead of calling write_check (004) once per element.
+-- in one statement instead of calling a function once per element.
 CREATE OR REPLACE FUNCTION session.write_problem(kind text, key text, value text, expiry bigint, max_value_bytes integer)
 RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
@@ -476,16 +505,18 @@ RETURN CASE
     THEN '22004 session value must not be NULL'
   WHEN kind = 'put' AND (key IS NULL OR value IS NULL)
     THEN '22004 session_put needs a key and a value'
-  WHEN kind = 'put' AND (octet_length(key) > 1024 OR key !~ '^[A-Za-z0-9_-]{32,}$')
+  WHEN kind = 'put' AND NOT session.well_formed_key(key)
     THEN '22023 session_put only accepts keys of 32 to 1024 base64url characters'
   WHEN kind IN ('generate', 'set', 'put') AND octet_length(value) > max_value_bytes
     THEN format('22001 session value is %s bytes, more than the limit of %s bytes', octet_length(value), max_value_bytes)
   WHEN kind <> 'clear' AND expiry NOT BETWEEN -3155760000 AND 3155760000
     THEN format('22023 expiry must be between -3155760000 and 3155760000 seconds (100 years), got %s', expiry)
 END;
+COMMENT ON FUNCTION session.write_problem(text, text, text, bigint, integer) IS
+  'Private. What a single call would refuse in this write, as ''SQLSTATE message''; NULL when none.';
 
--- partition_write_batch (006) still checks generate elements one by one: the rules stay in one
--- place.
+-- Private helper: write_problem as (SQLSTATE, message), for partition_write_batch, which checks
+-- generate elements one by one: the rules stay in one place.
 CREATE OR REPLACE FUNCTION session.write_check(kind text, key text, value text, expiry bigint, max_value_bytes integer,
                                               OUT state text, OUT message text)
 LANGUAGE plpgsql STABLE
@@ -497,6 +528,8 @@ BEGIN
   message := substr(problem, 7);
 END
 $$;
+COMMENT ON FUNCTION session.write_check(text, text, text, bigint, integer) IS
+  'Private. write_problem split into SQLSTATE and message; both NULL when the element may be applied.';
 
 -- The number of elements of a batch: its four arrays must be one-dimensional and of one length
 -- (22023); a NULL array is empty. An expression, so that a caller checks without a statement.
@@ -515,11 +548,13 @@ BEGIN
   RETURN n;
 END
 $$;
+COMMENT ON FUNCTION session.batch_length(text[], text[], text[], bigint[]) IS
+  'Private. The number of elements of a batch. Errors: 22023 arrays of several dimensions or of different lengths.';
 
--- 008's session_write_batch after its checks, over digests: what session_write_batch and
+-- Private helper: a batch after its checks, over digests: what session_write_batch and
 -- partition_write_batch share. The caller gives each element's digest (a generate's: of the new
 -- key it made) and the problem write_problem found ('SQLSTATE message', NULL when none), in
--- one-dimensional arrays numbered from 1, and the settings it read. Private.
+-- one-dimensional arrays numbered from 1, and the settings it read.
 CREATE OR REPLACE FUNCTION session.write_digests(kinds text[], digests bytea[], problems text[], vals text[], expiries bigint[],
                                       period bigint, lifetime bigint)
 RETURNS TABLE (ord integer, sqlstate text, message text, ok boolean)
@@ -743,6 +778,8 @@ BEGIN
                END AS why) w;
 END
 $$;
+COMMENT ON FUNCTION session.write_digests(text[], bytea[], text[], text[], bigint[], bigint, bigint) IS
+  'Private. Applies a checked batch given by digests; one row per element as session_write_batch returns.';
 
 -- Elements are applied in digest order (then element order), so that concurrent batches take
 -- their row locks in one global order and cannot deadlock. A row another transaction holds is
@@ -774,8 +811,7 @@ BEGIN
   SELECT * INTO STRICT cfg FROM session.config;
   FOR i IN 1 .. n LOOP
     IF kinds[i] = 'generate' THEN
-      new_keys[i] := translate(encode(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())
-                                      || uuid_send(gen_random_uuid()), 'base64'), '+/=', '-_');
+      new_keys[i] := session.new_key();
       digests[i] := session.key_digest(new_keys[i]);
     ELSE
       digests[i] := session.key_digest(keys[i]);
@@ -948,7 +984,7 @@ COMMENT ON FUNCTION session.session_purge(integer) IS
 -- grows with the backlog. For the same reason it cannot be SECURITY DEFINER or pin its
 -- search_path (PostgreSQL forbids transaction control then): it runs with its caller's rights, and
 -- every name in it is schema-qualified. Only the owner (and so the pg_cron job it schedules) may
--- call it; session_purge, which it calls, is SECURITY DEFINER as before.
+-- call it; session_purge, which it calls, is SECURITY DEFINER.
 CREATE OR REPLACE PROCEDURE session.session_purge_job(budget_seconds integer DEFAULT 30,
                                            pause double precision DEFAULT 4)
 LANGUAGE plpgsql
@@ -1065,15 +1101,17 @@ CREATE OR REPLACE FUNCTION session.proxy_key_digest(key text) RETURNS bytea
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF key IS NULL OR octet_length(key) > 1024 OR key !~ '^[A-Za-z0-9_-]{32,}$' THEN
+  IF key IS NULL OR NOT session.well_formed_key(key) THEN
     RAISE EXCEPTION 'a key made by the proxy must be 32 to 1024 base64url characters'
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
   RETURN session.key_digest(key);
 END
 $$;
+COMMENT ON FUNCTION session.proxy_key_digest(text) IS
+  'Private. The digest of a key a proxy made. Errors: 22023 key NULL or not 32-1024 base64url characters.';
 
--- session_generate (005) with the key given: the same checks in the same order (value and
+-- session_generate with the key given: the same checks in the same order (value and
 -- expiry, then subject and label, then lifetime) and the same row.
 CREATE OR REPLACE FUNCTION session.partition_generate(key text, expiry bigint DEFAULT NULL, value text DEFAULT NULL,
                                                       subject text DEFAULT NULL, label text DEFAULT NULL,
@@ -1105,7 +1143,7 @@ COMMENT ON FUNCTION session.partition_generate(text, bigint, text, text, text, b
   'base64url characters, expiry or lifetime out of range, empty subject; 22001 value too large, '
   'subject or label over 256 bytes; 23505 key exists.';
 
--- session_rotate (005) with the new key given, so that the proxy can choose one that lives on this
+-- session_rotate with the new key given, so that the proxy can choose one that lives on this
 -- partition. session_rotate does the work (its subject lock, its row lock, the tombstone); the row
 -- it made under its own key, which nobody has seen, then takes the proxy's key in the same
 -- transaction. Rotation is rare: the extra row version costs little.
@@ -1129,7 +1167,7 @@ COMMENT ON FUNCTION session.partition_rotate(text, text) IS
   'the same partition). Returns new_key, or NULL when old_key is unknown, cleared or expired. '
   'Errors: 22023 new_key not 32-1024 base64url characters; 23505 new_key exists.';
 
--- session_write_batch (004, 005) with the keys of generate elements given. The other elements go
+-- session_write_batch with the keys of generate elements given. The other elements go
 -- to session_write_batch unchanged (its lock order, its 55P03 for busy rows); a generate element
 -- only inserts a row under a new key, which no other element can name, so it runs apart, with the
 -- checks and the row of a batched generate.
