@@ -8,13 +8,18 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { migrate } from '../src/migrate.js';
+import { proxyMigrations, proxyRoles } from '../src/scaleout.js';
 import { databaseUrl } from './harness/urls.js';
 import { adminUrl, cronDatabase, freshDatabase, missingTool, pgTool, schemaDump, type TestDatabase } from './helpers.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const { areaFiles, schemaDir } = (await import(`${root}scripts/build-sql.mjs`)) as { areaFiles: () => string[]; schemaDir: string };
+const { areaFiles, targets } = (await import(`${root}scripts/build-sql.mjs`)) as {
+  areaFiles: (dir: string) => string[];
+  targets: { schemaDir: string; baselineFile: string }[];
+};
+const [database, proxy] = [targets[0]!, targets[1]!];
 
-const schemas = `(SELECT oid FROM pg_namespace WHERE nspname = 'session')`;
+const schemas = `(SELECT oid FROM pg_namespace WHERE nspname IN ('session', 'session_proxy'))`;
 const acl = (col: string) => `(SELECT array_agg(a::text ORDER BY a::text) FROM unnest(${col}) a)`;
 /** What the catalog says about schema session, one row per object, keyed by what it is. */
 const catalogQueries = [
@@ -33,8 +38,9 @@ const catalogQueries = [
     WHERE indrelid IN (SELECT oid FROM pg_class WHERE relnamespace IN ${schemas})`,
   `SELECT 'schema ' || nspname AS key, jsonb_build_array(${acl('nspacl')}, obj_description(oid, 'pg_namespace')) AS val FROM pg_namespace WHERE oid IN ${schemas}`,
   `SELECT 'type ' || t.oid::regtype AS key, to_jsonb(t.typtype) AS val FROM pg_type t WHERE t.typnamespace IN ${schemas}`,
-  `SELECT 'row ' || 'session.config' AS key, to_jsonb(c) AS val FROM session.config c`,
-  `SELECT 'row ' || 'session.purge_state' AS key, to_jsonb(p) AS val FROM session.purge_state p`,
+  // The tables' rows are added below (session.config and purge_state, session_proxy.config).
+  `SELECT 'rows ' || c.oid::regclass AS key, to_jsonb(c.oid::regclass::text) AS val FROM pg_class c
+    WHERE c.relnamespace IN ${schemas} AND c.relkind = 'r'`,
 ];
 
 type Catalog = Map<string, string>;
@@ -50,6 +56,9 @@ async function catalogOf(url: string): Promise<Catalog> {
         out.set(r.key, JSON.stringify(r.val));
       }
     }
+    for (const key of [...out.keys()].filter((k) => k.startsWith('rows '))) {
+      out.set(key, JSON.stringify((await client.query(`SELECT to_jsonb(t) AS row FROM ${key.slice(5)} t`)).rows));
+    }
     return out;
   } finally {
     await client.end();
@@ -59,23 +68,31 @@ async function catalogOf(url: string): Promise<Catalog> {
 /** The keys whose rows differ, or exist in one catalog only. */
 const differences = (a: Catalog, b: Catalog) => [...new Set([...a.keys(), ...b.keys()])].filter((k) => a.get(k) !== b.get(k)).sort();
 
-/** Applies the area files of sql/schema directly, in order, in one transaction, as the baseline does. */
-async function applyAreaFiles(url: string): Promise<void> {
+type Roles = { client: string; admin: string };
+
+/** Runs SQL files in one transaction with search_path pinned and the role settings the installers give. */
+async function applyFiles(url: string, files: string[], roles: Roles = { client: 'session_client', admin: 'session_admin' }): Promise<void> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
     await client.query('BEGIN');
-    await client.query('SET LOCAL search_path = pg_catalog, pg_temp');
-    for (const file of areaFiles()) await client.query(readFileSync(`${schemaDir}${file}`, 'utf8'));
+    await client.query(`SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true),
+                               pg_catalog.set_config('session_postgresql.client_role', $1, true),
+                               pg_catalog.set_config('session_postgresql.admin_role', $2, true)`, [roles.client, roles.admin]);
+    for (const file of files) await client.query(readFileSync(file, 'utf8'));
     await client.query('COMMIT');
   } finally {
     await client.end();
   }
 }
 
-test('the committed sql/steps/001_baseline.sql is what npm run build:sql builds from sql/schema', () => {
+/** Applies the area files of a schema folder directly, in order, as the build joins them. */
+const applyAreaFiles = (url: string, dir = database.schemaDir, roles?: Roles) =>
+  applyFiles(url, areaFiles(dir).map((f) => `${dir}${f}`), roles);
+
+test('the committed baselines (sql/steps, sql/proxy/steps) are what npm run build:sql builds', () => {
   const r = spawnSync(process.execPath, [`${root}scripts/build-sql.mjs`, '--check'], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `${r.stderr}(fix: run npm run build:sql and commit sql/steps/001_baseline.sql)`);
+  assert.equal(r.status, 0, `${r.stderr}(fix: run npm run build:sql and commit the baselines)`);
 });
 
 describe('chain and current definitions', () => {
@@ -136,4 +153,27 @@ test('the pg_cron job is the same from the chain and from the current definition
   await applyAreaFiles(url);
   assert.equal(fromChain.length, 1);
   assert.deepEqual(await job(), fromChain);
+});
+
+test('a proxy database: the steps of sql/proxy/steps (as scaleout install applies them) and the area files give identical catalogs', async (t) => {
+  const chain = await freshDatabase('proxychain', { empty: true });
+  const current = await freshDatabase('proxycurrent', { empty: true });
+  try {
+    if ((await chain.query(`SELECT 1 FROM pg_available_extensions WHERE name = 'plproxy'`)).rowCount === 0) {
+      t.skip('PL/Proxy is not installed (apt-get install postgresql-15-plproxy); the proxy schema is not compared');
+      return;
+    }
+    const roles = { client: proxyRoles.client, admin: proxyRoles.admin };
+    await applyFiles(chain.url, proxyMigrations().map((name) => `${root}sql/proxy/steps/${name}.sql`), roles);
+    await applyAreaFiles(current.url, proxy.schemaDir, roles);
+    const a = await catalogOf(chain.url);
+    assert.ok([...a.keys()].filter((k) => k.startsWith('function session_proxy.')).length >= 20, [...a.keys()].join('\n'));
+    assert.deepEqual(differences(a, await catalogOf(current.url)), []);
+    // And it bites: a comment changed on one side is reported, alone.
+    await current.query(`COMMENT ON FUNCTION session.session_get(text) IS 'changed'`);
+    assert.deepEqual(differences(a, await catalogOf(current.url)), ['function session.session_get(text)']);
+  } finally {
+    await chain.drop();
+    await current.drop();
+  }
 });
