@@ -1,3 +1,6 @@
+-- Private helpers shared by the session calls: hashing and making keys, the key shape, expiries.
+-- Granted to nobody: the SECURITY DEFINER functions call them as the owner.
+
 -- Private helper. A SQL function without SECURITY DEFINER or SET, so the planner inlines it into
 -- the callers' queries (no call overhead on the hot path). NULL and over-long keys give NULL, which
 -- matches no row: such a key is simply not found, and costs no hashing of megabytes.

@@ -1,3 +1,6 @@
+-- The session calls: generate, get, set, put, touch, clear, count. Granted to the client role
+-- (count to the admin role too) in 90_grants.sql.
+
 CREATE OR REPLACE FUNCTION session.session_generate(expiry bigint DEFAULT NULL, value text DEFAULT NULL,
                                          subject text DEFAULT NULL, label text DEFAULT NULL,
                                          lifetime bigint DEFAULT NULL)

@@ -1,3 +1,6 @@
+-- Sessions that belong to someone: a subject (the application's user id) and a label, listed,
+-- revoked all at once or by handle, and keys rotated at login or a privilege change.
+
 -- Private helper: the rules for subjects and labels, in one place.
 CREATE OR REPLACE FUNCTION session.check_subject(subject text, label text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp

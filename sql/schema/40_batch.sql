@@ -1,3 +1,6 @@
+-- Many calls in one statement: session_write_batch (what the client's group commit sends) and
+-- session_get_batch (its read batching), with the checks they share with the single calls.
+
 -- Private helper: the checks the single calls make before writing, as 'SQLSTATE message', NULL
 -- when the element may be applied. A plain SQL expression, so the batch checks all its elements
 -- in one statement instead of calling a function once per element.

@@ -1,3 +1,6 @@
+-- Settings (default period, absolute lifetime), purging, statistics and the pg_cron job: the
+-- admin role's calls and the owner's.
+
 CREATE OR REPLACE FUNCTION session.session_default_period() RETURNS bigint
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$

@@ -1,3 +1,6 @@
+-- What a PL/Proxy proxy calls on each partition (docs/scale-out.md): the calls that make a key,
+-- with the key the proxy made. Granted to the proxy role only.
+
 -- The 32-1024 base64url characters a proxy's key must have (22023), and its digest: one
 -- expression, so that a caller checks and hashes a key without a statement.
 CREATE OR REPLACE FUNCTION session.proxy_key_digest(key text) RETURNS bytea

@@ -74,6 +74,9 @@ COMMENT ON TABLE session.purge_state IS 'Private. The block at which session_pur
 
 -- ---------------------------------------------------------------- sql/schema/10_helpers.sql
 
+-- Private helpers shared by the session calls: hashing and making keys, the key shape, expiries.
+-- Granted to nobody: the SECURITY DEFINER functions call them as the owner.
+
 -- Private helper. A SQL function without SECURITY DEFINER or SET, so the planner inlines it into
 -- the callers' queries (no call overhead on the hot path). NULL and over-long keys give NULL, which
 -- matches no row: such a key is simply not found, and costs no hashing of megabytes.
@@ -155,6 +158,9 @@ COMMENT ON FUNCTION session.ends_at(bigint, timestamptz) IS
   'Private. The absolute end of a session created at at (NULL: none). Errors: 22023 lifetime out of range.';
 
 -- ---------------------------------------------------------------- sql/schema/20_sessions.sql
+
+-- The session calls: generate, get, set, put, touch, clear, count. Granted to the client role
+-- (count to the admin role too) in 90_grants.sql.
 
 CREATE OR REPLACE FUNCTION session.session_generate(expiry bigint DEFAULT NULL, value text DEFAULT NULL,
                                          subject text DEFAULT NULL, label text DEFAULT NULL,
@@ -327,6 +333,9 @@ COMMENT ON FUNCTION session.session_count() IS 'The number of live (unexpired) s
 
 -- ---------------------------------------------------------------- sql/schema/30_subjects.sql
 
+-- Sessions that belong to someone: a subject (the application's user id) and a label, listed,
+-- revoked all at once or by handle, and keys rotated at login or a privilege change.
+
 -- Private helper: the rules for subjects and labels, in one place.
 CREATE OR REPLACE FUNCTION session.check_subject(subject text, label text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
@@ -491,6 +500,9 @@ COMMENT ON FUNCTION session.session_rotate(text) IS
   'write can revive it. NULL when the key is unknown, cleared or expired. No errors.';
 
 -- ---------------------------------------------------------------- sql/schema/40_batch.sql
+
+-- Many calls in one statement: session_write_batch (what the client's group commit sends) and
+-- session_get_batch (its read batching), with the checks they share with the single calls.
 
 -- Private helper: the checks the single calls make before writing, as 'SQLSTATE message', NULL
 -- when the element may be applied. A plain SQL expression, so the batch checks all its elements
@@ -880,6 +892,9 @@ COMMENT ON FUNCTION session.session_get_batch(text[]) IS
 
 -- ---------------------------------------------------------------- sql/schema/50_admin.sql
 
+-- Settings (default period, absolute lifetime), purging, statistics and the pg_cron job: the
+-- admin role's calls and the owner's.
+
 CREATE OR REPLACE FUNCTION session.session_default_period() RETURNS bigint
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1094,6 +1109,9 @@ END
 $$;
 
 -- ---------------------------------------------------------------- sql/schema/60_partition.sql
+
+-- What a PL/Proxy proxy calls on each partition (docs/scale-out.md): the calls that make a key,
+-- with the key the proxy made. Granted to the proxy role only.
 
 -- The 32-1024 base64url characters a proxy's key must have (22023), and its digest: one
 -- expression, so that a caller checks and hashes a key without a statement.
