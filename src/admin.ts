@@ -289,7 +289,7 @@ function cronPermission(err: unknown, where: Where): unknown {
 export async function schedulePurge(options: ConnectionOptions & { cronDatabaseUrl?: string; schedule?: string }): Promise<string> {
   return cronClient(options, async (c, where) => {
     // A job whose command does not exist fails every minute, visible only in cron.job_run_details.
-    if (!where.jobInstalled) throw new SessionError('not_installed', 'session.session_purge_job is missing (migration 002_purge_job): run session-pg migrate first');
+    if (!where.jobInstalled) throw new SessionError('not_installed', 'session.session_purge_job is missing: run session-pg migrate first');
     if (where.owner !== null && where.user !== where.owner && !where.superuser) {
       throw new SessionError('permission_denied', `a pg_cron job runs as the role that schedules it, and ${where.user} is not the owner of schema `
         + `session (${where.owner}): its runs would fail. Run session-pg schedule as ${where.owner}`, { sqlState: '42501' });

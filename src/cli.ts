@@ -6,7 +6,7 @@ import { causeChain, SessionError } from './errors.js';
 import { importArguments, importCommand } from './import.js';
 import { printPartitionJobs, scaleoutCommand } from './scaleout-cli.js';
 import { partitionPurgeJobs } from './scaleout.js';
-import { migrate, migrationStatus } from './migrate.js';
+import { downRefused, migrate, migrationStatus } from './migrate.js';
 import { connect } from './store.js';
 import { hostPlan } from './hosts.js';
 
@@ -22,7 +22,7 @@ const help = {
   main: `Usage: session-pg <command> [options]
 
 Commands:
-  migrate [down]          apply pending migrations, or revert the last one
+  migrate                 apply pending migrations
   status                  list migrations and whether they are applied
   purge                   delete every expired session, in short batches, with progress
   stats                   live and expired sessions, sizes, settings, the pg_cron job
@@ -38,12 +38,13 @@ Run "session-pg <command> --help" for details.
 ${common}
 
 Exit codes: 0 success, 1 the database failed or refused, 2 wrong usage.`,
-  migrate: `Usage: session-pg migrate [down] [--count N] [--client-role NAME] [--admin-role NAME]
+  migrate: `Usage: session-pg migrate [--count N] [--client-role NAME] [--admin-role NAME]
                         [--database-url URL]
 
-Applies every pending migration in one transaction (with "down": reverts the last N, default 1).
-Concurrent runs wait for each other. A database that a newer version of session-postgresql has
-migrated is refused, in both directions. What a DBA must do by hand (e.g. schedule the pg_cron job
+Applies every pending migration (or the first N) in one transaction. Concurrent runs wait for each
+other. A database that a newer version of session-postgresql has migrated, or that a pre-release
+installed, is refused. Migrations are forward-only: there is no "migrate down"; sql/uninstall.sql
+removes everything. What a DBA must do by hand (e.g. schedule the pg_cron job
 when this is not pg_cron's database, or create the roles) is printed to standard error, and so is a
 warning when the purge job's latest run failed.
 
@@ -52,7 +53,7 @@ warning when the purge job's latest run failed.
                        stats (default session_admin)
 Roles are shared by every database of the server: give each database its own pair, e.g.
   session-pg migrate --client-role shop_session --admin-role shop_session_admin
-The names are chosen once, when the roles are set up (migration 003): other names later are refused.
+The names are chosen once, when the roles are set up: other names later are refused.
 ${common}`,
   status: `Usage: session-pg status [--cron-database-url URL] [--database-url URL]
 
@@ -295,17 +296,17 @@ function bar(p: PurgeProgress): string {
 type Values = Record<string, string | boolean | undefined>;
 
 async function runMigrate(args: string[], values: Values, conn: { connectionString?: string }): Promise<void> {
-  if (args[0] !== undefined && args[0] !== 'down' && args[0] !== 'up') throw new Usage(`takes "up" or "down", not "${args[0]}"`);
-  const direction = args[0] === 'down' ? 'down' : 'up';
+  if (args[0] === 'down') throw new Usage(downRefused);
+  if (args[0] !== undefined && args[0] !== 'up') throw new Usage(`takes no argument but "up", not "${args[0]}"`);
+  const direction = 'up';
   const count = values.count === undefined ? undefined : wholeNumber('--count', values.count as string, 1, Number.MAX_SAFE_INTEGER);
   const roles = {
     ...(values['client-role'] === undefined ? {} : { clientRole: values['client-role'] as string }),
     ...(values['admin-role'] === undefined ? {} : { adminRole: values['admin-role'] as string }),
   };
   const ran = await migrate({ ...conn, ...roles, direction, ...(count === undefined ? {} : { count }), log: (l) => console.error(l) });
-  if (ran.length > 0) console.log(`${direction === 'up' ? 'Applied' : 'Reverted'}: ${ran.join(', ')}`);
-  else console.log(direction === 'up' ? 'Nothing to do: the database is up to date.' : 'Nothing to revert: no migration of session-postgresql is applied.');
-  if (direction === 'down') return;
+  if (ran.length > 0) console.log(`Applied: ${ran.join(', ')}`);
+  else console.log('Nothing to do: the database is up to date.');
   // The migration succeeded either way; a job that cannot connect would go unnoticed otherwise.
   const warning = await purgeJobWarning(conn).catch(() => undefined);
   if (warning !== undefined) console.error(`session-pg: warning: ${warning}`);

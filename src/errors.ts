@@ -10,7 +10,9 @@
  * - `permission_denied`: SQLSTATE 42501, the role may not call the function.
  * - `not_installed`: SQLSTATE 42883 / 3F000, the migrations have not been applied to this database.
  * - `newer_schema`: the database has migrations this package does not ship (a newer version applied
- *   them); `migrate` refuses to run, in either direction. Upgrade the package.
+ *   them); `migrate` refuses to run. Upgrade the package.
+ * - `prerelease_schema`: a pre-release of session-postgresql installed the database; `migrate` and
+ *   `migrationStatus` refuse it, changing nothing. Export what you need, run sql/uninstall.sql, install.
  * - `statement_timeout`: SQLSTATE 57014, the statement was cancelled (statement_timeout).
  * - `lock_timeout`: SQLSTATE 55P03, a lock could not be taken in time (lock_timeout).
  * - `read_only`: SQLSTATE 25006, a write reached a server that only reads (a hot standby, or
@@ -34,6 +36,7 @@ export type SessionErrorCode =
   | 'permission_denied'
   | 'not_installed'
   | 'newer_schema'
+  | 'prerelease_schema'
   | 'statement_timeout'
   | 'lock_timeout'
   | 'read_only'

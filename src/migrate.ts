@@ -12,7 +12,10 @@ const migrationsDir = fileURLToPath(new URL('../../migrations', import.meta.url)
 
 /** Options of {@link migrate} and {@link migrationStatus}. */
 export interface MigrateOptions extends ConnectionOptions {
-  /** `up` (default) applies every pending migration; `down` reverts the last `count` (default 1). */
+  /**
+   * `up` (default) applies every pending migration, or the first `count`. The migrations are
+   * forward-only: `down` is refused (`invalid_argument`); sql/uninstall.sql removes everything.
+   */
   direction?: 'up' | 'down';
   count?: number;
   /**
@@ -79,17 +82,18 @@ const asOwner = 'Run it as the owner of schema session (the job runs as the role
   + 'cron.schedule_in_database(text, text, text, text, text, boolean) TO <owner>; or, as the owner: session-pg schedule --cron-database-url URL';
 
 /**
- * Applies (or with `direction: 'down'` reverts) the schema migrations, in one transaction.
- * Concurrent runs are safe: they wait on node-pg-migrate's advisory lock, then find nothing to do.
- * Resolves the names of the migrations it ran. Rejects with a {@link SessionError}.
+ * Applies the pending schema migrations, in one transaction. Concurrent runs are safe: they wait
+ * on node-pg-migrate's advisory lock, then find nothing to do. Resolves the names of the
+ * migrations it ran. Rejects with a {@link SessionError}: `invalid_argument` for `direction:
+ * 'down'` (forward-only), `prerelease_schema` for a database a pre-release installed,
+ * `newer_schema` for one a newer version migrated.
  */
 export async function migrate(options: MigrateOptions = {}): Promise<string[]> {
   const log = options.log || silent;
   const direction = options.direction ?? 'up';
-  if (direction !== 'up' && direction !== 'down') {
-    throw new SessionError('invalid_argument', "direction must be 'up' or 'down'");
-  }
-  const count = options.count ?? (direction === 'up' ? Infinity : 1);
+  if (direction === 'down') throw new SessionError('invalid_argument', downRefused);
+  if (direction !== 'up') throw new SessionError('invalid_argument', "direction must be 'up'");
+  const count = options.count ?? Infinity;
   const roles = roleSettings(options);
   const notices: Notice[] = [];
   const flush = () => { for (const line of noticeLines(notices)) log(line); };
@@ -121,8 +125,29 @@ export async function migrate(options: MigrateOptions = {}): Promise<string[]> {
   }, (n) => { notices.push(n); }).finally(flush);
 }
 
-/** The migrations shipped with this package, in order. */
-const shippedMigrations = () => readdirSync(migrationsDir).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3)).sort();
+/** The migrations shipped with this package, oldest first: the single list (tests take it from here). */
+export const migrationNames = (): string[] => readdirSync(migrationsDir).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3)).sort();
+const shippedMigrations = migrationNames;
+
+/** Why `migrate down` is refused. */
+export const downRefused = 'the migrations are forward-only: there is no down step. To remove session-postgresql from a '
+  + 'database (every session is lost), run: psql -v ON_ERROR_STOP=1 -d DATABASE -f sql/uninstall.sql';
+
+/**
+ * The migrations of the pre-releases (0.1.0 development versions), folded into 001_baseline. A
+ * database that lists them has a schema no step upgrades: it is refused, never half-migrated.
+ */
+export const preReleaseMigrations: readonly string[] = ['001_core', '002_purge_job', '003_security', '004_batch',
+  '005_accounts', '006_partition', '007_batch_rows', '008_batch_fast', '009_get_batch', '010_batch_arrays'];
+
+/** Throws `prerelease_schema` when a pre-release installed the database (sql/install.sql says the same). */
+function refusePreRelease(applied: Map<string, Date> | null): void {
+  const old = [...(applied?.keys() ?? [])].filter((name) => preReleaseMigrations.includes(name));
+  if (old.length === 0) return;
+  throw new SessionError('prerelease_schema', `this database was installed by a pre-release of session-postgresql (${old.join(', ')}): `
+    + 'nothing was changed. Export what you need, remove it with sql/uninstall.sql (every session is lost), then install again',
+  { sqlState: '55000' });
+}
 
 /** The migrations the database has applied, by name; null when it has no migrations table. */
 async function appliedMigrations(client: pg.Client): Promise<Map<string, Date> | null> {
@@ -140,6 +165,7 @@ async function appliedMigrations(client: pg.Client): Promise<Map<string, Date> |
  */
 async function checkDatabase(client: pg.Client, options: MigrateOptions): Promise<void> {
   const applied = await appliedMigrations(client);
+  refusePreRelease(applied);
   const shipped = new Set(shippedMigrations());
   const newer = [...(applied?.keys() ?? [])].filter((name) => !shipped.has(name));
   if (newer.length > 0) {
@@ -197,11 +223,16 @@ export interface MigrationState {
   newer?: boolean;
 }
 
-/** The package's migrations and whether the database has applied them, then any newer ones it has. */
+/**
+ * The package's migrations and whether the database has applied them, then any newer ones it has.
+ * Rejects with `prerelease_schema` for a database a pre-release installed.
+ */
 export async function migrationStatus(options: MigrateOptions = {}): Promise<MigrationState[]> {
   const names = shippedMigrations();
   return withClient(options, async (client) => {
-    const applied = (await appliedMigrations(client)) ?? new Map<string, Date>();
+    const found = await appliedMigrations(client);
+    refusePreRelease(found);
+    const applied = found ?? new Map<string, Date>();
     const shipped: MigrationState[] = names.map((name) => {
       const runOn = applied.get(name);
       return runOn === undefined ? { name, applied: false } : { name, applied: true, runOn };

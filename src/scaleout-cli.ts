@@ -115,7 +115,7 @@ export async function scaleoutCommand(argv: string[]): Promise<number> {
           console.log(JSON.stringify(s, null, 2));
           return 0;
         }
-        for (const m of s.migrations) console.log(`${m.applied ? 'applied' : 'pending'}  sql/proxy/${m.name}.sql`);
+        for (const m of s.migrations) console.log(`${m.applied ? 'applied' : 'pending'}  sql/proxy/steps/${m.name}.sql`);
         for (const p of s.partitions) {
           const where = p.conninfo.replace(/ (tcp_user_timeout|application_name|options)=.*$/, '');
           console.log(p.error === null

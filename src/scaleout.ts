@@ -1,6 +1,7 @@
 // Scale-out over several PostgreSQL databases with PL/Proxy (docs/scale-out.md): install a proxy
 // database over a list of partitions, migrate the partitions, report their state, and move one
-// partition to another server. The SQL lives in sql/proxy/; this only applies and calls it.
+// partition to another server. The SQL lives in sql/proxy/ (steps/ built from schema/); this only
+// applies and calls it.
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -10,14 +11,14 @@ import { SessionError, toSessionError } from './errors.js';
 import { migrate, type MigrateOptions } from './migrate.js';
 import { stats, type CronJob } from './admin.js';
 
-const proxySqlDir = fileURLToPath(new URL('../../sql/proxy/', import.meta.url));
+const proxySqlDir = fileURLToPath(new URL('../../sql/proxy/steps/', import.meta.url));
 
-/** The table (in schema public of the proxy database) recording the applied files of sql/proxy/. */
+/** The table (in schema public of the proxy database) recording the applied steps of sql/proxy/steps/. */
 export const proxyMigrationsTable = 'session_proxy_migrations';
 /** Taken for the whole install, so that two installers never interleave. */
 const proxyInstallLock = 7241865325823965;
 
-/** The files of sql/proxy/, in the order they apply (their names without `.sql`). */
+/** The steps of sql/proxy/steps/, in the order they apply (their names without `.sql`). */
 export function proxyMigrations(): string[] {
   return readdirSync(proxySqlDir).filter((f) => /^\d{3}_.*\.sql$/.test(f)).map((f) => f.slice(0, -4)).sort();
 }
@@ -116,7 +117,7 @@ function seconds(name: string, v: number | undefined, fallback: number): number 
 }
 
 /**
- * Installs or updates a proxy database: applies the pending files of sql/proxy/ and writes the
+ * Installs or updates a proxy database: applies the pending steps of sql/proxy/steps/ and writes the
  * cluster (partitions, timeouts, user mapping), all in one transaction. Re-running it with the same
  * partitions changes nothing; with other URLs it re-points the partitions (their count is fixed).
  * Resolves the names of the files it applied. Needs a superuser (CREATE EXTENSION plproxy) the
@@ -156,12 +157,13 @@ export async function installProxy(options: ProxyInstallOptions): Promise<string
       await c.query(`CREATE TABLE IF NOT EXISTS public.${proxyMigrationsTable} (
         id serial PRIMARY KEY, name varchar(255) NOT NULL UNIQUE, run_on timestamp NOT NULL DEFAULT now())`);
       const applied = new Set((await c.query<{ name: string }>(`SELECT name FROM public.${proxyMigrationsTable}`)).rows.map((r) => r.name));
+      refuseUnknownProxySteps(applied);
       const ran: string[] = [];
       for (const name of proxyMigrations()) {
         if (applied.has(name)) continue;
         await c.query(readFileSync(`${proxySqlDir}${name}.sql`, 'utf8'));
         await c.query(`INSERT INTO public.${proxyMigrationsTable} (name) VALUES ($1)`, [name]);
-        log(`applied sql/proxy/${name}.sql`);
+        log(`applied sql/proxy/steps/${name}.sql`);
         ran.push(name);
       }
       await c.query('SELECT session_proxy.set_partitions($1::text[], $2)', [targets.map((t) => t.conninfo), queryTimeout]);
@@ -175,6 +177,23 @@ export async function installProxy(options: ProxyInstallOptions): Promise<string
       throw err;
     }
   }, noticeLogger(log));
+}
+
+/** The steps of the pre-releases' proxies, folded into 001_baseline: such a proxy is reinstalled, not upgraded. */
+const preReleaseProxySteps = ['001_proxy', '002_api', '003_accounts', '004_get_batch', '005_batch_arrays'];
+
+/** Refuses a proxy database a pre-release or a newer version installed: nothing was changed. */
+function refuseUnknownProxySteps(applied: Set<string>): void {
+  const shipped = new Set(proxyMigrations());
+  const unknown = [...applied].filter((name) => !shipped.has(name));
+  if (unknown.length === 0) return;
+  if (unknown.some((name) => preReleaseProxySteps.includes(name))) {
+    throw new SessionError('prerelease_schema', `this proxy database was installed by a pre-release of session-postgresql (${unknown.join(', ')}): `
+      + 'nothing was changed. It holds no session: drop it (or its schemas session and session_proxy and the table '
+      + `public.${proxyMigrationsTable}) and install the proxy again`, { sqlState: '55000' });
+  }
+  throw new SessionError('newer_schema', `the proxy database has steps newer than this package (${unknown.join(', ')}): `
+    + 'nothing was changed; upgrade session-postgresql to install it');
 }
 
 /** One partition's state, as the proxy sees it. */
@@ -203,7 +222,7 @@ export interface ProxyStatus {
 
 const numbers = { getTypeParser: (oid: number, format?: 'text' | 'binary') => (oid === 20 ? Number : pg.types.getTypeParser(oid, format)) } as pg.CustomTypesConfig;
 
-/** Which files of sql/proxy/ the proxy has, and each partition's figures (or why it is missing). */
+/** Which steps of sql/proxy/steps/ the proxy has, and each partition's figures (or why it is missing). */
 export async function proxyStatus(options: ConnectionOptions): Promise<ProxyStatus> {
   return withClient({ applicationName: 'session-postgresql proxy status', ...options }, async (c) => {
     const exists = (await c.query<{ t: string | null }>('SELECT pg_catalog.to_regclass($1) AS t', [`public.${proxyMigrationsTable}`])).rows[0]?.t;

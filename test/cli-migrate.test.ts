@@ -2,16 +2,15 @@
 // newer version migrated, no node-pg-migrate banner, one schedule instruction, a silent migrate().
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { toSessionError } from '../src/errors.js';
-import { noticeLines } from '../src/migrate.js';
+import { migrationNames, noticeLines } from '../src/migrate.js';
 import { databaseUrl } from './harness/urls.js';
-import { adminQuery, adminUrl, cronDatabase, freshDatabase, psql, uniqueName } from './helpers.js';
+import { adminQuery, adminUrl, cronDatabase, freshDatabase, pgTool, psql, uniqueName } from './helpers.js';
 
 const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url));
-const shipped = readdirSync(fileURLToPath(new URL('../../migrations', import.meta.url))).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3)).sort();
+const shipped = migrationNames();
 const migrateModule = new URL('../src/migrate.js', import.meta.url).href;
 const cli = (args: string[]) =>
   spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: '' } });
@@ -53,7 +52,7 @@ test('permission errors during migrate: permission_denied, SQLSTATE and hint in 
   }
 });
 
-test('a database migrated by a newer version: status reports it, migrate and migrate down refuse and change nothing', async () => {
+test('a database migrated by a newer version: status reports it, migrate refuses and changes nothing', async () => {
   const db = await freshDatabase('clinewer');
   try {
     await db.query(`INSERT INTO public.session_migrations (name, run_on) VALUES ('999_from_the_future', now())`);
@@ -64,7 +63,7 @@ test('a database migrated by a newer version: status reports it, migrate and mig
     assert.match(status.stdout, new RegExp(`^applied {2}${shipped.at(-1)} {2}\\S+\\napplied {2}999_from_the_future {2}\\S+ {2}newer than this package\\npurge job {10}\\S`, 'm'));
     assert.match(oneLine(status.stderr), /^session-pg: warning: a newer version of session-postgresql migrated this database \(999_from_the_future\)/);
 
-    for (const args of [['migrate'], ['migrate', 'down'], ['migrate', 'down', '--count', '3']]) {
+    for (const args of [['migrate'], ['migrate', '--count', '1']]) {
       const r = cli([...args, '--database-url', db.url]);
       assert.equal(r.status, 1, args.join(' '));
       assert.equal(oneLine(r.stderr), 'session-pg: newer_schema: the database has migrations newer than this package (999_from_the_future): '
@@ -91,10 +90,11 @@ test('migrate prints no node-pg-migrate banner, and migrate() from TypeScript lo
     assert.equal(again.stdout, 'Nothing to do: the database is up to date.\n');
     assert.equal(again.stderr, '');
 
-    // The same install from a script, down and up again (so notices are raised): not a line.
+    // The same install from a script, into a database removed with uninstall.sql (so notices are
+    // raised again): not a line.
+    pgTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', db.url, '-f', fileURLToPath(new URL('../../sql/uninstall.sql', import.meta.url))]);
     const script = `const { migrate } = await import(${JSON.stringify(migrateModule)});
       const connectionString = ${JSON.stringify(db.url)};
-      await migrate({ connectionString, direction: 'down', count: 3 });
       await migrate({ connectionString });`;
     const ts = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
     assert.equal(ts.status, 0, ts.stderr);
@@ -114,7 +114,7 @@ test('a fresh install outside pg_cron\'s database prints one schedule command, t
   try {
     const r = cli(['migrate', '--database-url', db.url]);
     assert.equal(r.status, 0, r.stderr);
-    // 001 advises SELECT session.session_purge(), 002 supersedes it with the procedure.
+    // Only the procedure is named: the job never runs a single session_purge() call.
     assert.doesNotMatch(r.stderr, /session\.session_purge\(\)/);
     const commands = r.stderr.match(/cron\.schedule_in_database\('[^']*', '[^']*', '[^']*', '[^']*'\)/g) ?? [];
     assert.deepEqual(commands, [`cron.schedule_in_database('session-purge-${db.name}', '* * * * *', 'CALL session.session_purge_job()', '${db.name}')`]);

@@ -1,19 +1,18 @@
 // The session-pg CLI as a DBA runs it: a separate process, exit codes, output.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { purgeAll, type PurgeProgress } from '../src/admin.js';
 import { SessionError } from '../src/index.js';
+import { migrationNames } from '../src/migrate.js';
 import { freePort } from './harness/cluster.js';
 import { databaseUrl } from './harness/urls.js';
 import { adminQuery, adminUrl, bindir, cronDatabase, freshDatabase, missingTool, pgTool, psql, schemaDump, uniqueName, type TestDatabase } from './helpers.js';
 
 const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url));
-const shipped = readdirSync(fileURLToPath(new URL('../../migrations', import.meta.url))).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3)).sort();
-const [newest = '', beforeNewest = ''] = [...shipped].reverse();
+const shipped = migrationNames();
 const cli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
   spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: '', ...env } });
 
@@ -22,27 +21,24 @@ before(async () => { db = await freshDatabase('cli'); });
 after(async () => { await db.drop(); });
 
 describe('migrations', () => {
-  test('migrate, status, migrate down, with --database-url or DATABASE_URL', async () => {
+  test('migrate, status, with --database-url or DATABASE_URL; migrate down is a usage error', async () => {
     const empty = await freshDatabase('climig', { empty: true });
     try {
       let r = cli(['migrate', '--database-url', empty.url]);
       assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stdout, /Applied: 001_core/);
+      assert.equal(r.stdout, `Applied: ${shipped.join(', ')}\n`);
       r = cli(['migrate'], { DATABASE_URL: empty.url });
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stdout, /Nothing to do/);
-      assert.match(cli(['status'], { DATABASE_URL: empty.url }).stdout, /^applied {2}001_core/m);
-      r = cli(['migrate', 'down', '--database-url', empty.url]);
-      assert.equal(r.status, 0, r.stderr);
-      assert.equal(r.stdout, `Reverted: ${newest}\n`);
-      assert.match(cli(['status', '--database-url', empty.url]).stdout, new RegExp(`^applied {2}${beforeNewest}.*\\npending {2}${newest}$`, 'm'));
-      r = cli(['migrate', 'down', '--count', String(shipped.length - 1), '--database-url', empty.url]);
-      assert.equal(r.stdout, `Reverted: ${[...shipped].reverse().slice(1).join(', ')}\n`);
-      assert.match(cli(['status', '--database-url', empty.url]).stdout, /^pending {2}001_core/m);
-      // Nothing left to revert is not "up to date".
-      r = cli(['migrate', 'down', '--database-url', empty.url]);
-      assert.equal(r.status, 0, r.stderr);
-      assert.equal(r.stdout, 'Nothing to revert: no migration of session-postgresql is applied.\n');
+      assert.match(cli(['status'], { DATABASE_URL: empty.url }).stdout, new RegExp(`^applied {2}${shipped[0]}`, 'm'));
+      // Forward-only: the way to remove everything is named, and nothing changes.
+      for (const args of [['migrate', 'down'], ['migrate', 'down', '--count', '3']]) {
+        r = cli([...args, '--database-url', empty.url]);
+        assert.equal(r.status, 2, r.stderr);
+        assert.match(r.stderr, /forward-only: there is no down step.*sql\/uninstall\.sql/);
+        assert.equal(r.stdout, '');
+      }
+      assert.match(cli(['status', '--database-url', empty.url]).stdout, new RegExp(`^applied {2}${shipped[0]}`, 'm'));
     } finally {
       await empty.drop();
     }
@@ -61,7 +57,7 @@ describe('migrations', () => {
       assert.match(first.stderr, /session_purge_job\(\)/);
       pgTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', empty.url], script);
       assert.equal(schemaDump(empty.url), schemaDump(db.url));
-      assert.match(cli(['status', '--database-url', empty.url]).stdout, /^applied {2}001_core/m);
+      assert.match(cli(['status', '--database-url', empty.url]).stdout, new RegExp(`^applied {2}${shipped[0]}`, 'm'));
     } finally {
       await empty.drop();
     }
@@ -193,13 +189,14 @@ describe('operations', () => {
   });
 
   test('schedule / unschedule the pg_cron job from another database', async (t) => {
-    // Not migrated to 002: no job that would fail every minute is scheduled.
-    const old = await freshDatabase('cli001', { empty: true });
+    // Without the procedure (dropped by hand): no job that would fail every minute is scheduled.
+    const old = await freshDatabase('clinojob', { empty: true });
     try {
-      assert.equal(cli(['migrate', '--count', '1', '--database-url', old.url]).status, 0);
+      assert.equal(cli(['migrate', '--database-url', old.url]).status, 0);
+      psql(old.url, 'DROP PROCEDURE session.session_purge_job(integer, double precision)');
       const early = cli(['schedule', '--database-url', old.url]);
       assert.equal(early.status, 1);
-      assert.match(early.stderr, /not_installed: session\.session_purge_job is missing .*run session-pg migrate first/);
+      assert.match(early.stderr, /not_installed: session\.session_purge_job is missing.*run session-pg migrate first/);
     } finally {
       await old.drop();
     }

@@ -30,19 +30,18 @@ test('plpgsql_check finds nothing in any function', async (t) => {
   assert.deepEqual(findings, []);
 });
 
-// The runners pin search_path too (src/migrate.ts, sql/install.sql), but a migration file may be
-// run on its own by a DBA: from 003 on, each one pins it first. 001 and 002 shipped before that
-// and are never edited; test/hijack.test.ts shows the runners protect them.
-test('every migration file from 003 on, and the psql install and uninstall scripts, pin search_path first', () => {
+// The runners pin search_path too (src/migrate.ts, sql/install.sql), but a step may be run on its
+// own by a DBA: each one pins it first.
+test('every step of sql/steps, and the psql install and uninstall scripts, pin search_path first', () => {
   const dir = fileURLToPath(new URL('../../sql/', import.meta.url));
   // A plain SET: it holds whether the file runs in a transaction or on its own, and psql prints no
   // result table for it. The psql scripts keep the value in a variable (\gset) for the same reason.
   const pin = (file: string) => (file.endsWith('install.sql')
     ? "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)"
     : 'SET search_path = pg_catalog, pg_temp;');
-  const files = readdirSync(dir).filter((f) => /^(\d{3})_.*\.sql$/.exec(f) !== null && Number(f.slice(0, 3)) >= 3);
-  assert.ok(files.length >= 2, files.join(' '));
-  for (const file of [...files, 'install.sql', 'uninstall.sql']) {
+  const steps = readdirSync(join(dir, 'steps')).filter((f) => /^\d{3}_.*\.sql$/.test(f)).map((f) => `steps/${f}`);
+  assert.ok(steps.length >= 1, steps.join(' '));
+  for (const file of [...steps, 'install.sql', 'uninstall.sql']) {
     const statements = readFileSync(join(dir, file), 'utf8').split('\n')
       .filter((l) => l.trim() !== '' && !l.startsWith('--') && !l.startsWith('\\set') && l !== 'BEGIN;');
     assert.ok(statements[0]?.startsWith(pin(file)), `${file} starts with: ${statements[0]}`);

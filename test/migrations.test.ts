@@ -1,21 +1,22 @@
-// Migrations: Node and psql paths, idempotence, concurrency, down, the CLI and the pg_cron job.
+// Migrations: Node and psql paths, idempotence, concurrency, uninstall, pre-release installs, the pg_cron job.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
-import { migrate, migrationStatus } from '../src/index.js';
+import { migrate, migrationNames, migrationStatus, preReleaseMigrations } from '../src/migrate.js';
+import { SessionError } from '../src/errors.js';
 import { databaseUrl } from './harness/urls.js';
-import { adminQuery, adminUrl, cronDatabase, freshDatabase, missingTool, pgTool, psql, schemaDump, uniqueName } from './helpers.js';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { adminQuery, adminUrl, bindir, cronDatabase, freshDatabase, missingTool, pgTool, psql, schemaDump, uniqueName } from './helpers.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const sqlDir = `${root}sql`;
 
 /** The migrations this package ships, oldest first. */
-const shipped = readdirSync(`${root}migrations`).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3)).sort();
-/** How many to revert to go back to 001_core alone. */
-const downTo001 = shipped.length - 1;
+const shipped = migrationNames();
+const uninstall = (url: string) => pgTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', url, '-f', `${sqlDir}/uninstall.sql`]);
 
 const logs = () => {
   const lines: string[] = [];
@@ -23,29 +24,58 @@ const logs = () => {
 };
 
 describe('node-pg-migrate path', () => {
-  test('up, re-run is a no-op, status, down, up again', async () => {
+  test('up, re-run is a no-op, status; down is refused; uninstall.sql removes everything; up again', { skip: missingTool('psql') }, async () => {
     const db = await freshDatabase('mig', { empty: true });
     try {
       assert.deepEqual(await migrate({ connectionString: db.url, log: false }), shipped);
       assert.deepEqual(await migrate({ connectionString: db.url, log: false }), []);
       const status = await migrationStatus({ connectionString: db.url });
-      assert.equal(status.length, readdirSync(sqlDir).filter((f) => f.endsWith('.up.sql')).length);
+      assert.deepEqual(status.map((m) => m.name), shipped);
       assert.ok(status.every((m) => m.applied && m.runOn instanceof Date));
       const key = psql(db.url, `SELECT session.session_generate(60, 'x')`);
       assert.equal(key.length, 64);
 
-      // down reverts one migration at a time, newest first; a live session survives each step.
-      for (const name of [...shipped].reverse().slice(0, -1)) {
-        assert.deepEqual(await migrate({ connectionString: db.url, direction: 'down', log: false }), [name]);
-        assert.equal(psql(db.url, `SELECT value FROM session.session_get('${key}')`), 'x');
-      }
-      assert.equal(psql(db.url, `SELECT to_regprocedure('session.session_purge_job(integer, double precision)') IS NULL`), 't');
-      assert.deepEqual(await migrate({ connectionString: db.url, direction: 'down', log: false }), ['001_core']);
+      // Forward-only: down is refused with the way out, and changes nothing.
+      await assert.rejects(migrate({ connectionString: db.url, direction: 'down', log: false }),
+        (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument' && /forward-only.*sql\/uninstall\.sql/.test(e.message));
+      assert.equal(psql(db.url, `SELECT value FROM session.session_get('${key}')`), 'x');
+
+      uninstall(db.url);
       assert.equal(psql(db.url, `SELECT count(*) FROM pg_namespace WHERE nspname = 'session'`), '0');
       assert.ok((await migrationStatus({ connectionString: db.url })).every((m) => !m.applied));
+      // The roles stay: they are cluster-wide.
+      assert.equal(psql(db.url, `SELECT count(*) FROM pg_roles WHERE rolname IN ('session_client', 'session_admin')`), '2');
+      uninstall(db.url);
 
       assert.deepEqual(await migrate({ connectionString: db.url, log: false }), shipped);
       assert.equal(psql(db.url, `SELECT count(*) FROM session.sessions`), '0');
+    } finally {
+      await db.drop();
+    }
+  });
+
+  test('a database a pre-release installed is refused by migrate, status and install.sql, unchanged; uninstall.sql clears it', { skip: missingTool('psql') }, async () => {
+    const db = await freshDatabase('prerel', { empty: true });
+    try {
+      // What a pre-release left: its migration names and a schema session with sessions in it.
+      psql(db.url, `CREATE TABLE public.session_migrations (id SERIAL PRIMARY KEY, name varchar(255) NOT NULL, run_on timestamp NOT NULL);
+        INSERT INTO public.session_migrations (name, run_on) SELECT n, now() FROM unnest('{${preReleaseMigrations.slice(0, 9).join(',')}}'::text[]) n;
+        CREATE SCHEMA session; CREATE TABLE session.sessions (digest bytea PRIMARY KEY, value text);
+        INSERT INTO session.sessions VALUES ('\\x01', 'kept')`);
+      const state = () => psql(db.url, `SELECT (SELECT string_agg(name, ',' ORDER BY id) FROM public.session_migrations) || ' '
+        || (SELECT string_agg(value, ',') FROM session.sessions) || ' ' || (SELECT count(*) FROM pg_proc WHERE pronamespace = 'session'::regnamespace)`);
+      const before = state();
+      const refused = (e: unknown) => e instanceof SessionError && e.code === 'prerelease_schema' && e.sqlState === '55000'
+        && /pre-release.*nothing was changed.*sql\/uninstall\.sql/.test(e.message);
+      await assert.rejects(migrate({ connectionString: db.url, log: false }), refused);
+      await assert.rejects(migrationStatus({ connectionString: db.url }), refused);
+      const out = spawnSync(join(bindir, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-v', 'VERBOSITY=verbose', '-d', db.url, '-f', `${sqlDir}/install.sql`], { encoding: 'utf8' });
+      assert.notEqual(out.status, 0, out.stdout);
+      assert.match(out.stderr, /55000.*installed by a pre-release/s, out.stderr);
+      assert.equal(state(), before);
+
+      uninstall(db.url);
+      assert.deepEqual(await migrate({ connectionString: db.url, log: false }), shipped);
     } finally {
       await db.drop();
     }
@@ -95,13 +125,11 @@ describe('node-pg-migrate path', () => {
 });
 
 describe('psql path', { skip: missingTool('psql') || missingTool('pg_dump') }, () => {
-  test('sql/install.sql applies every numbered migration file', () => {
+  test('sql/install.sql applies every step of sql/steps, and the Node migrations are the same steps', () => {
     const install = readFileSync(`${sqlDir}/install.sql`, 'utf8');
-    for (const f of readdirSync(sqlDir).filter((x) => x.endsWith('.up.sql'))) {
-      assert.ok(install.includes(`\\ir ${f}`), `install.sql does not apply ${f}`);
-    }
-    const migrations = readdirSync(`${root}migrations`).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3));
-    assert.deepEqual(migrations, readdirSync(sqlDir).filter((x) => x.endsWith('.up.sql')).map((f) => f.slice(0, -7)));
+    const steps = readdirSync(`${sqlDir}/steps`).filter((x) => x.endsWith('.sql')).sort();
+    for (const f of steps) assert.ok(install.includes(`\\ir steps/${f}`), `install.sql does not apply ${f}`);
+    assert.deepEqual(shipped, steps.map((f) => f.slice(0, -4)));
   });
 
   test('psql install gives the same schema as the migrations, is re-runnable, and Node sees it applied', async () => {
@@ -128,21 +156,18 @@ describe('pg_cron job', () => {
   const cronUrl = cronDatabase ? databaseUrl(adminUrl, cronDatabase) : '';
   const jobs = () => psql(cronUrl, `SELECT count(*) FROM cron.job WHERE jobname = 'session-purge'`);
 
-  test('scheduled once, idempotent, purges, removed by down', { timeout: 150_000 }, async (t) => {
+  test('scheduled once, idempotent, purges, removed by uninstall.sql', { timeout: 150_000 }, async (t) => {
     if (!cronDatabase) {
       t.skip('pg_cron is not installed on this machine (apt-get install postgresql-15-cron); the job is not tested');
       return;
     }
     const command = () => psql(cronUrl, `SELECT schedule || ' ' || command FROM cron.job WHERE jobname = 'session-purge'`);
     // Whatever fails, the next test finds this database empty, as it expects.
-    t.after(() => migrate({ connectionString: cronUrl, direction: 'down', count: Infinity, log: false }));
+    t.after(() => uninstall(cronUrl));
     assert.deepEqual(await migrate({ connectionString: cronUrl, log: false }), shipped);
     assert.equal(jobs(), '1');
     assert.equal(command(), '* * * * * CALL session.session_purge_job()');
-    // Reverting to 001 gives the job back its 001 command; reverting 001 removes it.
-    await migrate({ connectionString: cronUrl, direction: 'down', count: downTo001, log: false });
-    assert.equal(command(), '* * * * * SELECT session.session_purge()');
-    await migrate({ connectionString: cronUrl, direction: 'down', log: false });
+    uninstall(cronUrl);
     assert.equal(jobs(), '0');
     await migrate({ connectionString: cronUrl, log: false });
     // Applying the job's SQL again (as a DBA might, or session-pg schedule) still leaves one job.
@@ -180,66 +205,11 @@ describe('pg_cron job', () => {
     // One run took all 30001 rows (about 3 batches of 10000): the job drains, not one batch a minute.
     assert.equal(runs, '1 succeeded succeeded');
 
-    await migrate({ connectionString: cronUrl, direction: 'down', count: Infinity, log: false });
+    uninstall(cronUrl);
     assert.equal(jobs(), '0');
   });
 
-  test('002 up and down by a role that cannot change the job: a NOTICE with the call that does, which works', async (t) => {
-    if (!cronDatabase) {
-      t.skip('pg_cron is not installed on this machine; there is no job to change');
-      return;
-    }
-    const command = () => psql(cronUrl, `SELECT command FROM cron.job WHERE jobname = 'session-purge' AND database = current_database()`);
-    // 001 as the superuser: the job is the superuser's. 002's SQL, up then down, is then run by
-    // another role that may create the procedure, once without and once with USAGE on schema cron.
-    assert.deepEqual(await migrate({ connectionString: cronUrl, count: 1, log: false }), ['001_core']);
-    const role = uniqueName('mig');
-    await adminQuery(`CREATE ROLE ${role} LOGIN PASSWORD 'pw'`);
-    const upSql = readFileSync(`${sqlDir}/002_purge_job.up.sql`, 'utf8');
-    const downSql = readFileSync(`${sqlDir}/002_purge_job.down.sql`, 'utf8');
-    const run002 = async () => {
-      const client = new pg.Client({ connectionString: databaseUrl(adminUrl, cronDatabase, { user: role, password: 'pw' }) });
-      const notices: string[] = [];
-      client.on('notice', (n) => { notices.push(`${n.message} HINT: ${n.hint ?? ''}`); });
-      await client.connect();
-      try {
-        await client.query('BEGIN');
-        await client.query(upSql);
-        const up = notices.splice(0);
-        await client.query(downSql);
-        await client.query('ROLLBACK');
-        return { up, down: notices };
-      } finally {
-        await client.end();
-      }
-    };
-    const hintIn = (notices: string[], says: string) => {
-      assert.equal(notices.length, 1, notices.join('\n'));
-      assert.ok(notices[0]!.includes(says), notices[0]);
-      const hint = /must run: (SELECT cron\.alter_job\(.*;)$/.exec(notices[0]!)?.[1];
-      assert.ok(hint, notices[0]);
-      return hint;
-    };
-    try {
-      psql(cronUrl, `GRANT CREATE, USAGE ON SCHEMA session TO ${role}`);
-      for (const [grant, says] of [['', 'may not change pg_cron jobs'], [`GRANT USAGE ON SCHEMA cron TO ${role}`, 'has no pg_cron job named session-purge']] as const) {
-        if (grant) psql(cronUrl, grant);
-        const { up, down } = await run002();
-        assert.equal(command(), 'SELECT session.session_purge()');
-        psql(cronUrl, hintIn(up, says));
-        assert.equal(command(), 'CALL session.session_purge_job()');
-        psql(cronUrl, hintIn(down, says));
-        assert.equal(command(), 'SELECT session.session_purge()');
-      }
-    } finally {
-      await migrate({ connectionString: cronUrl, direction: 'down', count: Infinity, log: false });
-      psql(cronUrl, `REVOKE ALL ON SCHEMA cron FROM ${role}`);
-      await adminQuery(`DROP ROLE ${role}`);
-    }
-    assert.equal(jobs(), '0');
-  });
-
-  test('in another database, the migrations print the exact pg_cron calls, up and down', async (t) => {
+  test('in another database, the migration prints the exact pg_cron call', async (t) => {
     if (!cronDatabase) {
       t.skip('pg_cron is not installed on this machine; nothing to schedule');
       return;
@@ -248,20 +218,12 @@ describe('pg_cron job', () => {
     try {
       const { lines, log } = logs();
       await migrate({ connectionString: db.url, log });
-      // 001 and 002 each print a call; only the final one (002's command) is shown.
       const hints = [...lines.join('\n').matchAll(/run: (SELECT cron\.schedule_in_database\(.*\);)/g)].map((m) => m[1]!);
       assert.equal(hints.length, 1, lines.join('\n'));
       assert.match(hints[0]!, /CALL session\.session_purge_job\(\)/);
       for (const hint of hints) psql(cronUrl, hint);
       const job = () => psql(cronUrl, `SELECT database || ' ' || command FROM cron.job WHERE jobname = 'session-purge-${db.name}'`);
       assert.equal(job(), `${db.name} CALL session.session_purge_job()`);
-      // Reverting 002 prints the call that points that job back at session_purge().
-      lines.length = 0;
-      await migrate({ connectionString: db.url, direction: 'down', count: downTo001, log });
-      const back = /run: (SELECT cron\.alter_job\(.*;)$/m.exec(lines.join('\n'))?.[1];
-      assert.ok(back, lines.join('\n'));
-      psql(cronUrl, back);
-      assert.equal(job(), `${db.name} SELECT session.session_purge()`);
       psql(cronUrl, `SELECT cron.unschedule('session-purge-${db.name}')`);
     } finally {
       await db.drop();

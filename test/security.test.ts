@@ -116,7 +116,7 @@ describe('function definitions', () => {
              has_function_privilege('session_client', p.oid, 'EXECUTE') AS client_exec,
              has_function_privilege('session_admin', p.oid, 'EXECUTE') AS admin_exec
         FROM pg_proc p WHERE p.pronamespace = 'session'::regnamespace`)).rows;
-    // The procedure session_purge_job is the owner's (see sql/002_purge_job.up.sql for why it cannot
+    // The procedure session_purge_job is the owner's (see sql/schema/50_admin.sql for why it cannot
     // be SECURITY DEFINER): no one else may execute it.
     // session_stats has only OUT arguments: it is called as session_stats().
     for (const r of rows) r.sig = r.sig.replace(/^(session_stats)\(OUT .*\)$/, '$1()');

@@ -1,72 +1,36 @@
--- session-postgresql proxy 005: no key in a plan on the proxy; batch arrays of any shape. Needs
--- partition migration 010_batch_arrays on every partition (for the partitions' own statements).
---
--- The proxy cannot hash a key before it routes it: the partition needs the key itself. So the
--- functions that hand a key to a statement (a PL/Proxy call in RETURN QUERY, PERFORM or a
--- subquery) plan it generically, whatever the caller's plan_cache_mode: a custom plan would hold
--- the key as a literal, which auto_explain (nested statements, verbose) logs.
-SET search_path = pg_catalog, pg_temp;
-
-ALTER FUNCTION session.session_get(text) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION session.session_set(text, text, bigint) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION session.session_touch(text, bigint) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION session.session_put(text, text, bigint) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION session.session_clear(text) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION session.session_set_subject(text, text, text) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION session.session_generate(bigint, text, text, text, bigint) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION session.session_rotate(text) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION session.session_revoke(text, text) SET plan_cache_mode = force_generic_plan;
-
--- The partition's own statement (PL/Proxy's query, the key one of its parameters) is planned on the
--- partition: a partition conninfo must make that plan generic and keep a failing call's parameters
--- out of the partition's log, as session-pg scaleout install writes it. It still holds where the
--- partition is, never who connects (the user mapping does): PL/Proxy prints it in some errors.
-CREATE OR REPLACE FUNCTION session_proxy.check_conninfo(conninfo text) RETURNS void
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+-- Batched writes (group commit, what the TypeScript client sends when writes pile up). Keys of
+-- generate elements are made here; the elements then go to their partitions, one call per
+-- partition with that partition's elements, in partition order. Each partition applies its part
+-- as session_write_batch does on one database (one transaction, one WAL flush). A partition that
+-- fails (unreachable: 08006; or an error of its whole call, e.g. 55P03 when a lock waits too long)
+-- fails only its own elements, with that SQLSTATE, and applied none of them; the other partitions'
+-- elements keep their results. So a result is never an error for an element that was applied.
+CREATE OR REPLACE FUNCTION session_proxy.partition_write_batch(part integer, kinds text[], keys text[], vals text[], expiries bigint[])
+RETURNS TABLE (ord integer, sqlstate text, message text, ok boolean, key text)
+LANGUAGE plproxy
 AS $$
-BEGIN
-  IF conninfo IS NULL OR conninfo !~ '\S' OR conninfo ~* '(^|\s)(user|password)\s*=' THEN
-    RAISE EXCEPTION 'a partition conninfo must be non-empty and hold no user or password (those go to the user mapping)'
-      USING ERRCODE = 'invalid_parameter_value';
-  END IF;
-  IF conninfo !~ '(^|\s)options\s*=\s*''[^'']*-c plan_cache_mode=force_generic_plan\M'
-     OR conninfo !~ '(^|\s)options\s*=\s*''[^'']*-c log_parameter_max_length_on_error=0\M' THEN
-    RAISE EXCEPTION 'a partition conninfo must set plan_cache_mode and log_parameter_max_length_on_error for the proxy''s connections'
-      USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Add options=''-c log_parameter_max_length_on_error=0 -c plan_cache_mode=force_generic_plan'' '
-                   '(session-pg scaleout install does): otherwise a partition plans each call with its key as a literal.';
-  END IF;
-END
+  CLUSTER 'session_partitions';
+  RUN ON part;
+  SELECT * FROM session.partition_write_batch(kinds, keys, vals, expiries);
 $$;
 
--- Elements counted from 1 whatever the array's bounds and dimensions, as on a partition.
-CREATE OR REPLACE FUNCTION session.session_get_batch(keys text[]) RETURNS TABLE (ord integer, value text, period bigint)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
+REVOKE ALL ON FUNCTION session_proxy.partition_write_batch(integer, text[], text[], text[], bigint[]) FROM PUBLIC;
+
+-- Each partition gets the elements whose keys it holds, all partitions at once (SPLIT), with their
+-- element numbers, which it puts on the rows it finds: rows from several partitions then need no
+-- matching on the proxy, and a key given twice is two elements as on one database.
+CREATE OR REPLACE FUNCTION session_proxy.partition_get_batch(keys text[], ords integer[])
+RETURNS TABLE (ord integer, value text, period bigint)
+LANGUAGE plproxy
 AS $$
-DECLARE
-  flat text[] := '{}'::text[];
-  k text;
-  n integer := 0;
-BEGIN
-  IF keys IS NULL THEN
-    RETURN;
-  END IF;
-  FOREACH k IN ARRAY keys LOOP
-    n := n + 1;
-    flat[n] := k;
-  END LOOP;
-  IF n = 0 THEN
-    RETURN;
-  END IF;
-  RETURN QUERY
-    SELECT b.ord, b.value, b.period
-      FROM session_proxy.partition_get_batch(flat, ARRAY(SELECT generate_series(1, n))) b
-     ORDER BY b.ord;
-EXCEPTION WHEN internal_error THEN
-  PERFORM session_proxy.unreachable(SQLERRM);
-  RAISE;
-END
+  CLUSTER 'session_partitions';
+  SPLIT keys, ords;
+  RUN ON session_proxy.key_hash(keys);
+  -- In parentheses: PL/Proxy sends an argument as $n::type, and a subscript must not follow a cast.
+  SELECT (ords)[b.ord] AS ord, b.value, b.period FROM session.session_get_batch(keys) b;
 $$;
+
+REVOKE ALL ON FUNCTION session_proxy.partition_get_batch(text[], integer[]) FROM PUBLIC;
 
 -- As on a partition: element i is the i-th of each array whatever its lower bound; more than one
 -- dimension is refused (22023) before anything is sent.
@@ -151,6 +115,9 @@ BEGIN
   END LOOP;
 END
 $$;
+
+SELECT session_proxy.grant_public('session_write_batch', ARRAY['kinds text[]', 'keys text[]', 'vals text[]', 'expiries bigint[]'], ARRAY['client']);
+
 COMMENT ON FUNCTION session.session_write_batch(text[], text[], text[], bigint[]) IS
   'Applies many generate, set, touch, put and clear calls at once: element i is the i-th of kinds, '
   'keys, vals and expiries, whatever their lower bounds (a NULL array is empty); row ord = i (from 1) '
@@ -161,6 +128,38 @@ COMMENT ON FUNCTION session.session_write_batch(text[], text[], text[], bigint[]
   'proxy: each partition applies its elements in a transaction of its own; when one fails (08006 '
   'unreachable, or an error of its whole call) its elements get that SQLSTATE and none of them was '
   'applied.';
+
+-- Elements counted from 1 whatever the array's bounds and dimensions, as on a partition.
+CREATE OR REPLACE FUNCTION session.session_get_batch(keys text[]) RETURNS TABLE (ord integer, value text, period bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+  flat text[] := '{}'::text[];
+  k text;
+  n integer := 0;
+BEGIN
+  IF keys IS NULL THEN
+    RETURN;
+  END IF;
+  FOREACH k IN ARRAY keys LOOP
+    n := n + 1;
+    flat[n] := k;
+  END LOOP;
+  IF n = 0 THEN
+    RETURN;
+  END IF;
+  RETURN QUERY
+    SELECT b.ord, b.value, b.period
+      FROM session_proxy.partition_get_batch(flat, ARRAY(SELECT generate_series(1, n))) b
+     ORDER BY b.ord;
+EXCEPTION WHEN internal_error THEN
+  PERFORM session_proxy.unreachable(SQLERRM);
+  RAISE;
+END
+$$;
+
+SELECT session_proxy.grant_public('session_get_batch', ARRAY['keys text[]'], ARRAY['client']);
+
 COMMENT ON FUNCTION session.session_get_batch(text[]) IS
   'Many gets in one call: one row (ord, value, period) for each element of keys that session_get '
   'would find, ord being its position counted from 1 (elements in storage order, whatever the '

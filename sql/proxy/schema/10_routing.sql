@@ -1,44 +1,14 @@
--- session-postgresql proxy 001: the machinery of a PL/Proxy proxy database (docs/scale-out.md).
---
--- A proxy database holds no session. Its schema session has the same public functions as a
--- partition's, implemented in PL/Proxy: a call with a key runs on the partition the key hashes
--- to, a call without one runs on every partition and the proxy adds the results up. The
--- partitions are ordinary installs of session-postgresql (their migrations, their pg_cron purge).
---
--- Applied in order with the other files of sql/proxy/ by installProxy() (src/scaleout.ts), which
--- records them in public.session_proxy_migrations. The cluster itself (a foreign server
--- session_partitions with one option pN per partition, and one user mapping) is deployment data:
--- set_partitions() and set_credentials() below write it.
-SET search_path = pg_catalog, pg_temp;
-
-CREATE EXTENSION IF NOT EXISTS plproxy;
-
-CREATE SCHEMA session;
-COMMENT ON SCHEMA session IS
-  'session-postgresql, through a PL/Proxy proxy: call the session_* functions. Nothing is stored here.';
--- Private: the PL/Proxy functions and their helpers. Only the owner uses it.
-CREATE SCHEMA session_proxy;
-COMMENT ON SCHEMA session_proxy IS 'Private. PL/Proxy routing for schema session; not an interface.';
-
--- The roles this proxy grants to, read by every file of sql/proxy/ (as session.config on partitions).
-CREATE TABLE session_proxy.config (
-  singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-  client_role name NOT NULL,
-  admin_role  name NOT NULL
-);
-COMMENT ON TABLE session_proxy.config IS 'Private. The client and admin roles the proxy functions are granted to.';
-
 -- The routing contract, and the only thing the proxy and the partitions must agree on is that each
 -- key always goes to the same partition: hashtext on the proxy, the partition number being the
 -- low bits (PL/Proxy masks with count - 1). A NULL key (never found, or refused by session_put)
 -- must still go somewhere: partition 0, which answers as any partition would.
-CREATE FUNCTION session_proxy.key_hash(key text) RETURNS integer
+CREATE OR REPLACE FUNCTION session_proxy.key_hash(key text) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN coalesce(pg_catalog.hashtext(key), 0);
 
 -- session_generate's key, made on the proxy because the key decides the partition: three
--- version-4 UUIDs from pg_strong_random, 366 random bits, 64 base64url characters (as sql/003).
-CREATE FUNCTION session_proxy.new_key() RETURNS text
+-- version-4 UUIDs from pg_strong_random, 366 random bits, 64 base64url characters (as session.new_key() on a partition).
+CREATE OR REPLACE FUNCTION session_proxy.new_key() RETURNS text
 LANGUAGE sql VOLATILE
 RETURN pg_catalog.translate(pg_catalog.encode(pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
          OPERATOR(pg_catalog.||) pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
@@ -48,7 +18,7 @@ RETURN pg_catalog.translate(pg_catalog.encode(pg_catalog.uuid_send(pg_catalog.ge
 -- public function catches internal_error and calls this, which turns those into 08006
 -- (connection_failure: `connection` in the TypeScript client) and returns for anything else, which
 -- the caller then re-raises unchanged. Remote errors keep their own SQLSTATE and are not caught.
-CREATE FUNCTION session_proxy.unreachable(message text) RETURNS void
+CREATE OR REPLACE FUNCTION session_proxy.unreachable(message text) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -65,7 +35,7 @@ $$;
 -- on the partitions run_on selects (an expression of the arguments, a partition number, or ALL).
 -- split: array arguments PL/Proxy splits by partition, run_on then being evaluated per element
 -- (for batch calls: each partition gets the elements whose keys it holds, all in parallel).
-CREATE FUNCTION session_proxy.remote(name text, args text[], returns text, run_on text, split text[] DEFAULT NULL)
+CREATE OR REPLACE FUNCTION session_proxy.remote(name text, args text[], returns text, run_on text, split text[] DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -82,7 +52,7 @@ $$;
 -- A new key that lives on the same partition as `key`: for a call that replaces a key by a new
 -- one (rotation), so that one partition can do it in one transaction. About N draws for N
 -- partitions; the key keeps 366 random bits, of which the partition fixes log2(N).
-CREATE FUNCTION session_proxy.new_key_like(key text) RETURNS text
+CREATE OR REPLACE FUNCTION session_proxy.new_key_like(key text) RETURNS text
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -99,7 +69,7 @@ END
 $$;
 
 -- Grants session.<name>(args) to the proxy's client and/or admin role, as on the partitions.
-CREATE FUNCTION session_proxy.grant_public(name text, args text[], grant_to text[]) RETURNS void
+CREATE OR REPLACE FUNCTION session_proxy.grant_public(name text, args text[], grant_to text[]) RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -122,7 +92,7 @@ $$;
 -- fixed partition number). Defines session_proxy.<name> (PL/Proxy) and session.<name>, a SECURITY
 -- DEFINER wrapper that calls it with the owner's user mapping and maps an unreachable partition to
 -- 08006; grants it; comments it.
-CREATE FUNCTION session_proxy.route(name text, args text[], returns text, run_on text, grant_to text[], comment text)
+CREATE OR REPLACE FUNCTION session_proxy.route(name text, args text[], returns text, run_on text, grant_to text[], comment text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -150,24 +120,11 @@ BEGIN
 END
 $$;
 
--- A partition conninfo holds where the partition is, never who connects (the user mapping does):
--- PL/Proxy prints it in some of its errors.
-CREATE FUNCTION session_proxy.check_conninfo(conninfo text) RETURNS void
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  IF conninfo IS NULL OR conninfo !~ '\S' OR conninfo ~* '(^|\s)(user|password)\s*=' THEN
-    RAISE EXCEPTION 'a partition conninfo must be non-empty and hold no user or password (those go to the user mapping)'
-      USING ERRCODE = 'invalid_parameter_value';
-  END IF;
-END
-$$;
-
 -- The partitions, in order: libpq conninfo strings without credentials (those live in the user
 -- mapping, see set_credentials). query_timeout: PL/Proxy gives up on a partition's answer after
 -- this many whole seconds (0: never). The count is fixed once set: changing it would move almost
 -- every key to another partition.
-CREATE FUNCTION session_proxy.set_partitions(conninfos text[], query_timeout integer)
+CREATE OR REPLACE FUNCTION session_proxy.set_partitions(conninfos text[], query_timeout integer)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -203,7 +160,7 @@ $$;
 
 -- Points one partition at another database (the last step of moving it, docs/scale-out.md).
 -- Every backend of the proxy picks the change up at its next call.
-CREATE FUNCTION session_proxy.set_partition(part integer, conninfo text) RETURNS void
+CREATE OR REPLACE FUNCTION session_proxy.set_partition(part integer, conninfo text) RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -218,7 +175,7 @@ $$;
 -- The login the proxy uses on every partition (PL/Proxy has one user mapping per cluster). It is
 -- mapped for the owner of schema session, the role the SECURITY DEFINER functions run as; only that
 -- role and superusers can read it back (pg_user_mappings).
-CREATE FUNCTION session_proxy.set_credentials(login text, password text) RETURNS void
+CREATE OR REPLACE FUNCTION session_proxy.set_credentials(login text, password text) RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -238,13 +195,13 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
-CREATE FUNCTION session_proxy.partition_count() RETURNS integer
+CREATE OR REPLACE FUNCTION session_proxy.partition_count() RETURNS integer
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 RETURN (SELECT count(*)::integer FROM pg_foreign_server s, unnest(s.srvoptions) o
          WHERE s.srvname = 'session_partitions' AND o ~ '^p[0-9]+=');
 
 -- The partitions as configured: number and conninfo (which holds no credentials).
-CREATE FUNCTION session_proxy.partitions(OUT part integer, OUT conninfo text) RETURNS SETOF record
+CREATE OR REPLACE FUNCTION session_proxy.partitions(OUT part integer, OUT conninfo text) RETURNS SETOF record
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
   SELECT substring(o FROM '^p([0-9]+)=')::integer, substring(o FROM '^p[0-9]+=(.*)$')
@@ -254,7 +211,7 @@ BEGIN ATOMIC
 END;
 
 -- One partition's statistics (RUN ON a number: PL/Proxy takes it as the hash, masked to a partition).
-CREATE FUNCTION session_proxy.partition_stats(part integer, OUT database text, OUT live bigint,
+CREATE OR REPLACE FUNCTION session_proxy.partition_stats(part integer, OUT database text, OUT live bigint,
                                               OUT expired bigint, OUT table_bytes bigint,
                                               OUT default_period bigint, OUT max_value_bytes integer)
 RETURNS SETOF record
@@ -270,7 +227,7 @@ $$;
 -- on one of its functions), and which server it is on. On the proxy's server, such a role is the
 -- proxy's own, and its logins could bypass the proxy (a key they make there may belong to another
 -- partition and be invisible through the proxy).
-CREATE FUNCTION session_proxy.partition_callers(part integer, roles text[], OUT system_identifier text, OUT callers text[])
+CREATE OR REPLACE FUNCTION session_proxy.partition_callers(part integer, roles text[], OUT system_identifier text, OUT callers text[])
 RETURNS SETOF record
 LANGUAGE plproxy
 AS $$
@@ -291,7 +248,7 @@ $$;
 -- its error instead of figures. direct_callers: the proxy's client and admin roles that may call
 -- the partition's functions directly, when it is on the proxy's server (empty: none; NULL: not
 -- known).
-CREATE FUNCTION session_proxy.partition_status(OUT part integer, OUT conninfo text, OUT database text,
+CREATE OR REPLACE FUNCTION session_proxy.partition_status(OUT part integer, OUT conninfo text, OUT database text,
                                                OUT live bigint, OUT expired bigint, OUT table_bytes bigint,
                                                OUT default_period bigint, OUT error text, OUT direct_callers text[])
 RETURNS SETOF record
@@ -324,35 +281,27 @@ END
 $$;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA session_proxy FROM PUBLIC;
+
 REVOKE ALL ON ALL TABLES IN SCHEMA session_proxy FROM PUBLIC;
 
--- The roles, as sql/003 does on a partition: created when the installer may, else a DBA is told.
-DO $$
-DECLARE
-  client constant text := coalesce(nullif(pg_catalog.current_setting('session_postgresql.client_role', true), ''), 'session_client');
-  admin constant text := coalesce(nullif(pg_catalog.current_setting('session_postgresql.admin_role', true), ''), 'session_admin');
-  can_create constant boolean := (SELECT r.rolsuper OR r.rolcreaterole FROM pg_catalog.pg_roles r
-                                   WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
-  role_name text;
+-- The partition's own statement (PL/Proxy's query, the key one of its parameters) is planned on the
+-- partition: a partition conninfo must make that plan generic and keep a failing call's parameters
+-- out of the partition's log, as session-pg scaleout install writes it. It still holds where the
+-- partition is, never who connects (the user mapping does): PL/Proxy prints it in some errors.
+CREATE OR REPLACE FUNCTION session_proxy.check_conninfo(conninfo text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
 BEGIN
-  FOREACH role_name IN ARRAY ARRAY[client, admin] LOOP
-    IF role_name OPERATOR(pg_catalog.!~) '^[a-z_][a-z0-9_$]{0,62}$' OR role_name OPERATOR(pg_catalog.~~) 'pg\_%'
-       OR role_name OPERATOR(pg_catalog.=) 'public' THEN
-      RAISE EXCEPTION 'session-postgresql: role name % is not a plain lower-case identifier', role_name
-        USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) role_name) THEN
-      IF NOT can_create THEN
-        RAISE EXCEPTION 'session-postgresql: role % does not exist and % may not create it', role_name, CURRENT_USER
-          USING ERRCODE = 'insufficient_privilege', HINT = pg_catalog.format('A DBA must run: CREATE ROLE %I NOLOGIN;', role_name);
-      END IF;
-      EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', role_name);
-    END IF;
-    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA session TO %I', role_name);
-  END LOOP;
-  IF client OPERATOR(pg_catalog.=) admin THEN
-    RAISE EXCEPTION 'session-postgresql: the client and admin roles must differ' USING ERRCODE = 'invalid_parameter_value';
+  IF conninfo IS NULL OR conninfo !~ '\S' OR conninfo ~* '(^|\s)(user|password)\s*=' THEN
+    RAISE EXCEPTION 'a partition conninfo must be non-empty and hold no user or password (those go to the user mapping)'
+      USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  INSERT INTO session_proxy.config (client_role, admin_role) VALUES (client::name, admin::name);
+  IF conninfo !~ '(^|\s)options\s*=\s*''[^'']*-c plan_cache_mode=force_generic_plan\M'
+     OR conninfo !~ '(^|\s)options\s*=\s*''[^'']*-c log_parameter_max_length_on_error=0\M' THEN
+    RAISE EXCEPTION 'a partition conninfo must set plan_cache_mode and log_parameter_max_length_on_error for the proxy''s connections'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Add options=''-c log_parameter_max_length_on_error=0 -c plan_cache_mode=force_generic_plan'' '
+                   '(session-pg scaleout install does): otherwise a partition plans each call with its key as a literal.';
+  END IF;
 END
 $$;

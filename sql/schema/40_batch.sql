@@ -1,77 +1,70 @@
--- session-postgresql 010: keys hashed before any statement, arrays of any shape.
---
--- A PL/pgSQL statement is planned with the values of the variables it reads, and a custom plan
--- holds them as literals: auto_explain (nested statements, verbose) logged the keys of the batch
--- functions, which read the key arrays in statements. Now every function turns its keys into
--- digests in plain PL/pgSQL assignments (evaluated without the executor, so never planned or
--- logged), and no statement reads a key. The batch functions number the elements from 1 whatever
--- the arrays' lower bounds: the checks and the writes of an element now always see the same
--- element (a batch numbered from 0 used to check one element and write another).
-SET search_path = pg_catalog, pg_temp;
+-- Many calls in one statement: session_write_batch (what the client's group commit sends) and
+-- session_get_batch (its read batching), with the checks they share with the single calls.
 
--- The 32-1024 base64url characters a proxy's key must have (22023), and its digest: one
--- expression, so that a caller checks and hashes a key without a statement.
-CREATE FUNCTION session.proxy_key_digest(key text) RETURNS bytea
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+-- Private helper: the checks the single calls make before writing, as 'SQLSTATE message', NULL
+-- when the element may be applied. A plain SQL expression, so the batch checks all its elements
+-- in one statement instead of calling a function once per element.
+CREATE OR REPLACE FUNCTION session.write_problem(kind text, key text, value text, expiry bigint, max_value_bytes integer)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE
+  WHEN kind IS NULL OR kind NOT IN ('generate', 'set', 'touch', 'put', 'clear')
+    THEN '22023 kind must be generate, set, touch, put or clear'
+  WHEN kind = 'set' AND value IS NULL
+    THEN '22004 session value must not be NULL'
+  WHEN kind = 'put' AND (key IS NULL OR value IS NULL)
+    THEN '22004 session_put needs a key and a value'
+  WHEN kind = 'put' AND NOT session.well_formed_key(key)
+    THEN '22023 session_put only accepts keys of 32 to 1024 base64url characters'
+  WHEN kind IN ('generate', 'set', 'put') AND octet_length(value) > max_value_bytes
+    THEN format('22001 session value is %s bytes, more than the limit of %s bytes', octet_length(value), max_value_bytes)
+  WHEN kind <> 'clear' AND expiry NOT BETWEEN -3155760000 AND 3155760000
+    THEN format('22023 expiry must be between -3155760000 and 3155760000 seconds (100 years), got %s', expiry)
+END;
+COMMENT ON FUNCTION session.write_problem(text, text, text, bigint, integer) IS
+  'Private. What a single call would refuse in this write, as ''SQLSTATE message''; NULL when none.';
+
+-- Private helper: write_problem as (SQLSTATE, message), for partition_write_batch, which checks
+-- generate elements one by one: the rules stay in one place.
+CREATE OR REPLACE FUNCTION session.write_check(kind text, key text, value text, expiry bigint, max_value_bytes integer,
+                                              OUT state text, OUT message text)
+LANGUAGE plpgsql STABLE
 AS $$
+DECLARE
+  problem constant text := session.write_problem(kind, key, value, expiry, max_value_bytes);
 BEGIN
-  IF key IS NULL OR octet_length(key) > 1024 OR key !~ '^[A-Za-z0-9_-]{32,}$' THEN
-    RAISE EXCEPTION 'a key made by the proxy must be 32 to 1024 base64url characters'
+  state := left(problem, 5);
+  message := substr(problem, 7);
+END
+$$;
+COMMENT ON FUNCTION session.write_check(text, text, text, bigint, integer) IS
+  'Private. write_problem split into SQLSTATE and message; both NULL when the element may be applied.';
+
+-- The number of elements of a batch: its four arrays must be one-dimensional and of one length
+-- (22023); a NULL array is empty. An expression, so that a caller checks without a statement.
+CREATE OR REPLACE FUNCTION session.batch_length(kinds text[], keys text[], vals text[], expiries bigint[]) RETURNS integer
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  n constant integer := coalesce(cardinality(kinds), 0);
+BEGIN
+  IF n <> coalesce(cardinality(keys), 0) OR n <> coalesce(cardinality(vals), 0)
+     OR n <> coalesce(cardinality(expiries), 0) OR array_ndims(kinds) > 1 OR array_ndims(keys) > 1
+     OR array_ndims(vals) > 1 OR array_ndims(expiries) > 1 THEN
+    RAISE EXCEPTION 'kinds, keys, vals and expiries must be one-dimensional arrays with the same number of elements'
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  RETURN session.key_digest(key);
+  RETURN n;
 END
 $$;
-REVOKE ALL ON FUNCTION session.proxy_key_digest(text) FROM PUBLIC;
+COMMENT ON FUNCTION session.batch_length(text[], text[], text[], bigint[]) IS
+  'Private. The number of elements of a batch. Errors: 22023 arrays of several dimensions or of different lengths.';
 
-CREATE OR REPLACE FUNCTION session.partition_generate(key text, expiry bigint DEFAULT NULL, value text DEFAULT NULL,
-                                                      subject text DEFAULT NULL, label text DEFAULT NULL,
-                                                      lifetime bigint DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  d constant bytea := session.proxy_key_digest(key);
-  t constant timestamptz := clock_timestamp();
-  new_expiry timestamptz;
-  cap timestamptz;
-BEGIN
-  new_expiry := session.expiry_at(partition_generate.value, expiry, t);
-  IF subject IS NOT NULL OR label IS NOT NULL THEN
-    PERFORM session.check_subject(subject, label);
-  END IF;
-  cap := session.ends_at(lifetime, t);
-  -- A plain INSERT, as in session_generate: a duplicate key (366 random bits) is a 23505.
-  INSERT INTO session.sessions (digest, expires_at, value, created_at, written_at, ends_at, subject, label, handle)
-  VALUES (d, least(new_expiry, cap), partition_generate.value, t, t, cap,
-          subject, CASE WHEN subject IS NOT NULL THEN label END,
-          CASE WHEN subject IS NOT NULL THEN gen_random_uuid() END);
-END
-$$;
-
-CREATE OR REPLACE FUNCTION session.partition_rotate(old_key text, new_key text) RETURNS text
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  nd constant bytea := session.proxy_key_digest(new_key);
-  made bytea;
-BEGIN
-  made := session.key_digest(session.session_rotate(old_key));
-  IF made IS NULL THEN
-    RETURN NULL;
-  END IF;
-  UPDATE session.sessions s SET digest = nd WHERE s.digest = made;
-  RETURN new_key;
-END
-$$;
-
-DROP FUNCTION session.check_proxy_key(text);
-
--- 008's session_write_batch after its checks, over digests: what session_write_batch and
+-- Private helper: a batch after its checks, over digests: what session_write_batch and
 -- partition_write_batch share. The caller gives each element's digest (a generate's: of the new
 -- key it made) and the problem write_problem found ('SQLSTATE message', NULL when none), in
--- one-dimensional arrays numbered from 1, and the settings it read. Private.
-CREATE FUNCTION session.write_digests(kinds text[], digests bytea[], problems text[], vals text[], expiries bigint[],
+-- one-dimensional arrays numbered from 1, and the settings it read.
+CREATE OR REPLACE FUNCTION session.write_digests(kinds text[], digests bytea[], problems text[], vals text[], expiries bigint[],
                                       period bigint, lifetime bigint)
 RETURNS TABLE (ord integer, sqlstate text, message text, ok boolean)
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
@@ -294,27 +287,15 @@ BEGIN
                END AS why) w;
 END
 $$;
-REVOKE ALL ON FUNCTION session.write_digests(text[], bytea[], text[], text[], bigint[], bigint, bigint) FROM PUBLIC;
+COMMENT ON FUNCTION session.write_digests(text[], bytea[], text[], text[], bigint[], bigint, bigint) IS
+  'Private. Applies a checked batch given by digests; one row per element as session_write_batch returns.';
 
--- The number of elements of a batch: its four arrays must be one-dimensional and of one length
--- (22023); a NULL array is empty. An expression, so that a caller checks without a statement.
-CREATE FUNCTION session.batch_length(kinds text[], keys text[], vals text[], expiries bigint[]) RETURNS integer
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  n constant integer := coalesce(cardinality(kinds), 0);
-BEGIN
-  IF n <> coalesce(cardinality(keys), 0) OR n <> coalesce(cardinality(vals), 0)
-     OR n <> coalesce(cardinality(expiries), 0) OR array_ndims(kinds) > 1 OR array_ndims(keys) > 1
-     OR array_ndims(vals) > 1 OR array_ndims(expiries) > 1 THEN
-    RAISE EXCEPTION 'kinds, keys, vals and expiries must be one-dimensional arrays with the same number of elements'
-      USING ERRCODE = 'invalid_parameter_value';
-  END IF;
-  RETURN n;
-END
-$$;
-REVOKE ALL ON FUNCTION session.batch_length(text[], text[], text[], bigint[]) FROM PUBLIC;
-
+-- Elements are applied in digest order (then element order), so that concurrent batches take
+-- their row locks in one global order and cannot deadlock. A row another transaction holds is
+-- skipped, not waited for: that element (and the later ones of the same key, to keep their
+-- order) returns 55P03 and is not applied, the others commit. The waits left (a put racing
+-- another transaction's insert of the same new key, a table lock) are bounded by lock_timeout, at
+-- most 2 s, so that one lock cannot hold a whole batch of callers for long.
 CREATE OR REPLACE FUNCTION session.session_write_batch(kinds text[], keys text[], vals text[], expiries bigint[])
 RETURNS TABLE (ord integer, sqlstate text, message text, ok boolean, key text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -339,8 +320,7 @@ BEGIN
   SELECT * INTO STRICT cfg FROM session.config;
   FOR i IN 1 .. n LOOP
     IF kinds[i] = 'generate' THEN
-      new_keys[i] := translate(encode(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())
-                                      || uuid_send(gen_random_uuid()), 'base64'), '+/=', '-_');
+      new_keys[i] := session.new_key();
       digests[i] := session.key_digest(new_keys[i]);
     ELSE
       digests[i] := session.key_digest(keys[i]);
@@ -373,86 +353,6 @@ COMMENT ON FUNCTION session.session_write_batch(text[], text[], text[], bigint[]
   'holds the row or created the same new session first (not applied; call it again). Elements of '
   'one key apply in element order. Errors of the whole call: 22023 arrays of different lengths or '
   'of more than one dimension; 55P03 a lock wait longer than lock_timeout, at most 2 s.';
-
-CREATE OR REPLACE FUNCTION session.partition_write_batch(kinds text[], keys text[], vals text[], expiries bigint[])
-RETURNS TABLE (ord integer, sqlstate text, message text, ok boolean, key text)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  n constant integer := session.batch_length(kinds, keys, vals, expiries);
-  cfg session.config;
-  -- The elements other than generates, as write_digests takes them; their positions in the batch.
-  rest integer[] := '{}'::integer[];
-  r_kinds text[] := '{}'::text[];
-  r_digests bytea[] := '{}'::bytea[];
-  r_problems text[] := '{}'::text[];
-  r_vals text[] := '{}'::text[];
-  r_expiries bigint[] := '{}'::bigint[];
-  made integer[] := '{}'::integer[];
-  states text[] := '{}'::text[];
-  messages text[] := '{}'::text[];
-  oks boolean[] := '{}'::boolean[];
-  chk record;
-  r record;
-  i integer;
-  d bytea;
-  t timestamptz;
-  cap timestamptz;
-BEGIN
-  IF n = 0 THEN
-    RETURN;
-  END IF;
-  kinds := kinds[array_lower(kinds, 1):array_upper(kinds, 1)];
-  keys := keys[array_lower(keys, 1):array_upper(keys, 1)];
-  vals := vals[array_lower(vals, 1):array_upper(vals, 1)];
-  expiries := expiries[array_lower(expiries, 1):array_upper(expiries, 1)];
-  SELECT * INTO STRICT cfg FROM session.config;
-  FOR i IN 1 .. n LOOP
-    IF kinds[i] IS NOT DISTINCT FROM 'generate' THEN
-      made := made || i;
-    ELSE
-      rest := rest || i;
-      r_kinds := r_kinds || kinds[i];
-      r_digests := r_digests || session.key_digest(keys[i]);
-      r_problems := r_problems || session.write_problem(kinds[i], keys[i], vals[i], expiries[i], cfg.max_value_bytes);
-      r_vals := r_vals || vals[i];
-      r_expiries := r_expiries || expiries[i];
-    END IF;
-  END LOOP;
-  IF cardinality(rest) > 0 THEN
-    FOR r IN SELECT * FROM session.write_digests(r_kinds, r_digests, r_problems, r_vals, r_expiries,
-                                                  cfg.default_period, cfg.absolute_lifetime) LOOP
-      i := rest[r.ord];
-      states[i] := r.sqlstate;
-      messages[i] := r.message;
-      oks[i] := r.ok;
-    END LOOP;
-  END IF;
-  FOREACH i IN ARRAY made LOOP
-    chk := session.write_check('generate', NULL, vals[i], expiries[i], cfg.max_value_bytes);
-    IF chk.state IS NOT NULL THEN
-      states[i] := chk.state;
-      messages[i] := chk.message;
-      CONTINUE;
-    END IF;
-    d := session.proxy_key_digest(keys[i]);
-    t := clock_timestamp();
-    cap := t + make_interval(secs => cfg.absolute_lifetime);
-    INSERT INTO session.sessions (digest, expires_at, value, created_at, written_at, ends_at)
-    VALUES (d, least(t + make_interval(secs => coalesce(expiries[i], cfg.default_period)), cap), vals[i], t, t, cap);
-    oks[i] := true;
-  END LOOP;
-  -- The keys of the generates go out one row at a time: a statement would be planned with them.
-  FOR i IN 1 .. n LOOP
-    ord := i;
-    sqlstate := states[i];
-    message := messages[i];
-    ok := oks[i];
-    key := CASE WHEN oks[i] AND kinds[i] IS NOT DISTINCT FROM 'generate' THEN keys[i] END;
-    RETURN NEXT;
-  END LOOP;
-END
-$$;
 
 CREATE OR REPLACE FUNCTION session.session_get_batch(keys text[]) RETURNS TABLE (ord integer, value text, period bigint)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
