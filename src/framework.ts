@@ -145,6 +145,27 @@ export function dataOf(sess: object, ignored: readonly string[] = ['cookie']): s
   });
 }
 
+/** Top-level field changes, as {@link SessionStore.merge} takes them. */
+export interface FieldChanges {
+  set: Record<string, unknown>;
+  unset: string[];
+}
+
+/**
+ * The top-level fields whose JSON differs between the value a request loaded (`before`) and the
+ * one it saves (`after`), and those it removed; null when their JSON forms are equal field by
+ * field. Nested objects count as one field. Both sides are read by {@link parseSession}, so a key
+ * it drops is neither set nor unset. Errors: those of parseSession.
+ */
+export function changesOf(before: string, after: string): FieldChanges | null {
+  const old = parseSession(before);
+  const now = parseSession(after);
+  // Object.fromEntries defines own properties: a field named like a prototype member stays data.
+  const set = Object.entries(now).filter(([k, v]) => !Object.hasOwn(old, k) || JSON.stringify(old[k]) !== JSON.stringify(v));
+  const unset = Object.keys(old).filter((k) => !Object.hasOwn(now, k));
+  return set.length === 0 && unset.length === 0 ? null : { set: Object.fromEntries(set), unset };
+}
+
 /** Largest subject and label the database accepts, in bytes (UTF-8). */
 const maxSubjectBytes = 256;
 
