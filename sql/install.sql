@@ -93,4 +93,10 @@ SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '010_batch
 INSERT INTO public.session_migrations (name, run_on) VALUES ('010_batch_arrays', now());
 \endif
 
+SELECT NOT EXISTS (SELECT FROM public.session_migrations WHERE name = '011_merge_versions') AS apply \gset
+\if :apply
+\ir 011_merge_versions.up.sql
+INSERT INTO public.session_migrations (name, run_on) VALUES ('011_merge_versions', now());
+\endif
+
 COMMIT;

@@ -9,6 +9,12 @@ SELECT pg_catalog.pg_advisory_xact_lock(7241865325823964) AS locked \gset
 SELECT pg_catalog.to_regclass('public.session_migrations') IS NOT NULL AS installed \gset
 \if :installed
 
+SELECT EXISTS (SELECT FROM public.session_migrations WHERE name = '011_merge_versions') AS revert \gset
+\if :revert
+\ir 011_merge_versions.down.sql
+DELETE FROM public.session_migrations WHERE name = '011_merge_versions';
+\endif
+
 SELECT EXISTS (SELECT FROM public.session_migrations WHERE name = '010_batch_arrays') AS revert \gset
 \if :revert
 \ir 010_batch_arrays.down.sql

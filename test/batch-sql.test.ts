@@ -493,7 +493,7 @@ describe('session_write_batch is part of the SQL API', () => {
   test('SECURITY DEFINER, pinned search_path, documented', async () => {
     const r = await db.query<{ prosecdef: boolean; proconfig: string[]; comment: string | null }>(
       `SELECT p.prosecdef, p.proconfig, obj_description(p.oid, 'pg_proc') AS comment FROM pg_proc p
-        WHERE p.oid = 'session.session_write_batch(text[], text[], text[], bigint[])'::regprocedure`);
+        WHERE p.oid = 'session.session_write_batch(text[], text[], text[], bigint[], bigint[])'::regprocedure`);
     const row = r.rows[0];
     assert.equal(row?.prosecdef, true);
     assert.deepEqual(row?.proconfig, ['search_path=pg_catalog, pg_temp']);
@@ -501,12 +501,12 @@ describe('session_write_batch is part of the SQL API', () => {
   });
   test('the client role may call it; PUBLIC and the admin role may not, nor the private helper', async () => {
     const grants = await db.query<{ role: string; can: boolean }>(
-      `SELECT r AS role, has_function_privilege(r, 'session.session_write_batch(text[], text[], text[], bigint[])', 'EXECUTE') AS can
+      `SELECT r AS role, has_function_privilege(r, 'session.session_write_batch(text[], text[], text[], bigint[], bigint[])', 'EXECUTE') AS can
          FROM unnest(ARRAY['session_client', 'session_admin']) r`);
     assert.deepEqual(grants.rows, [{ role: 'session_client', can: true }, { role: 'session_admin', can: false }]);
     // No ACL entry for PUBLIC ("=X/owner") on any of the functions.
     const acl = await db.query<{ acl: string[] }>(
-      `SELECT p.proacl::text[] AS acl FROM pg_proc p WHERE p.oid IN ('session.session_write_batch(text[], text[], text[], bigint[])'::regprocedure,
+      `SELECT p.proacl::text[] AS acl FROM pg_proc p WHERE p.oid IN ('session.session_write_batch(text[], text[], text[], bigint[], bigint[])'::regprocedure,
                                                                    'session.write_check(text, text, text, bigint, integer)'::regprocedure,
                                                                    'session.write_problem(text, text, text, bigint, integer)'::regprocedure)`);
     assert.equal(acl.rows.length, 3);
