@@ -122,3 +122,16 @@ for (const v of variants) {
     });
   });
 }
+
+describe('fastify: a save without the request\'s own copy', () => {
+  test('is written whole, as a store without merges does', async () => {
+    const store = new FastifySessionStore({ store: f.shared });
+    const sid = await f.shared.generate({ value: JSON.stringify({ cookie: { originalMaxAge: 3_600_000 }, user: 'alice' }) });
+    const sess = await new Promise<Record<string, unknown>>((resolve, reject) =>
+      store.get(sid, (err, s) => (err ? reject(err) : resolve(s as Record<string, unknown>))));
+    assert.ok(await f.shared.merge(sid, { set: { other: '1' } }));
+    // A plain object, not a Session built from what get returned: the store only remembers the id.
+    await new Promise<void>((resolve, reject) => store.set(sid, { ...sess, note: 'x' }, (err) => (err ? reject(err) : resolve())));
+    assert.deepEqual(await fields(sid), { user: 'alice', note: 'x' });
+  });
+});
