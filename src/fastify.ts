@@ -133,12 +133,16 @@ function shared(loaded: Loaded): Loaded {
 // request: what this request loaded travels in the stored cookie object, whose own properties the
 // Session keeps in its cookie options (a symbol, so never serialized). Lost in another version of
 // @fastify/session, the save falls back to the memo, and a change is written whole.
+// The mark is an empty token: logging the session shows `{}`, never the id a Loaded holds.
 const loadedKey = Symbol('session-postgresql loaded');
+const carried = new WeakMap<object, Loaded>();
 
 function markCookie(sess: SessionData, loaded: Loaded): void {
   const cookie: unknown = sess.cookie;
   if (typeof cookie === 'object' && cookie !== null && !Array.isArray(cookie)) {
-    Object.defineProperty(cookie, loadedKey, { value: loaded, enumerable: true, configurable: true, writable: true });
+    const token = Object.freeze({});
+    carried.set(token, loaded);
+    Object.defineProperty(cookie, loadedKey, { value: token, enumerable: true, configurable: true, writable: true });
   }
 }
 
@@ -146,8 +150,8 @@ function markCookie(sess: SessionData, loaded: Loaded): void {
 function loadedOf(session: object): Loaded | undefined {
   const key = Object.getOwnPropertySymbols(session).find((k) => k.description === 'cookieOpts');
   const opts: unknown = key === undefined ? undefined : (session as Record<symbol, unknown>)[key];
-  const loaded: unknown = typeof opts === 'object' && opts !== null ? (opts as Record<symbol, unknown>)[loadedKey] : undefined;
-  return typeof loaded === 'object' && loaded !== null ? loaded as Loaded : undefined;
+  const token: unknown = typeof opts === 'object' && opts !== null ? (opts as Record<symbol, unknown>)[loadedKey] : undefined;
+  return typeof token === 'object' && token !== null ? carried.get(token) : undefined;
 }
 
 /**
