@@ -1,7 +1,8 @@
 -- session-postgresql 011: versions, conditional writes and merges.
 --
 -- Every session has a version, which every write of its value changes (set, put, merge, and the
--- value a generate or put creates; a touch or a rotate does not). session_get and
+-- value a generate or put creates; a touch does not, and a rotate gives the session under its
+-- new key a new version). session_get and
 -- session_get_batch return it; session_set, session_put and session_merge take an if_version:
 -- when the session's version has moved since, they raise SP001 and change nothing.
 -- session_merge changes top-level fields of a stored JSON object in one UPDATE, so requests that
