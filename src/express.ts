@@ -76,7 +76,7 @@ function checkCookie(sess: SessionData): void {
  * `revokeAll`. express-session's `regenerate` destroys the old id and makes the new one itself, so
  * the store cannot use `rotate` there: the old session is cleared (a tombstone no request can
  * revive) and the new one, saved with the user's data, gets the subject on its first save. Log
- * out with `req.session.destroy()`: deleting the user field instead leaves the session to the
+ * out with `req.session.destroy()`: deleting the user field instead leaves that field to the
  * last request that saves it, as for any field.
  */
 export class ExpressSessionStore extends session.Store {
