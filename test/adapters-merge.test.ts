@@ -100,6 +100,16 @@ for (const v of variants) {
       assert.deepEqual(stored, { user: 'alice', role: 'admin', x: stored.x });
     });
 
+    test('a merged save restarts the expiry from the cookie (one hour)', async () => {
+      const { user, sid } = await login();
+      await f.db.query(`UPDATE session.sessions SET expires_at = now() + interval '1 minute' WHERE digest = sha256(convert_to($1, 'UTF8'))`, [sid]);
+      assert.equal((await user.post(field('e', '1', false))).status, 200);
+      const r = await f.shared.get(sid);
+      // From one minute left back to about an hour (koa-session gives the store 10 s more than the cookie).
+      assert.ok(r.ok && r.period > 3000 && r.period <= 3610, JSON.stringify(r.ok && r.period));
+      assert.equal((await fields(sid)).e, '1');
+    });
+
     test('a NUL character, which jsonb cannot hold, in a change and then in the stored value: written whole', async () => {
       const { user, sid } = await login();
       assert.equal((await user.post(field('n', '%00', false))).status, 200);
