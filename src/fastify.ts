@@ -38,9 +38,8 @@ const cleared = 'cleared';
  *   own copy is lost (a @fastify/session that does not keep the cookie's own properties): a
  *   request that loaded a session, was forgotten by the store (more than `memoSize` other
  *   sessions loaded meanwhile), and saves only after the session ended (cleared or expired) AND
- *   its row was purged. A cleared
- *   session's row is purged once its expiry passes, at most a day after the clear; until then no
- *   request of any process can bring it back.
+ *   its row was purged. A cleared session's row is purged once its expiry passes, at most a day
+ *   after the clear; until then no request of any process can bring it back.
  * @fastify/session gives the store no way to tell a loaded session from a new one, hence the memory.
  *
  * Stored values: keys named like Object.prototype's members (`__proto__`, `constructor`, ...) are
@@ -132,8 +131,8 @@ function shared(loaded: Loaded): Loaded {
 // @fastify/session copies a loaded session into a new Session and tells the store nothing of the
 // request: what this request loaded travels in the stored cookie object, whose own properties the
 // Session keeps in its cookie options (a symbol, so never serialized). Lost in another version of
-// @fastify/session, the save falls back to the memo, and a change is written whole.
-// The mark is an empty token: logging the session shows `{}`, never the id a Loaded holds.
+// @fastify/session, the save falls back to the memo, and a change is written whole. The mark is
+// an empty token: logging the session shows `{}`, never the id a Loaded holds.
 const loadedKey = Symbol('session-postgresql loaded');
 const carried = new WeakMap<object, Loaded>();
 
