@@ -166,16 +166,30 @@ export interface FieldChanges {
 /**
  * The top-level fields whose JSON differs between the value a request loaded (`before`) and the
  * one it saves (`after`), and those it removed; null when their JSON forms are equal field by
- * field. Nested objects count as one field. Both sides are read by {@link parseSession}, so a key
- * it drops is neither set nor unset. Errors: those of parseSession.
+ * field (the order of keys in an object does not count). Nested objects count as one field. Both
+ * sides are read by {@link parseSession}, so a key it drops is neither set nor unset.
+ * Errors: those of parseSession.
  */
 export function changesOf(before: string, after: string): FieldChanges | null {
   const old = parseSession(before);
   const now = parseSession(after);
   // Object.fromEntries defines own properties: a field named like a prototype member stays data.
-  const set = Object.entries(now).filter(([k, v]) => !Object.hasOwn(old, k) || JSON.stringify(old[k]) !== JSON.stringify(v));
+  const set = Object.entries(now).filter(([k, v]) => !Object.hasOwn(old, k) || !sameJson(old[k], v));
   const unset = Object.keys(old).filter((k) => !Object.hasOwn(now, k));
   return set.length === 0 && unset.length === 0 ? null : { set: Object.fromEntries(set), unset };
+}
+
+/** Equality of two values made by JSON.parse; about half the cost of comparing their JSON texts. */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((x, i) => sameJson(x, b[i]));
+  }
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  const keys = Object.keys(x);
+  return keys.length === Object.keys(y).length && keys.every((k) => Object.hasOwn(y, k) && sameJson(x[k], y[k]));
 }
 
 /** Largest subject and label the database accepts, in bytes (UTF-8). */

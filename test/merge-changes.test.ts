@@ -18,9 +18,17 @@ test('nested objects are one field: a change inside sets the whole top-level fie
   assert.deepEqual(changes, { set: { prefs: { theme: 'light', lang: 'en' } }, unset: [] });
 });
 
-test('equal JSON field by field, even with top-level keys in another order: null (nothing to write)', () => {
-  assert.equal(changesOf(text({ a: 1, b: { c: [1] } }), text({ b: { c: [1] }, a: 1 })), null);
+test('equal JSON field by field, keys in any order at any level: null (nothing to write)', () => {
+  assert.equal(changesOf(text({ a: 1, b: { c: [1], d: null } }), text({ b: { d: null, c: [1] }, a: 1 })), null);
   assert.equal(changesOf('{}', '{}'), null);
+});
+
+test('values of other JSON types, or arrays of another length or order, differ', () => {
+  const before = text({ a: [1, 2], b: { c: 1 }, d: '1', e: null, f: [{ g: 1 }], h: {} });
+  const after = text({ a: [2, 1], b: { c: 1, x: 0 }, d: 1, e: false, f: [{ g: 1 }, 2], h: [] });
+  assert.deepEqual(changesOf(before, after), {
+    set: { a: [2, 1], b: { c: 1, x: 0 }, d: 1, e: false, f: [{ g: 1 }, 2], h: [] }, unset: [],
+  });
 });
 
 test('a field that becomes undefined in the session is removed (it is absent from the JSON)', () => {
