@@ -91,6 +91,8 @@ export interface Save {
   sess: SessionData;
   /** The request, when the framework gives the store a way to it: for the `label` option. */
   req?: IncomingMessage | undefined;
+  /** The fields the framework rewrites on every save (see {@link dataOf}; default: the cookie). */
+  rewritten?: readonly string[];
 }
 
 /**
@@ -150,8 +152,11 @@ export function secondsOf(ms: unknown): number | undefined {
   return typeof ms === 'number' && Number.isFinite(ms) ? Math.ceil(ms / 1000) : undefined;
 }
 
+/** What express-session and @fastify/session rewrite on every save. */
+const rewrittenByDefault: readonly string[] = ['cookie'];
+
 /** The session as JSON without the top-level fields that a save rewrites anyway (the cookie). */
-export function dataOf(sess: object, ignored: readonly string[] = ['cookie']): string {
+export function dataOf(sess: object, ignored: readonly string[] = rewrittenByDefault): string {
   return JSON.stringify(sess, function (this: unknown, key, val: unknown) {
     return this === sess && ignored.includes(key) ? undefined : val;
   });
@@ -354,8 +359,10 @@ export class FrameworkSessions {
   async update(loaded: Loaded, save: Save): Promise<boolean> {
     const { expiry } = save;
     const changes = save.changed && loaded.value !== undefined ? changesOf(loaded.value, save.value) : undefined;
-    // Equal field by field (e.g. only key order moved): nothing to write, as for no change.
-    const changed = save.changed && changes !== null;
+    // Only key order or the fields every save rewrites moved: nothing to write, as for no change.
+    const rewritten = save.rewritten ?? rewrittenByDefault;
+    const changed = save.changed && changes !== null
+      && (changes === undefined || [...Object.keys(changes.set), ...changes.unset].some((k) => !rewritten.includes(k)));
     const subject = changed ? this.subjectOf(save.sess) : undefined;
     const period = expiry ?? (await this.defaultPeriod());
     if (!changed) {

@@ -64,7 +64,7 @@ export class KoaSessionStore extends FrameworkStore {
 
   async set(key: string, sess: Record<string, unknown>, maxAge?: unknown, options?: { changed?: boolean; ctx?: object }): Promise<void> {
     const ctx = typeof options?.ctx === 'object' && options.ctx !== null ? options.ctx : undefined;
-    const save: Save = { value: JSON.stringify(sess), data: dataOf(sess, rewritten), changed: options?.changed ?? true, expiry: secondsOf(maxAge), sess, req: requestOf(ctx) };
+    const save: Save = { value: JSON.stringify(sess), data: dataOf(sess, rewritten), changed: options?.changed ?? true, expiry: secondsOf(maxAge), sess, req: requestOf(ctx), rewritten };
     if (ctx === undefined) {
       await this.sessions.updateOrCreate(key, save);
       return;

@@ -100,6 +100,14 @@ for (const v of variants) {
       assert.deepEqual(stored, { user: 'alice', role: 'admin', x: stored.x });
     });
 
+    test('a request that only moved a field to the end of the keys writes nothing', async () => {
+      const { user, sid } = await login();
+      const before = await rowOf(f.db, sid);
+      assert.equal((await user.post('/field?f=user&v=alice&readd=1')).status, 200);
+      assert.equal((await rowOf(f.db, sid))?.version, before?.version, 'the row was written');
+      assert.deepEqual(await fields(sid), { user: 'alice', role: 'admin' });
+    });
+
     test('a merged save restarts the expiry from the cookie (one hour)', async () => {
       const { user, sid } = await login();
       await f.db.query(`UPDATE session.sessions SET expires_at = now() + interval '1 minute' WHERE digest = sha256(convert_to($1, 'UTF8'))`, [sid]);

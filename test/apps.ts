@@ -1,7 +1,8 @@
 // The same small app in Express, Fastify and Koa, for the adapter tests: log in as an admin,
 // downgrade, add a note, log out, regenerate, and routes that stop at a gate the test opens, so
 // that other requests can run to completion while they hold a loaded session. `POST /field?f=F&v=V`
-// sets field F to V (without `v`: removes F); with `&hold=1` it first stops at the gate.
+// sets field F to V (without `v`: removes F); with `&hold=1` it first stops at the gate; with
+// `&readd=1` it removes F before setting it, which moves F to the end of the session's keys.
 import type { Server } from 'node:http';
 import { after, before } from 'node:test';
 import express from 'express';
@@ -59,10 +60,11 @@ interface Data { user?: unknown; role?: unknown; note?: unknown }
 
 /** What `POST /field` does to a session, given its query: stop at the gate if asked, then set or remove one field. */
 async function changeField(gate: Gate, session: object, query: unknown): Promise<void> {
-  const { f, v, hold } = query as { f?: unknown; v?: unknown; hold?: unknown };
+  const { f, v, hold, readd } = query as { f?: unknown; v?: unknown; hold?: unknown; readd?: unknown };
   if (typeof f !== 'string' || !/^[a-z][a-z0-9]*$/.test(f)) throw new Error('f must name a plain field');
   if (hold !== undefined) await gate.hold();
   const fields = session as Record<string, unknown>;
+  if (readd !== undefined) delete fields[f];
   if (typeof v === 'string') fields[f] = v;
   else delete fields[f];
 }
