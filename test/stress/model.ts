@@ -145,12 +145,17 @@ const show = (v: string | undefined) => (v === undefined ? 'undefined' : v.lengt
 // A generated key is named by its place counted back from the newest key: removing an earlier
 // command then leaves what a later one names unchanged (counted from the oldest, every later
 // reference shifted), so a failing sequence shrinks to the few commands that matter.
-type KeyRef = { kind: 'generated'; i: number } | { kind: 'fixed'; key: string };
+// A merge mostly names a key whose session the model holds to be a JSON object, counted back too.
+type KeyRef = { kind: 'generated'; i: number } | { kind: 'fixed'; key: string } | { kind: 'object'; i: number };
 function resolve(m: Model, ref: KeyRef): string {
   if (ref.kind === 'fixed') return ref.key;
+  if (ref.kind === 'object') {
+    const objects = m.keys.filter((k) => { const e = m.rows.get(k); return e !== undefined && !e.cleared && objectOf(e) !== undefined; });
+    return objects.length === 0 ? 'no-object-session-yet' : (objects[objects.length - 1 - (ref.i % objects.length)] as string);
+  }
   return m.keys.length === 0 ? 'no-key-generated-yet' : (m.keys[m.keys.length - 1 - (ref.i % m.keys.length)] as string);
 }
-const showRef = (ref: KeyRef) => (ref.kind === 'fixed' ? show(ref.key) : `key[-${ref.i + 1}]`);
+const showRef = (ref: KeyRef) => (ref.kind === 'fixed' ? show(ref.key) : ref.kind === 'object' ? `object[-${ref.i + 1}]` : `key[-${ref.i + 1}]`);
 
 abstract class Cmd implements fc.AsyncCommand<Model, Real, false> {
   check(): boolean {
@@ -490,7 +495,7 @@ const jsonValueArb = fc.dictionary(fc.constantFrom(...FIELDS), fc.oneof(fc.integ
   { maxKeys: 3 }).map((o) => JSON.stringify(o));
 const ifVersionArb = fc.constantFrom<IfVersion>('none', 'none', 'none', 'seen', 'stale');
 const valueArb = fc.oneof(
-  { weight: 4, arbitrary: jsonValueArb },
+  { weight: 10, arbitrary: jsonValueArb },
   { weight: 12, arbitrary: fc.string({ unit: 'binary', maxLength: 16 }).filter((s) => !s.includes('\u0000')) },
   { weight: 3, arbitrary: fc.constantFrom('', 'v', 'é€😀\u{10FFFF}', "'; --", '%_\\') },
   { weight: 1, arbitrary: fc.constantFrom(big.at, big.over, big.atTwoByte, big.overTwoByte, big.medium) },
@@ -501,9 +506,9 @@ const keyArb: fc.Arbitrary<KeyRef> = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom('', 'garbage', 'no such key'.padEnd(64, '_')).map((key): KeyRef => ({ kind: 'fixed', key })) },
 );
 
-/** Merges go mostly to the newest keys, which a JSON generate or write has most likely just made. */
+/** Merges go mostly to the newest sessions holding JSON objects. */
 const mergeKeyArb: fc.Arbitrary<KeyRef> = fc.oneof(
-  { weight: 4, arbitrary: fc.nat(2).map((i): KeyRef => ({ kind: 'generated', i })) },
+  { weight: 4, arbitrary: fc.nat(2).map((i): KeyRef => ({ kind: 'object', i })) },
   { weight: 1, arbitrary: keyArb },
 );
 
