@@ -15,6 +15,10 @@
  *   `migrationStatus` refuse it, changing nothing. Export what you need, run sql/uninstall.sql, install.
  * - `statement_timeout`: SQLSTATE 57014, the statement was cancelled (statement_timeout).
  * - `lock_timeout`: SQLSTATE 55P03, a lock could not be taken in time (lock_timeout).
+ * - `conflict`: SQLSTATE SP001, a conditional write (`ifVersion`) found that the session was
+ *   written since that version was read; nothing was written. Read it again and write what it holds now.
+ * - `not_object`: SQLSTATE SP002, a merge found a session that is not set or whose value is not a
+ *   JSON object; nothing was written.
  * - `read_only`: SQLSTATE 25006, a write reached a server that only reads (a hot standby, or
  *   `default_transaction_read_only`); nothing was written. Reads work there.
  * - `timeout`: with `statementTimeoutMs`, the call had no answer within that time plus a margin
@@ -39,6 +43,8 @@ export type SessionErrorCode =
   | 'prerelease_schema'
   | 'statement_timeout'
   | 'lock_timeout'
+  | 'conflict'
+  | 'not_object'
   | 'read_only'
   | 'timeout'
   | 'connection'
@@ -71,6 +77,8 @@ const bySqlState: Record<string, SessionErrorCode> = {
   '3F000': 'not_installed',
   '57014': 'statement_timeout',
   '55P03': 'lock_timeout',
+  SP001: 'conflict',
+  SP002: 'not_object',
   '25006': 'read_only',
   // Server shutting down, crashed, or not yet accepting connections.
   '57P01': 'connection',

@@ -260,7 +260,7 @@ const SPLIT_GETS_AT = 16;
 const MAX_GETS = 256;
 
 /** The writes a {@link WriteQueue} can batch: one element kind of `session.session_write_batch`. */
-export type WriteKind = 'generate' | 'set' | 'touch' | 'put' | 'clear';
+export type WriteKind = 'generate' | 'set' | 'touch' | 'put' | 'merge' | 'clear';
 
 /** One write call: its arguments as sent to SQL, and its caller's promise. */
 export interface WriteCall {
@@ -270,6 +270,10 @@ export interface WriteCall {
   key: string | null;
   value: string | null;
   expiry: string | null;
+  /** The version a set, put or merge requires (NULL or absent: unconditional). */
+  ifVersion?: string | null;
+  /** A merge's fields to remove; its fields to set are `value`, a JSON object. */
+  unset?: string[];
   /** When the call was made (performance.now()), set by a queue with deadlines. */
   since?: number;
   /** Resolved with the first column of the single call's row (generate: the key; set/touch/put: the boolean). */
@@ -476,4 +480,5 @@ class SinglesForAWhile {
 }
 
 /** The text a call puts on the wire, in UTF-16 units: close enough to bound a batch's size. */
-const size = (call: WriteCall) => (call.key?.length ?? 0) + (call.value?.length ?? 0);
+const size = (call: WriteCall) => (call.key?.length ?? 0) + (call.value?.length ?? 0)
+  + (call.unset?.reduce((n, field) => n + field.length + 3, 0) ?? 0);

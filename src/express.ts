@@ -49,13 +49,15 @@ function checkCookie(sess: SessionData): void {
  * - A session is loaded through `get` and express-session's `createSession`, which this store
  *   extends to mark the session object (a non-enumerable symbol holding the id and the data as
  *   loaded). A session express-session generated (new visitor, `regenerate`) carries no mark.
- * - `set` of a marked session: changed → `session_set` (never creates: a session cleared
- *   meanwhile stays cleared); unchanged (`resave: true`) → as `touch`. `set` of an unmarked
+ * - `set` of a marked session: changed → `session_merge` of the top-level fields it changed or
+ *   removed (never creates: a session cleared meanwhile stays cleared); unchanged
+ *   (`resave: true`) → as `touch`. `set` of an unmarked
  *   session → `session_put`, which may create, and never writes over a cleared or expired key.
  * - `touch` moves only the expiry (`session_touch`), never the value, and only once no more than
  *   `touchThreshold` (default half) of the period remains: an unchanged request usually costs one
  *   read and no write, and never rewrites what another request changed meanwhile.
- * - Two requests that both changed the session: the last one to save wins.
+ * - Two requests that changed different fields both keep their changes; the same field: the
+ *   last one to save wins (docs/concurrent-requests.md).
  * The mark lives on the request's own session object, so this holds whatever the number of
  * processes or sessions, with no memory in the store.
  *
@@ -74,7 +76,7 @@ function checkCookie(sess: SessionData): void {
  * `revokeAll`. express-session's `regenerate` destroys the old id and makes the new one itself, so
  * the store cannot use `rotate` there: the old session is cleared (a tombstone no request can
  * revive) and the new one, saved with the user's data, gets the subject on its first save. Log
- * out with `req.session.destroy()`: deleting the user field instead leaves the session to the
+ * out with `req.session.destroy()`: deleting the user field instead leaves that field to the
  * last request that saves it, as for any field.
  */
 export class ExpressSessionStore extends session.Store {

@@ -1,7 +1,8 @@
 // What the express-session, @fastify/session and koa-session stores share: JSON values read
 // safely, expiry from the cookie, and the write rules that keep a request from undoing a logout or
 // reverting another request's change:
-// - a session that was loaded is only ever updated (`set`, `touch`: never create);
+// - a session that was loaded is only ever updated (`merge`, `touch`: never create), and a change
+//   writes only the top-level fields this request changed, so parallel requests keep each other's;
 // - a session that changed nothing has only its expiry moved (`touch`), throttled;
 // - `put` (may create) is for an id the framework has just generated.
 //
@@ -66,6 +67,12 @@ export interface SessionData {
 export interface Loaded {
   sid: string;
   data: string;
+  /**
+   * The stored value as this request loaded or last wrote it: a change is then written as a merge
+   * of the fields that differ from it. Undefined when the copy may be another request's: the
+   * change is then written whole.
+   */
+  value?: string | undefined;
   expiresAt: number;
   /** The subject the session has in the database, as far as this store knows (undefined: unknown). */
   subject?: string | null | undefined;
@@ -84,6 +91,8 @@ export interface Save {
   sess: SessionData;
   /** The request, when the framework gives the store a way to it: for the `label` option. */
   req?: IncomingMessage | undefined;
+  /** The fields the framework rewrites on every save (see {@link dataOf}; default: the cookie). */
+  rewritten?: readonly string[];
 }
 
 /**
@@ -125,6 +134,11 @@ export function parseSession(text: string): SessionData {
   return value as SessionData;
 }
 
+/** Whether {@link parseSession} left keys of `text` out of `sess`. */
+function droppedKeys(text: string, sess: SessionData): boolean {
+  return maybeUnsafe.test(text) && JSON.stringify(sess) !== JSON.stringify(JSON.parse(text));
+}
+
 /** Whole seconds from the cookie, or undefined for the store's default period. */
 export function expiryOf(sess: SessionData): number | undefined {
   const c = sess.cookie;
@@ -138,11 +152,49 @@ export function secondsOf(ms: unknown): number | undefined {
   return typeof ms === 'number' && Number.isFinite(ms) ? Math.ceil(ms / 1000) : undefined;
 }
 
+/** What express-session and @fastify/session rewrite on every save. */
+const rewrittenByDefault: readonly string[] = ['cookie'];
+
 /** The session as JSON without the top-level fields that a save rewrites anyway (the cookie). */
-export function dataOf(sess: object, ignored: readonly string[] = ['cookie']): string {
+export function dataOf(sess: object, ignored: readonly string[] = rewrittenByDefault): string {
   return JSON.stringify(sess, function (this: unknown, key, val: unknown) {
     return this === sess && ignored.includes(key) ? undefined : val;
   });
+}
+
+/** Top-level field changes, as {@link SessionStore.merge} takes them. */
+export interface FieldChanges {
+  set: Record<string, unknown>;
+  unset: string[];
+}
+
+/**
+ * The top-level fields whose JSON differs between the value a request loaded (`before`) and the
+ * one it saves (`after`), and those it removed; null when their JSON forms are equal field by
+ * field (the order of keys in an object does not count). Nested objects count as one field. Both
+ * sides are read by {@link parseSession}, so a key it drops is neither set nor unset.
+ * Errors: those of parseSession.
+ */
+export function changesOf(before: string, after: string): FieldChanges | null {
+  const old = parseSession(before);
+  const now = parseSession(after);
+  // Object.fromEntries defines own properties: a field named like a prototype member stays data.
+  const set = Object.entries(now).filter(([k, v]) => !Object.hasOwn(old, k) || !sameJson(old[k], v));
+  const unset = Object.keys(old).filter((k) => !Object.hasOwn(now, k));
+  return set.length === 0 && unset.length === 0 ? null : { set: Object.fromEntries(set), unset };
+}
+
+/** Equality of two values made by JSON.parse; about half the cost of comparing their JSON texts. */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((x, i) => sameJson(x, b[i]));
+  }
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  const keys = Object.keys(x);
+  return keys.length === Object.keys(y).length && keys.every((k) => Object.hasOwn(y, k) && sameJson(x[k], y[k]));
 }
 
 /** Largest subject and label the database accepts, in bytes (UTF-8). */
@@ -223,7 +275,9 @@ export class FrameworkSessions {
     const r = await this.store.get(sid);
     if (!r.ok) return null;
     const sess = parseSession(r.value);
-    const loaded: Loaded = { sid, data: dataOf(sess, ignored), expiresAt: Date.now() + r.period * 1000 };
+    // Keys parseSession dropped stay stored until a whole write: a changed session is written whole.
+    const value = droppedKeys(r.value, sess) ? undefined : r.value;
+    const loaded: Loaded = { sid, data: dataOf(sess, ignored), value, expiresAt: Date.now() + r.period * 1000 };
     if (this.mapSubject !== undefined) loaded.subject = this.loadedSubject(sess);
     return { sess, loaded };
   }
@@ -287,20 +341,28 @@ export class FrameworkSessions {
     return this.period.value;
   }
 
-  /** After a write: the session now expires `seconds` from now and holds `data`. */
-  private restarted(loaded: Loaded, seconds: number, data?: string): void {
+  /** After a write: the session now expires `seconds` from now and, as this request sees it, holds `save`. */
+  private restarted(loaded: Loaded, seconds: number, save: Save): void {
     loaded.expiresAt = Date.now() + seconds * 1000;
-    if (data !== undefined) loaded.data = data;
+    if (save.data !== undefined) loaded.data = save.data;
+    if (loaded.value !== undefined) loaded.value = save.value;
   }
 
   /**
-   * Saves a session this request loaded: its changed value with `set`, or else only a move of its
-   * expiry with `touch`, and that only once no more than `touchThreshold` of the period remains.
-   * Neither ever creates: a session cleared meanwhile stays cleared. Resolves false when the
+   * Saves a session this request loaded: the top-level fields it changed or removed, as one
+   * `merge` (the whole value with `set` when `loaded.value` is unknown), or else only a move of
+   * its expiry with `touch`, and that only once no more than `touchThreshold` of the period
+   * remains. None ever creates: a session cleared meanwhile stays cleared. Merging only this
+   * request's changes keeps those of requests that saved meanwhile. Resolves false when the
    * session is gone (cleared or expired); `loaded` then is stale and nothing was written.
    */
   async update(loaded: Loaded, save: Save): Promise<boolean> {
-    const { changed, expiry } = save;
+    const { expiry } = save;
+    const changes = save.changed && loaded.value !== undefined ? changesOf(loaded.value, save.value) : undefined;
+    // Only key order or the fields every save rewrites moved: nothing to write, as for no change.
+    const rewritten = save.rewritten ?? rewrittenByDefault;
+    const changed = save.changed && changes !== null
+      && (changes === undefined || [...Object.keys(changes.set), ...changes.unset].some((k) => !rewritten.includes(k)));
     const subject = changed ? this.subjectOf(save.sess) : undefined;
     const period = expiry ?? (await this.defaultPeriod());
     if (!changed) {
@@ -312,13 +374,29 @@ export class FrameworkSessions {
     }
     this.stats.written += 1;
     const options = expiry === undefined ? {} : { expiry };
-    const found = changed
-      ? await this.store.set(loaded.sid, save.value, options)
-      : await this.store.touch(loaded.sid, options);
+    const found = !changed
+      ? await this.store.touch(loaded.sid, options)
+      : changes === undefined || changes === null
+        ? await this.store.set(loaded.sid, save.value, options)
+        : await this.merge(loaded.sid, changes, save.value, options);
     if (!found) return false;
-    this.restarted(loaded, period, save.data);
+    this.restarted(loaded, period, save);
     await this.attribute(loaded, subject, save);
     return true;
+  }
+
+  /**
+   * Writes `changes` as one merge. JSON that PostgreSQL's jsonb cannot hold (a NUL character or a
+   * lone surrogate, escaped, in the changes or in the stored value) makes the merge fail before
+   * anything is written: such a session is then written whole, as a store without merges does.
+   */
+  private async merge(sid: string, changes: FieldChanges, value: string, options: { expiry?: number }): Promise<boolean> {
+    try {
+      return await this.store.merge(sid, changes, options);
+    } catch (err) {
+      if (!(err instanceof SessionError && (err.code === 'invalid_argument' || err.code === 'not_object'))) throw err;
+      return this.store.set(sid, value, options);
+    }
   }
 
   /**
@@ -357,7 +435,7 @@ export class FrameworkSessions {
 
   private async written(sid: string, save: Save, subject: string | null | undefined): Promise<Loaded> {
     const expiresAt = Date.now() + (save.expiry ?? (await this.defaultPeriod())) * 1000;
-    return { sid, data: save.data ?? '', expiresAt, subject };
+    return { sid, data: save.data ?? '', value: save.value, expiresAt, subject };
   }
 
   async destroy(sid: string): Promise<void> {

@@ -1,4 +1,4 @@
-export { connect, type GenerateOptions, type GetResult, type SessionInfo, type SessionStore, type StoreOptions } from './store.js';
+export { connect, type GenerateOptions, type GetResult, type MergeFields, type SessionInfo, type SessionStore, type StoreOptions, type WriteOptions } from './store.js';
 export { migrate, migrationStatus, type MigrateOptions, type MigrationState } from './migrate.js';
 export { SessionError, type SessionErrorCode } from './errors.js';
 export { type ConnectionOptions } from './connection.js';

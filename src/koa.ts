@@ -16,10 +16,11 @@ const rewritten = ['_expire'] as const;
  * How a request can never undo a logout or revert another request's change:
  * - `get` notes, per request (`ctx`, held weakly), the key and the data it loaded.
  * - `set` of the key this request loaded: changed (koa-session's `changed`, or data that differs
- *   from what was loaded) → `session_set`, which never creates: a session cleared meanwhile stays
- *   cleared; unchanged (`rolling`, `renew`) → only its expiry moves (`session_touch`), never its
+ *   from what was loaded) → `session_merge` of the top-level fields it changed or removed, which
+ *   never creates: a session cleared meanwhile stays cleared; unchanged (`rolling`, `renew`) → only its expiry moves (`session_touch`), never its
  *   value, and only once no more than `touchThreshold` (default half) of the period remains.
- *   Two requests that both changed the session: the last one to save wins.
+ *   Two requests that changed different fields both keep their changes; the same field: the
+ *   last one to save wins (docs/concurrent-requests.md).
  * - `set` of any other key (koa-session just generated it: new visitor, `regenerate`) →
  *   `session_put`, which may create and never writes over a cleared or expired key.
  * - Without a `ctx` (a caller other than koa-session): update first, create only when no live
@@ -63,7 +64,7 @@ export class KoaSessionStore extends FrameworkStore {
 
   async set(key: string, sess: Record<string, unknown>, maxAge?: unknown, options?: { changed?: boolean; ctx?: object }): Promise<void> {
     const ctx = typeof options?.ctx === 'object' && options.ctx !== null ? options.ctx : undefined;
-    const save: Save = { value: JSON.stringify(sess), data: dataOf(sess, rewritten), changed: options?.changed ?? true, expiry: secondsOf(maxAge), sess, req: requestOf(ctx) };
+    const save: Save = { value: JSON.stringify(sess), data: dataOf(sess, rewritten), changed: options?.changed ?? true, expiry: secondsOf(maxAge), sess, req: requestOf(ctx), rewritten };
     if (ctx === undefined) {
       await this.sessions.updateOrCreate(key, save);
       return;

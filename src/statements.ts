@@ -7,11 +7,13 @@ const call = (name: string, text: string) => ({ name: `session_pg_${name}`, text
 export const statements = {
   generate: call('generate', 'SELECT session.session_generate($1::bigint, $2::text)'),
   generateFor: call('generate_for', 'SELECT session.session_generate($1::bigint, $2::text, $3::text, $4::text, $5::bigint)'),
-  get: call('get', 'SELECT value, period FROM session.session_get($1::text)'),
-  getBatch: call('get_batch', 'SELECT value, period, ord FROM session.session_get_batch($1::text[])'),
-  set: call('set', 'SELECT session.session_set($1::text, $2::text, $3::bigint)'),
+  // A get's row has the batch's columns, [value, period, ord, version], whichever statement sent it.
+  get: call('get', 'SELECT value, period, NULL::integer AS ord, version FROM session.session_get($1::text)'),
+  getBatch: call('get_batch', 'SELECT value, period, ord, version FROM session.session_get_batch($1::text[])'),
+  set: call('set', 'SELECT session.session_set($1::text, $2::text, $3::bigint, $4::bigint)'),
   touch: call('touch', 'SELECT session.session_touch($1::text, $2::bigint)'),
-  put: call('put', 'SELECT session.session_put($1::text, $2::text, $3::bigint)'),
+  put: call('put', 'SELECT session.session_put($1::text, $2::text, $3::bigint, $4::bigint)'),
+  merge: call('merge', 'SELECT session.session_merge($1::text, $2::jsonb, $3::text[], $4::bigint, $5::bigint)'),
   count: call('count', 'SELECT session.session_count()'),
   clear: call('clear', 'SELECT session.session_clear($1::text)'),
   defaultPeriod: call('default_period', 'SELECT session.session_default_period()'),
@@ -26,7 +28,7 @@ export const statements = {
   absoluteLifetime: call('absolute_lifetime', 'SELECT session.session_absolute_lifetime()'),
   setAbsoluteLifetime: call('set_absolute_lifetime', 'SELECT session.session_set_absolute_lifetime($1::bigint)'),
   writeBatch: call('write_batch', 'SELECT ord, sqlstate, message, ok, key FROM '
-    + 'session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])'),
+    + 'session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])'),
 } as const;
 
 /**

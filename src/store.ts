@@ -8,9 +8,13 @@ import {
 } from './executor.js';
 import { statements } from './statements.js';
 
-/** The result of {@link SessionStore.get}: the value and its remaining period, or why there is none. */
+/**
+ * The result of {@link SessionStore.get}: the value, its remaining period and its version, or why
+ * there is none. The version changes on every write of the value (set, put, merge; not touch):
+ * pass it as `ifVersion` to write only if nothing else wrote the session since it was read.
+ */
 export type GetResult =
-  | { ok: true; value: string; period: number }
+  | { ok: true; value: string; period: number; version: number }
   | { ok: false; error: 'not_found' | 'not_set' };
 
 /** One live session of a subject, as {@link SessionStore.list} gives it: never its key. */
@@ -36,6 +40,25 @@ export interface GenerateOptions {
   label?: string;
   /** Seconds after which it ends however often it is extended (default: the configured absolute lifetime, if any). */
   lifetime?: number;
+}
+
+/** Options of {@link SessionStore.set}, {@link SessionStore.put} and {@link SessionStore.merge}. */
+export interface WriteOptions {
+  /** Seconds from now (default: the default period; ≤ 0: the session expires). */
+  expiry?: number;
+  /**
+   * Write only if the session is still at this version (from {@link GetResult}); otherwise reject
+   * with `conflict` and write nothing. Omitted: unconditional.
+   */
+  ifVersion?: number;
+}
+
+/** The top-level fields a {@link SessionStore.merge} changes. */
+export interface MergeFields {
+  /** Fields to set, as JSON (values `JSON.stringify` leaves out, such as `undefined`, are not set). */
+  set?: Record<string, unknown>;
+  /** Names of fields to remove (a field also in `set` is set). */
+  unset?: string[];
 }
 
 /** Options of {@link connect}. */
@@ -82,10 +105,24 @@ export interface SessionStore {
   get(key: string): Promise<GetResult>;
   /**
    * Replaces the value of a live session and restarts its expiry. Resolves `false` (and creates
-   * nothing) when the key is unknown, cleared or expired.
-   * Errors: `invalid_argument`, `invalid_parameter`, `value_too_large` (the stored value is kept).
+   * nothing) when the key is unknown, cleared or expired. With `ifVersion`, writes only if the
+   * session is still at that version.
+   * Errors: `invalid_argument`, `invalid_parameter`, `value_too_large` (the stored value is kept),
+   * `conflict` (the version has moved; nothing written).
    */
-  set(key: string, value: string, options?: { expiry?: number }): Promise<boolean>;
+  set(key: string, value: string, options?: WriteOptions): Promise<boolean>;
+  /**
+   * Changes top-level fields of the JSON object a live session holds, in one statement on the
+   * database: removes `fields.unset`, then sets `fields.set`, and restarts the expiry as
+   * {@link set} does. Requests that change different fields of one session in parallel all keep
+   * their changes; for one field, the last merge wins. Nested objects are replaced whole. The
+   * value is stored as PostgreSQL's jsonb prints it (keys reordered, one space after `:` and `,`).
+   * Resolves `false`, creating nothing, when the key is unknown, cleared or expired.
+   * Errors: `invalid_argument` (fields not JSON, or holding NUL or lone surrogates),
+   * `invalid_parameter`, `value_too_large` (the merged value; nothing written), `conflict`,
+   * `not_object` (the session is not set or its value is not a JSON object; nothing written).
+   */
+  merge(key: string, fields: MergeFields, options?: WriteOptions): Promise<boolean>;
   /**
    * Restarts the expiry of a live session without writing its value: what a request that changed
    * nothing does. Resolves `false` (and creates nothing) when the key is unknown, cleared or expired.
@@ -98,9 +135,11 @@ export interface SessionStore {
    * least 192 random bits). Resolves `false`, storing nothing, if the key belongs to a session
    * that has expired or was cleared (it is never revived). Only for an id just made: for a session
    * that was loaded, use {@link set} or {@link touch}, which never create. Prefer {@link generate} + {@link set} otherwise.
-   * Errors: `invalid_argument`, `invalid_parameter` (key shape, expiry), `value_too_large`.
+   * With `ifVersion`, replaces only a live session still at that version and never creates one
+   * (`false` when there is none).
+   * Errors: `invalid_argument`, `invalid_parameter` (key shape, expiry), `value_too_large`, `conflict`.
    */
-  put(key: string, value: string, options?: { expiry?: number }): Promise<boolean>;
+  put(key: string, value: string, options?: WriteOptions): Promise<boolean>;
   /** Ends a session; idempotent. */
   clear(key: string): Promise<void>;
   /** The number of live sessions. */
@@ -220,6 +259,11 @@ function checkOptions<T extends object>(options: T | undefined): Partial<T> {
   return options;
 }
 
+function writeOptions(options: WriteOptions | undefined): { expiry: string | null; ifVersion: string | null } {
+  const { expiry, ifVersion } = checkOptions(options);
+  return { expiry: optionalSeconds('expiry', expiry), ifVersion: optionalVersion(ifVersion) };
+}
+
 /** session_purge takes an int4: a larger batch size would reach the server as an overflow. */
 function checkBatchSize(n: unknown): string {
   const s = checkInteger('batchSize', n);
@@ -232,15 +276,49 @@ function unsendable(key: string): boolean {
   return key.includes('\u0000') || !key.isWellFormed();
 }
 
+/** `fields.set` as JSON text; invalid_argument for what JSON or PostgreSQL text cannot hold. */
+function setFieldsJson(set: unknown): string {
+  if (set === undefined) return '{}';
+  if (typeof set !== 'object' || set === null || Array.isArray(set)) {
+    throw new SessionError('invalid_argument', 'fields.set must be an object');
+  }
+  let json: string | undefined;
+  try {
+    // jsonb refuses \u0000 and lone surrogates: each key and string is checked as a value is.
+    json = JSON.stringify(set, (k: string, v: unknown) => {
+      checkText('fields.set', k);
+      if (typeof v === 'string') checkText('fields.set', v);
+      return v;
+    });
+  } catch (err) {
+    if (err instanceof SessionError) throw err;
+    throw new SessionError('invalid_argument', `fields.set cannot be written as JSON: ${(err as Error).message}`);
+  }
+  if (json === undefined) throw new SessionError('invalid_argument', 'fields.set cannot be written as JSON');
+  return json;
+}
+
+function unsetFields(unset: unknown): string[] {
+  if (unset === undefined) return [];
+  if (!Array.isArray(unset)) throw new SessionError('invalid_argument', 'fields.unset must be an array of strings');
+  return unset.map((field) => checkText('fields.unset', field));
+}
+
+/** A merge as a batch element's value: the JSON object session_write_batch takes. */
+const mergeElement = (c: WriteArgs) => `{"set":${c.value ?? '{}'},"unset":${JSON.stringify(c.unset ?? [])}}`;
+
+const optionalVersion = (n: unknown): string | null => (n === undefined || n === null ? null : checkInteger('ifVersion', n));
+
 /** A batch element's arguments, or (`kind` undefined) the config of a write always sent alone. */
 type WriteArgs = Omit<WriteCall, 'resolve' | 'reject'>;
 
 /** The single call each kind of write stands for, with its arguments in the order it takes them. */
 const singles: Record<WriteKind, (c: WriteArgs) => pg.QueryArrayConfig> = {
   generate: (c) => queryConfig(statements.generate, [c.expiry, c.value]),
-  set: (c) => queryConfig(statements.set, [c.key, c.value, c.expiry]),
+  set: (c) => queryConfig(statements.set, [c.key, c.value, c.expiry, c.ifVersion ?? null]),
   touch: (c) => queryConfig(statements.touch, [c.key, c.expiry]),
-  put: (c) => queryConfig(statements.put, [c.key, c.value, c.expiry]),
+  put: (c) => queryConfig(statements.put, [c.key, c.value, c.expiry, c.ifVersion ?? null]),
+  merge: (c) => queryConfig(statements.merge, [c.key, c.value, c.unset ?? [], c.expiry, c.ifVersion ?? null]),
   clear: (c) => queryConfig(statements.clear, [c.key]),
 };
 
@@ -249,8 +327,9 @@ const writeStatements: WriteStatements = {
   batch: (calls) => queryConfig(statements.writeBatch, [
     calls.map((c) => c.kind as string),
     calls.map((c) => c.key),
-    calls.map((c) => c.value),
+    calls.map((c) => (c.kind === 'merge' ? mergeElement(c) : c.value)),
     calls.map((c) => c.expiry),
+    calls.some((c) => c.ifVersion != null) ? calls.map((c) => c.ifVersion ?? null) : null,
   ]),
 };
 
@@ -316,16 +395,28 @@ class PgSessionStore implements SessionStore {
     if (unsendable(checkKey(key))) return { ok: false, error: 'not_found' };
     const row = await this.read(() => this.gets.get(key));
     if (row === undefined) return { ok: false, error: 'not_found' };
-    const [value, period] = row as [string | null, number];
-    return value === null ? { ok: false, error: 'not_set' } : { ok: true, value, period };
+    const [value, period, , version] = row as [string | null, number, number | null, number];
+    return value === null ? { ok: false, error: 'not_set' } : { ok: true, value, period, version };
   }
 
-  async set(key: string, value: string, options?: { expiry?: number }): Promise<boolean> {
+  async set(key: string, value: string, options?: WriteOptions): Promise<boolean> {
     checkKey(key);
     checkValue(value);
-    const expiry = optionalSeconds('expiry', checkOptions(options).expiry);
+    const { expiry, ifVersion } = writeOptions(options);
     if (unsendable(key)) return false;
-    return await this.write({ kind: 'set', key, value, expiry }) === true;
+    return await this.write({ kind: 'set', key, value, expiry, ifVersion }) === true;
+  }
+
+  async merge(key: string, fields: MergeFields, options?: WriteOptions): Promise<boolean> {
+    checkKey(key);
+    if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) {
+      throw new SessionError('invalid_argument', 'fields must be an object: { set?, unset? }');
+    }
+    const value = setFieldsJson(fields.set);
+    const unset = unsetFields(fields.unset);
+    const { expiry, ifVersion } = writeOptions(options);
+    if (unsendable(key)) return false;
+    return await this.write({ kind: 'merge', key, value, expiry, ifVersion, unset }) === true;
   }
 
   async touch(key: string, options?: { expiry?: number }): Promise<boolean> {
@@ -335,12 +426,12 @@ class PgSessionStore implements SessionStore {
     return await this.write({ kind: 'touch', key, value: null, expiry }) === true;
   }
 
-  async put(key: string, value: string, options?: { expiry?: number }): Promise<boolean> {
+  async put(key: string, value: string, options?: WriteOptions): Promise<boolean> {
     checkKey(key);
     checkValue(value);
-    const expiry = optionalSeconds('expiry', checkOptions(options).expiry);
+    const { expiry, ifVersion } = writeOptions(options);
     if (unsendable(key)) throw new SessionError('invalid_argument', 'key must be base64url characters');
-    return await this.write({ kind: 'put', key, value, expiry }) === true;
+    return await this.write({ kind: 'put', key, value, expiry, ifVersion }) === true;
   }
 
   async count(): Promise<number> {

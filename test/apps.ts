@@ -1,6 +1,8 @@
 // The same small app in Express, Fastify and Koa, for the adapter tests: log in as an admin,
-// downgrade, add a note, log out, regenerate, and two routes that stop at a gate the test opens,
-// so that another request can run to completion while they hold a loaded session.
+// downgrade, add a note, log out, regenerate, and routes that stop at a gate the test opens, so
+// that other requests can run to completion while they hold a loaded session. `POST /field?f=F&v=V`
+// sets field F to V (without `v`: removes F); with `&hold=1` it first stops at the gate; with
+// `&readd=1` it removes F before setting it, which moves F to the end of the session's keys.
 import type { Server } from 'node:http';
 import { after, before } from 'node:test';
 import express from 'express';
@@ -55,6 +57,17 @@ export interface TestApp {
 }
 
 interface Data { user?: unknown; role?: unknown; note?: unknown }
+
+/** What `POST /field` does to a session, given its query: stop at the gate if asked, then set or remove one field. */
+async function changeField(gate: Gate, session: object, query: unknown): Promise<void> {
+  const { f, v, hold, readd } = query as { f?: unknown; v?: unknown; hold?: unknown; readd?: unknown };
+  if (typeof f !== 'string' || !/^[a-z][a-z0-9]*$/.test(f)) throw new Error('f must name a plain field');
+  if (hold !== undefined) await gate.hold();
+  const fields = session as Record<string, unknown>;
+  if (readd !== undefined) delete fields[f];
+  if (typeof v === 'string') fields[f] = v;
+  else delete fields[f];
+}
 const show = (s: Data | null | undefined) =>
   s?.user === undefined ? 'nobody' : JSON.stringify({ user: s.user, role: s.role ?? null, note: s.note ?? null });
 
@@ -76,6 +89,7 @@ export async function expressApp(store: ExpressSessionStore, opts: { resave?: bo
   app.post('/note', (req, res) => { req.session.note = 'B'; res.send('ok'); });
   app.get('/hold', async (req, res) => { await gate.hold(); res.send(show(req.session)); });
   app.post('/hold-change', async (req, res) => { await gate.hold(); req.session.note = 'A'; res.send('ok'); });
+  app.post('/field', async (req, res) => { await changeField(gate, req.session, req.query); res.send('ok'); });
   app.post('/logout', (req, res, next) => { req.session.destroy((err) => (err ? next(err) : res.send('bye'))); });
   app.post('/regenerate', (req, res, next) => {
     const { user, role } = req.session;
@@ -114,6 +128,7 @@ export async function fastifyApp(store: FastifySessionStore): Promise<TestApp> {
   app.post('/note', async (req) => { req.session.note = 'B'; return 'ok'; });
   app.get('/hold', async (req) => { await gate.hold(); return show(req.session); });
   app.post('/hold-change', async (req) => { await gate.hold(); req.session.note = 'A'; return 'ok'; });
+  app.post('/field', async (req) => { await changeField(gate, req.session, req.query); return 'ok'; });
   app.post('/logout', async (req) => { await req.session.destroy(); return 'bye'; });
   app.post('/regenerate', async (req) => {
     const { user, role } = req.session;
@@ -141,6 +156,7 @@ export async function koaApp(store: KoaSessionStore, opts: { rolling?: boolean; 
       case 'POST /count': s.n = (s.n ?? 0) + 1; ctx.body = String(s.n); break;
       case 'GET /hold': await gate.hold(); ctx.body = show(s); break;
       case 'POST /hold-change': await gate.hold(); s.note = 'A'; ctx.body = 'ok'; break;
+      case 'POST /field': await changeField(gate, s, ctx.query); ctx.body = 'ok'; break;
       case 'POST /logout': ctx.session = null; ctx.body = 'bye'; break;
       case 'POST /regenerate': await s.regenerate(); ctx.body = 'ok'; break;
       default: ctx.status = 404;

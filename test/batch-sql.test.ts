@@ -20,7 +20,7 @@ after(async () => {
 });
 
 interface Row { ord: number; sqlstate: string | null; message: string | null; ok: boolean | null; key: string | null }
-type Op = [kind: string | null, key: string | null, value: string | null, expiry: number | null];
+type Op = [kind: string | null, key: string | null, value: string | null, expiry: number | null, version?: string | null];
 
 const batch = async (ops: Op[], client: pg.Client = app): Promise<Row[]> =>
   (await client.query<Row>('SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])',
@@ -48,11 +48,14 @@ async function singlesOf(shapes: ((k: string, fresh: string) => Op)[]) {
 type KeyState = 'live' | 'expired' | 'cleared' | 'new' | 'long';
 
 /** What a single call does with the same arguments: its SQLSTATE, or its result. */
-async function single([kind, key, value, expiry]: Op): Promise<{ sqlstate: string | null; ok: unknown }> {
+async function single([kind, key, value, expiry, version = null]: Op): Promise<{ sqlstate: string | null; ok: unknown }> {
   const call: Record<string, [string, unknown[]]> = {
-    set: ['SELECT session.session_set($1, $2, $3)', [key, value, expiry]],
+    set: ['SELECT session.session_set($1, $2, $3, $4)', [key, value, expiry, version]],
     touch: ['SELECT session.session_touch($1, $2)', [key, expiry]],
-    put: ['SELECT session.session_put($1, $2, $3)', [key, value, expiry]],
+    put: ['SELECT session.session_put($1, $2, $3, $4)', [key, value, expiry, version]],
+    // A merge element's value is its fields as one JSON object: {"set": {...}, "unset": [...]}.
+    merge: [`SELECT session.session_merge($1, ($2::jsonb)->'set', ARRAY(SELECT jsonb_array_elements_text(($2::jsonb)->'unset')), $3, $4)`,
+      [key, value, expiry, version]],
     clear: ['SELECT session.session_clear($1) IS NULL', [key]],
     generate: ['SELECT session.session_generate($1, $2) IS NOT NULL', [expiry, value]],
   };
@@ -69,17 +72,28 @@ async function single([kind, key, value, expiry]: Op): Promise<{ sqlstate: strin
  * the single calls, the other the batch (its arrays numbered from various lower bounds); element
  * results and the rows left must match.
  */
+interface Odds {
+  length: number;
+  nullValue: number;
+  expiries: (number | null)[];
+  /** The first value of every session, and each write's value (random(n) draws 0..n-1); default: plain text. */
+  initial?: string;
+  value?: (kind: string, random: (n: number) => number) => string | null;
+  /** Give sets, puts and merges a version: none, the key's version before the run, or a stale one. */
+  versions?: boolean;
+}
+
 async function differential(states: readonly KeyState[], kinds: readonly string[], runs: number, seed: number,
-  odds = { length: 10, nullValue: 5, expiries: [null, null, 60, 0, -5, 3155760001] as (number | null)[] }): Promise<{ compared: number; whole: number }> {
+  odds: Odds = { length: 10, nullValue: 5, expiries: [null, null, 60, 0, -5, 3155760001] }): Promise<{ compared: number; whole: number }> {
   const prepare = async (): Promise<string[]> => inTurn(states, async (state) => {
     if (state === 'new') return newPutKey();
     if (state === 'long') return 'k'.repeat(1100);
-    const k = await generate('orig', state === 'expired' ? -1 : 3600);
+    const k = await generate(odds.initial ?? 'orig', state === 'expired' ? -1 : 3600);
     if (state === 'cleared') await one('SELECT session.session_clear($1)', [k]);
     return k;
   });
-  const rowOf = async (key: string) => (await db.query<{ value: string | null; cleared: boolean; left: number; written: boolean }>(
-    `SELECT value, cleared, extract(epoch FROM expires_at - now())::float8 AS left, written_at IS NOT NULL AS written
+  const rowOf = async (key: string) => (await db.query<{ value: string | null; cleared: boolean; left: number; written: boolean; version: string }>(
+    `SELECT value, cleared, extract(epoch FROM expires_at - now())::float8 AS left, written_at IS NOT NULL AS written, version
        FROM session.sessions WHERE digest = session.key_digest($1)`, [key])).rows[0];
   // The low bits of this generator repeat with a short period: use the high ones.
   const random = (n: number) => {
@@ -92,18 +106,29 @@ async function differential(states: readonly KeyState[], kinds: readonly string[
   // first statement.
   let whole = 0;
   for (let run = 0; run < runs; run += 1) {
-    const plan = Array.from({ length: 2 + random(odds.length) }, () => ({
-      kind: kinds[random(kinds.length)] as string, slot: random(states.length), value: random(odds.nullValue) === 0 ? null : `v${random(1000)}`,
-      expiry: expiries[random(expiries.length)] ?? null,
-    }));
+    const plan = Array.from({ length: 2 + random(odds.length) }, () => {
+      const kind = kinds[random(kinds.length)] as string;
+      return {
+        kind, slot: random(states.length),
+        value: odds.value !== undefined ? odds.value(kind, random) : random(odds.nullValue) === 0 ? null : `v${random(1000)}`,
+        expiry: expiries[random(expiries.length)] ?? null,
+        version: odds.versions === true && ['set', 'put', 'merge'].includes(kind) ? (['none', 'before', 'stale'] as const)[random(3)] : 'none',
+      };
+    });
     const singleKeys = await prepare();
     const batchKeys = await prepare();
+    const versionsOf = async (keys: string[]) => inTurn(keys, async (k) => (await rowOf(k))?.version ?? null);
+    const singleVersions = await versionsOf(singleKeys);
+    const batchVersions = await versionsOf(batchKeys);
+    const op = (step: (typeof plan)[number], keys: string[], versions: (string | null)[]): Op => [step.kind,
+      step.kind === 'generate' ? null : keys[step.slot] as string, step.value, step.expiry,
+      step.version === 'none' ? null : step.version === 'stale' ? '1' : versions[step.slot] ?? '1'];
     const singles: { sqlstate: string | null; ok: unknown }[] = [];
-    for (const step of plan) singles.push(await single([step.kind, step.kind === 'generate' ? null : singleKeys[step.slot] as string, step.value, step.expiry]));
+    for (const step of plan) singles.push(await single(op(step, singleKeys, singleVersions)));
     // Each array with a lower bound of its own (from -4 to 4), which must change nothing.
     const lows = [0, 1, 2, 3].map((a) => ((run * 7 + a * 3) % 9) - 4) as [number, number, number, number];
-    const rows = await shapedBatch(plan.map((step): Op => [step.kind, step.kind === 'generate' ? null : batchKeys[step.slot] as string, step.value, step.expiry]), lows);
-    const what = `run ${run} (lower bounds ${lows.join(', ')}): ${plan.map((s) => `${s.kind}(${states[s.slot]} ${s.slot}, ${s.value}, ${s.expiry})`).join(', ')}`;
+    const rows = await shapedBatch(plan.map((step) => op(step, batchKeys, batchVersions)), lows);
+    const what = `run ${run} (lower bounds ${lows.join(', ')}): ${plan.map((s) => `${s.kind}(${states[s.slot]} ${s.slot}, ${s.value}, ${s.expiry}, ${s.version})`).join(', ')}`;
     assert.deepEqual(rows.map((r) => r.sqlstate), singles.map((x) => x.sqlstate), what);
     plan.forEach((step, i) => {
       if (step.kind !== 'clear' && step.kind !== 'generate' && rows[i]?.sqlstate === null) assert.equal(rows[i]?.ok, singles[i]?.ok, `${what}: element ${i + 1}`);
@@ -115,6 +140,11 @@ async function differential(states: readonly KeyState[], kinds: readonly string[
       assert.equal(b === undefined, a === undefined, `${what}: ${states[slot]} row`);
       if (a === undefined || b === undefined) continue;
       assert.deepEqual([b.value, b.cleared, b.written], [a.value, a.cleared, a.written], `${what}: ${states[slot]} row`);
+      // As many writes of the value, so the version moved as far.
+      const [sv, bv] = [singleVersions[slot], batchVersions[slot]];
+      if (sv != null && bv != null && !a.cleared) {
+        assert.equal(BigInt(b.version) - BigInt(bv), BigInt(a.version) - BigInt(sv), `${what}: ${states[slot]} version`);
+      }
       assert.ok(Math.abs(b.left - a.left) < 5, `${what}: ${states[slot]} expiry ${b.left} vs ${a.left}`);
       compared += 1;
     }
@@ -206,6 +236,24 @@ describe('session_write_batch, element by element', () => {
     assert.ok(whole >= 3, `${whole} batches written whole`);
   });
 
+  test('random runs of merges, conditional writes and the other kinds end as the single calls do', async () => {
+    // JSON objects mostly, some values that are not objects, merges of a few fields; each set, put
+    // and merge unconditional, conditional on the key's version before the run, or stale.
+    const states: KeyState[] = ['live', 'live', 'live', 'live', 'expired', 'cleared', 'new'];
+    const fields = ['a', 'b', 'c'];
+    const { compared } = await differential(states, ['merge', 'merge', 'merge', 'set', 'put', 'touch', 'clear'], 60, 23, {
+      length: 8, nullValue: 12, expiries: [null, null, 60, 0, 3155760001], initial: '{"o": 1}', versions: true,
+      value: (kind, random) => {
+        if (kind === 'merge') {
+          const set = Object.fromEntries(fields.filter(() => random(2) === 0).map((f) => [f, random(100)]));
+          return JSON.stringify({ set, unset: fields.filter(() => random(3) === 0) });
+        }
+        return random(6) === 0 ? `[${random(10)}]` : JSON.stringify({ [fields[random(3)] as string]: random(100) });
+      },
+    });
+    assert.ok(compared > 200, `${compared} rows compared`);
+  });
+
   test('a batch of sets and touches of distinct live keys is written whole: every value and expiry', async () => {
     const keys = await inTurn(Array.from({ length: 40 }), () => generate('old', 60));
     const rows = await batch(keys.map((k, i): Op => (i % 4 === 3 ? ['touch', k, 'ignored', 7200] : ['set', k, `new${i}`, i % 2 === 0 ? null : 3600])));
@@ -281,8 +329,9 @@ describe('session_write_batch, element by element', () => {
 const shaped = (lo: number, items: readonly (string | number | null)[]): string | null =>
   items.length === 0 ? '{}' : `[${lo}:${lo + items.length - 1}]={${items.map((v) => (v === null ? 'NULL' : `"${String(v).replace(/[\\"]/g, (c) => `\\${c}`)}"`)).join(',')}}`;
 const shapedBatch = async (ops: Op[], lows: readonly [number, number, number, number], client: pg.Client = app): Promise<Row[]> =>
-  (await client.query<Row>('SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])',
-    [0, 1, 2, 3].map((a) => shaped(lows[a] as number, ops.map((o) => o[a] as string | number | null))))).rows;
+  (await client.query<Row>('SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])',
+    [...[0, 1, 2, 3].map((a) => shaped(lows[a] as number, ops.map((o) => o[a] as string | number | null))),
+      ops.some((o) => o[4] != null) ? shaped(lows[3] - 1, ops.map((o) => o[4] ?? null)) : null])).rows;
 
 describe('session_write_batch, any array shape', () => {
   test('arrays numbered from 0 (the attack): a short put key, an oversized value and a far expiry are refused as in single calls', async () => {
@@ -493,7 +542,7 @@ describe('session_write_batch is part of the SQL API', () => {
   test('SECURITY DEFINER, pinned search_path, documented', async () => {
     const r = await db.query<{ prosecdef: boolean; proconfig: string[]; comment: string | null }>(
       `SELECT p.prosecdef, p.proconfig, obj_description(p.oid, 'pg_proc') AS comment FROM pg_proc p
-        WHERE p.oid = 'session.session_write_batch(text[], text[], text[], bigint[])'::regprocedure`);
+        WHERE p.oid = 'session.session_write_batch(text[], text[], text[], bigint[], bigint[])'::regprocedure`);
     const row = r.rows[0];
     assert.equal(row?.prosecdef, true);
     assert.deepEqual(row?.proconfig, ['search_path=pg_catalog, pg_temp']);
@@ -501,12 +550,12 @@ describe('session_write_batch is part of the SQL API', () => {
   });
   test('the client role may call it; PUBLIC and the admin role may not, nor the private helper', async () => {
     const grants = await db.query<{ role: string; can: boolean }>(
-      `SELECT r AS role, has_function_privilege(r, 'session.session_write_batch(text[], text[], text[], bigint[])', 'EXECUTE') AS can
+      `SELECT r AS role, has_function_privilege(r, 'session.session_write_batch(text[], text[], text[], bigint[], bigint[])', 'EXECUTE') AS can
          FROM unnest(ARRAY['session_client', 'session_admin']) r`);
     assert.deepEqual(grants.rows, [{ role: 'session_client', can: true }, { role: 'session_admin', can: false }]);
     // No ACL entry for PUBLIC ("=X/owner") on any of the functions.
     const acl = await db.query<{ acl: string[] }>(
-      `SELECT p.proacl::text[] AS acl FROM pg_proc p WHERE p.oid IN ('session.session_write_batch(text[], text[], text[], bigint[])'::regprocedure,
+      `SELECT p.proacl::text[] AS acl FROM pg_proc p WHERE p.oid IN ('session.session_write_batch(text[], text[], text[], bigint[], bigint[])'::regprocedure,
                                                                    'session.write_check(text, text, text, bigint, integer)'::regprocedure,
                                                                    'session.write_problem(text, text, text, bigint, integer)'::regprocedure)`);
     assert.equal(acl.rows.length, 3);

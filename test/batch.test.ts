@@ -88,9 +88,9 @@ describe('group commit through the client', () => {
       // What committed: the last write of each key, in call order; the failed calls changed nothing.
       const values = await Promise.all(keys.map((k) => store.get(k)));
       assert.deepEqual(values.slice(0, 4), [
-        { ok: true, value: 'w0', period: (values[0] as { period: number }).period },
-        { ok: true, value: 'w1', period: (values[1] as { period: number }).period },
-        { ok: true, value: 'again', period: (values[2] as { period: number }).period },
+        { ok: true, value: 'w0', period: (values[0] as { period: number }).period, version: (values[0] as { version: number }).version },
+        { ok: true, value: 'w1', period: (values[1] as { period: number }).period, version: (values[1] as { version: number }).version },
+        { ok: true, value: 'again', period: (values[2] as { period: number }).period, version: (values[2] as { version: number }).version },
         { ok: false, error: 'not_found' },
       ]);
       assert.equal((await store.get(generated.value)).ok, true);
@@ -314,7 +314,7 @@ describe('group commit through the client', () => {
     const bare = await freshDatabase('nobatch');
     try {
       const url = await bare.clientRole();
-      await bare.query('REVOKE EXECUTE ON FUNCTION session.session_write_batch(text[], text[], text[], bigint[]) FROM session_client');
+      await bare.query('REVOKE EXECUTE ON FUNCTION session.session_write_batch(text[], text[], text[], bigint[], bigint[]) FROM session_client');
       const check = async (what: string) => {
         const store = connect({ connectionString: url, writeConnections: 1 });
         try {
@@ -328,7 +328,7 @@ describe('group commit through the client', () => {
       await bare.query('UPDATE session.config SET max_value_bytes = 1000');
       await check('not granted');
       // As in a database still at 003: the function does not exist.
-      await bare.query('DROP FUNCTION session.session_write_batch(text[], text[], text[], bigint[])');
+      await bare.query('DROP FUNCTION session.session_write_batch(text[], text[], text[], bigint[], bigint[])');
       await check('not installed');
     } finally {
       await bare.drop();

@@ -129,7 +129,7 @@ describe('gets through the client', () => {
       // counts its calls (nextval is not rolled back with the error).
       await bare.query(`CREATE SEQUENCE public.batch_calls;
         GRANT USAGE ON SEQUENCE public.batch_calls TO session_client;
-        CREATE OR REPLACE FUNCTION session.session_get_batch(keys text[]) RETURNS TABLE (ord integer, value text, period bigint)
+        CREATE OR REPLACE FUNCTION session.session_get_batch(keys text[]) RETURNS TABLE (ord integer, value text, period bigint, version bigint)
         LANGUAGE plpgsql AS $$ BEGIN PERFORM nextval('public.batch_calls');
           RAISE EXCEPTION 'a partition is unreachable' USING ERRCODE = 'connection_failure'; END $$`);
       const store = connect({ connectionString: url });

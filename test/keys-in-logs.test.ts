@@ -52,6 +52,13 @@ describe('keys in logs and errors', { timeout: 60_000 }, () => {
           assert.ok((await store.get(key)).ok);
           assert.equal(await store.set(key, `w${i}`, { expiry: 600 }), true);
           assert.equal(await store.touch(key, { expiry: 900 }), true);
+          const merged = await store.generate({ value: '{"a":1}' });
+          keys.push(merged);
+          const { version } = await store.get(merged) as { version: number };
+          // Alone, then two at once (group commit), then conditional: a write and a conflict.
+          assert.equal(await store.merge(merged, { set: { b: i }, unset: ['a'] }, { expiry: 600 }), true);
+          assert.deepEqual(await Promise.all([store.merge(merged, { set: { c: i } }), store.merge(merged, { unset: ['c'] })]), [true, true]);
+          assert.equal(await store.set(merged, '{"d":1}', { ifVersion: version + 100 }).then(() => 'written', (e: SessionError) => e.code), 'conflict');
           const own = framework(`put${i}`);
           keys.push(own, `missing-key-${i}-${'m'.repeat(30)}`);
           assert.equal(await store.put(own, '{}'), true);
@@ -67,6 +74,9 @@ describe('keys in logs and errors', { timeout: 60_000 }, () => {
           [() => store.touch(errorKey, { expiry: -3_155_760_001 }), 'invalid_parameter'],
           [() => store.put(`${errorKey}!`, 'x'), 'invalid_parameter'],
           [() => store.put(errorKey, 'x'.repeat(1_048_577)), 'value_too_large'],
+          [() => store.merge(errorKey, { set: { a: 1 } }), 'not_object'],
+          [() => store.merge(errorKey, { set: { a: 1 } }, { ifVersion: 1 }), 'conflict'],
+          [() => store.merge(errorKey, { set: { a: 1 } }, { expiry: 3_155_760_001 }), 'invalid_parameter'],
         ] as const) {
           const err = await rejection(call());
           assert.equal(err.code, code);
@@ -84,7 +94,7 @@ describe('keys in logs and errors', { timeout: 60_000 }, () => {
 
       const log = serverLog();
       // The log is the one auto_explain writes to: every call left a plan there.
-      assert.match(log, /Query Text: SELECT value, period FROM session\.session_get\(\$1::text\)/);
+      assert.match(log, /Query Text: SELECT value, period, NULL::integer AS ord, version FROM session\.session_get\(\$1::text\)/);
       assert.match(log, /unnamed portal|Query Text: UPDATE session\.sessions/);
       for (const key of keys) assert.ok(!log.includes(key), `a key is in the server log (${key.slice(0, 6)}…)`);
       for (const text of inspected) for (const key of keys) assert.ok(!text.includes(key), 'a key is in util.inspect(error)');
@@ -145,8 +155,18 @@ describe('keys in logs and errors', { timeout: 60_000 }, () => {
           await fails('SELECT session.session_set($1, $2, $3)', [key, 'x', 3_155_760_001]);
           await q('SELECT session.session_set_subject($1, $2, $3)', [key, `user${i}`, 'laptop']);
           await q('SELECT * FROM session.session_get_batch($1::text[])', [[key, own, missing, null, key]]);
-          const written = await q('SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])',
-            [['set', 'touch', 'put', 'generate', 'put', 'clear', 'set'], [key, own, missing, null, 'short', missing, key], ['a', null, 'b', 'c', 'd', null, 'x'.repeat(1_048_577)], [null, 60, null, null, null, null, null]]);
+          const mk = (await q('SELECT session.session_generate($1, $2) AS k', [600, '{"a": 1}']))[0]?.k as string;
+          keys.push(mk);
+          const v = (await q('SELECT version FROM session.session_get($1)', [mk]))[0]?.version as string;
+          await q('SELECT session.session_merge($1, $2::jsonb, $3::text[], $4, $5)', [mk, '{"m": 1}', ['a'], 600, v]);
+          await fails('SELECT session.session_merge($1, $2::jsonb, $3::text[], $4, $5)', [mk, '{"m": 2}', null, null, v]);
+          await fails('SELECT session.session_merge($1, $2::jsonb)', [key, '{"m": 3}']);
+          await q('SELECT session.session_set($1, $2, $3, $4)', [missing, '{}', null, v]);
+          const written = await q('SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])',
+            [['set', 'touch', 'put', 'generate', 'put', 'clear', 'set', 'merge', 'merge', 'merge'],
+              [key, own, missing, null, 'short', missing, key, mk, mk, key],
+              ['a', null, 'b', 'c', 'd', null, 'x'.repeat(1_048_577), '{"set": {"n": 1}}', '{"unset": ["n"]}', '{"set": {}}'],
+              [null, 60, null, null, null, null, null, null, null, null], [null, null, null, null, null, null, null, null, '1', null]]);
           keys.push(...written.map((r) => r.key as string | null).filter((k): k is string => k !== null));
           const rotated = (await q('SELECT session.session_rotate($1) AS k', [key]))[0]?.k as string;
           keys.push(rotated);
@@ -155,8 +175,9 @@ describe('keys in logs and errors', { timeout: 60_000 }, () => {
           const made = [framework(`pgen${round}${i}`), framework(`pbatch${round}${i}`), framework(`prot${round}${i}`)];
           keys.push(...made);
           await proxy.query(`${mark} SELECT session.partition_generate($1, $2, $3)`, [made[0], 600, 'v']);
-          await proxy.query(`${mark} SELECT * FROM session.partition_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])`,
-            [['generate', 'set', 'put', 'clear'], [made[1], made[0], own, made[0]], ['g', 's', 'p', null], [null, null, null, null]]);
+          await proxy.query(`${mark} SELECT * FROM session.partition_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])`,
+            [['generate', 'set', 'put', 'merge', 'clear'], [made[1], made[0], own, own, made[0]], ['g', 's', '{"p": 1}', '{"set": {"q": 2}}', null],
+              [null, null, null, null, null], [null, null, null, '1', null]]);
           await proxy.query(`${mark} SELECT session.partition_rotate($1, $2)`, [made[1], made[2]]);
           assert.ok(await proxy.query(`${mark} SELECT session.partition_generate($1)`, ['short']).then(() => false, () => true));
         }

@@ -89,7 +89,7 @@ describe('a login role in session_client cannot', () => {
   test('alter, rename, re-own or re-grant the functions, public or private', async () => {
     await refused([
       'ALTER FUNCTION session.session_get(text) SET search_path = public',
-      'ALTER FUNCTION session.session_set(text, text, bigint) RENAME TO mine',
+      'ALTER FUNCTION session.session_set(text, text, bigint, bigint) RENAME TO mine',
       'ALTER FUNCTION session.session_clear(text) OWNER TO CURRENT_USER',
       'ALTER FUNCTION session.key_digest(text) STABLE LEAKPROOF',
       `COMMENT ON FUNCTION session.session_purge(integer) IS 'mine'`,

@@ -26,10 +26,11 @@ const clientFunctions = [
   'session_set_subject(key text, subject text, label text)', 'session_list(subject text, max_sessions integer)',
   'session_revoke(subject text, except_key text)', 'session_revoke_handle(subject text, handle uuid)',
   'session_rotate(key text)', 'session_absolute_lifetime()',
-  'session_write_batch(kinds text[], keys text[], vals text[], expiries bigint[])', 'session_get(key text)',
-  'session_get_batch(keys text[])', 'session_set(key text, value text, expiry bigint)',
+  'session_write_batch(kinds text[], keys text[], vals text[], expiries bigint[], versions bigint[])', 'session_get(key text)',
+  'session_get_batch(keys text[])', 'session_set(key text, value text, expiry bigint, if_version bigint)',
   'session_touch(key text, expiry bigint)', 'session_clear(key text)', 'session_default_period()',
-  'session_put(key text, value text, expiry bigint)', 'session_count()',
+  'session_put(key text, value text, expiry bigint, if_version bigint)', 'session_count()',
+  'session_merge(key text, set_fields jsonb, unset_fields text[], expiry bigint, if_version bigint)',
 ];
 /** What the admin role (session_admin) may call: the calls that affect every session. */
 const adminFunctions = [
@@ -43,6 +44,8 @@ describe('a login role in session_client', () => {
     assert.equal((await app.query('SELECT value FROM session.session_get($1)', [key])).rows[0]?.value, 'v');
     assert.equal((await app.query('SELECT session.session_set($1, $2) AS ok', [key, 'w'])).rows[0]?.ok, true);
     assert.equal((await app.query('SELECT session.session_touch($1, 120) AS ok', [key])).rows[0]?.ok, true);
+    assert.equal((await app.query(`SELECT session.session_set($1, '{}', NULL, NULL) AS ok`, [key])).rows[0]?.ok, true);
+    assert.equal((await app.query(`SELECT session.session_merge($1, '{"a": 1}') AS ok`, [key])).rows[0]?.ok, true);
     await app.query('SELECT session.session_clear($1)', [key]);
     await app.query('SELECT session.session_default_period()');
     assert.equal((await app.query('SELECT session.session_put($1, $2) AS ok', ['a'.repeat(32), 'p'])).rows[0]?.ok, true);

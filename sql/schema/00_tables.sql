@@ -34,7 +34,10 @@ COMMENT ON TABLE session.config IS
 -- A cleared session stays as a tombstone (value NULL, cleared) until its expiry, at most a day;
 -- the purge removes it like any expired row. Of the other columns only written_at changes on
 -- session_set or session_touch, and it is in no index, so those updates stay HOT. The subject
--- index is partial: anonymous sessions cost it nothing.
+-- index is partial: anonymous sessions cost it nothing. A new row's version is the microsecond it
+-- was made and each write of the value adds one: a session made again under the same key after the
+-- old one was purged starts far above any version the old one reached, so a version read from the
+-- old one never matches the new one.
 CREATE TABLE session.sessions (
   expires_at timestamptz NOT NULL,
   digest     bytea       NOT NULL PRIMARY KEY,
@@ -45,9 +48,12 @@ CREATE TABLE session.sessions (
   ends_at    timestamptz,
   subject    text,
   label      text,
-  handle     uuid
+  handle     uuid,
+  version    bigint      NOT NULL DEFAULT floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint
 ) WITH (fillfactor = 80);
 COMMENT ON TABLE session.sessions IS 'Private. One row per session, keyed by sha256(key).';
+COMMENT ON COLUMN session.sessions.version IS
+  'Private. Changes on every write of the value; starts at the microsecond the row was made.';
 COMMENT ON COLUMN session.sessions.ends_at IS
   'Private. The absolute end: expires_at never passes it (NULL = no cap).';
 COMMENT ON COLUMN session.sessions.handle IS

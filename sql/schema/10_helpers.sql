@@ -80,3 +80,69 @@ END
 $$;
 COMMENT ON FUNCTION session.ends_at(bigint, timestamptz) IS
   'Private. The absolute end of a session created at at (NULL: none). Errors: 22023 lifetime out of range.';
+
+-- Private helper: true when a conditional write may go ahead (wanted NULL: unconditional, or the
+-- version it read is still the current one); SP001 otherwise. Called in the UPDATE that writes, on
+-- the row version it locked, so nothing can move the version in between.
+CREATE OR REPLACE FUNCTION session.check_version(current bigint, wanted bigint) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF wanted IS NOT NULL AND wanted IS DISTINCT FROM current THEN
+    RAISE EXCEPTION 'the session was written since version % was read; nothing was written', wanted
+      USING ERRCODE = 'SP001', HINT = 'Read the session again, and write what it holds now.';
+  END IF;
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION session.check_version(bigint, bigint) IS
+  'Private. True when a write may go ahead: wanted is NULL or the current version. Errors: SP001 the version has moved.';
+
+-- Private helper: the checks of session_merge's arguments, 'SQLSTATE message' or NULL, shared
+-- with the batch (which takes a merge's fields as one JSON object, see merge_problem).
+CREATE OR REPLACE FUNCTION session.merge_fields_problem(set_fields jsonb, unset_fields text[]) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+  WHEN set_fields IS NOT NULL AND jsonb_typeof(set_fields) <> 'object'
+    THEN '22023 set_fields must be a JSON object (or NULL)'
+  WHEN array_position(unset_fields, NULL) IS NOT NULL
+    THEN '22004 unset_fields must not contain NULL'
+END;
+COMMENT ON FUNCTION session.merge_fields_problem(jsonb, text[]) IS
+  'Private. What session_merge refuses in its fields, as ''SQLSTATE message''; NULL when none.';
+
+-- Private helper: a stored value with fields removed (unset_fields) then set (set_fields, which
+-- win over unset_fields), as jsonb prints it. SP002 when the value is not set or not a JSON
+-- object; 22001 when the result exceeds max_value_bytes.
+CREATE OR REPLACE FUNCTION session.merged_value(value text, set_fields jsonb, unset_fields text[], max_value_bytes integer)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  stored jsonb;
+  merged text;
+BEGIN
+  IF value IS NULL THEN
+    RAISE EXCEPTION 'the session is not set: there is no JSON object to merge into'
+      USING ERRCODE = 'SP002', HINT = 'Write a whole value first with session_set or session_put.';
+  END IF;
+  BEGIN
+    stored := value::jsonb;
+  EXCEPTION WHEN data_exception THEN
+    stored := NULL;
+  END;
+  IF jsonb_typeof(stored) IS DISTINCT FROM 'object' THEN
+    RAISE EXCEPTION 'the session''s value is not a JSON object; nothing was merged'
+      USING ERRCODE = 'SP002', HINT = 'Only a value holding a JSON object can be merged into.';
+  END IF;
+  merged := ((stored - coalesce(unset_fields, '{}'::text[])) || coalesce(set_fields, '{}'::jsonb))::text;
+  IF octet_length(merged) > max_value_bytes THEN
+    RAISE EXCEPTION 'session value is % bytes, more than the limit of % bytes', octet_length(merged), max_value_bytes
+      USING ERRCODE = 'string_data_right_truncation',
+            HINT = 'Nothing was stored. The owner can raise session.config.max_value_bytes.';
+  END IF;
+  RETURN merged;
+END
+$$;
+COMMENT ON FUNCTION session.merged_value(text, jsonb, text[], integer) IS
+  'Private. A stored JSON object with fields removed, then set. Errors: SP002 not set or not a JSON object; 22001 too large.';

@@ -8,8 +8,8 @@ CREATE OR REPLACE FUNCTION session.write_problem(kind text, key text, value text
 RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN CASE
-  WHEN kind IS NULL OR kind NOT IN ('generate', 'set', 'touch', 'put', 'clear')
-    THEN '22023 kind must be generate, set, touch, put or clear'
+  WHEN kind IS NULL OR kind NOT IN ('generate', 'set', 'touch', 'put', 'merge', 'clear')
+    THEN '22023 kind must be generate, set, touch, put, merge or clear'
   WHEN kind = 'set' AND value IS NULL
     THEN '22004 session value must not be NULL'
   WHEN kind = 'put' AND (key IS NULL OR value IS NULL)
@@ -60,12 +60,84 @@ $$;
 COMMENT ON FUNCTION session.batch_length(text[], text[], text[], bigint[]) IS
   'Private. The number of elements of a batch. Errors: 22023 arrays of several dimensions or of different lengths.';
 
+-- Private helper: a batch merge's fields, vals[i] = '{"set": {...}, "unset": [...]}' (either
+-- member may be left out), checked as session_merge checks its arguments: 'SQLSTATE message' or
+-- NULL. PostgreSQL 15 cannot test text for JSON without trying: the block catches the cast's error.
+CREATE OR REPLACE FUNCTION session.merge_problem(fields text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  f jsonb;
+BEGIN
+  IF fields IS NULL THEN
+    RETURN '22004 a merge needs its fields: {"set": {...}, "unset": [...]}';
+  END IF;
+  BEGIN
+    f := fields::jsonb;
+  EXCEPTION WHEN data_exception THEN
+    RETURN '22023 a merge''s fields must be JSON: {"set": {...}, "unset": [...]}';
+  END;
+  IF jsonb_typeof(f) <> 'object' OR f - 'set' - 'unset' <> '{}'::jsonb THEN
+    RETURN '22023 a merge''s fields must be a JSON object with only "set" and "unset"';
+  END IF;
+  IF jsonb_typeof(f->'unset') NOT IN ('array', 'null')
+     OR EXISTS (SELECT FROM jsonb_array_elements(CASE WHEN jsonb_typeof(f->'unset') = 'array' THEN f->'unset' END) e
+                 WHERE jsonb_typeof(e) <> 'string') THEN
+    RETURN '22023 "unset" must be an array of field names (strings)';
+  END IF;
+  RETURN session.merge_fields_problem(CASE WHEN jsonb_typeof(f->'set') <> 'null' THEN f->'set' END, NULL);
+END
+$$;
+COMMENT ON FUNCTION session.merge_problem(text) IS
+  'Private. What a batch merge''s fields {"set": ..., "unset": [...]} break, as ''SQLSTATE message''; NULL when none.';
+
+-- The checks of a batch element beyond write_problem's, for the elements that need them: a
+-- merge's fields, and a version given to a kind that takes none. 'SQLSTATE message' or NULL.
+CREATE OR REPLACE FUNCTION session.element_problem(kind text, value text, version bigint) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF version IS NOT NULL AND kind NOT IN ('set', 'put', 'merge') THEN
+    RETURN '22023 only set, put and merge take a version';
+  END IF;
+  IF kind = 'merge' THEN
+    RETURN session.merge_problem(value);
+  END IF;
+  RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION session.element_problem(text, text, bigint) IS
+  'Private. What a batch element breaks beyond write_problem (a merge''s fields, a version on a kind that takes none); NULL when none.';
+
+-- Private helper: a batch's versions, numbered from 1 (NULL: every element unconditional). 22023
+-- when they are not one-dimensional with n elements. An expression, so a caller checks without a
+-- statement.
+CREATE OR REPLACE FUNCTION session.batch_versions(versions bigint[], n integer) RETURNS bigint[]
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF versions IS NULL OR n = 0 THEN
+    RETURN NULL;
+  END IF;
+  IF cardinality(versions) <> n OR array_ndims(versions) > 1 THEN
+    RAISE EXCEPTION 'versions must be NULL or a one-dimensional array with as many elements as kinds'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  RETURN versions[array_lower(versions, 1):array_upper(versions, 1)];
+END
+$$;
+COMMENT ON FUNCTION session.batch_versions(bigint[], integer) IS
+  'Private. A batch''s versions numbered from 1 (NULL: all unconditional). Errors: 22023 not one-dimensional with n elements.';
+
 -- Private helper: a batch after its checks, over digests: what session_write_batch and
 -- partition_write_batch share. The caller gives each element's digest (a generate's: of the new
 -- key it made) and the problem write_problem found ('SQLSTATE message', NULL when none), in
--- one-dimensional arrays numbered from 1, and the settings it read.
+-- one-dimensional arrays numbered from 1, and the settings it read. versions[i]: the if_version
+-- of a set, put or merge (NULL: unconditional); max_value_bytes bounds a merged value. An element
+-- whose version has moved, or whose merge the stored value refuses, gets its SQLSTATE and is not
+-- applied; the key's other elements still are.
 CREATE OR REPLACE FUNCTION session.write_digests(kinds text[], digests bytea[], problems text[], vals text[], expiries bigint[],
-                                      period bigint, lifetime bigint)
+                                      versions bigint[], period bigint, lifetime bigint, max_value_bytes integer)
 RETURNS TABLE (ord integer, sqlstate text, message text, ok boolean)
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -75,7 +147,11 @@ DECLARE
   -- One time for the whole batch: its elements happen together, as they commit together.
   t constant timestamptz := clock_timestamp();
   cap constant timestamptz := t + make_interval(secs => lifetime);
+  -- A merge needs the stored values; the other kinds never read them.
+  merging constant boolean := 'merge' = ANY (kinds);
   oks boolean[] := '{}'::boolean[];
+  -- Why an element found at its turn could not be applied ('SQLSTATE message').
+  fails text[] := '{}'::text[];
   -- The sets and touches written first; the elements left, by key (in digest order), and the
   -- digests of the existing sessions they write, in digest order.
   applied integer[];
@@ -88,6 +164,8 @@ DECLARE
   row_expires timestamptz[] := '{}'::timestamptz[];
   row_ends timestamptz[] := '{}'::timestamptz[];
   row_cleared boolean[] := '{}'::boolean[];
+  row_version bigint[] := '{}'::bigint[];
+  row_value text[] := '{}'::text[];
   busy bytea[] := '{}'::bytea[];
   lost bytea[] := '{}'::bytea[];
   -- The rows to write: changed ones (u_*, by ctid) and new ones (i_*).
@@ -97,11 +175,13 @@ DECLARE
   u_expires timestamptz[] := '{}'::timestamptz[];
   u_written timestamptz[] := '{}'::timestamptz[];
   u_cleared boolean[] := '{}'::boolean[];
+  u_version bigint[] := '{}'::bigint[];
   i_digest bytea[] := '{}'::bytea[];
   i_value text[] := '{}'::text[];
   i_expires timestamptz[] := '{}'::timestamptz[];
   i_cleared boolean[] := '{}'::boolean[];
   i_ends timestamptz[] := '{}'::timestamptz[];
+  i_version bigint[] := '{}'::bigint[];
   inserted bytea[];
   -- The key being worked out in the loop: its row as its elements so far left it.
   d bytea;
@@ -115,7 +195,10 @@ DECLARE
   r_ends timestamptz;
   r_written timestamptz;
   r_cleared boolean;
+  r_version bigint;
   live boolean;
+  fields jsonb;
+  merged text;
   j integer := 1;
   i integer;
 BEGIN
@@ -125,21 +208,23 @@ BEGIN
     PERFORM set_config('lock_timeout', '2s', true);
   END IF;
 
-  -- The common case first, in one statement: sets and touches of keys that occur once in the
-  -- batch, checked, written together. It locks their live rows without waiting and writes them;
-  -- what it does not write (a failed check, no live session, a row held elsewhere, a row changed
-  -- since the statement began) goes the general way below, which gives each such element its result.
+  -- The common case first, in one statement: unconditional sets and touches of keys that occur
+  -- once in the batch, checked, written together. It locks their live rows without waiting and
+  -- writes them; what it does not write (a failed check, no live session, a row held elsewhere, a
+  -- row changed since the statement began) goes the general way below, which gives each such
+  -- element its result.
   WITH target AS MATERIALIZED (
     SELECT u.o::integer AS o, u.kind, u.v, u.e, s.ctid AS tid
-      FROM unnest(kinds, digests, problems, vals, expiries) WITH ORDINALITY u(kind, d, problem, v, e, o)
+      FROM unnest(kinds, digests, problems, vals, expiries, versions) WITH ORDINALITY u(kind, d, problem, v, e, ver, o)
       JOIN session.sessions s ON s.digest = u.d
-     WHERE u.kind IN ('set', 'touch') AND u.problem IS NULL
+     WHERE u.kind IN ('set', 'touch') AND u.problem IS NULL AND u.ver IS NULL
        AND u.d NOT IN (SELECT x.d FROM unnest(digests) x(d) WHERE x.d IS NOT NULL GROUP BY x.d HAVING count(*) > 1)
        AND s.expires_at > t AND NOT s.cleared
        FOR UPDATE OF s SKIP LOCKED),
   written AS (
     UPDATE session.sessions s
        SET value = CASE WHEN target.kind = 'set' THEN target.v ELSE s.value END,
+           version = CASE WHEN target.kind = 'set' THEN s.version + 1 ELSE s.version END,
            expires_at = least(t + make_interval(secs => coalesce(target.e, period)), s.ends_at),
            written_at = t
       FROM target
@@ -164,13 +249,15 @@ BEGIN
            WHERE u.d IS NOT NULL AND problems[u.o] IS NULL AND oks[u.o] IS NULL) y;
 
   -- A row's ctid stays valid while this transaction holds its lock: the UPDATE below goes
-  -- straight to it, without a second index probe. One sort for all five arrays: the aggregates
+  -- straight to it, without a second index probe. One sort for all the arrays: the aggregates
   -- take the rows in the order of the sorted subquery.
   IF cardinality(wanted) > 0 THEN
     SELECT coalesce(array_agg(s.digest), '{}'), coalesce(array_agg(s.ctid), '{}'), coalesce(array_agg(s.expires_at), '{}'),
-           coalesce(array_agg(s.ends_at), '{}'), coalesce(array_agg(s.cleared), '{}')
-      INTO row_digest, row_tid, row_expires, row_ends, row_cleared
-      FROM (SELECT l.* FROM (SELECT s.digest, s.ctid, s.expires_at, s.ends_at, s.cleared
+           coalesce(array_agg(s.ends_at), '{}'), coalesce(array_agg(s.cleared), '{}'), coalesce(array_agg(s.version), '{}'),
+           coalesce(array_agg(s.value), '{}')
+      INTO row_digest, row_tid, row_expires, row_ends, row_cleared, row_version, row_value
+      FROM (SELECT l.* FROM (SELECT s.digest, s.ctid, s.expires_at, s.ends_at, s.cleared, s.version,
+                                    CASE WHEN merging THEN s.value END AS value
                                FROM unnest(wanted) w(digest) JOIN session.sessions s ON s.digest = w.digest
                                 FOR UPDATE OF s SKIP LOCKED) l
              ORDER BY l.digest) s;
@@ -191,6 +278,7 @@ BEGIN
         i_expires := i_expires || r_expires;
         i_cleared := i_cleared || r_cleared;
         i_ends := i_ends || r_ends;
+        i_version := i_version || r_version;
       ELSIF r_changed THEN
         u_tid := u_tid || row_tid[j];
         u_value := u_value || r_value;
@@ -198,6 +286,7 @@ BEGIN
         u_expires := u_expires || r_expires;
         u_written := u_written || r_written;
         u_cleared := u_cleared || r_cleared;
+        u_version := u_version || r_version;
       END IF;
       EXIT WHEN i IS NULL;
       d := digests[i];
@@ -215,12 +304,14 @@ BEGIN
         r_expires := row_expires[j];
         r_ends := row_ends[j];
         r_cleared := row_cleared[j];
+        r_version := row_version[j];
+        r_value := row_value[j];
       END IF;
     END IF;
     CONTINUE WHEN is_busy;
 
     live := r_exists AND r_expires > t AND NOT r_cleared;
-    IF kinds[i] = 'generate' OR (kinds[i] = 'put' AND NOT r_exists) THEN
+    IF kinds[i] = 'generate' OR (kinds[i] = 'put' AND NOT r_exists AND versions[i] IS NULL) THEN
       -- A new row ends at the configured absolute lifetime, if any.
       r_exists := true;
       r_new := true;
@@ -228,19 +319,9 @@ BEGIN
       r_expires := least(t + make_interval(secs => coalesce(expiries[i], period)), cap);
       r_ends := cap;
       r_cleared := false;
+      r_version := floor(extract(epoch FROM t) * 1000000)::bigint;
       oks[i] := true;
-    ELSIF kinds[i] IN ('set', 'put', 'touch') THEN
-      IF live THEN
-        IF kinds[i] <> 'touch' THEN
-          r_value := vals[i];
-          r_value_set := true;
-        END IF;
-        r_expires := least(t + make_interval(secs => coalesce(expiries[i], period)), r_ends);
-        r_written := t;
-        r_changed := true;
-      END IF;
-      oks[i] := live;
-    ELSE
+    ELSIF kinds[i] = 'clear' THEN
       -- clear: true when a session ended (it existed and was not cleared before).
       oks[i] := r_exists AND NOT r_cleared;
       IF oks[i] THEN
@@ -250,22 +331,53 @@ BEGIN
         r_expires := least(r_expires, t + interval '1 day');
         r_changed := true;
       END IF;
+    ELSIF NOT live THEN
+      oks[i] := false;
+    ELSIF versions[i] IS NOT NULL AND versions[i] <> r_version THEN
+      fails[i] := format('SP001 the session was written since version %s was read; nothing was written', versions[i]);
+    ELSE
+      IF kinds[i] = 'merge' THEN
+        fields := vals[i]::jsonb;
+        BEGIN
+          merged := session.merged_value(r_value, CASE WHEN jsonb_typeof(fields->'set') = 'object' THEN fields->'set' END,
+                                         ARRAY(SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(fields->'unset') = 'array'
+                                                                                     THEN fields->'unset' END)),
+                                         max_value_bytes);
+        EXCEPTION WHEN OTHERS THEN
+          fails[i] := SQLSTATE || ' ' || SQLERRM;
+        END;
+      END IF;
+      IF fails[i] IS NULL THEN
+        IF kinds[i] IN ('set', 'put') THEN
+          r_value := vals[i];
+        ELSIF kinds[i] = 'merge' THEN
+          r_value := merged;
+        END IF;
+        IF kinds[i] <> 'touch' THEN
+          r_value_set := true;
+          r_version := r_version + 1;
+        END IF;
+        r_expires := least(t + make_interval(secs => coalesce(expiries[i], period)), r_ends);
+        r_written := t;
+        r_changed := true;
+        oks[i] := true;
+      END IF;
     END IF;
   END LOOP;
 
   IF cardinality(u_tid) > 0 THEN
     UPDATE session.sessions s
-       SET value = CASE WHEN u.value_set THEN u.value ELSE s.value END,
+       SET value = CASE WHEN u.value_set THEN u.value ELSE s.value END, version = u.version,
            expires_at = u.expires, written_at = coalesce(u.written, s.written_at), cleared = u.cleared
-      FROM unnest(u_tid, u_value, u_value_set, u_expires, u_written, u_cleared)
-           u(tid, value, value_set, expires, written, cleared)
+      FROM unnest(u_tid, u_value, u_value_set, u_expires, u_written, u_cleared, u_version)
+           u(tid, value, value_set, expires, written, cleared, version)
      WHERE s.ctid = u.tid;
   END IF;
   IF cardinality(i_digest) > 0 THEN
     WITH ins AS (
-      INSERT INTO session.sessions AS s (digest, expires_at, value, cleared, created_at, written_at, ends_at)
-      SELECT u.digest, u.expires, u.value, u.cleared, t, t, u.ends
-        FROM unnest(i_digest, i_value, i_expires, i_cleared, i_ends) u(digest, value, expires, cleared, ends)
+      INSERT INTO session.sessions AS s (digest, expires_at, value, cleared, created_at, written_at, ends_at, version)
+      SELECT u.digest, u.expires, u.value, u.cleared, t, t, u.ends, u.version
+        FROM unnest(i_digest, i_value, i_expires, i_cleared, i_ends, i_version) u(digest, value, expires, cleared, ends, version)
        ORDER BY u.digest
       ON CONFLICT (digest) DO NOTHING
       RETURNING s.digest)
@@ -284,11 +396,10 @@ BEGIN
         SELECT CASE WHEN problems[g.o] IS NOT NULL THEN problems[g.o]
                     WHEN digests[g.o] = ANY (busy) THEN '55P03 the session is locked by another transaction; not applied'
                     WHEN digests[g.o] = ANY (lost) THEN '55P03 another transaction created this session first; not applied'
+                    ELSE fails[g.o]
                END AS why) w;
 END
 $$;
-COMMENT ON FUNCTION session.write_digests(text[], bytea[], text[], text[], bigint[], bigint, bigint) IS
-  'Private. Applies a checked batch given by digests; one row per element as session_write_batch returns.';
 
 -- Elements are applied in digest order (then element order), so that concurrent batches take
 -- their row locks in one global order and cannot deadlock. A row another transaction holds is
@@ -296,7 +407,8 @@ COMMENT ON FUNCTION session.write_digests(text[], bytea[], text[], text[], bigin
 -- order) returns 55P03 and is not applied, the others commit. The waits left (a put racing
 -- another transaction's insert of the same new key, a table lock) are bounded by lock_timeout, at
 -- most 2 s, so that one lock cannot hold a whole batch of callers for long.
-CREATE OR REPLACE FUNCTION session.session_write_batch(kinds text[], keys text[], vals text[], expiries bigint[])
+CREATE OR REPLACE FUNCTION session.session_write_batch(kinds text[], keys text[], vals text[], expiries bigint[],
+                                            versions bigint[] DEFAULT NULL)
 RETURNS TABLE (ord integer, sqlstate text, message text, ok boolean, key text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -309,6 +421,7 @@ DECLARE
   problems text[] := '{}'::text[];
   r record;
 BEGIN
+  versions := session.batch_versions(versions, n);
   IF n = 0 THEN
     RETURN;
   END IF;
@@ -326,14 +439,19 @@ BEGIN
       digests[i] := session.key_digest(keys[i]);
     END IF;
     problems[i] := session.write_problem(kinds[i], keys[i], vals[i], expiries[i], cfg.max_value_bytes);
+    IF problems[i] IS NULL AND (kinds[i] = 'merge' OR versions[i] IS NOT NULL) THEN
+      problems[i] := session.element_problem(kinds[i], vals[i], versions[i]);
+    END IF;
   END LOOP;
   IF new_keys IS NULL THEN
     RETURN QUERY SELECT w.ord, w.sqlstate, w.message, w.ok, NULL::text
-                   FROM session.write_digests(kinds, digests, problems, vals, expiries, cfg.default_period, cfg.absolute_lifetime) w;
+                   FROM session.write_digests(kinds, digests, problems, vals, expiries, versions,
+                                              cfg.default_period, cfg.absolute_lifetime, cfg.max_value_bytes) w;
     RETURN;
   END IF;
   -- New keys go out one row at a time: a statement would be planned with them.
-  FOR r IN SELECT * FROM session.write_digests(kinds, digests, problems, vals, expiries, cfg.default_period, cfg.absolute_lifetime) LOOP
+  FOR r IN SELECT * FROM session.write_digests(kinds, digests, problems, vals, expiries, versions,
+                                                cfg.default_period, cfg.absolute_lifetime, cfg.max_value_bytes) LOOP
     ord := r.ord;
     sqlstate := r.sqlstate;
     message := r.message;
@@ -343,18 +461,21 @@ BEGIN
   END LOOP;
 END
 $$;
-COMMENT ON FUNCTION session.session_write_batch(text[], text[], text[], bigint[]) IS
+COMMENT ON FUNCTION session.session_write_batch(text[], text[], text[], bigint[], bigint[]) IS
   'Applies many writes in one transaction (one WAL flush). Element i is the call kinds[i] (generate, '
-  'set, touch, put or clear) with keys[i], vals[i], expiries[i], each array counted from its first '
-  'element whatever its lower bound (a NULL array is empty); one row per element, in element '
-  'order, ord = i from 1: sqlstate NULL and ok = what the single call returns (clear: whether a '
-  'session ended), key = the new key of a generate; or the SQLSTATE the single call would raise '
-  '(22004, 22001, 22023) with nothing written for that element, or 55P03 when another transaction '
-  'holds the row or created the same new session first (not applied; call it again). Elements of '
-  'one key apply in element order. Errors of the whole call: 22023 arrays of different lengths or '
-  'of more than one dimension; 55P03 a lock wait longer than lock_timeout, at most 2 s.';
+  'set, touch, put, merge or clear) with keys[i], vals[i], expiries[i] and versions[i] (the '
+  'if_version of a set, put or merge; a NULL array: all unconditional), each array counted from its '
+  'first element whatever its lower bound (a NULL array is empty). A merge''s vals[i] is a JSON '
+  'object {"set": {...}, "unset": [...]} (either member may be left out), applied as session_merge '
+  'applies its set_fields and unset_fields. One row per element, in element order, ord = i from 1: '
+  'sqlstate NULL and ok = what the single call returns (clear: whether a session ended), key = the '
+  'new key of a generate; or the SQLSTATE the single call would raise (22004, 22001, 22023, SP001, '
+  'SP002) with nothing written for that element, or 55P03 when another transaction holds the row or '
+  'created the same new session first (not applied; call it again). Elements of one key apply in '
+  'element order. Errors of the whole call: 22023 arrays of different lengths or of more than one '
+  'dimension; 55P03 a lock wait longer than lock_timeout, at most 2 s.';
 
-CREATE OR REPLACE FUNCTION session.session_get_batch(keys text[]) RETURNS TABLE (ord integer, value text, period bigint)
+CREATE OR REPLACE FUNCTION session.session_get_batch(keys text[]) RETURNS TABLE (ord integer, value text, period bigint, version bigint)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -373,7 +494,7 @@ BEGIN
     digests[n] := session.key_digest(k);
   END LOOP;
   RETURN QUERY
-    SELECT u.o::integer, s.value, floor(extract(epoch FROM s.expires_at - t))::bigint
+    SELECT u.o::integer, s.value, floor(extract(epoch FROM s.expires_at - t))::bigint, s.version
       FROM unnest(digests) WITH ORDINALITY u(d, o)
       JOIN session.sessions s ON s.digest = u.d
      WHERE s.expires_at > t AND NOT s.cleared
@@ -383,6 +504,6 @@ $$;
 COMMENT ON FUNCTION session.session_get_batch(text[]) IS
   'session_get for each element of keys, in one statement: one row per element that session_get '
   'would find, ord = its position in keys (from 1, counting the elements in storage order whatever '
-  'the array''s bounds and dimensions), with session_get''s value and period. No row for an '
+  'the array''s bounds and dimensions), with session_get''s value, period and version. No row for an '
   'element: not found (unknown, cleared, expired or NULL). Rows come in ord order; a key given '
   'twice gets a row for each. A NULL or empty array gives no rows. No errors.';

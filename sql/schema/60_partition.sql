@@ -77,7 +77,8 @@ COMMENT ON FUNCTION session.partition_rotate(text, text) IS
 -- to session_write_batch unchanged (its lock order, its 55P03 for busy rows); a generate element
 -- only inserts a row under a new key, which no other element can name, so it runs apart, with the
 -- checks and the row of a batched generate.
-CREATE OR REPLACE FUNCTION session.partition_write_batch(kinds text[], keys text[], vals text[], expiries bigint[])
+CREATE OR REPLACE FUNCTION session.partition_write_batch(kinds text[], keys text[], vals text[], expiries bigint[],
+                                              versions bigint[] DEFAULT NULL)
 RETURNS TABLE (ord integer, sqlstate text, message text, ok boolean, key text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -91,6 +92,7 @@ DECLARE
   r_problems text[] := '{}'::text[];
   r_vals text[] := '{}'::text[];
   r_expiries bigint[] := '{}'::bigint[];
+  r_versions bigint[] := '{}'::bigint[];
   made integer[] := '{}'::integer[];
   states text[] := '{}'::text[];
   messages text[] := '{}'::text[];
@@ -102,6 +104,7 @@ DECLARE
   t timestamptz;
   cap timestamptz;
 BEGIN
+  versions := session.batch_versions(versions, n);
   IF n = 0 THEN
     RETURN;
   END IF;
@@ -117,14 +120,17 @@ BEGIN
       rest := rest || i;
       r_kinds := r_kinds || kinds[i];
       r_digests := r_digests || session.key_digest(keys[i]);
-      r_problems := r_problems || session.write_problem(kinds[i], keys[i], vals[i], expiries[i], cfg.max_value_bytes);
+      r_problems := r_problems || coalesce(session.write_problem(kinds[i], keys[i], vals[i], expiries[i], cfg.max_value_bytes),
+                                           CASE WHEN kinds[i] = 'merge' OR versions[i] IS NOT NULL
+                                                THEN session.element_problem(kinds[i], vals[i], versions[i]) END);
       r_vals := r_vals || vals[i];
       r_expiries := r_expiries || expiries[i];
+      r_versions := r_versions || versions[i];
     END IF;
   END LOOP;
   IF cardinality(rest) > 0 THEN
-    FOR r IN SELECT * FROM session.write_digests(r_kinds, r_digests, r_problems, r_vals, r_expiries,
-                                                  cfg.default_period, cfg.absolute_lifetime) LOOP
+    FOR r IN SELECT * FROM session.write_digests(r_kinds, r_digests, r_problems, r_vals, r_expiries, r_versions,
+                                                  cfg.default_period, cfg.absolute_lifetime, cfg.max_value_bytes) LOOP
       i := rest[r.ord];
       states[i] := r.sqlstate;
       messages[i] := r.message;
@@ -136,6 +142,11 @@ BEGIN
     IF chk.state IS NOT NULL THEN
       states[i] := chk.state;
       messages[i] := chk.message;
+      CONTINUE;
+    END IF;
+    IF versions[i] IS NOT NULL THEN
+      states[i] := '22023';
+      messages[i] := 'only set, put and merge take a version';
       CONTINUE;
     END IF;
     d := session.proxy_key_digest(keys[i]);
@@ -156,7 +167,7 @@ BEGIN
   END LOOP;
 END
 $$;
-COMMENT ON FUNCTION session.partition_write_batch(text[], text[], text[], bigint[]) IS
+COMMENT ON FUNCTION session.partition_write_batch(text[], text[], text[], bigint[], bigint[]) IS
   'For the PL/Proxy proxy only: session_write_batch for the elements of one partition, where a '
   'generate element carries the key the proxy made for it (returned in key when stored). Results '
   'and errors as in session_write_batch; 22023 (the whole call) for a generate key not 32-1024 '

@@ -15,22 +15,20 @@ BEGIN
   EXECUTE format('GRANT USAGE ON SCHEMA session TO %1$I, %2$I', cfg.client_role, cfg.admin_role);
   EXECUTE format(
     'GRANT EXECUTE ON FUNCTION session.session_generate(bigint, text, text, text, bigint), session.session_get(text), '
-    'session.session_set(text, text, bigint), session.session_touch(text, bigint), '
-    'session.session_put(text, text, bigint), session.session_clear(text), '
-    'session.session_count(), session.session_default_period(), '
+    'session.session_set(text, text, bigint, bigint), session.session_touch(text, bigint), '
+    'session.session_put(text, text, bigint, bigint), session.session_merge(text, jsonb, text[], bigint, bigint), '
+    'session.session_clear(text), session.session_count(), session.session_default_period(), '
     'session.session_set_subject(text, text, text), session.session_list(text, integer), '
     'session.session_revoke(text, text), session.session_revoke_handle(text, uuid), '
     'session.session_rotate(text), session.session_absolute_lifetime(), '
-    'session.session_write_batch(text[], text[], text[], bigint[]), session.session_get_batch(text[]) TO %I', cfg.client_role);
+    'session.session_write_batch(text[], text[], text[], bigint[], bigint[]), session.session_get_batch(text[]) TO %I',
+    cfg.client_role);
   EXECUTE format(
     'GRANT EXECUTE ON FUNCTION session.session_set_default_period(bigint), session.session_purge(integer), '
     'session.session_stats(), session.session_default_period(), session.session_count(), '
     'session.session_set_absolute_lifetime(bigint), session.session_absolute_lifetime() TO %I', cfg.admin_role);
 END
 $$;
-COMMENT ON FUNCTION session.grant_roles() IS
-  'Owner or superuser: grants the client and admin roles named in session.config what they may call. '
-  'The migrations run it; run it by hand after creating roles a migration could not create.';
 
 -- ROUTINES: functions and procedures (session_purge_job). Every one is the owner's alone until granted.
 REVOKE ALL ON ALL ROUTINES IN SCHEMA session FROM PUBLIC;
@@ -103,7 +101,7 @@ DECLARE
   grants constant text := pg_catalog.format(
     'GRANT USAGE ON SCHEMA session TO %1$I; '
     'GRANT EXECUTE ON FUNCTION session.partition_generate(text, bigint, text, text, text, bigint), '
-    'session.partition_rotate(text, text), session.partition_write_batch(text[], text[], text[], bigint[]) TO %1$I;', proxy);
+    'session.partition_rotate(text, text), session.partition_write_batch(text[], text[], text[], bigint[], bigint[]) TO %1$I;', proxy);
   membership constant text := pg_catalog.format('GRANT %2$I, %3$I TO %1$I;', proxy, cfg.client_role, cfg.admin_role);
   marker constant text := 'session-postgresql proxy role';
   mark constant text := pg_catalog.format('COMMENT ON ROLE %I IS %L;', proxy, marker);

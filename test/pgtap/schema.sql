@@ -11,7 +11,7 @@
 BEGIN;
 SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
-SELECT plan(60);
+SELECT plan(62);
 -- The roles this install grants to (session_client and session_admin unless chosen at install).
 SELECT client_role, admin_role FROM session.config \gset
 
@@ -23,9 +23,9 @@ SELECT function_returns('session', 'session_revoke', ARRAY['text', 'text'], 'big
 SELECT function_returns('session', 'session_revoke_handle', ARRAY['text', 'uuid'], 'boolean', 'session_revoke_handle(text, uuid) returns boolean');
 SELECT function_returns('session', 'session_rotate', ARRAY['text'], 'text', 'session_rotate(text) returns text');
 SELECT function_returns('session', 'session_get', ARRAY['text'], 'setof record', 'session_get(text) returns a set of (value, period)');
-SELECT function_returns('session', 'session_set', ARRAY['text', 'text', 'bigint'], 'boolean', 'session_set(text, text, bigint) returns boolean');
+SELECT function_returns('session', 'session_set', ARRAY['text', 'text', 'bigint', 'bigint'], 'boolean', 'session_set(text, text, bigint, bigint) returns boolean');
 SELECT function_returns('session', 'session_touch', ARRAY['text', 'bigint'], 'boolean', 'session_touch(text, bigint) returns boolean');
-SELECT function_returns('session', 'session_put', ARRAY['text', 'text', 'bigint'], 'boolean', 'session_put(text, text, bigint) returns boolean');
+SELECT function_returns('session', 'session_put', ARRAY['text', 'text', 'bigint', 'bigint'], 'boolean', 'session_put(text, text, bigint, bigint) returns boolean');
 SELECT function_returns('session', 'session_count', ARRAY[]::name[], 'bigint', 'session_count() returns bigint');
 SELECT function_returns('session', 'session_clear', ARRAY['text'], 'void', 'session_clear(text) returns void');
 SELECT function_returns('session', 'session_default_period', ARRAY[]::name[], 'bigint', 'session_default_period() returns bigint');
@@ -45,31 +45,33 @@ SELECT results_eq(
             ('session_count', '', 'bigint'),
             ('session_default_period', '', 'bigint'),
             ('session_generate', 'expiry bigint DEFAULT NULL::bigint, value text DEFAULT NULL::text, subject text DEFAULT NULL::text, label text DEFAULT NULL::text, lifetime bigint DEFAULT NULL::bigint', 'text'),
-            ('session_get', 'key text', 'TABLE(value text, period bigint)'),
-            ('session_get_batch', 'keys text[]', 'TABLE(ord integer, value text, period bigint)'),
+            ('session_get', 'key text', 'TABLE(value text, period bigint, version bigint)'),
+            ('session_get_batch', 'keys text[]', 'TABLE(ord integer, value text, period bigint, version bigint)'),
             ('session_list', 'subject text, max_sessions integer DEFAULT 100', 'TABLE(handle uuid, created_at timestamp with time zone, written_at timestamp with time zone, expires_at timestamp with time zone, label text)'),
+            ('session_merge', 'key text, set_fields jsonb, unset_fields text[] DEFAULT NULL::text[], expiry bigint DEFAULT NULL::bigint, if_version bigint DEFAULT NULL::bigint', 'boolean'),
             ('session_purge', 'batch_size integer DEFAULT 10000', 'bigint'),
             ('session_purge_job', 'IN budget_seconds integer DEFAULT 30, IN pause double precision DEFAULT 4', NULL),
-            ('session_put', 'key text, value text, expiry bigint DEFAULT NULL::bigint', 'boolean'),
+            ('session_put', 'key text, value text, expiry bigint DEFAULT NULL::bigint, if_version bigint DEFAULT NULL::bigint', 'boolean'),
             ('session_revoke', 'subject text, except_key text DEFAULT NULL::text', 'bigint'),
             ('session_revoke_handle', 'subject text, handle uuid', 'boolean'),
             ('session_rotate', 'key text', 'text'),
-            ('session_set', 'key text, value text, expiry bigint DEFAULT NULL::bigint', 'boolean'),
+            ('session_set', 'key text, value text, expiry bigint DEFAULT NULL::bigint, if_version bigint DEFAULT NULL::bigint', 'boolean'),
             ('session_set_absolute_lifetime', 'lifetime bigint', 'void'),
             ('session_set_default_period', 'period bigint', 'void'),
             ('session_set_subject', 'key text, subject text, label text DEFAULT NULL::text', 'boolean'),
             ('session_stats', 'OUT live bigint, OUT expired bigint, OUT table_bytes bigint, OUT index_bytes bigint, OUT default_period bigint, OUT max_value_bytes integer', 'record'),
             ('session_touch', 'key text, expiry bigint DEFAULT NULL::bigint', 'boolean'),
-            ('session_write_batch', 'kinds text[], keys text[], vals text[], expiries bigint[]', 'TABLE(ord integer, sqlstate text, message text, ok boolean, key text)') $$,
+            ('session_write_batch', 'kinds text[], keys text[], vals text[], expiries bigint[], versions bigint[] DEFAULT NULL::bigint[]', 'TABLE(ord integer, sqlstate text, message text, ok boolean, key text)') $$,
   'the session_* routines are exactly the documented ones, with their argument names and defaults');
 
 -- Security definer with a pinned search_path --------------------------------------------------------
 -- A caller's search_path must never redirect a name these functions use (see "Security model").
 SELECT is_definer('session', 'session_generate', ARRAY['bigint', 'text', 'text', 'text', 'bigint'], 'session_generate is SECURITY DEFINER');
 SELECT is_definer('session', 'session_get', ARRAY['text'], 'session_get is SECURITY DEFINER');
-SELECT is_definer('session', 'session_set', ARRAY['text', 'text', 'bigint'], 'session_set is SECURITY DEFINER');
+SELECT is_definer('session', 'session_set', ARRAY['text', 'text', 'bigint', 'bigint'], 'session_set is SECURITY DEFINER');
+SELECT is_definer('session', 'session_merge', ARRAY['text', 'jsonb', 'text[]', 'bigint', 'bigint'], 'session_merge is SECURITY DEFINER');
 SELECT is_definer('session', 'session_touch', ARRAY['text', 'bigint'], 'session_touch is SECURITY DEFINER');
-SELECT is_definer('session', 'session_put', ARRAY['text', 'text', 'bigint'], 'session_put is SECURITY DEFINER');
+SELECT is_definer('session', 'session_put', ARRAY['text', 'text', 'bigint', 'bigint'], 'session_put is SECURITY DEFINER');
 SELECT is_definer('session', 'session_count', ARRAY[]::name[], 'session_count is SECURITY DEFINER');
 SELECT is_definer('session', 'session_clear', ARRAY['text'], 'session_clear is SECURITY DEFINER');
 SELECT is_definer('session', 'session_default_period', ARRAY[]::name[], 'session_default_period is SECURITY DEFINER');
@@ -81,9 +83,9 @@ SELECT isnt_definer('session', 'session_purge_job', ARRAY['integer', 'double pre
 
 SELECT is_empty(
   $$ SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
-      WHERE p.pronamespace = 'session'::regnamespace AND p.prokind = 'f' AND p.proname NOT IN ('key_digest', 'new_key', 'well_formed_key', 'write_problem', 'write_check')
+      WHERE p.pronamespace = 'session'::regnamespace AND p.prokind = 'f' AND p.proname NOT IN ('key_digest', 'new_key', 'well_formed_key', 'write_problem', 'merge_fields_problem', 'write_check')
         AND p.proconfig IS DISTINCT FROM ARRAY['search_path=pg_catalog, pg_temp'] $$,
-  'every function but the inlined key_digest, new_key, well_formed_key and write_problem, and write_check (called only under the batch functions'' pinned path), pins search_path');
+  'every function but the inlined key_digest, new_key, well_formed_key, write_problem and merge_fields_problem, and write_check (called only under the batch functions'' pinned path), pins search_path');
 -- Whoever owns the schema owns what the definer functions run as; a stray owner would change that.
 SELECT is_empty(
   $$ SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p, pg_catalog.pg_namespace n
@@ -94,9 +96,10 @@ SELECT is_empty(
 SELECT schema_privs_are('session', :'client_role', ARRAY['USAGE'], 'the client role may use schema session, not create in it');
 SELECT function_privs_are('session', 'session_generate', ARRAY['bigint', 'text', 'text', 'text', 'bigint'], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_generate');
 SELECT function_privs_are('session', 'session_get', ARRAY['text'], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_get');
-SELECT function_privs_are('session', 'session_set', ARRAY['text', 'text', 'bigint'], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_set');
+SELECT function_privs_are('session', 'session_set', ARRAY['text', 'text', 'bigint', 'bigint'], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_set');
+SELECT function_privs_are('session', 'session_merge', ARRAY['text', 'jsonb', 'text[]', 'bigint', 'bigint'], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_merge');
 SELECT function_privs_are('session', 'session_touch', ARRAY['text', 'bigint'], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_touch');
-SELECT function_privs_are('session', 'session_put', ARRAY['text', 'text', 'bigint'], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_put');
+SELECT function_privs_are('session', 'session_put', ARRAY['text', 'text', 'bigint', 'bigint'], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_put');
 SELECT function_privs_are('session', 'session_count', ARRAY[]::name[], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_count');
 SELECT function_privs_are('session', 'session_clear', ARRAY['text'], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_clear');
 SELECT function_privs_are('session', 'session_default_period', ARRAY[]::name[], :'client_role', ARRAY['EXECUTE'], 'the client role may call session_default_period');
@@ -112,7 +115,7 @@ SELECT function_privs_are('session', 'write_problem', ARRAY['text', 'text', 'tex
 SELECT set_eq(
   format($$ SELECT p.proname::text FROM pg_catalog.pg_proc p
       WHERE p.pronamespace = 'session'::regnamespace AND pg_catalog.has_function_privilege(%L, p.oid, 'EXECUTE') $$, :'client_role'),
-  ARRAY['session_generate', 'session_get', 'session_set', 'session_touch', 'session_put', 'session_count', 'session_clear',
+  ARRAY['session_generate', 'session_get', 'session_set', 'session_touch', 'session_put', 'session_merge', 'session_count', 'session_clear',
         'session_default_period', 'session_set_subject', 'session_list', 'session_revoke', 'session_revoke_handle',
         'session_rotate', 'session_absolute_lifetime', 'session_write_batch', 'session_get_batch'],
   'the client role may call the data and per-subject functions and nothing else in schema session');

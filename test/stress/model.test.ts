@@ -1,5 +1,5 @@
 // Model-based tests: random sequences of generate/get/set/put/touch/clear/count/defaultPeriod/
-// setDefaultPeriod/purge, the per-subject calls (generate with a subject and lifetime, setSubject,
+// setDefaultPeriod/purge, merges and conditional writes (versions), the per-subject calls (generate with a subject and lifetime, setSubject,
 // list, revoke, rotate), and waits (so that sessions really expire) are run against an in-memory
 // model of ocaml-session's semantics, through the TypeScript client and through the SQL functions
 // called directly as the client role. A failure shrinks to a minimal sequence. Mutated
@@ -33,7 +33,7 @@ after(async () => {
   await db.drop();
 });
 
-const totals = { sequences: 0, commands: 0, calls: 0, sessions: 0, expiredHits: 0, ambiguous: 0 };
+const totals = { sequences: 0, commands: 0, calls: 0, sessions: 0, expiredHits: 0, ambiguous: 0, merged: 0, conflicts: 0 };
 
 /** A fresh table and settings for every sequence (the model starts empty). */
 async function setup(api: Api): Promise<{ model: Model; real: Real }> {
@@ -63,6 +63,8 @@ function property(api: () => Api, count = true) {
       totals.sessions += model.keys.length;
       totals.expiredHits += model.expiredHits;
       totals.ambiguous += model.ambiguous;
+      totals.merged += model.merged;
+      totals.conflicts += model.conflicts;
     }
   });
 }
@@ -95,6 +97,8 @@ describe('model-based: ocaml-session semantics', () => {
     ['revoke ignores the exception', (a) => ({ ...a, revoke: (s) => a.revoke(s, undefined) })],
     ['the absolute lifetime is ignored', (a) => ({ ...a, generate: (e, v, s) => a.generate(e, v, s, undefined) })],
     ['touch writes the value', (a) => ({ ...a, touch: async (k, e) => (await a.touch(k, e)) && a.set(k, 'touched', e) })],
+    ['merge replaces the value with the fields it sets', (a) => ({ ...a, merge: (k, set, _u, e) => a.set(k, JSON.stringify(set), e) })],
+    ['set and merge ignore ifVersion', (a) => ({ ...a, set: (k, v, e) => a.set(k, v, e), merge: (k, s, u, e) => a.merge(k, s, u, e) })],
   ];
   const maxShrunk = 5;
   for (const [name, mutate] of mutants) {
@@ -112,7 +116,7 @@ describe('model-based: ocaml-session semantics', () => {
 
   test('figures', (t) => {
     assert.equal(totals.sequences, 2 * runs);
-    const line = `model-based: ${totals.sequences} sequences (${runs} via the client, ${runs} via SQL), ${totals.commands} commands, ${totals.calls} calls, ${totals.sessions} sessions generated, ${totals.expiredHits} reads/writes of sessions expired by the clock, ${totals.ambiguous} within the ±30 ms tolerance, 0 deviations; ${mutants.length}/${mutants.length} mutants caught`;
+    const line = `model-based: ${totals.sequences} sequences (${runs} via the client, ${runs} via SQL), ${totals.commands} commands, ${totals.calls} calls, ${totals.sessions} sessions generated, ${totals.expiredHits} reads/writes of sessions expired by the clock, ${totals.ambiguous} within the ±30 ms tolerance, ${totals.merged} merges written, ${totals.conflicts} conflicts, 0 deviations; ${mutants.length}/${mutants.length} mutants caught`;
     t.diagnostic(line);
     console.log(`# ${line}`);
   });

@@ -1,5 +1,6 @@
-// An in-memory model of ocaml-session's semantics (plus session_put, touch, count, purge, and the
-// per-subject calls: subjects, list, revoke, rotate, absolute lifetime), and the
+// An in-memory model of ocaml-session's semantics (plus session_put, touch, count, purge, the
+// per-subject calls: subjects, list, revoke, rotate, absolute lifetime, and versions, conditional
+// writes and merges), and the
 // fast-check commands that drive the same random sequences through any implementation of `Api`:
 // the TypeScript client, or the SQL functions called directly.
 //
@@ -16,9 +17,10 @@ import type { SessionStore } from '../../src/index.js';
 /** The store's API, as the model sees it. Errors are thrown as `{ code }` (SessionError codes). */
 export interface Api {
   generate(expiry: number | undefined, value: string | undefined, subject?: string, lifetime?: number): Promise<string>;
-  get(key: string): Promise<{ ok: true; value: string; period: number } | { ok: false; error: 'not_found' | 'not_set' }>;
-  set(key: string, value: string, expiry: number | undefined): Promise<boolean>;
-  put(key: string, value: string, expiry: number | undefined): Promise<boolean>;
+  get(key: string): Promise<{ ok: true; value: string; period: number; version: number } | { ok: false; error: 'not_found' | 'not_set' }>;
+  set(key: string, value: string, expiry: number | undefined, ifVersion?: number): Promise<boolean>;
+  put(key: string, value: string, expiry: number | undefined, ifVersion?: number): Promise<boolean>;
+  merge(key: string, set: Record<string, unknown>, unset: string[], expiry: number | undefined, ifVersion?: number): Promise<boolean>;
   touch(key: string, expiry: number | undefined): Promise<boolean>;
   clear(key: string): Promise<void>;
   setSubject(key: string, subject: string | null): Promise<boolean>;
@@ -55,6 +57,11 @@ interface Entry {
   /** Its absolute end lies in (capLo, capHi]; Infinity without one. */
   capLo: number;
   capHi: number;
+  /** After a merge: the JSON object the value holds (stored as jsonb prints it, compared as JSON). */
+  json?: Record<string, unknown>;
+  /** How many writes of the value it had; the version a get returned, and after how many writes. */
+  writes: number;
+  seen?: { version: number; writes: number };
 }
 
 export class Model {
@@ -68,6 +75,9 @@ export class Model {
   expiredHits = 0;
   /** Calls made while a session was within the clock tolerance of its expiry (either answer accepted). */
   ambiguous = 0;
+  /** Merges that wrote, and conditional writes refused because the version had moved. */
+  merged = 0;
+  conflicts = 0;
 }
 
 type Status = 'live' | 'expired' | 'unknown';
@@ -96,7 +106,7 @@ function expiredBy(e: Entry, t1: number): void {
 
 /** A new row: no subject, no cap unless a lifetime is given. */
 function entry(value: string | null, w: { lo: number; hi: number }, extra: Partial<Entry> = {}): Entry {
-  return { value, ...w, cleared: false, subject: null, capLo: Infinity, capHi: Infinity, ...extra };
+  return { value, ...w, cleared: false, subject: null, capLo: Infinity, capHi: Infinity, writes: 0, ...extra };
 }
 
 const bytes = (v: string) => Buffer.byteLength(v, 'utf8');
@@ -135,12 +145,17 @@ const show = (v: string | undefined) => (v === undefined ? 'undefined' : v.lengt
 // A generated key is named by its place counted back from the newest key: removing an earlier
 // command then leaves what a later one names unchanged (counted from the oldest, every later
 // reference shifted), so a failing sequence shrinks to the few commands that matter.
-type KeyRef = { kind: 'generated'; i: number } | { kind: 'fixed'; key: string };
+// A merge mostly names a key whose session the model holds to be a JSON object, counted back too.
+type KeyRef = { kind: 'generated'; i: number } | { kind: 'fixed'; key: string } | { kind: 'object'; i: number };
 function resolve(m: Model, ref: KeyRef): string {
   if (ref.kind === 'fixed') return ref.key;
+  if (ref.kind === 'object') {
+    const objects = m.keys.filter((k) => { const e = m.rows.get(k); return e !== undefined && !e.cleared && objectOf(e) !== undefined; });
+    return objects.length === 0 ? 'no-object-session-yet' : (objects[objects.length - 1 - (ref.i % objects.length)] as string);
+  }
   return m.keys.length === 0 ? 'no-key-generated-yet' : (m.keys[m.keys.length - 1 - (ref.i % m.keys.length)] as string);
 }
-const showRef = (ref: KeyRef) => (ref.kind === 'fixed' ? show(ref.key) : `key[-${ref.i + 1}]`);
+const showRef = (ref: KeyRef) => (ref.kind === 'fixed' ? show(ref.key) : ref.kind === 'object' ? `object[-${ref.i + 1}]` : `key[-${ref.i + 1}]`);
 
 abstract class Cmd implements fc.AsyncCommand<Model, Real, false> {
   check(): boolean {
@@ -189,7 +204,13 @@ class Get extends Cmd {
     e.lo = Math.max(e.lo, t0);
     if (e.value === null) return assert.deepEqual(r.v, { ok: false, error: 'not_set' }, this.toString());
     assert.ok(r.v.ok, `${this}: expected the value, got ${JSON.stringify(r.v)}`);
-    assert.ok(r.v.value === e.value, `${this}: wrong value ${show(r.v.value)}, expected ${show(e.value)}`);
+    if (e.json === undefined) assert.ok(r.v.value === e.value, `${this}: wrong value ${show(r.v.value)}, expected ${show(e.value)}`);
+    else assert.deepEqual(JSON.parse(r.v.value), e.json, `${this}: wrong merged value ${show(r.v.value)}`);
+    // The version stays while nothing writes the value, and moves with every write.
+    assert.ok(Number.isSafeInteger(r.v.version), `${this}: version ${r.v.version}`);
+    if (e.seen !== undefined && e.seen.writes === e.writes) assert.equal(r.v.version, e.seen.version, `${this}: the version moved without a write`);
+    if (e.seen !== undefined && e.seen.writes !== e.writes) assert.ok(r.v.version > e.seen.version, `${this}: the version did not move with a write`);
+    e.seen = { version: r.v.version, writes: e.writes };
     const min = Math.max(0, Math.floor((e.lo - t1) / 1000));
     const max = Math.floor((e.hi - t0) / 1000);
     assert.ok(Number.isInteger(r.v.period) && r.v.period >= min && r.v.period <= max, `${this}: period ${r.v.period} not in [${min}, ${max}]`);
@@ -197,28 +218,104 @@ class Get extends Cmd {
   toString() { return `get(${showRef(this.ref)})`; }
 }
 
+/** Which version a conditional write gives: none, the last one a get saw of the key, or a stale one. */
+type IfVersion = 'none' | 'seen' | 'stale';
+/** The version to send, and whether it is the session's current one. */
+function ifVersionOf(e: Entry | undefined, choice: IfVersion): { version: number | undefined; current: boolean } {
+  if (choice === 'none') return { version: undefined, current: true };
+  if (choice === 'seen' && e?.seen !== undefined) return { version: e.seen.version, current: e.seen.writes === e.writes };
+  // Versions start at the microsecond a session was made: 1 is never a live session's.
+  return { version: 1, current: false };
+}
+
+/**
+ * The outcome of a write that finds a live session: a conflict when its version is not the
+ * current one, or `check()`'s error, or written. A session that may have expired (unknown) also
+ * accepts false. Returns whether it wrote.
+ */
+function conditional(m: Model, r: { ok: true; v: boolean } | { ok: false; code: string }, st: Status, current: boolean,
+  check: string | undefined, what: string): boolean {
+  if (st === 'expired') {
+    assert.deepEqual(r, { ok: true, v: false }, `${what}: expired`);
+    return false;
+  }
+  if (st === 'unknown' && r.ok && !r.v) return false;
+  const expected = !current ? 'conflict' : check;
+  if (expected !== undefined) {
+    expectError(r, expected, `${what}: ${st}`);
+    if (expected === 'conflict') m.conflicts += 1;
+    return false;
+  }
+  assert.deepEqual(r, { ok: true, v: true }, `${what}: ${st}`);
+  return true;
+}
+
 class Write extends Cmd {
-  constructor(readonly fn: 'set' | 'put', readonly ref: KeyRef, readonly value: string, readonly expiry: number | undefined) { super(); }
+  constructor(readonly fn: 'set' | 'put', readonly ref: KeyRef, readonly value: string, readonly expiry: number | undefined,
+              readonly ifVersion: IfVersion = 'none') { super(); }
   async run(m: Model, real: Real) {
     const key = resolve(m, this.ref);
-    const { r, t0, t1 } = await timed(m, () => real.api[this.fn](key, this.value, this.expiry));
+    const e = m.rows.get(key);
+    const { version, current } = ifVersionOf(e, this.ifVersion);
+    const { r, t0, t1 } = await timed(m, () => real.api[this.fn](key, this.value, this.expiry, version));
     if (this.fn === 'put' && !putKeyOk(key)) return expectError(r, 'invalid_parameter', this.toString());
     const error = writeError(this.value, this.expiry);
     if (error !== undefined) return expectError(r, error, this.toString());
-    assert.ok(r.ok, `${this}: ${JSON.stringify(r)}`);
-    const e = m.rows.get(key);
-    // set: only a live session is updated. put: also creates when there is no row at all.
-    const st = e === undefined ? (this.fn === 'put' ? 'live' : 'expired') : status(e, t0, t1);
+    // set: only a live session is updated. put: also creates when there is no row at all, unless
+    // it is conditional.
+    const st = e === undefined ? (this.fn === 'put' && version === undefined ? 'live' : 'expired') : status(e, t0, t1);
     if (e !== undefined && st !== 'live') m[st === 'expired' ? 'expiredHits' : 'ambiguous'] += 1;
-    if (st !== 'unknown') assert.equal(r.v, st === 'live', `${this}: ${st}`);
-    if (r.v) {
+    if (conditional(m, r as { ok: true; v: boolean } | { ok: false; code: string }, st, current, undefined, this.toString())) {
       // A put that created the row starts it afresh; otherwise the row keeps its subject and cap.
-      m.rows.set(key, e === undefined ? entry(this.value, window(m, this.expiry, t0, t1)) : { ...e, value: this.value, ...window(m, this.expiry, t0, t1, e) });
-    } else if (e !== undefined) {
+      const { json: _, ...kept } = e ?? entry(null, { lo: 0, hi: 0 });
+      m.rows.set(key, e === undefined ? entry(this.value, window(m, this.expiry, t0, t1))
+        : { ...kept, value: this.value, writes: kept.writes + 1, ...window(m, this.expiry, t0, t1, e) });
+    } else if (e !== undefined && r.ok) {
       expiredBy(e, t1);
     }
   }
-  toString() { return `${this.fn}(${showRef(this.ref)}, ${show(this.value)}, ${this.expiry})`; }
+  toString() { return `${this.fn}(${showRef(this.ref)}, ${show(this.value)}, ${this.expiry}${this.ifVersion === 'none' ? '' : `, ${this.ifVersion}`})`; }
+}
+
+/** The JSON object a stored value holds, or undefined (not set, not JSON, not an object). */
+function objectOf(e: Entry): Record<string, unknown> | undefined {
+  if (e.json !== undefined) return e.json;
+  if (e.value === null) return undefined;
+  try {
+    const v = JSON.parse(e.value) as unknown;
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? v as Record<string, unknown> : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** merge: top-level fields removed then set, on a live session holding a JSON object. */
+class Merge extends Cmd {
+  constructor(readonly ref: KeyRef, readonly set: Record<string, unknown>, readonly unset: string[], readonly expiry: number | undefined,
+              readonly ifVersion: IfVersion) { super(); }
+  async run(m: Model, real: Real) {
+    const key = resolve(m, this.ref);
+    const e = m.rows.get(key);
+    const { version, current } = ifVersionOf(e, this.ifVersion);
+    const { r, t0, t1 } = await timed(m, () => real.api.merge(key, this.set, this.unset, this.expiry, version));
+    if (this.expiry !== undefined && Math.abs(this.expiry) > MAX_EXPIRY) return expectError(r, 'invalid_parameter', this.toString());
+    const st = e === undefined ? 'expired' : status(e, t0, t1);
+    if (e !== undefined && st !== 'live') m[st === 'expired' ? 'expiredHits' : 'ambiguous'] += 1;
+    const base = e === undefined ? undefined : objectOf(e);
+    const wrote = conditional(m, r as { ok: true; v: boolean } | { ok: false; code: string }, st, current,
+      base === undefined ? 'not_object' : undefined, this.toString());
+    if (e === undefined) return;
+    if (wrote) {
+      m.merged += 1;
+      const json = { ...base };
+      for (const f of this.unset) delete json[f];
+      Object.assign(json, this.set);
+      Object.assign(e, { json, value: JSON.stringify(json), writes: e.writes + 1, ...window(m, this.expiry, t0, t1, e) });
+    } else if (r.ok) {
+      expiredBy(e, t1);
+    }
+  }
+  toString() { return `merge(${showRef(this.ref)}, ${JSON.stringify(this.set)}, ${JSON.stringify(this.unset)}, ${this.expiry}, ${this.ifVersion})`; }
 }
 
 /** touch: like set, but the value stays as it is. */
@@ -304,7 +401,9 @@ class Rotate extends Cmd {
     assert.match(r.v, /^[A-Za-z0-9_-]{64}$/);
     // The same session under a new key (same expiry); the old key is a tombstone.
     m.keys.push(r.v);
-    m.rows.set(r.v, { ...e, lo: Math.max(e.lo, t0 - SLACK_MS) });
+    // Under its new key the session has a new version: the model has seen none of it yet.
+    const { seen: _, ...moved } = e;
+    m.rows.set(r.v, { ...moved, lo: Math.max(e.lo, t0 - SLACK_MS) });
     e.cleared = true;
   }
   toString() { return `rotate(${showRef(this.ref)})`; }
@@ -390,7 +489,13 @@ const big = {
   overTwoByte: 'é'.repeat(MAX_VALUE_BYTES / 2 + 1),
   medium: '😀'.repeat(25_000),
 };
+const FIELDS = ['a', 'b', 'c', 'é😀'];
+/** Values that hold JSON objects of those fields, for merges to work on. */
+const jsonValueArb = fc.dictionary(fc.constantFrom(...FIELDS), fc.oneof(fc.integer(), fc.string({ maxLength: 4 }), fc.constant(null)),
+  { maxKeys: 3 }).map((o) => JSON.stringify(o));
+const ifVersionArb = fc.constantFrom<IfVersion>('none', 'none', 'none', 'seen', 'stale');
 const valueArb = fc.oneof(
+  { weight: 10, arbitrary: jsonValueArb },
   { weight: 12, arbitrary: fc.string({ unit: 'binary', maxLength: 16 }).filter((s) => !s.includes('\u0000')) },
   { weight: 3, arbitrary: fc.constantFrom('', 'v', 'é€😀\u{10FFFF}', "'; --", '%_\\') },
   { weight: 1, arbitrary: fc.constantFrom(big.at, big.over, big.atTwoByte, big.overTwoByte, big.medium) },
@@ -399,6 +504,12 @@ const keyArb: fc.Arbitrary<KeyRef> = fc.oneof(
   { weight: 8, arbitrary: fc.nat(20).map((i): KeyRef => ({ kind: 'generated', i })) },
   { weight: 3, arbitrary: fc.constantFrom(...IDS).map((key): KeyRef => ({ kind: 'fixed', key })) },
   { weight: 1, arbitrary: fc.constantFrom('', 'garbage', 'no such key'.padEnd(64, '_')).map((key): KeyRef => ({ kind: 'fixed', key })) },
+);
+
+/** Merges go mostly to the newest sessions holding JSON objects. */
+const mergeKeyArb: fc.Arbitrary<KeyRef> = fc.oneof(
+  { weight: 4, arbitrary: fc.nat(2).map((i): KeyRef => ({ kind: 'object', i })) },
+  { weight: 1, arbitrary: keyArb },
 );
 
 const SUBJECTS = ['alice', 'bob'] as const;
@@ -415,8 +526,10 @@ export const commandArb: fc.Arbitrary<Cmd> = fc.oneof(
   { weight: 1, arbitrary: fc.tuple(subjectArb, fc.option(keyArb, { nil: undefined })).map(([s, k]) => new Revoke(s, k)) },
   { weight: 2, arbitrary: keyArb.map((k) => new Rotate(k)) },
   { weight: 8, arbitrary: keyArb.map((k) => new Get(k)) },
-  { weight: 5, arbitrary: fc.tuple(keyArb, valueArb, expiryArb).map(([k, v, e]) => new Write('set', k, v, e)) },
-  { weight: 3, arbitrary: fc.tuple(keyArb, valueArb, expiryArb).map(([k, v, e]) => new Write('put', k, v, e)) },
+  { weight: 5, arbitrary: fc.tuple(keyArb, valueArb, expiryArb, ifVersionArb).map(([k, v, e, i]) => new Write('set', k, v, e, i)) },
+  { weight: 3, arbitrary: fc.tuple(keyArb, valueArb, expiryArb, ifVersionArb).map(([k, v, e, i]) => new Write('put', k, v, e, i)) },
+  { weight: 4, arbitrary: fc.tuple(mergeKeyArb, fc.dictionary(fc.constantFrom(...FIELDS), fc.oneof(fc.integer(), fc.string({ maxLength: 4 }), fc.constant(null)), { maxKeys: 2 }),
+    fc.subarray(FIELDS, { maxLength: 2 }), expiryArb, ifVersionArb).map(([k, set, unset, e, i]) => new Merge(k, set, unset, e, i)) },
   { weight: 2, arbitrary: keyArb.map((k) => new Clear(k)) },
   { weight: 1, arbitrary: fc.constant(new Count()) },
   { weight: 1, arbitrary: fc.constant(new DefaultPeriod()) },
@@ -435,8 +548,10 @@ export function clientApi(s: SessionStore): Api {
       ...(subject === undefined ? {} : { subject }), ...(lifetime === undefined ? {} : { lifetime }),
     }),
     get: (key) => s.get(key),
-    set: (key, value, expiry) => s.set(key, value, expiry === undefined ? {} : { expiry }),
-    put: (key, value, expiry) => s.put(key, value, expiry === undefined ? {} : { expiry }),
+    set: (key, value, expiry, ifVersion) => s.set(key, value, { ...(expiry === undefined ? {} : { expiry }), ...(ifVersion === undefined ? {} : { ifVersion }) }),
+    put: (key, value, expiry, ifVersion) => s.put(key, value, { ...(expiry === undefined ? {} : { expiry }), ...(ifVersion === undefined ? {} : { ifVersion }) }),
+    merge: (key, set, unset, expiry, ifVersion) => s.merge(key, { set, unset },
+      { ...(expiry === undefined ? {} : { expiry }), ...(ifVersion === undefined ? {} : { ifVersion }) }),
     touch: (key, expiry) => s.touch(key, expiry === undefined ? {} : { expiry }),
     clear: (key) => s.clear(key),
     setSubject: (key, subject) => s.setSubject(key, subject),
@@ -452,7 +567,8 @@ export function clientApi(s: SessionStore): Api {
 
 /** The SQL functions over the wire, with the documented SQLSTATEs named as the client names them. */
 export function sqlApi(c: pg.Client): Api {
-  const names: Record<string, string> = { '22023': 'invalid_parameter', '22001': 'value_too_large', '22004': 'null_value' };
+  const names: Record<string, string> = { '22023': 'invalid_parameter', '22001': 'value_too_large', '22004': 'null_value',
+    SP001: 'conflict', SP002: 'not_object' };
   const q = async (text: string, values: unknown[] = []) => {
     try {
       return (await c.query({ text, values, rowMode: 'array' })).rows;
@@ -467,12 +583,14 @@ export function sqlApi(c: pg.Client): Api {
     generate: async (expiry, value, subject, lifetime) => String(await one('SELECT session.session_generate($1, $2, $3, NULL, $4)',
       [expiry ?? null, value ?? null, subject ?? null, lifetime ?? null])),
     get: async (key) => {
-      const row = (await q('SELECT value, period FROM session.session_get($1)', [key]))[0];
+      const row = (await q('SELECT value, period, version FROM session.session_get($1)', [key]))[0];
       if (row === undefined) return { ok: false, error: 'not_found' };
-      return row[0] === null ? { ok: false, error: 'not_set' } : { ok: true, value: String(row[0]), period: Number(row[1]) };
+      return row[0] === null ? { ok: false, error: 'not_set' } : { ok: true, value: String(row[0]), period: Number(row[1]), version: Number(row[2]) };
     },
-    set: async (key, value, expiry) => (await one('SELECT session.session_set($1, $2, $3)', [key, value, expiry ?? null])) === true,
-    put: async (key, value, expiry) => (await one('SELECT session.session_put($1, $2, $3)', [key, value, expiry ?? null])) === true,
+    set: async (key, value, expiry, v) => (await one('SELECT session.session_set($1, $2, $3, $4)', [key, value, expiry ?? null, v ?? null])) === true,
+    put: async (key, value, expiry, v) => (await one('SELECT session.session_put($1, $2, $3, $4)', [key, value, expiry ?? null, v ?? null])) === true,
+    merge: async (key, set, unset, expiry, v) => (await one('SELECT session.session_merge($1, $2::jsonb, $3::text[], $4, $5)',
+      [key, JSON.stringify(set), unset, expiry ?? null, v ?? null])) === true,
     touch: async (key, expiry) => (await one('SELECT session.session_touch($1, $2)', [key, expiry ?? null])) === true,
     clear: async (key) => { await q('SELECT session.session_clear($1)', [key]); },
     setSubject: async (key, subject) => (await one('SELECT session.session_set_subject($1, $2)', [key, subject])) === true,

@@ -113,20 +113,24 @@ SELECT session_proxy.remote('partition_generate',
   'session_proxy.key_hash(key)');
 
 -- Calls with a key: one partition, the key's.
-SELECT session_proxy.route('session_get', ARRAY['key text'], 'TABLE (value text, period bigint)',
+SELECT session_proxy.route('session_get', ARRAY['key text'], 'TABLE (value text, period bigint, version bigint)',
   'session_proxy.key_hash(key)', ARRAY['client'],
   'No row: not found (unknown, cleared or expired). One row with NULL value: found, not set. '
-  'Otherwise the value and the remaining whole seconds (>= 0). A NULL key is not found.');
+  'Otherwise the value, the remaining whole seconds (>= 0) and the version, which every write of '
+  'the value changes (pass it as if_version to a conditional write). A NULL key is not found.');
 
 ALTER FUNCTION session.session_get(text) SET plan_cache_mode = force_generic_plan;
 
-SELECT session_proxy.route('session_set', ARRAY['key text', 'value text', 'expiry bigint DEFAULT NULL'], 'boolean',
+SELECT session_proxy.route('session_set',
+  ARRAY['key text', 'value text', 'expiry bigint DEFAULT NULL', 'if_version bigint DEFAULT NULL'], 'boolean',
   'session_proxy.key_hash(key)', ARRAY['client'],
   'Replaces the value of a live session and restarts its expiry (NULL = default period). Returns '
-  'false and creates nothing when the key is unknown, cleared or expired. Errors: 22004 NULL value; '
-  '22023 expiry out of range; 22001 value too large (the stored value is kept).');
+  'false and creates nothing when the key is unknown, cleared or expired. if_version: write only '
+  'if the session is still at this version (from session_get; NULL = unconditional). Errors: '
+  '22004 NULL value; 22023 expiry out of range; 22001 value too large; SP001 the version has '
+  'moved (nothing written).');
 
-ALTER FUNCTION session.session_set(text, text, bigint) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION session.session_set(text, text, bigint, bigint) SET plan_cache_mode = force_generic_plan;
 
 SELECT session_proxy.route('session_touch', ARRAY['key text', 'expiry bigint DEFAULT NULL'], 'boolean',
   'session_proxy.key_hash(key)', ARRAY['client'],
@@ -135,14 +139,31 @@ SELECT session_proxy.route('session_touch', ARRAY['key text', 'expiry bigint DEF
 
 ALTER FUNCTION session.session_touch(text, bigint) SET plan_cache_mode = force_generic_plan;
 
-SELECT session_proxy.route('session_put', ARRAY['key text', 'value text', 'expiry bigint DEFAULT NULL'], 'boolean',
+SELECT session_proxy.route('session_put',
+  ARRAY['key text', 'value text', 'expiry bigint DEFAULT NULL', 'if_version bigint DEFAULT NULL'], 'boolean',
   'session_proxy.key_hash(key)', ARRAY['client'],
   'Creates or replaces the session with this key (for frameworks that make their own ids, and only '
   'for an id just made). Returns false, storing nothing, when the key belongs to an expired session '
-  'not yet purged or to a cleared one. Errors: 22004 NULL key or value; 22023 key not 32-1024 '
-  'base64url characters, or expiry out of range; 22001 value too large.');
+  'not yet purged or to a cleared one. if_version (NULL = unconditional): replace only a live '
+  'session still at this version, never create one (false when there is none). Errors: 22004 NULL '
+  'key or value; 22023 key not 32-1024 base64url characters, or expiry out of range; 22001 value '
+  'too large; SP001 the version has moved (nothing written).');
 
-ALTER FUNCTION session.session_put(text, text, bigint) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION session.session_put(text, text, bigint, bigint) SET plan_cache_mode = force_generic_plan;
+
+SELECT session_proxy.route('session_merge',
+  ARRAY['key text', 'set_fields jsonb', 'unset_fields text[] DEFAULT NULL', 'expiry bigint DEFAULT NULL',
+        'if_version bigint DEFAULT NULL'], 'boolean',
+  'session_proxy.key_hash(key)', ARRAY['client'],
+  'Changes top-level fields of the JSON object a live session holds, in one statement: removes the '
+  'fields named in unset_fields, then sets those of set_fields (a JSON object; NULL = none), and '
+  'restarts the expiry as session_set does (NULL = default period). Returns false and creates '
+  'nothing when the key is unknown, cleared or expired. if_version: as in session_set. Errors: '
+  '22023 set_fields not an object, expiry out of range; 22004 NULL in unset_fields; 22001 merged '
+  'value too large; SP001 the version has moved; SP002 the session is not set or its value is not '
+  'a JSON object. Nothing is written on an error.');
+
+ALTER FUNCTION session.session_merge(text, jsonb, text[], bigint, bigint) SET plan_cache_mode = force_generic_plan;
 
 SELECT session_proxy.route('session_clear', ARRAY['key text'], 'void',
   'session_proxy.key_hash(key)', ARRAY['client'],

@@ -495,20 +495,24 @@ SELECT session_proxy.remote('partition_generate',
   'session_proxy.key_hash(key)');
 
 -- Calls with a key: one partition, the key's.
-SELECT session_proxy.route('session_get', ARRAY['key text'], 'TABLE (value text, period bigint)',
+SELECT session_proxy.route('session_get', ARRAY['key text'], 'TABLE (value text, period bigint, version bigint)',
   'session_proxy.key_hash(key)', ARRAY['client'],
   'No row: not found (unknown, cleared or expired). One row with NULL value: found, not set. '
-  'Otherwise the value and the remaining whole seconds (>= 0). A NULL key is not found.');
+  'Otherwise the value, the remaining whole seconds (>= 0) and the version, which every write of '
+  'the value changes (pass it as if_version to a conditional write). A NULL key is not found.');
 
 ALTER FUNCTION session.session_get(text) SET plan_cache_mode = force_generic_plan;
 
-SELECT session_proxy.route('session_set', ARRAY['key text', 'value text', 'expiry bigint DEFAULT NULL'], 'boolean',
+SELECT session_proxy.route('session_set',
+  ARRAY['key text', 'value text', 'expiry bigint DEFAULT NULL', 'if_version bigint DEFAULT NULL'], 'boolean',
   'session_proxy.key_hash(key)', ARRAY['client'],
   'Replaces the value of a live session and restarts its expiry (NULL = default period). Returns '
-  'false and creates nothing when the key is unknown, cleared or expired. Errors: 22004 NULL value; '
-  '22023 expiry out of range; 22001 value too large (the stored value is kept).');
+  'false and creates nothing when the key is unknown, cleared or expired. if_version: write only '
+  'if the session is still at this version (from session_get; NULL = unconditional). Errors: '
+  '22004 NULL value; 22023 expiry out of range; 22001 value too large; SP001 the version has '
+  'moved (nothing written).');
 
-ALTER FUNCTION session.session_set(text, text, bigint) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION session.session_set(text, text, bigint, bigint) SET plan_cache_mode = force_generic_plan;
 
 SELECT session_proxy.route('session_touch', ARRAY['key text', 'expiry bigint DEFAULT NULL'], 'boolean',
   'session_proxy.key_hash(key)', ARRAY['client'],
@@ -517,14 +521,31 @@ SELECT session_proxy.route('session_touch', ARRAY['key text', 'expiry bigint DEF
 
 ALTER FUNCTION session.session_touch(text, bigint) SET plan_cache_mode = force_generic_plan;
 
-SELECT session_proxy.route('session_put', ARRAY['key text', 'value text', 'expiry bigint DEFAULT NULL'], 'boolean',
+SELECT session_proxy.route('session_put',
+  ARRAY['key text', 'value text', 'expiry bigint DEFAULT NULL', 'if_version bigint DEFAULT NULL'], 'boolean',
   'session_proxy.key_hash(key)', ARRAY['client'],
   'Creates or replaces the session with this key (for frameworks that make their own ids, and only '
   'for an id just made). Returns false, storing nothing, when the key belongs to an expired session '
-  'not yet purged or to a cleared one. Errors: 22004 NULL key or value; 22023 key not 32-1024 '
-  'base64url characters, or expiry out of range; 22001 value too large.');
+  'not yet purged or to a cleared one. if_version (NULL = unconditional): replace only a live '
+  'session still at this version, never create one (false when there is none). Errors: 22004 NULL '
+  'key or value; 22023 key not 32-1024 base64url characters, or expiry out of range; 22001 value '
+  'too large; SP001 the version has moved (nothing written).');
 
-ALTER FUNCTION session.session_put(text, text, bigint) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION session.session_put(text, text, bigint, bigint) SET plan_cache_mode = force_generic_plan;
+
+SELECT session_proxy.route('session_merge',
+  ARRAY['key text', 'set_fields jsonb', 'unset_fields text[] DEFAULT NULL', 'expiry bigint DEFAULT NULL',
+        'if_version bigint DEFAULT NULL'], 'boolean',
+  'session_proxy.key_hash(key)', ARRAY['client'],
+  'Changes top-level fields of the JSON object a live session holds, in one statement: removes the '
+  'fields named in unset_fields, then sets those of set_fields (a JSON object; NULL = none), and '
+  'restarts the expiry as session_set does (NULL = default period). Returns false and creates '
+  'nothing when the key is unknown, cleared or expired. if_version: as in session_set. Errors: '
+  '22023 set_fields not an object, expiry out of range; 22004 NULL in unset_fields; 22001 merged '
+  'value too large; SP001 the version has moved; SP002 the session is not set or its value is not '
+  'a JSON object. Nothing is written on an error.');
+
+ALTER FUNCTION session.session_merge(text, jsonb, text[], bigint, bigint) SET plan_cache_mode = force_generic_plan;
 
 SELECT session_proxy.route('session_clear', ARRAY['key text'], 'void',
   'session_proxy.key_hash(key)', ARRAY['client'],
@@ -708,36 +729,21 @@ ALTER FUNCTION session.session_revoke(text, text) SET plan_cache_mode = force_ge
 -- fails (unreachable: 08006; or an error of its whole call, e.g. 55P03 when a lock waits too long)
 -- fails only its own elements, with that SQLSTATE, and applied none of them; the other partitions'
 -- elements keep their results. So a result is never an error for an element that was applied.
-CREATE OR REPLACE FUNCTION session_proxy.partition_write_batch(part integer, kinds text[], keys text[], vals text[], expiries bigint[])
+CREATE OR REPLACE FUNCTION session_proxy.partition_write_batch(part integer, kinds text[], keys text[], vals text[], expiries bigint[],
+                                                    versions bigint[])
 RETURNS TABLE (ord integer, sqlstate text, message text, ok boolean, key text)
 LANGUAGE plproxy
 AS $$
   CLUSTER 'session_partitions';
   RUN ON part;
-  SELECT * FROM session.partition_write_batch(kinds, keys, vals, expiries);
+  SELECT * FROM session.partition_write_batch(kinds, keys, vals, expiries, versions);
 $$;
-
-REVOKE ALL ON FUNCTION session_proxy.partition_write_batch(integer, text[], text[], text[], bigint[]) FROM PUBLIC;
-
--- Each partition gets the elements whose keys it holds, all partitions at once (SPLIT), with their
--- element numbers, which it puts on the rows it finds: rows from several partitions then need no
--- matching on the proxy, and a key given twice is two elements as on one database.
-CREATE OR REPLACE FUNCTION session_proxy.partition_get_batch(keys text[], ords integer[])
-RETURNS TABLE (ord integer, value text, period bigint)
-LANGUAGE plproxy
-AS $$
-  CLUSTER 'session_partitions';
-  SPLIT keys, ords;
-  RUN ON session_proxy.key_hash(keys);
-  -- In parentheses: PL/Proxy sends an argument as $n::type, and a subscript must not follow a cast.
-  SELECT (ords)[b.ord] AS ord, b.value, b.period FROM session.session_get_batch(keys) b;
-$$;
-
-REVOKE ALL ON FUNCTION session_proxy.partition_get_batch(text[], integer[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION session_proxy.partition_write_batch(integer, text[], text[], text[], bigint[], bigint[]) FROM PUBLIC;
 
 -- As on a partition: element i is the i-th of each array whatever its lower bound; more than one
 -- dimension is refused (22023) before anything is sent.
-CREATE OR REPLACE FUNCTION session.session_write_batch(kinds text[], keys text[], vals text[], expiries bigint[])
+CREATE OR REPLACE FUNCTION session.session_write_batch(kinds text[], keys text[], vals text[], expiries bigint[],
+                                            versions bigint[] DEFAULT NULL)
 RETURNS TABLE (ord integer, sqlstate text, message text, ok boolean, key text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
 AS $$
@@ -759,8 +765,9 @@ DECLARE
 BEGIN
   IF n <> coalesce(cardinality(keys), 0) OR n <> coalesce(cardinality(vals), 0)
      OR n <> coalesce(cardinality(expiries), 0) OR array_ndims(kinds) > 1 OR array_ndims(keys) > 1
-     OR array_ndims(vals) > 1 OR array_ndims(expiries) > 1 THEN
-    RAISE EXCEPTION 'kinds, keys, vals and expiries must be one-dimensional arrays with the same number of elements'
+     OR array_ndims(vals) > 1 OR array_ndims(expiries) > 1
+     OR (versions IS NOT NULL AND n > 0 AND (n <> cardinality(versions) OR array_ndims(versions) > 1)) THEN
+    RAISE EXCEPTION 'kinds, keys, vals, expiries (and versions, unless NULL) must be one-dimensional arrays with the same number of elements'
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
   IF n = 0 THEN
@@ -770,6 +777,7 @@ BEGIN
   keys := keys[array_lower(keys, 1):array_upper(keys, 1)];
   vals := vals[array_lower(vals, 1):array_upper(vals, 1)];
   expiries := expiries[array_lower(expiries, 1):array_upper(expiries, 1)];
+  versions := versions[array_lower(versions, 1):array_upper(versions, 1)];
   FOR i IN 1 .. n LOOP
     sent[i] := CASE WHEN kinds[i] = 'generate' THEN session_proxy.new_key() ELSE keys[i] END;
     parts[i] := session_proxy.key_hash(sent[i]) & mask;
@@ -779,7 +787,8 @@ BEGIN
     BEGIN
       FOR r IN SELECT * FROM session_proxy.partition_write_batch(p,
                  ARRAY(SELECT kinds[o] FROM unnest(mine) o), ARRAY(SELECT sent[o] FROM unnest(mine) o),
-                 ARRAY(SELECT vals[o] FROM unnest(mine) o), ARRAY(SELECT expiries[o] FROM unnest(mine) o)) LOOP
+                 ARRAY(SELECT vals[o] FROM unnest(mine) o), ARRAY(SELECT expiries[o] FROM unnest(mine) o),
+                 CASE WHEN versions IS NOT NULL THEN ARRAY(SELECT versions[o] FROM unnest(mine) o) END) LOOP
         i := mine[r.ord];
         states[i] := r.sqlstate;
         messages[i] := r.message;
@@ -818,22 +827,38 @@ BEGIN
   END LOOP;
 END
 $$;
+SELECT session_proxy.grant_public('session_write_batch',
+  ARRAY['kinds text[]', 'keys text[]', 'vals text[]', 'expiries bigint[]', 'versions bigint[]'], ARRAY['client']);
+COMMENT ON FUNCTION session.session_write_batch(text[], text[], text[], bigint[], bigint[]) IS
+  'Applies many generate, set, touch, put, merge and clear calls at once: element i is the i-th of '
+  'kinds, keys, vals, expiries and versions (the if_version of a set, put or merge; a NULL array: '
+  'all unconditional), whatever their lower bounds (a NULL array is empty); a merge''s vals[i] is '
+  'a JSON object {"set": {...}, "unset": [...]}. Row ord = i (from 1) has its result, as its single '
+  'call would give it: ok (set, touch, put, merge: whether it wrote; clear: whether it ended a '
+  'session; generate: true) and key (generate: the new key), or sqlstate and message (nothing '
+  'applied for that element; 55P03: its row was locked, send it again; SP001: its version has '
+  'moved). Errors of the whole call: 22023 arrays of different lengths or of more than one '
+  'dimension. Through the proxy: each partition applies its elements in a transaction of its own; '
+  'when one fails (08006 unreachable, or an error of its whole call) its elements get that SQLSTATE '
+  'and none of them was applied.';
 
-SELECT session_proxy.grant_public('session_write_batch', ARRAY['kinds text[]', 'keys text[]', 'vals text[]', 'expiries bigint[]'], ARRAY['client']);
-
-COMMENT ON FUNCTION session.session_write_batch(text[], text[], text[], bigint[]) IS
-  'Applies many generate, set, touch, put and clear calls at once: element i is the i-th of kinds, '
-  'keys, vals and expiries, whatever their lower bounds (a NULL array is empty); row ord = i (from 1) '
-  'has its result, as its single call would give it: ok (set, touch, put: whether it wrote; clear: '
-  'whether it ended a session; generate: true) and key (generate: the new key), or sqlstate and '
-  'message (nothing applied for that element; 55P03: its row was locked, send it again). Errors of '
-  'the whole call: 22023 arrays of different lengths or of more than one dimension. Through the '
-  'proxy: each partition applies its elements in a transaction of its own; when one fails (08006 '
-  'unreachable, or an error of its whole call) its elements get that SQLSTATE and none of them was '
-  'applied.';
+-- Each partition gets the elements whose keys it holds, all partitions at once (SPLIT), with their
+-- element numbers, which it puts on the rows it finds: rows from several partitions then need no
+-- matching on the proxy, and a key given twice is two elements as on one database.
+CREATE OR REPLACE FUNCTION session_proxy.partition_get_batch(keys text[], ords integer[])
+RETURNS TABLE (ord integer, value text, period bigint, version bigint)
+LANGUAGE plproxy
+AS $$
+  CLUSTER 'session_partitions';
+  SPLIT keys, ords;
+  RUN ON session_proxy.key_hash(keys);
+  -- In parentheses: PL/Proxy sends an argument as $n::type, and a subscript must not follow a cast.
+  SELECT (ords)[b.ord] AS ord, b.value, b.period, b.version FROM session.session_get_batch(keys) b;
+$$;
+REVOKE ALL ON FUNCTION session_proxy.partition_get_batch(text[], integer[]) FROM PUBLIC;
 
 -- Elements counted from 1 whatever the array's bounds and dimensions, as on a partition.
-CREATE OR REPLACE FUNCTION session.session_get_batch(keys text[]) RETURNS TABLE (ord integer, value text, period bigint)
+CREATE OR REPLACE FUNCTION session.session_get_batch(keys text[]) RETURNS TABLE (ord integer, value text, period bigint, version bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
@@ -852,7 +877,7 @@ BEGIN
     RETURN;
   END IF;
   RETURN QUERY
-    SELECT b.ord, b.value, b.period
+    SELECT b.ord, b.value, b.period, b.version
       FROM session_proxy.partition_get_batch(flat, ARRAY(SELECT generate_series(1, n))) b
      ORDER BY b.ord;
 EXCEPTION WHEN internal_error THEN
@@ -860,13 +885,11 @@ EXCEPTION WHEN internal_error THEN
   RAISE;
 END
 $$;
-
 SELECT session_proxy.grant_public('session_get_batch', ARRAY['keys text[]'], ARRAY['client']);
-
 COMMENT ON FUNCTION session.session_get_batch(text[]) IS
-  'Many gets in one call: one row (ord, value, period) for each element of keys that session_get '
-  'would find, ord being its position counted from 1 (elements in storage order, whatever the '
-  'array''s bounds and dimensions), in ord order; no row for an element not found. A NULL or empty '
-  'array gives no rows. Through the proxy: the partitions holding the keys are asked in parallel; '
-  '08006 when one of them is unreachable (the whole call fails: send the gets one by one to have '
-  'the other partitions'' keys answered).';
+  'Many gets in one call: one row (ord, value, period, version) for each element of keys that '
+  'session_get would find, ord being its position counted from 1 (elements in storage order, '
+  'whatever the array''s bounds and dimensions), in ord order; no row for an element not found. A '
+  'NULL or empty array gives no rows. Through the proxy: the partitions holding the keys are asked '
+  'in parallel; 08006 when one of them is unreachable (the whole call fails: send the gets one by '
+  'one to have the other partitions'' keys answered).';
