@@ -88,7 +88,7 @@ describe('a commit waiting for a synchronous standby that is gone', () => {
     assert.match((set.err as Error).message, /may have taken effect/);
     // Several writes at once (one batch) all settle by the deadline too.
     const batch = await Promise.all(Array.from({ length: 8 }, () => timed(waiting.generate({ value: 'b' }))));
-    batch.forEach((r, i) => assertSettled(r, 'timeout', `batched generate ${i}`));
+    for (const [i, r] of batch.entries()) assertSettled(r, 'timeout', `batched generate ${i}`);
     // Reads are not held up by the stuck commits: they have their own connections.
     assert.ok((await waiting.get(key)).ok);
     // The client cancelled the waits it gave up on, and a cancelled wait for a standby leaves the

@@ -55,7 +55,7 @@ describe('a primary and its synchronous standby', { skip }, () => {
       const subjectKey = await primary.generate({ value: 'device', subject: 'standby-user', label: 'phone' });
       // Forty gets in one tick go as batched calls of session_get_batch.
       const got = await Promise.all(keys.map((k) => standby.get(k)));
-      got.forEach((r, i) => assert.deepEqual(r.ok && r.value, `v${i}`));
+      for (const [i, r] of got.entries()) assert.deepEqual(r.ok && r.value, `v${i}`);
       assert.equal(await standby.count(), await primary.count());
       const listed = await standby.list('standby-user');
       assert.equal(listed.length, 1);
