@@ -2,19 +2,14 @@
 // newer version migrated, no node-pg-migrate banner, one schedule instruction, a silent migrate().
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { toSessionError } from '../src/errors.js';
 import { noticeLines } from '../src/migrate.js';
 import { databaseUrl } from './harness/urls.js';
-import { adminQuery, adminUrl, cronDatabase, freshDatabase, psql, uniqueName } from './helpers.js';
+import { adminQuery, adminUrl, cli, cronDatabase, freshDatabase, psql, shippedMigrations, uniqueName } from './helpers.js';
 
-const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url));
-const shipped = readdirSync(fileURLToPath(new URL('../../migrations', import.meta.url))).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3)).sort();
+const shipped = shippedMigrations();
 const migrateModule = new URL('../src/migrate.js', import.meta.url).href;
-const cli = (args: string[]) =>
-  spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: '' } });
 
 /** stderr is exactly one line: the error, with its SQLSTATE, and no stack trace. */
 function oneLine(stderr: string): string {

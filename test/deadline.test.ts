@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { connect as tcpConnect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { connect, SessionError, type SessionStore } from '../src/index.js';
 import { startCluster, type Cluster } from './harness/cluster.js';
@@ -98,7 +99,7 @@ describe('a commit waiting for a synchronous standby that is gone', () => {
     for (let i = 0; i < 100 && value !== 'after'; i += 1) {
       const r = await store.get(key);
       value = r.ok ? r.value : undefined;
-      if (value !== 'after') await new Promise((resolve) => setTimeout(resolve, 50));
+      if (value !== 'after') await sleep(50);
     }
     assert.equal(value, 'after');
     assert.equal(await store.set(key, 'again'), true);
@@ -206,7 +207,7 @@ describe('a host that stops taking writes', () => {
       let first: unknown;
       for (let i = 0; i < 100 && first === undefined; i += 1) {
         first = await store.set(key, 'w').then(() => undefined, (e: unknown) => e);
-        if (first === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
+        if (first === undefined) await sleep(50);
       }
       assert.ok(first instanceof SessionError && first.code === 'read_only', String(first));
       // Not the same connection again: a new one, which the check refuses.

@@ -4,16 +4,15 @@
 // the Node path and by psql, as a superuser and as a database owner without superuser: nothing
 // planted may run, and no role's rights may change.
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { migrate } from '../src/index.js';
 import { databaseUrl } from './harness/urls.js';
-import { adminQuery, adminUrl, missingTool, pgTool, uniqueName } from './helpers.js';
+import { adminQuery, adminUrl, missingTool, pgTool, shippedMigrations, uniqueName } from './helpers.js';
 
 const sqlDir = fileURLToPath(new URL('../../sql/', import.meta.url));
-const shippedCount = readdirSync(fileURLToPath(new URL('../../migrations/', import.meta.url))).filter((f) => f.endsWith('.js')).length;
+const shippedCount = shippedMigrations().length;
 
 /** [name, argument types, result type] of each planted function. */
 const functions: [string, string, string][] = [
