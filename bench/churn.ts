@@ -5,6 +5,7 @@
 import { benchValue, expiries, loadSessions, sqlKey } from './data.js';
 import { runPgbench } from './pgbench.js';
 import type { BenchDatabase, BenchServer } from './setup.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export const variantNames = ['none', 'fillfactor80', 'btree', 'brin', 'partial', 'partitioned'] as const;
 export type Variant = (typeof variantNames)[number];
@@ -161,7 +162,7 @@ export async function churn(server: BenchServer, variant: Variant, o: ChurnOptio
       ran = true;
       break;
     }
-    await new Promise((r) => setTimeout(r, 1000));
+    await sleep(1000);
   }
   const result: ChurnResult = {
     variant,

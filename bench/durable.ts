@@ -13,6 +13,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { keyTable, nodeContenders, type NodeContender, type NodeContenderName } from './contenders.js';
 import { createPeerTables, deleteGenerated, loadSessions, tableNames, type Table } from './data.js';
@@ -88,7 +89,7 @@ async function backendsGone(db: BenchDatabase): Promise<void> {
   for (let i = 0; i < 250; i++) {
     const [row] = await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1', [appRole]);
     if (row?.n === 0) return;
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
   log('warning: the contender\'s backends had not exited after 5 s; server counters may be short');
 }
@@ -97,7 +98,7 @@ async function backendsGone(db: BenchDatabase): Promise<void> {
 async function settle(db: BenchDatabase): Promise<void> {
   await backendsGone(db);
   // A backend leaves pg_stat_activity just before it sends its last statistics.
-  await new Promise((r) => setTimeout(r, 200));
+  await sleep(200);
 }
 
 interface Ctx { db: BenchDatabase; keys: string[]; disk: DiskName; round: number; cells: DurableCell[] }

@@ -8,6 +8,7 @@ import { mkdirSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { connect, type SessionStore } from '../src/index.js';
 import { churn, mb, sizes, variantNames, type ChurnResult, type Sizes, type Variant } from './churn.js';
@@ -206,7 +207,6 @@ interface PurgeScenario {
   via: 'calls' | 'job';
 }
 
-
 interface PurgeResult extends PurgeScenario {
   live: number;
   expired: number;
@@ -242,7 +242,7 @@ function lockMonitor(url: string): { stop(): Promise<{ samples: number; waitSamp
         result.samples += 1;
         if (n > 0) result.waitSamples += 1;
         result.maxWaiters = Math.max(result.maxWaiters, n);
-        await new Promise((res) => setTimeout(res, 20));
+        await sleep(20);
       }
     } finally {
       await c.end();
@@ -297,7 +297,7 @@ async function purge(server: BenchServer, scenario: PurgeScenario): Promise<Purg
         const took = performance.now() - t0;
         slowest = Math.max(slowest, took);
         deleted += n;
-        if (scenario.pauseFactor > 0 && n > 0) await new Promise((r) => setTimeout(r, took * scenario.pauseFactor));
+        if (scenario.pauseFactor > 0 && n > 0) await sleep(took * scenario.pauseFactor);
       }
     }
     const purgeMs = performance.now() - started;

@@ -5,6 +5,8 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { once } from 'node:events';
 import { createPeerTables, httpSecret, httpSessionId } from './data.js';
 import { closedLoop, median, type Measurement } from './load.js';
 import type { BenchServer } from './setup.js';
@@ -102,7 +104,7 @@ export async function httpScenario(
     for (const { child } of Object.values(apps)) {
       if (child.exitCode !== null) continue;
       if (child.connected) child.disconnect();
-      await new Promise((r) => { child.once('exit', r); setTimeout(r, 5000).unref(); });
+      await Promise.race([once(child, 'exit'), sleep(5000, undefined, { ref: false })]);
       if (child.exitCode === null) child.kill();
     }
   }

@@ -1,5 +1,6 @@
 // A closed-loop load generator: `concurrency` loops, each awaiting one operation at a time, so
 // exactly that many requests are in flight. Latencies are measured per operation after a warm-up.
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** One measurement: throughput and latency percentiles (milliseconds) over the measured window. */
 export interface Measurement {
@@ -80,12 +81,12 @@ export async function usersLoop(op: () => Promise<unknown>, options: UsersOption
   const start = performance.now();
   const done = () => performance.now() - start >= options.durationMs || (options.stop?.() ?? false);
   const user = async () => {
-    await new Promise((r) => setTimeout(r, Math.random() * options.thinkMs));
+    await sleep(Math.random() * options.thinkMs);
     while (!done()) {
       const t0 = performance.now();
       await op();
       latencies.push(performance.now() - t0);
-      await new Promise((r) => setTimeout(r, options.thinkMs));
+      await sleep(options.thinkMs);
     }
   };
   await Promise.all(Array.from({ length: options.users }, user));

@@ -1,5 +1,6 @@
 // Benchmark settings: `--name=value` flags, else BENCH_NAME environment variables, else defaults.
 // `--quick` (or BENCH_QUICK=1) picks defaults for a smoke run of well under a minute.
+import { setTimeout as sleep } from 'node:timers/promises';
 
 function raw(name: string): string | undefined {
   const flag = `--${name}`;
@@ -51,6 +52,6 @@ export async function waitForIdle(threshold: number, maxMinutes: number, log: (s
       return load;
     }
     log(`load average ${load}: waiting for < ${threshold}`);
-    await new Promise((r) => setTimeout(r, 30_000));
+    await sleep(30_000);
   }
 }

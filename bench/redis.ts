@@ -19,7 +19,9 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import session from 'express-session';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { once } from 'node:events';
+import type session from 'express-session';
 import { ExpressSessionStore } from '../src/express.js';
 import { freePort } from '../test/harness/cluster.js';
 import { cpsStore, redisStore } from './contenders.js';
@@ -179,7 +181,7 @@ function startApp(c: Contender): Promise<App> {
 async function stopApp(app: App): Promise<void> {
   if (app.child.exitCode !== null) return;
   if (app.child.connected) app.child.disconnect();
-  await new Promise((r) => { app.child.once('exit', r); setTimeout(r, 5000).unref(); });
+  await Promise.race([once(app.child, 'exit'), sleep(5000, undefined, { ref: false })]);
   if (app.child.exitCode === null) app.child.kill();
 }
 

@@ -62,16 +62,16 @@ function visitOf(found: GetResult | undefined): Visit | undefined {
   }
 }
 
-const escape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const button = (action: string, text: string, fields = '') =>
   `<form method="post" action="${action}">${fields}<button>${text}</button></form>`;
 
 function sessionsTable(sessions: SessionInfo[]): string {
   const now = Date.now();
-  const rows = sessions.map((s) => `<tr class="session"><td class="label">${escape(s.label ?? '(no label)')}</td>
+  const rows = sessions.map((s) => `<tr class="session"><td class="label">${escapeHtml(s.label ?? '(no label)')}</td>
 <td title="${s.writtenAt.toISOString()}">${Math.max(0, Math.round((now - s.writtenAt.getTime()) / 1000))} s ago</td>
 <td>${s.createdAt.toISOString().slice(0, 19).replace('T', ' ')} UTC</td>
-<td>${button('/revoke', 'Log out this device', `<input type="hidden" name="handle" value="${escape(s.handle)}">`)}</td></tr>`);
+<td>${button('/revoke', 'Log out this device', `<input type="hidden" name="handle" value="${escapeHtml(s.handle)}">`)}</td></tr>`);
   return `<h2>Your sessions (this one included)</h2>
 <table><tr><th>Device</th><th>Last activity</th><th>Created</th><th></th></tr>
 ${rows.join('\n')}</table>
@@ -81,7 +81,7 @@ ${button('/revoke-others', 'Log out other devices')}`;
 function page(visit: Visit, period: number, sessions: SessionInfo[]): string {
   const account = visit.user === undefined
     ? `<form method="post" action="/login"><label>Log in as <input name="name" required maxlength="64" placeholder="any name"></label> <button>Log in</button></form>`
-    : `<p>Logged in as <strong id="user">${escape(visit.user)}</strong>.</p>${button('/logout', 'Log out')}${sessionsTable(sessions)}`;
+    : `<p>Logged in as <strong id="user">${escapeHtml(visit.user)}</strong>.</p>${button('/logout', 'Log out')}${sessionsTable(sessions)}`;
   return `<!doctype html><meta charset="utf-8"><title>session-postgresql counter</title>
 <style>body{font:16px system-ui;max-width:40em;margin:3em auto}button{font:inherit}form{display:inline-block;margin:.2em .5em .2em 0}
 td,th{padding:.2em .6em;text-align:left}</style>

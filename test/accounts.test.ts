@@ -2,6 +2,7 @@
 // rotate, absolute lifetime. Through the client as the app role, and at the SQL level.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { connect, type SessionStore } from '../src/index.js';
 import { errorCode, freshDatabase, sqlState, type TestDatabase } from './helpers.js';
@@ -25,7 +26,6 @@ after(async () => {
   await db.drop();
 });
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const live = async (key: string) => (await store.get(key)).ok;
 
 describe('subjects, labels and lists', () => {

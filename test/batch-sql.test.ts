@@ -4,6 +4,7 @@
 // never deadlock.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { adminQuery, freshDatabase, inTurn, sqlState, uniqueName, type TestDatabase } from './helpers.js';
 
@@ -163,7 +164,7 @@ describe('session_write_batch, element by element', () => {
       (k) => ['set', k, 'new', 3155760001],
       (k) => ['touch', k, null, 120],
       (k) => ['touch', k, null, -3155760001],
-      (k) => ['set', 'unknown-key', 'new', null],
+      () => ['set', 'unknown-key', 'new', null],
       (_, fresh) => ['put', fresh, 'p', null],
       () => ['put', 'short', 'p', null],
       () => ['put', null, 'p', null],
@@ -463,7 +464,7 @@ describe('session_write_batch under concurrency', () => {
       for (let i = 0; i < 400 && !waiting; i += 1) {
         const r = await db.query(`SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1`, [appPid]);
         waiting = r.rows[0]?.wait_event_type === 'Lock';
-        if (!waiting) await new Promise((r) => setTimeout(r, 25));
+        if (!waiting) await sleep(25);
       }
       await holder.query('COMMIT');
       assert.ok(waiting, 'the batch never waited for the other transaction');

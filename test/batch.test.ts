@@ -5,6 +5,7 @@
 // calls made meanwhile are known to form one batch.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { halves, type WriteCall } from '../src/executor.js';
 import { connect, SessionError, type SessionStore } from '../src/index.js';
@@ -21,7 +22,6 @@ before(async () => {
 after(async () => { await db.drop(); });
 
 const settle = <T>(p: Promise<T>) => p.then((value) => ({ value }), (err: unknown) => ({ code: err instanceof SessionError ? err.code : `not a SessionError: ${String(err)}` }));
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Another session holding a lock that makes the store's writes wait (reads do not). */
 async function holdWrites(mode = 'SHARE'): Promise<pg.Client> {

@@ -3,15 +3,10 @@
 // host that does not exist: every run fails with "connection failed", as with a pg_hba.conf that
 // refuses the loopback connection.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { startCluster, type Cluster } from './harness/cluster.js';
-import { psql } from './helpers.js';
-
-const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url));
-const cli = (args: string[]) =>
-  spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: '' } });
+import { cli, psql } from './helpers.js';
 
 let cluster: Cluster | undefined;
 before(async () => {
@@ -35,7 +30,7 @@ test('failing pg_cron runs: stats shows them with their times, stats and migrate
   const deadline = Date.now() + 130_000;
   while (psql(url, `SELECT count(*) FROM cron.job_run_details WHERE status = 'failed'`) === '0') {
     assert.ok(Date.now() < deadline, 'no failed run within 130 s');
-    await new Promise((r) => setTimeout(r, 1000));
+    await sleep(1000);
   }
   const message = psql(url, `SELECT return_message FROM cron.job_run_details WHERE status = 'failed' LIMIT 1`);
   t.diagnostic(`pg_cron recorded: ${message}`);

@@ -5,19 +5,16 @@
 // job that runs as the owner and succeeds, and stats and status must find it and its failures.
 // Also: hints that name the install's roles, and a URL without a password against SCRAM.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants, readFileSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { migrate } from '../src/index.js';
-import { migrationNames } from '../src/migrate.js';
-import { adminQuery, adminUrl, cronDatabase, freshDatabase, psql, uniqueName, type TestDatabase } from './helpers.js';
+import { adminQuery, adminUrl, cli, cronDatabase, freshDatabase, psql, shippedMigrations, uniqueName, type TestDatabase } from './helpers.js';
 import { databaseUrl } from './harness/urls.js';
 
-const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url));
-const cli = (args: string[]) => spawnSync(process.execPath, [cliPath, ...args],
-  { encoding: 'utf8', env: { ...process.env, DATABASE_URL: '', PGPASSWORD: '', PGPASSFILE: '/nonexistent/session-pg-test' } });
+// No password but the one a URL carries.
+const noPassword = { PGPASSWORD: '', PGPASSFILE: '/nonexistent/session-pg-test' };
 
 let db: TestDatabase;
 const roles = { master: uniqueName('master'), owner: uniqueName('owner'), client: uniqueName('client'), admin: uniqueName('admin'), app: uniqueName('app') };
@@ -52,7 +49,7 @@ async function finishedRuns(cronUrl: string, jobs: string[]): Promise<Map<string
        WHERE jobid IN (${jobs.join(', ')}) AND status IN ('succeeded', 'failed') ORDER BY jobid, runid DESC) r`)) as { job: string; status: string; message: string; username: string }[];
     if (rows.length === jobs.length) return new Map(rows.map((r) => [r.job, r]));
     assert.ok(Date.now() < deadline, `no finished run of every job within 130 s: ${JSON.stringify(rows)}`);
-    await new Promise((r) => setTimeout(r, 1000));
+    await sleep(1000);
   }
 }
 
@@ -69,10 +66,10 @@ test('managed pg_cron: the documented grants schedule a job that runs as the own
   const ownerDb = as(roles.owner, db.name);
   const ownerCron = as(roles.owner, cronDatabase);
   const masterCron = as(roles.master, cronDatabase);
-  const schedule = () => cli(['schedule', '--database-url', ownerDb, '--cron-database-url', ownerCron]);
+  const schedule = () => cli(['schedule', '--database-url', ownerDb, '--cron-database-url', ownerCron], noPassword);
 
   // pg_cron's database given before its extension exists there: say that, and how to create it.
-  const noExtension = cli(['schedule', '--database-url', ownerDb, '--cron-database-url', as(roles.owner, 'postgres')]);
+  const noExtension = cli(['schedule', '--database-url', ownerDb, '--cron-database-url', as(roles.owner, 'postgres')], noPassword);
   assert.equal(noExtension.status, 1);
   assert.match(noExtension.stderr, /^session-pg: not_installed: pg_cron is not installed in database postgres, the cron database URL given: as a superuser \(or your platform's admin user\), in database postgres: CREATE EXTENSION pg_cron;/);
 
@@ -85,7 +82,7 @@ test('managed pg_cron: the documented grants schedule a job that runs as the own
   assert.equal(r.status, 1);
   assert.match(r.stderr, new RegExp(`permission denied for function schedule_in_database: .*GRANT EXECUTE ON FUNCTION cron\\.schedule_in_database\\(text, text, text, text, text, boolean\\) TO ${roles.owner};`));
   // The master user may not schedule the owner's job through the CLI: it would run as the master.
-  const byMaster = cli(['schedule', '--database-url', as(roles.master, db.name), '--cron-database-url', masterCron]);
+  const byMaster = cli(['schedule', '--database-url', as(roles.master, db.name), '--cron-database-url', masterCron], noPassword);
   assert.equal(byMaster.status, 1);
   assert.match(byMaster.stderr, new RegExp(`runs as the role that schedules it, and ${roles.master} is not the owner of schema session \\(${roles.owner}\\).*as ${roles.owner}`));
 
@@ -106,22 +103,22 @@ test('managed pg_cron: the documented grants schedule a job that runs as the own
   assert.equal(psql(ownerDb, 'SELECT count(*) FROM session.sessions WHERE expires_at < now()'), '0', 'the owner\'s job purged');
 
   // stats and status as the owner find its job in pg_cron's database and its successful runs.
-  const admin = cli(['stats', '--database-url', ownerDb, '--cron-database-url', ownerCron]);
+  const admin = cli(['stats', '--database-url', ownerDb, '--cron-database-url', ownerCron], noPassword);
   assert.equal(admin.status, 0, admin.stderr);
   assert.match(admin.stdout, new RegExp(`^purge job {10}"\\* \\* \\* \\* \\*" CALL session\\.session_purge_job\\(\\) in ${db.name} as ${roles.owner} \\(kept in cron\\)$`, 'm'));
   assert.match(admin.stdout, /^ {2}\S+ {2}succeeded /m);
   assert.equal(admin.stderr, '');
-  const status = cli(['status', '--database-url', ownerDb, '--cron-database-url', ownerCron]);
+  const status = cli(['status', '--database-url', ownerDb, '--cron-database-url', ownerCron], noPassword);
   assert.equal(status.status, 0, status.stderr);
-  assert.match(status.stdout, new RegExp(`^applied {2}${migrationNames().at(-1)!}`, 'm'));
+  assert.match(status.stdout, new RegExp(`^applied {2}${shippedMigrations().at(-1)!}`, 'm'));
   assert.match(status.stdout, new RegExp(`^purge job .* in ${db.name} as ${roles.owner} \\(kept in cron\\)$`, 'm'));
   // Without the flag, a non-superuser cannot read cron.database_name: pg_cron's default database is
   // tried, and the note says where it looked; with pg_read_all_settings the job is found.
-  const guessed = cli(['status', '--database-url', ownerDb]);
+  const guessed = cli(['status', '--database-url', ownerDb], noPassword);
   assert.equal(guessed.status, 0, guessed.stderr);
   assert.match(guessed.stdout, /^purge job {10}none: pg_cron is not installed in this database nor in postgres \(its default database\); if pg_cron lives in another database, pass its URL with --cron-database-url$/m);
   await adminQuery(`GRANT pg_read_all_settings TO ${roles.owner}`);
-  const found = cli(['stats', '--json', '--database-url', ownerDb]);
+  const found = cli(['stats', '--json', '--database-url', ownerDb], noPassword);
   assert.equal(found.status, 0, found.stderr);
   const json = JSON.parse(found.stdout) as { cron: { username: string; database: string }; cronDatabase: string };
   assert.deepEqual([json.cron.username, json.cron.database, json.cronDatabase], [roles.owner, db.name, 'cron']);
@@ -129,9 +126,9 @@ test('managed pg_cron: the documented grants schedule a job that runs as the own
   // The master user's job: the owner cannot see it (pg_cron's row-level security), the note says so;
   // seen through the master's login, its failures and the fix are shown.
   await adminQuery(`SELECT cron.unschedule(${ownerJob})`, [], superCron);
-  const hidden = cli(['stats', '--database-url', ownerDb, '--cron-database-url', ownerCron]);
+  const hidden = cli(['stats', '--database-url', ownerDb, '--cron-database-url', ownerCron], noPassword);
   assert.match(hidden.stdout, new RegExp(`^purge job {10}none: no purge job of ${roles.owner} for database ${db.name} in pg_cron's database cron; pg_cron shows each role only its own jobs`, 'm'));
-  const failing = cli(['stats', '--database-url', ownerDb, '--cron-database-url', masterCron]);
+  const failing = cli(['stats', '--database-url', ownerDb, '--cron-database-url', masterCron], noPassword);
   assert.equal(failing.status, 0, failing.stderr);
   assert.match(failing.stdout, new RegExp(`in ${db.name} as ${roles.master} \\(kept in cron\\)$`, 'm'));
   assert.match(failing.stdout, /^ {2}\S+ {2}failed {4} .*permission denied for schema session$/m);
@@ -141,10 +138,10 @@ test('managed pg_cron: the documented grants schedule a job that runs as the own
 test('hints name the roles this database was installed with', async () => {
   await adminQuery(`CREATE ROLE ${roles.app} LOGIN PASSWORD '${password}'`);
   const app = as(roles.app, db.name);
-  const stats = cli(['stats', '--database-url', app]);
+  const stats = cli(['stats', '--database-url', app], noPassword);
   assert.equal(stats.status, 1);
   assert.match(stats.stderr, new RegExp(`HINT: session-pg stats needs the admin role \\(GRANT ${roles.admin} TO ${roles.app}\\) or the owner of schema session\\n$`));
-  const sessions = cli(['sessions', 'alice', '--database-url', app]);
+  const sessions = cli(['sessions', 'alice', '--database-url', app], noPassword);
   assert.equal(sessions.status, 1);
   assert.match(sessions.stderr, new RegExp(`HINT: session-pg sessions needs the client role \\(GRANT ${roles.client} TO ${roles.app}\\) or the owner of schema session\\n$`));
   assert.doesNotMatch(stats.stderr + sessions.stderr, /session_admin|session_client/);
@@ -166,12 +163,12 @@ test('a URL without a password against a server that asks for SCRAM says the URL
     writeFileSync(hba, `host all ${user} 127.0.0.1/32 scram-sha-256\n${original}`);
     psql(adminUrl, 'SELECT pg_reload_conf()');
     const url = new URL(adminUrl);
-    const r = cli(['status', '--database-url', `postgresql://${user}@${url.host}/${db.name}`]);
+    const r = cli(['status', '--database-url', `postgresql://${user}@${url.host}/${db.name}`], noPassword);
     assert.equal(r.status, 1);
     assert.match(r.stderr, /^session-pg: connection: the server asks for a password \(SCRAM authentication\) and the connection has none: the URL has no password;/);
     assert.doesNotMatch(r.stderr, /SASL|must be a string/);
     // With the password it gets in (and is refused what this role may not read, which is another matter).
-    const withPassword = cli(['status', '--database-url', `postgresql://${user}:${password}@${url.host}/${db.name}`]);
+    const withPassword = cli(['status', '--database-url', `postgresql://${user}:${password}@${url.host}/${db.name}`], noPassword);
     assert.match(withPassword.stderr, /^session-pg: permission_denied: permission denied for table session_migrations/);
   } finally {
     writeFileSync(hba, original);

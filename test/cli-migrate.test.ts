@@ -2,18 +2,15 @@
 // newer version migrated, no node-pg-migrate banner, one schedule instruction, a silent migrate().
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { toSessionError } from '../src/errors.js';
-import { migrationNames, noticeLines } from '../src/migrate.js';
+import { fileURLToPath } from 'node:url';
+import { noticeLines } from '../src/migrate.js';
 import { databaseUrl } from './harness/urls.js';
-import { adminQuery, adminUrl, cronDatabase, freshDatabase, pgTool, psql, uniqueName } from './helpers.js';
+import { adminQuery, adminUrl, cli, cronDatabase, freshDatabase, pgTool, psql, shippedMigrations, uniqueName } from './helpers.js';
 
-const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url));
-const shipped = migrationNames();
+const shipped = shippedMigrations();
 const migrateModule = new URL('../src/migrate.js', import.meta.url).href;
-const cli = (args: string[]) =>
-  spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: '' } });
 
 /** stderr is exactly one line: the error, with its SQLSTATE, and no stack trace. */
 function oneLine(stderr: string): string {

@@ -2,19 +2,15 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { purgeAll, type PurgeProgress } from '../src/admin.js';
-import { SessionError } from '../src/index.js';
-import { migrationNames } from '../src/migrate.js';
+import type { SessionError } from '../src/index.js';
 import { freePort } from './harness/cluster.js';
 import { databaseUrl } from './harness/urls.js';
-import { adminQuery, adminUrl, bindir, cronDatabase, freshDatabase, missingTool, pgTool, psql, schemaDump, uniqueName, type TestDatabase } from './helpers.js';
+import { adminQuery, adminUrl, bindir, cli, cliPath, cronDatabase, freshDatabase, missingTool, pgTool, psql, schemaDump, shippedMigrations, uniqueName, type TestDatabase } from './helpers.js';
 
-const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url));
-const shipped = migrationNames();
-const cli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
-  spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: '', ...env } });
+const shipped = shippedMigrations();
+const [newest = '', beforeNewest = ''] = [...shipped].reverse();
 
 let db: TestDatabase;
 before(async () => { db = await freshDatabase('cli'); });
@@ -221,7 +217,7 @@ describe('operations', () => {
     assert.equal(found.status, 0, found.stderr);
     assert.equal(found.stdout, `Scheduled pg_cron job session-purge-${db.name}.\n`);
     const args = ['--database-url', db.url, '--cron-database-url', cronUrl];
-    let r = cli(['schedule', '--every', '*/5 * * * *', ...args]);
+    const r = cli(['schedule', '--every', '*/5 * * * *', ...args]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`session-purge-${db.name}`));
     const stats = JSON.parse(cli(['stats', '--json', ...args]).stdout) as { cron: { schedule: string; database: string } };

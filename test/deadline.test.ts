@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { connect as tcpConnect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { connect, SessionError, type SessionStore } from '../src/index.js';
 import { startCluster, type Cluster } from './harness/cluster.js';
@@ -88,7 +89,7 @@ describe('a commit waiting for a synchronous standby that is gone', () => {
     assert.match((set.err as Error).message, /may have taken effect/);
     // Several writes at once (one batch) all settle by the deadline too.
     const batch = await Promise.all(Array.from({ length: 8 }, () => timed(waiting.generate({ value: 'b' }))));
-    batch.forEach((r, i) => assertSettled(r, 'timeout', `batched generate ${i}`));
+    for (const [i, r] of batch.entries()) assertSettled(r, 'timeout', `batched generate ${i}`);
     // Reads are not held up by the stuck commits: they have their own connections.
     assert.ok((await waiting.get(key)).ok);
     // The client cancelled the waits it gave up on, and a cancelled wait for a standby leaves the
@@ -98,7 +99,7 @@ describe('a commit waiting for a synchronous standby that is gone', () => {
     for (let i = 0; i < 100 && value !== 'after'; i += 1) {
       const r = await store.get(key);
       value = r.ok ? r.value : undefined;
-      if (value !== 'after') await new Promise((resolve) => setTimeout(resolve, 50));
+      if (value !== 'after') await sleep(50);
     }
     assert.equal(value, 'after');
     assert.equal(await store.set(key, 'again'), true);
@@ -206,7 +207,7 @@ describe('a host that stops taking writes', () => {
       let first: unknown;
       for (let i = 0; i < 100 && first === undefined; i += 1) {
         first = await store.set(key, 'w').then(() => undefined, (e: unknown) => e);
-        if (first === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
+        if (first === undefined) await sleep(50);
       }
       assert.ok(first instanceof SessionError && first.code === 'read_only', String(first));
       // Not the same connection again: a new one, which the check refuses.

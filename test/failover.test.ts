@@ -1,18 +1,16 @@
 // A real synchronous standby (pg_basebackup -R) next to a primary, both on loopback: reads on the
 // hot standby, host selection by target_session_attrs, and a promotion under write load.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, migrationStatus, SessionError, type SessionStore } from '../src/index.js';
 import { connector } from '../src/connection.js';
 import { findBindir } from './harness/cluster.js';
 import { installApp, startReplicatedPair, type ReplicatedPair } from './harness/standby.js';
-import { errorCode } from './helpers.js';
+import { cli, errorCode } from './helpers.js';
 
-const cli = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 let pair: ReplicatedPair;
 let primaryApp = '';
 let standbyApp = '';
@@ -55,7 +53,7 @@ describe('a primary and its synchronous standby', { skip }, () => {
       const subjectKey = await primary.generate({ value: 'device', subject: 'standby-user', label: 'phone' });
       // Forty gets in one tick go as batched calls of session_get_batch.
       const got = await Promise.all(keys.map((k) => standby.get(k)));
-      got.forEach((r, i) => assert.deepEqual(r.ok && r.value, `v${i}`));
+      for (const [i, r] of got.entries()) assert.deepEqual(r.ok && r.value, `v${i}`);
       assert.equal(await standby.count(), await primary.count());
       const listed = await standby.list('standby-user');
       assert.equal(listed.length, 1);
@@ -145,10 +143,10 @@ describe('a primary and its synchronous standby', { skip }, () => {
       const url = both('read-write', 'standby first').replace('app@', 'postgres@');
       const states = await migrationStatus({ connectionString: url });
       assert.ok(states.length > 0 && states.every((m) => m.applied));
-      const status = spawnSync(process.execPath, [cli, 'status', '--database-url', url], { encoding: 'utf8' });
+      const status = cli(['status', '--database-url', url]);
       assert.equal(status.status, 0, status.stderr);
       assert.match(status.stdout, new RegExp(`applied {2}${states[0]!.name}`));
-      const bad = spawnSync(process.execPath, [cli, 'status', '--database-url', `${url.replace('read-write', 'writable')}`], { encoding: 'utf8' });
+      const bad = cli(['status', '--database-url', `${url.replace('read-write', 'writable')}`]);
       assert.equal(bad.status, 2, bad.stderr);
       assert.match(bad.stderr, /target_session_attrs must be one of/);
     });
@@ -226,7 +224,7 @@ describe('a primary and its synchronous standby', { skip }, () => {
             const code = err instanceof SessionError ? err.code : String(err);
             errors.set(code, (errors.get(code) ?? 0) + 1);
             // While no host takes writes every call fails at once: don't spin.
-            await new Promise((resolve) => setTimeout(resolve, 20));
+            await sleep(20);
           } finally {
             longest = Math.max(longest, performance.now() - started);
           }
@@ -234,17 +232,17 @@ describe('a primary and its synchronous standby', { skip }, () => {
       };
       const workers = Array.from({ length: 16 }, (_, w) => worker(w));
       try {
-        await new Promise((resolve) => setTimeout(resolve, 1500));
+        await sleep(1500);
         const before = acked.size;
         pair.standby.promote();
         promotedAt = performance.now();
         // Until the old primary is stopped (fencing, as an HA manager does), it still takes
         // connections, and its commits wait for a standby that is gone: longer than the deadline.
-        await new Promise((resolve) => setTimeout(resolve, 3000));
+        await sleep(3000);
         pair.primary.stop('immediate');
         primaryStoppedAt = performance.now();
-        for (let i = 0; i < 150 && firstWriteOnNew === 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 100));
-        await new Promise((resolve) => setTimeout(resolve, 500));
+        for (let i = 0; i < 150 && firstWriteOnNew === 0; i += 1) await sleep(100);
+        await sleep(500);
         stop = true;
         await Promise.all(workers);
         t.diagnostic(`${before} writes before the promotion, ${acked.size} acknowledged in all; errors: ${JSON.stringify(Object.fromEntries(errors))}`);

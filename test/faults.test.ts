@@ -3,17 +3,16 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { PG_MIGRATE_LOCK_ID } from 'node-pg-migrate';
 import { connect, migrate, SessionError, type SessionStore } from '../src/index.js';
 import { migrationNames } from '../src/migrate.js';
 import { toSessionError } from '../src/errors.js';
 import { freePort } from './harness/cluster.js';
-import { errorCode, freshDatabase, missingTool, schemaDump, type TestDatabase } from './helpers.js';
+import { cliPath, errorCode, freshDatabase, missingTool, schemaDump, type TestDatabase } from './helpers.js';
 
-const cli = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const figures = { faults: 0, rejectedAsExpected: 0 };
 
 const code = errorCode;
@@ -165,7 +164,7 @@ describe('statement and lock timeouts', () => {
 describe('a migration killed halfway', () => {
   /** `session-pg migrate` in its own process. */
   function migrateProcess(url: string) {
-    const child = spawn(process.execPath, [cli, 'migrate', '--database-url', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cliPath, 'migrate', '--database-url', url], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => { out += String(d); });
     child.stderr.on('data', (d: Buffer) => { out += String(d); });
@@ -180,7 +179,7 @@ describe('a migration killed halfway', () => {
       const r = await db.query(`SELECT count(*)::int AS n FROM pg_stat_activity
                                  WHERE datname = current_database() AND pid <> $1 AND wait_event_type = 'Lock' AND wait_event = $2`, [except, kind]);
       if (r.rows[0]?.n === 1) return;
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await sleep(50);
     }
     throw new Error(`no migration waited on a ${kind} lock`);
   }

@@ -2,12 +2,14 @@
 // that harness/run.ts prepared, and roles it creates are dropped again.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { SessionError } from '../src/index.js';
+import { migrationNames } from '../src/migrate.js';
 import { databaseUrl } from './harness/urls.js';
+
+export { cli, cliPath, errorCode, sqlState } from './support.js';
 
 function required(name: string): string {
   const v = process.env[name];
@@ -123,16 +125,6 @@ export function psql(url: string, sql: string): string {
   return r.stdout.trim();
 }
 
-/** Resolves the SQLSTATE a promise rejects with (fails when it resolves). */
-export async function sqlState(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    return String((err as { code?: unknown }).code);
-  }
-  throw new Error('expected an error, got a result');
-}
-
 /** The schema as pg_dump sees it, without the per-dump \restrict key lines. */
 export function schemaDump(url: string): string {
   return pgTool('pg_dump', ['--schema-only', '-n', 'session', '-d', url])
@@ -141,13 +133,7 @@ export function schemaDump(url: string): string {
     .join('\n');
 }
 
-/** Resolves the SessionError code a client call rejects with (fails on a result or another error). */
-export async function errorCode(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    if (!(err instanceof SessionError)) throw new Error(`not a SessionError: ${String(err)}`);
-    return err.code;
-  }
-  throw new Error('expected a SessionError');
+/** The migrations this package ships, oldest first, by name: src/migrate.ts's one list. */
+export function shippedMigrations(): string[] {
+  return migrationNames();
 }

@@ -9,9 +9,10 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { migrate } from '../src/index.js';
 import { databaseUrl } from './harness/urls.js';
-import { adminQuery, adminUrl, missingTool, pgTool, uniqueName } from './helpers.js';
+import { adminQuery, adminUrl, missingTool, pgTool, shippedMigrations, uniqueName } from './helpers.js';
 
 const sqlDir = fileURLToPath(new URL('../../sql/', import.meta.url));
+const shippedCount = shippedMigrations().length;
 
 /** [name, argument types, result type] of each planted function. */
 const functions: [string, string, string][] = [

@@ -4,19 +4,13 @@
 // roles), the app role owns connect-pg-simple's table and plants a function that, if it ever ran as
 // the importer, would plant a session of its choosing and grant itself the admin role.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { migrate } from '../src/index.js';
 import { importConnectPgSimple } from '../src/import.js';
-import { adminQuery, adminUrl, errorCode, freshDatabase, psql, uniqueName, type TestDatabase } from './helpers.js';
+import { adminQuery, adminUrl, cli, errorCode, freshDatabase, psql, uniqueName, type TestDatabase } from './helpers.js';
 import { databaseUrl } from './harness/urls.js';
-
-const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url));
-const cli = (args: string[]) =>
-  spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: '' } });
 
 let db: TestDatabase;
 const roles = { owner: uniqueName('owner'), app: uniqueName('app'), client: uniqueName('client'), admin: uniqueName('admin') };

@@ -1,18 +1,16 @@
 // session-pg import connect-pg-simple: an Express app switches from connect-pg-simple to
 // ExpressSessionStore, and the browsers' cookies keep working, over real HTTP.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import express from 'express';
 import session from 'express-session';
 import { connect, type SessionStore } from '../src/index.js';
 import { ExpressSessionStore } from '../src/express.js';
 import { importConnectPgSimple, importReport, type ImportProgress } from '../src/import.js';
-import { errorCode, freshDatabase, type TestDatabase } from './helpers.js';
+import { cli, errorCode, freshDatabase, type TestDatabase } from './helpers.js';
 import { baseUrl, Browser, sessionIdOf } from './web.js';
 
 declare module 'express-session' {
@@ -25,10 +23,6 @@ type PgStoreClass = new (options: {
   conString: string; schemaName: string; tableName: string; createTableIfMissing: boolean; pruneSessionInterval: false;
 }) => PgStore;
 const connectPgSimple = createRequire(import.meta.url)('connect-pg-simple') as (s: typeof session) => PgStoreClass;
-
-const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url));
-const cli = (args: string[]) =>
-  spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: '' } });
 
 const secret = 'the app secret, unchanged by the switch';
 let db: TestDatabase;

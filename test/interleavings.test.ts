@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, beforeEach, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { adminQuery, adminUrl, freshDatabase, uniqueName, type TestDatabase } from './helpers.js';
 import { databaseUrl } from './harness/urls.js';
@@ -51,7 +52,7 @@ async function blocked<T>(call: () => Promise<T>, waiter = b, holder = a): Promi
   for (let i = 0; i < 400; i += 1) {
     const r = await db.query(`SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1`, [pids.get(waiter)]);
     if (r.rows[0]?.wait_event_type === 'Lock') return { pending };
-    await new Promise((resolve) => setTimeout(resolve, 25));
+    await sleep(25);
   }
   // Unblock the waiter before failing, so that nothing hangs.
   await holder.query('ROLLBACK');
@@ -74,7 +75,7 @@ describe('forced interleavings', { timeout: 60_000 }, () => {
     const key = String(await one(a, `SELECT session.session_generate(2, 'short')`));
     await a.query('BEGIN'); // now() is fixed from here on, while the session is still live
     assert.equal(await one(a, 'SELECT session.session_set($1, $2, 3600)', [key, 'extended']), true);
-    await new Promise((resolve) => setTimeout(resolve, 2100)); // expired as far as any later now() goes
+    await sleep(2100); // expired as far as any later now() goes
     const { pending: purge } = await blocked(() => one(p, 'SELECT session.session_purge()'), p);
     await a.query('COMMIT');
     assert.equal(Number(await purge), 0);
@@ -88,7 +89,7 @@ describe('forced interleavings', { timeout: 60_000 }, () => {
     const key = String(await one(a, `SELECT session.session_generate(2, 'short')`));
     await b.query('BEGIN'); // b's now() is fixed here, while the session is still live
     try {
-      await new Promise((resolve) => setTimeout(resolve, 2100));
+      await sleep(2100);
       await p.query('BEGIN');
       assert.ok(Number(await one(p, 'SELECT session.session_purge()')) >= 1);
       assert.equal(await one(b, 'SELECT session.session_set($1, $2, 3600)', [key, 'too late']), false);

@@ -34,7 +34,7 @@ test('the tarball has the license and the docs, and no source map or TypeScript 
 // GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens.
 const slug = (heading: string) => heading.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-');
 
-test('every relative link in README.md and docs/ points at a file, and at a heading there', (t) => {
+test('every relative link in README.md and docs/ points at a file, and at a heading there', () => {
   const docs = ['README.md', ...readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
   const missing: string[] = [];
   for (const doc of docs) {

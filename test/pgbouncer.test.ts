@@ -174,11 +174,11 @@ for (const poolMode of ['transaction', 'session'] as const) {
         keys.push(...made);
         assert.equal(new Set(made).size, 400);
         const got = await Promise.all(made.map((k) => store.get(k)));
-        got.forEach((g, i) => assertLive(g, `c${i}`));
+        for (const [i, g] of got.entries()) assertLive(g, `c${i}`);
         const set = await Promise.all(made.map((k, i) => store.set(k, `d${i}`)));
         assert.ok(set.every((ok) => ok));
         const again = await Promise.all(made.map((k) => store.get(k)));
-        again.forEach((g, i) => assertLive(g, `d${i}`));
+        for (const [i, g] of again.entries()) assertLive(g, `d${i}`);
         const log = serverLog().slice(before.length);
         const writes = count(log, writeBatches);
         const reads = count(log, getBatches);
@@ -233,7 +233,7 @@ for (const poolMode of ['transaction', 'session'] as const) {
           keys.push(...mine);
           for (let round = 0; round < 10; round += 1) {
             const got = await Promise.all(mine.map((k) => store.get(k)));
-            got.forEach((g, i) => assertLive(g, `${s}:${i}${round === 0 ? '' : `:${round - 1}`}`));
+            for (const [i, g] of got.entries()) assertLive(g, `${s}:${i}${round === 0 ? '' : `:${round - 1}`}`);
             assert.ok((await Promise.all(mine.map((k, i) => store.set(k, `${s}:${i}:${round}`)))).every((ok) => ok));
           }
         }));

@@ -5,12 +5,12 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
-import { readdirSync } from 'node:fs';
 import { migrate } from '../src/index.js';
 import { startCluster, type Cluster } from './harness/cluster.js';
 import { databaseUrl } from './harness/urls.js';
+import { shippedMigrations } from './helpers.js';
 
-const shipped = readdirSync(new URL('../../migrations', import.meta.url)).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3)).sort();
+const shipped = shippedMigrations();
 
 let cluster: Cluster | undefined;
 before(async () => {

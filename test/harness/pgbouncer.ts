@@ -6,6 +6,7 @@ import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from './cluster.js';
 
 export interface PgBouncer {
@@ -82,7 +83,7 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
       child.kill('SIGKILL');
       throw new Error(`pgbouncer did not start: ${log()}`);
     }
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await sleep(50);
   }
   return {
     port,

@@ -12,7 +12,15 @@ import { databaseUrl } from './urls.js';
 
 export const templateName = 'session_test_template';
 
+/** The options run.ts knows; any other `--` argument is refused rather than silently ignored. */
+const knownOptions = ['--stress'];
+
 async function main(): Promise<number> {
+  const unknown = process.argv.slice(2).filter((a) => a.startsWith('--') && !knownOptions.includes(a));
+  if (unknown.length > 0) {
+    console.error(`run.js: unknown option ${unknown.join(' ')} (options: ${knownOptions.join(' ')}; other arguments pick test files by name)`);
+    return 2;
+  }
   let cluster: Cluster | undefined;
   const cleanup = () => cluster?.destroy();
   process.on('SIGINT', () => { cleanup(); process.exit(130); });

@@ -2,6 +2,7 @@
 // clusters on loopback, for the failover and hot-standby tests.
 import { appendFileSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { migrate } from '../../src/index.js';
 import { freePort, startCluster, type Cluster } from './cluster.js';
@@ -77,7 +78,7 @@ async function waitForSync(primaryUrl: string): Promise<void> {
     for (let i = 0; i < 300; i += 1) {
       const r = await c.query(`SELECT 1 FROM pg_stat_replication WHERE application_name = $1 AND sync_state = 'sync'`, [standbyName]);
       if (r.rowCount === 1) return;
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
     }
     throw new Error('the standby did not become synchronous within 30 s');
   } finally {

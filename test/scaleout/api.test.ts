@@ -1,12 +1,13 @@
 // The SQL API and the TypeScript client through a PL/Proxy proxy over 4 partitions on 2 clusters:
-// the cases of test/sql-api.test.ts and test/client.test.ts that speak only through the API, run
-// against the proxy (what those files check by reading tables is checked here on the partitions),
-// plus what only a proxy has: routing, spread, SQLSTATEs crossing the proxy, privileges, install.
+// the API contract of test/contract/api.ts (the cases test/contract.test.ts runs on one database),
+// with each session checked on the partition its key routes to, then what only a proxy has:
+// routing, spread, SQLSTATEs crossing the proxy, privileges, install.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { connect, SessionError, type SessionStore } from '../../src/index.js';
 import { ExpressSessionStore } from '../../src/express.js';
@@ -14,6 +15,8 @@ import { FastifySessionStore } from '../../src/fastify.js';
 import { installProxy, partitionTarget, proxyStatus, redact } from '../../src/scaleout.js';
 import { scaleoutCommand } from '../../src/scaleout-cli.js';
 import { stats } from '../../src/admin.js';
+import { apiContract } from '../contract/api.js';
+import { errorCode as code, sqlState } from '../support.js';
 import { deploy, partitionsOf, type Deployment } from './deployment.js';
 
 let d: Deployment;
@@ -37,23 +40,6 @@ const generate = (expiry: number | null = null, value: string | null = null) =>
   one<string>('SELECT session.session_generate($1, $2)', [expiry, value]);
 const get = async (key: string | null) =>
   (await sqlClient.query<{ value: string | null; period: string }>('SELECT * FROM session.session_get($1)', [key])).rows;
-async function sqlState(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    return String((err as { code?: unknown }).code);
-  }
-  throw new Error('expected an error, got a result');
-}
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    if (!(err instanceof SessionError)) throw new Error(`not a SessionError: ${String(err)}`);
-    return err.code;
-  }
-  throw new Error('expected a SessionError');
-}
 /** The partition PL/Proxy sends a key to (hashtext masked to 4 partitions), asked of the proxy. */
 const partitionOf = async (key: string) => (await partitionsOf(d.proxyUrl, [key]))[0] as number;
 /** On which partitions a row with this key's digest exists, read as their owner. */
@@ -83,193 +69,41 @@ async function callsDuring(funcname: string, work: () => Promise<void>): Promise
   }
   let after = before;
   for (let i = 0; i < 50 && after === before; i++) {
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     after = await calls();
   }
   return after - before;
 }
 
-describe("ocaml-session's backend tests, through the proxy", () => {
-  test('generate gives distinct keys', async () => {
-    const keys = await Promise.all(Array.from({ length: 50 }, () => generate()));
-    assert.equal(new Set(keys).size, 50);
-  });
-  test('expiry 0 and -1 raise no error', async () => {
-    await generate(0);
-    await generate(-1);
-  });
-  test('clear twice raises no error', async () => {
-    const k = await generate();
-    await sqlClient.query('SELECT session.session_clear($1)', [k]);
-    await sqlClient.query('SELECT session.session_clear($1)', [k]);
-  });
-  test('get of a garbage key: not found', async () => assert.deepEqual(await get('garbage'), []));
-  test('expired unset session: not found', async () => {
-    assert.deepEqual(await get(await generate(0)), []);
-    assert.deepEqual(await get(await generate(-1)), []);
-  });
-  test('unexpired unset session: not set', async () => {
-    const rows = await get(await generate(60));
-    assert.equal(rows.length, 1);
-    assert.equal(rows[0]?.value, null);
-  });
-  test('get right after set gives the value', async () => {
-    const k = await generate();
-    assert.equal(await one('SELECT session.session_set($1, $2)', [k, 'v']), true);
-    assert.equal((await get(k))[0]?.value, 'v');
-  });
-  test('cleared key: not found', async () => {
-    const k = await generate(60, 'v');
-    await sqlClient.query('SELECT session.session_clear($1)', [k]);
-    assert.deepEqual(await get(k), []);
-  });
-  test('expired session that has a value: not found', async () => {
-    assert.deepEqual(await get(await generate(0, 'v')), []);
-    const k = await generate(60, 'v');
-    await sqlClient.query('SELECT session.session_set($1, $2, 0)', [k, 'w']);
-    assert.deepEqual(await get(k), []);
-  });
-});
+apiContract('the API contract, through the proxy', () => ({
+  url: d.clientAdminUrl,
+  async storedOnce(key) {
+    assert.deepEqual(await rowsOf(key), [await partitionOf(key)]);
+  },
+}));
 
-describe('semantics, through the proxy', () => {
-  test('keys are 64 base64url characters without padding', async () => assert.match(await generate(), /^[A-Za-z0-9_-]{64}$/));
-  test('period is the remaining whole seconds', async () => {
-    const period = Number((await get(await generate(3600, 'v')))[0]?.period);
-    assert.ok(period >= 3598 && period <= 3600, `period ${period}`);
-  });
-  test('default period: one week, set on every partition, new sessions only', async () => {
-    assert.equal(Number(await one('SELECT session.session_default_period()')), 604800);
-    const before = await generate(null, 'old');
+describe('what one call does on every partition', () => {
+  test('set_default_period reaches every partition: sessions on every partition get it', async () => {
     await sqlClient.query('SELECT session.session_set_default_period(100)');
     try {
-      assert.equal(Number(await one('SELECT session.session_default_period()')), 100);
       for (const url of d.partitionUrls) {
         assert.equal((await d.query(url, 'SELECT default_period::int AS p FROM session.config')).rows[0]?.p, 100);
       }
-      // Sessions on every partition get it.
       const keys = await Promise.all(Array.from({ length: 40 }, () => generate(null, 'v')));
       assert.equal(new Set(await partitionsOf(d.proxyUrl, keys)).size, 4);
       for (const k of keys) assert.ok(Number((await get(k))[0]?.period) <= 100);
-      assert.ok(Number((await get(before))[0]?.period) > 604790);
-      await sqlClient.query('SELECT session.session_set($1, $2)', [before, 'again']);
-      assert.ok(Number((await get(before))[0]?.period) <= 100);
     } finally {
       await sqlClient.query('SELECT session.session_set_default_period(604800)');
     }
   });
-  test('set never creates a session for an unknown, cleared or expired key', async () => {
-    assert.equal(await one('SELECT session.session_set($1, $2)', ['chosen-by-attacker', 'v']), false);
-    assert.deepEqual(await get('chosen-by-attacker'), []);
-    assert.equal(await one('SELECT session.session_set($1, $2)', [await generate(0), 'v']), false);
-    const cleared = await generate();
-    await sqlClient.query('SELECT session.session_clear($1)', [cleared]);
-    assert.equal(await one('SELECT session.session_set($1, $2)', [cleared, 'v']), false);
-    assert.equal(await one('SELECT session.session_touch($1)', [cleared]), false);
-    assert.equal(await one('SELECT session.session_put($1, $2)', [cleared, 'v']), false);
-    assert.deepEqual(await get(cleared), []);
-  });
-  test('set restarts the expiry; touch moves it without writing the value', async () => {
-    const k = await generate(10, 'v');
-    await sqlClient.query('SELECT session.session_set($1, $2, 5000)', [k, 'w']);
-    assert.ok(Number((await get(k))[0]?.period) > 4990);
-    assert.equal(await one('SELECT session.session_touch($1, 20000)', [k]), true);
-    const row = (await get(k))[0];
-    assert.ok(row?.value === 'w' && Number(row.period) > 19990);
-    assert.equal(await one('SELECT session.session_touch($1)', ['unknown']), false);
-  });
-  test('named arguments work', async () => {
-    const k = await one<string>(`SELECT session.session_generate(value => 'x')`);
-    assert.equal((await get(k))[0]?.value, 'x');
-    assert.equal(await one(`SELECT session.session_set(key => $1, value => 'y', expiry => 60)`, [k]), true);
-    assert.equal(await one<string>(`SELECT value FROM session.session_get(key => $1)`, [k]), 'y');
-    await sqlClient.query(`SELECT session.session_clear(key => $1)`, [k]);
-    assert.deepEqual(await get(k), []);
-  });
-  test('empty string and unicode values round-trip', async () => {
-    for (const v of ['', 'é€😀', 'a\nb\\c\'"', '%_']) assert.equal((await get(await generate(60, v)))[0]?.value, v);
-  });
-  test('NULL and over-long keys are simply not found', async () => {
-    assert.deepEqual(await get(null), []);
-    assert.equal(await one('SELECT session.session_set(NULL, $1)', ['v']), false);
-    await sqlClient.query('SELECT session.session_clear(NULL)');
-    assert.deepEqual(await get('k'.repeat(100_000)), []);
-  });
-  test('keys with SQL and LIKE metacharacters are only keys', async () => {
-    for (const k of ["'; DROP TABLE session.sessions; --", '%', '_', '\\', '"']) {
-      assert.deepEqual(await get(k), []);
-      assert.equal(await one('SELECT session.session_set($1, $2)', [k, 'v']), false);
-    }
-  });
-});
-
-describe('session_put and session_count, through the proxy', () => {
-  const id = (c: string) => c.repeat(32);
-  test('creates, then replaces a live session, on its partition only', async () => {
-    assert.equal(await one('SELECT session.session_put($1, $2, 60)', [id('p'), 'one']), true);
-    assert.equal(await one('SELECT session.session_put($1, $2)', [id('p'), 'two']), true);
-    const row = (await get(id('p')))[0];
-    assert.ok(row?.value === 'two' && Number(row.period) > 604790);
-    assert.deepEqual(await rowsOf(id('p')), [await partitionOf(id('p'))]);
-  });
-  test('never revives an expired session that is not purged yet', async () => {
-    assert.equal(await one('SELECT session.session_put($1, $2, 0)', [id('q'), 'born expired']), true);
-    assert.equal(await one('SELECT session.session_put($1, $2)', [id('q'), 'revive?']), false);
-    assert.deepEqual(await get(id('q')), []);
-  });
-  test('refuses keys that are short or not base64url (22023), and NULLs (22004)', async () => {
-    for (const k of ['short', 'a'.repeat(31), `${'a'.repeat(31)}=`, `${'a'.repeat(40)} `, 'a'.repeat(1025)]) {
-      assert.equal(await sqlState(sqlClient.query('SELECT session.session_put($1, $2)', [k, 'v'])), '22023', k);
-    }
-    assert.equal(await sqlState(sqlClient.query('SELECT session.session_put(NULL, $1)', ['v'])), '22004');
-    assert.equal(await sqlState(sqlClient.query('SELECT session.session_put($1, NULL)', [id('r')])), '22004');
-    assert.deepEqual(await get(id('r')), []);
-  });
   test('count adds up the live sessions of every partition', async () => {
-    const before = Number(await one('SELECT session.session_count()'));
     let direct = 0;
     for (const url of d.partitionUrls) direct += Number((await d.query(url, 'SELECT session.session_count() AS n')).rows[0]?.n);
-    assert.equal(before, direct);
-    await generate(60, 'live');
-    await generate(0, 'expired');
-    assert.equal(Number(await one('SELECT session.session_count()')), before + 1);
+    assert.equal(Number(await one('SELECT session.session_count()')), direct);
   });
 });
 
-describe('documented SQLSTATEs cross the proxy unchanged', () => {
-  test('22023: expiry out of range in generate, set, touch; the stored value stays', async () => {
-    for (const e of ['3155760001', '-3155760001', '9223372036854775807', '-9223372036854775808']) {
-      assert.equal(await sqlState(sqlClient.query('SELECT session.session_generate($1)', [e])), '22023');
-    }
-    const k = await generate(60, 'kept');
-    assert.equal(await sqlState(sqlClient.query('SELECT session.session_set($1, $2, $3)', [k, 'new', '9223372036854775807'])), '22023');
-    assert.equal(await sqlState(sqlClient.query('SELECT session.session_set($1, $2, $3)', ['unknown', 'new', '9223372036854775807'])), '22023');
-    assert.equal(await sqlState(sqlClient.query('SELECT session.session_touch($1, $2)', [k, '3155760001'])), '22023');
-    assert.equal((await get(k))[0]?.value, 'kept');
-  });
-  test('22023: default period NULL, zero, negative or too large, on every partition; the old one stays', async () => {
-    for (const p of [null, 0, -1, '3155760001']) {
-      assert.equal(await sqlState(sqlClient.query('SELECT session.session_set_default_period($1)', [p])), '22023');
-    }
-    assert.equal(Number(await one('SELECT session.session_default_period()')), 604800);
-  });
-  test('22023: purge batch size NULL or < 1', async () => {
-    assert.equal(await sqlState(sqlClient.query('SELECT session.session_purge(NULL)')), '22023');
-    assert.equal(await sqlState(sqlClient.query('SELECT session.session_purge(0)')), '22023');
-  });
-  test('22004: set with a NULL value; the stored value stays', async () => {
-    const k = await generate(60, 'kept');
-    assert.equal(await sqlState(sqlClient.query('SELECT session.session_set($1, NULL)', [k])), '22004');
-    assert.equal((await get(k))[0]?.value, 'kept');
-  });
-  test('22001: a value over the limit is refused and the stored value kept; at the limit it is accepted', async () => {
-    const limit = 1048576;
-    const k = await generate(60, 'kept');
-    assert.equal(await sqlState(sqlClient.query('SELECT session.session_set($1, $2)', [k, 'x'.repeat(limit + 1)])), '22001');
-    assert.equal(await sqlState(sqlClient.query('SELECT session.session_generate(60, $1)', ['x'.repeat(limit + 1)])), '22001');
-    assert.equal((await get(k))[0]?.value, 'kept');
-    assert.equal(await one('SELECT session.session_set($1, $2)', [k, 'x'.repeat(limit)]), true);
-    assert.equal((await get(k))[0]?.value?.length, limit);
-  });
+describe('SQLSTATEs cross the proxy', () => {
   test('the error names the partition database, never the key', async () => {
     const k = await generate(60, 'kept');
     try {
@@ -657,59 +491,7 @@ describe('session_get_batch, through the proxy', () => {
   });
 });
 
-describe('the TypeScript client, unchanged, against the proxy', () => {
-  test('generate, get, set, touch, clear', async () => {
-    const key = await store.generate({ expiry: 3600, value: 'v' });
-    const r = await store.get(key);
-    assert.ok(r.ok && r.value === 'v' && r.period > 3590 && r.period <= 3600 && Number.isInteger(r.period));
-    assert.equal(await store.set(key, 'v2', { expiry: 60 }), true);
-    assert.equal(await store.touch(key, { expiry: 120 }), true);
-    const r2 = await store.get(key);
-    assert.ok(r2.ok && r2.value === 'v2' && r2.period <= 120 && r2.period > 110);
-    await store.clear(key);
-    assert.deepEqual(await store.get(key), { ok: false, error: 'not_found' });
-    assert.equal(await store.set(key, 'v3'), false);
-  });
-  test('not set, not found, expired', async () => {
-    assert.deepEqual(await store.get(await store.generate()), { ok: false, error: 'not_set' });
-    assert.deepEqual(await store.get('garbage'), { ok: false, error: 'not_found' });
-    assert.deepEqual(await store.get(await store.generate({ expiry: 0, value: 'x' })), { ok: false, error: 'not_found' });
-  });
-  test('default period, purge and count: numbers, not strings', async () => {
-    assert.equal(await store.defaultPeriod(), 604800);
-    await store.setDefaultPeriod(86400);
-    assert.equal(await store.defaultPeriod(), 86400);
-    const r = await store.get(await store.generate({ value: 'x' }));
-    assert.ok(r.ok && r.period <= 86400 && r.period > 86390);
-    await store.setDefaultPeriod(604800);
-    await store.generate({ expiry: -10, value: 'old' });
-    let total = 0;
-    for (let n = await store.purge(); n > 0; n = await store.purge({ batchSize: 100 })) total += n;
-    assert.ok(total >= 1);
-    assert.equal(typeof (await store.count()), 'number');
-  });
-  test('many calls in flight keep their order and results', async () => {
-    const keys = await Promise.all(Array.from({ length: 200 }, (_, i) => store.generate({ value: `v${i}` })));
-    const results = await Promise.all(keys.map((k) => store.get(k)));
-    results.forEach((r, i) => assert.ok(r.ok && r.value === `v${i}`));
-  });
-  test('server errors map to the same codes; the stored value is kept; no key in the error', async () => {
-    const key = await store.generate({ value: 'kept' });
-    assert.equal(await code(store.generate({ expiry: 3155760001 })), 'invalid_parameter');
-    assert.equal(await code(store.set(key, 'x', { expiry: -3155760001 })), 'invalid_parameter');
-    assert.equal(await code(store.setDefaultPeriod(0)), 'invalid_parameter');
-    assert.equal(await code(store.purge({ batchSize: 0 })), 'invalid_parameter');
-    assert.equal(await code(store.put('short', 'v')), 'invalid_parameter');
-    try {
-      await store.set(key, 'x'.repeat(1048577));
-      assert.fail('expected an error');
-    } catch (err) {
-      assert.ok(err instanceof SessionError && err.code === 'value_too_large' && err.sqlState === '22001');
-      assert.ok(!`${err.message} ${String(err.stack)} ${JSON.stringify(err)}`.includes(key));
-    }
-    const r = await store.get(key);
-    assert.ok(r.ok && r.value === 'kept');
-  });
+describe('roles on the proxy and the partitions', () => {
   test('the client role: the data calls, permission_denied for the admin calls and the private functions', async () => {
     const app = connect({ connectionString: d.clientUrl });
     const c = new pg.Client({ connectionString: d.clientUrl });

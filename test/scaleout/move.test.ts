@@ -3,6 +3,7 @@
 // with `connection` and were not applied (or their value is the one the caller tried to write).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, SessionError, type SessionStore } from '../../src/index.js';
 import { installProxy, movePartition, proxyStatus } from '../../src/scaleout.js';
 import { startCluster, type Cluster } from '../harness/cluster.js';
@@ -85,12 +86,12 @@ test('a partition moves to a new server under writes through two proxies: 0 ackn
   };
   const split = (keys: string[], parts: number) => Array.from({ length: parts }, (_, i) => keys.filter((_, j) => j % parts === i));
   const workers = [...split(mine, 6).map((k, i) => writer(k, i)), writer(others, 6), generator(0), generator(1)];
-  await new Promise((r) => setTimeout(r, 500));
+  await sleep(500);
 
   let result;
   try {
     result = await movePartition({ proxies: [d.proxyUrl, proxy2], partition: moving, from: d.partitionUrls[moving] as string, to: newUrl, log: false });
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
   } finally {
     running = false;
     await Promise.all(workers);

@@ -3,17 +3,15 @@
 // proxy's roles could, every partition purges by itself with its pg_cron job, and `session-pg
 // stats` on the proxy reports those jobs.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { connect, type SessionStore } from '../../src/index.js';
 import { installProxy, partitionPurgeJobs, proxyStatus } from '../../src/scaleout.js';
 import { scaleoutCommand } from '../../src/scaleout-cli.js';
 import { databaseUrl } from '../harness/urls.js';
+import { cli } from '../support.js';
 import { deploy, partitionsOf, sql, type Deployment } from './deployment.js';
-
-const cliPath = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 
 let d: Deployment;
 let store: SessionStore;
@@ -86,7 +84,7 @@ test('session-pg stats on the proxy reports each partition\'s purge job', async 
     assert.equal(j.cron?.command, 'CALL session.session_purge_job()', JSON.stringify(j));
     assert.equal(j.cron?.database, j.database);
   }
-  const r = spawnSync(process.execPath, [cliPath, 'stats', '--database-url', d.proxyUrl], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: '' } });
+  const r = cli(['stats', '--database-url', d.proxyUrl]);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /purge jobs {9}on each partition:/);
   for (let p = 0; p < 4; p++) assert.match(r.stdout, new RegExp(`p${p} part${p}_\\w+: "\\* \\* \\* \\* \\*" CALL session\\.session_purge_job\\(\\) in part${p}_\\w+`));
@@ -105,7 +103,7 @@ test("a partition's own pg_cron job purges an expired session", { timeout: 300_0
   assert.equal(await present(), true);
   // pg_cron 1.4 runs jobs once a minute: allow three runs, polling the partition's table.
   const deadline = Date.now() + 180_000;
-  while ((await present()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1000));
+  while ((await present()) && Date.now() < deadline) await sleep(1000);
   assert.equal(await present(), false, 'the expired session is still there after three minutes');
   const cluster = d.clusters[d.clusterOf[p] as number] as { urlFor(db: string): string; cronDatabase: string };
   const runs = await sql<{ status: string }>(cluster.urlFor(cluster.cronDatabase), `SELECT d.status FROM cron.job_run_details d

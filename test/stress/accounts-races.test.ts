@@ -3,6 +3,7 @@
 // Seeded: RACE_SEED replays the choices.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type SessionStore } from '../../src/index.js';
 import { freshDatabase, type TestDatabase } from '../helpers.js';
 
@@ -12,7 +13,6 @@ const random = () => {
   state = (state * 1103515245 + 12345) % 2147483648;
   return state / 2147483648;
 };
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 let db: TestDatabase;
 const stores: SessionStore[] = [];

@@ -5,12 +5,11 @@
 // again, and the process must see no unhandled 'error' event or rejection.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { connect, migrate, SessionError, type SessionStore } from '../../src/index.js';
 import { startCluster, type Cluster } from '../harness/cluster.js';
 import { databaseUrl } from '../harness/urls.js';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const unhandled: string[] = [];
 const onUnhandled = (what: string) => (err: unknown) => { unhandled.push(`${what}: ${String(err)}`); };

@@ -10,6 +10,7 @@
 // bracket lies entirely before or after that window has one right answer; inside it, both answers
 // are accepted, and the answer narrows the window. Periods are checked against the same brackets.
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
 import type pg from 'pg';
 import type { SessionStore } from '../../src/index.js';
@@ -475,7 +476,7 @@ class Purge extends Cmd {
 
 class Wait extends Cmd {
   constructor(readonly ms: number) { super(); }
-  async run() { await new Promise((resolve) => setTimeout(resolve, this.ms)); }
+  async run() { await sleep(this.ms); }
   toString() { return `wait(${this.ms}ms)`; }
 }
 

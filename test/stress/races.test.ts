@@ -3,13 +3,12 @@
 // proves (A returned before B was called). Seeded, so a failure can be replayed: RACE_SEED.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { connect, migrate, type SessionStore } from '../../src/index.js';
-import { migrationNames } from '../../src/migrate.js';
-import { freshDatabase, schemaDump, type TestDatabase } from '../helpers.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { cliPath, freshDatabase, schemaDump, shippedMigrations, type TestDatabase } from '../helpers.js';
 
-const shipped = migrationNames();
+const shipped = shippedMigrations();
 
 const seed = Number(process.env.RACE_SEED ?? Date.now() % 1_000_000);
 /** mulberry32: a small seeded PRNG, so that a failing interleaving's inputs can be replayed. */
@@ -23,7 +22,6 @@ function prng(s: number): () => number {
 }
 const random = prng(seed);
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface Timed { start: number; end: number }
 async function timed<T>(f: () => Promise<T>): Promise<Timed & { result: T }> {
@@ -225,7 +223,6 @@ describe('races', () => {
   });
 
   test('5 concurrent `session-pg migrate` processes on an empty database, 3 times: all succeed, one applies, same schema as one run', { timeout: 300_000 }, async (t) => {
-    const cli = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
     const reference = await freshDatabase('single', { empty: true });
     try {
       await migrate({ connectionString: reference.url, log: false });
@@ -234,7 +231,7 @@ describe('races', () => {
         const racy = await freshDatabase('racy', { empty: true });
         try {
           const runs = await Promise.all(Array.from({ length: 5 }, () => new Promise<{ code: number | null; out: string }>((resolve) => {
-            const child = spawn(process.execPath, [cli, 'migrate', '--database-url', racy.url], { stdio: ['ignore', 'pipe', 'pipe'] });
+            const child = spawn(process.execPath, [cliPath, 'migrate', '--database-url', racy.url], { stdio: ['ignore', 'pipe', 'pipe'] });
             let out = '';
             child.stdout.on('data', (d: Buffer) => { out += String(d); });
             child.stderr.on('data', (d: Buffer) => { out += String(d); });
