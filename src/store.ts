@@ -2,10 +2,9 @@ import pg from 'pg';
 import { connector, pooledSettingValues, type ConnectionOptions } from './connection.js';
 import { Deadlines } from './deadline.js';
 import { SessionError, toSessionError } from './errors.js';
-import {
-  GetBatcher, PipelineExecutor, poolExecutor, WriteQueue,
-  type Executor, type GetStatements, type WriteCall, type WriteKind, type WriteStatements,
-} from './executor.js';
+import { WriteQueue, type WriteCall, type WriteKind, type WriteStatements } from './group-commit.js';
+import { PipelineExecutor, poolExecutor, type Executor } from './pipeline.js';
+import { GetBatcher, type GetStatements } from './read-batch.js';
 import { statements } from './statements.js';
 
 /** The result of {@link SessionStore.get}: the value and its remaining period, or why there is none. */

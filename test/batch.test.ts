@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { halves, type WriteCall } from '../src/executor.js';
+import { halves, type WriteCall } from '../src/group-commit.js';
 import { connect, SessionError, type SessionStore } from '../src/index.js';
 import { errorCode, freshDatabase, uniqueName, type TestDatabase } from './helpers.js';
 
