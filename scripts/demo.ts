@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { deviceLabel } from '../src/framework.js';
+import { deviceLabel } from '../src/device-label.js';
 import { connect, migrate, type GetResult, type SessionInfo, type SessionStore } from '../src/index.js';
 import { startCluster, type Cluster } from '../test/harness/cluster.js';
 import { databaseUrl } from '../test/harness/urls.js';

@@ -7,7 +7,7 @@ import { SessionError } from '../src/index.js';
 import { ExpressSessionStore } from '../src/express.js';
 import { FastifySessionStore } from '../src/fastify.js';
 import { KoaSessionStore } from '../src/koa.js';
-import { parseSession } from '../src/framework.js';
+import { parseSession } from '../src/session-json.js';
 import { appFixture, expressApp, fastifyApp, koaApp, rowOf, type TestApp } from './apps.js';
 import { Browser } from './web.js';
 
