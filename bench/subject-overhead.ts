@@ -6,7 +6,8 @@
 // Settings: --sessions=100000 --rounds=5 --seconds=3 --concurrency=32
 import { readdirSync } from 'node:fs';
 import pg from 'pg';
-import { connect, migrate, type SessionStore } from '../src/index.js';
+import { connect, type SessionStore } from '../src/index.js';
+import { migrate } from '../src/admin-index.js';
 import { startCluster } from '../test/harness/cluster.js';
 import { databaseUrl } from '../test/harness/urls.js';
 import { closedLoop, type Measurement } from './load.js';

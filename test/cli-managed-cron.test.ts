@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { accessSync, constants, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import { migrate } from '../src/index.js';
+import { migrate } from '../src/admin-index.js';
 import { adminQuery, adminUrl, cronDatabase, freshDatabase, psql, uniqueName, type TestDatabase } from './helpers.js';
 import { databaseUrl } from './harness/urls.js';
 

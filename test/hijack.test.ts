@@ -8,7 +8,7 @@ import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { migrate } from '../src/index.js';
+import { migrate } from '../src/admin-index.js';
 import { databaseUrl } from './harness/urls.js';
 import { adminQuery, adminUrl, missingTool, pgTool, uniqueName } from './helpers.js';
 

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { migrate, migrationStatus } from '../src/index.js';
+import { migrate, migrationStatus } from '../src/admin-index.js';
 import { databaseUrl } from './harness/urls.js';
 import { adminQuery, adminUrl, cronDatabase, freshDatabase, missingTool, pgTool, psql, schemaDump, uniqueName } from './helpers.js';
 

@@ -3,7 +3,7 @@
 import { appendFileSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import pg from 'pg';
-import { migrate } from '../../src/index.js';
+import { migrate } from '../../src/admin-index.js';
 import { freePort, startCluster, type Cluster } from './cluster.js';
 
 export interface Standby {
