@@ -9,7 +9,6 @@ import pg from 'pg';
 import { PG_MIGRATE_LOCK_ID } from 'node-pg-migrate';
 import { connect, SessionError, type SessionStore } from '../src/index.js';
 import { connectAdmin, migrate } from '../src/admin-index.js';
-import { toSessionError } from '../src/errors.js';
 import { freePort } from './harness/cluster.js';
 import { errorCode, freshDatabase, missingTool, schemaDump, type TestDatabase } from './helpers.js';
 
@@ -74,14 +73,6 @@ describe('the database is unreachable at start', () => {
     } finally {
       await rude.close();
     }
-  });
-  test('socket errors are `connection`, even EPIPE, whose errno looks like a SQLSTATE', () => {
-    for (const errno of ['EPIPE', 'ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT']) {
-      const err = toSessionError(Object.assign(new Error(`write ${errno}`), { code: errno }));
-      assert.equal(err.code, 'connection', errno);
-      assert.equal(err.sqlState, undefined, errno);
-    }
-    assert.equal(toSessionError(new Error('timeout expired')).code, 'connection');
   });
   test('migrate against a silent server: `connection`, no hang', async () => {
     const silent = await fakeServer(() => {});
