@@ -41,7 +41,7 @@ export interface SessionAdmin {
 class PgSessionAdmin extends StoreBase implements SessionAdmin {
   async setDefaultPeriod(period: number): Promise<void> {
     const config = queryConfig(statements.setDefaultPeriod, [checkSeconds('period', period)]);
-    await this.adminWrite(config);
+    await this.writeAlone(config);
   }
 
   async purge(opts?: { batchSize?: number }): Promise<number> {
@@ -49,11 +49,11 @@ class PgSessionAdmin extends StoreBase implements SessionAdmin {
     const config = batchSize === undefined
       ? queryConfig(statements.purge, [])
       : queryConfig(statements.purgeBatch, [checkBatchSize(batchSize)]);
-    return await this.adminWrite(config) as number;
+    return await this.writeAlone(config) as number;
   }
 
   async setAbsoluteLifetime(lifetime: number | null): Promise<void> {
-    await this.adminWrite(queryConfig(statements.setAbsoluteLifetime, [lifetime === null ? null : checkSeconds('lifetime', lifetime)]));
+    await this.writeAlone(queryConfig(statements.setAbsoluteLifetime, [lifetime === null ? null : checkSeconds('lifetime', lifetime)]));
   }
 }
 

@@ -81,10 +81,10 @@ export class StoreBase {
   }
 
   /**
-   * A write that is never batched (admin calls, and the per-subject calls): through the same lanes,
+   * A write that is never batched (the admin calls, and the per-subject calls): through the same lanes,
    * alone, so that reads never queue behind it either. Resolves the first column of the first row.
    */
-  protected adminWrite(config: pg.QueryArrayConfig): Promise<unknown> {
+  protected writeAlone(config: pg.QueryArrayConfig): Promise<unknown> {
     return this.write({ kind: undefined, key: null, value: null, expiry: null, config });
   }
 

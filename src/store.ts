@@ -149,7 +149,7 @@ class PgSessionStore extends StoreBase implements SessionStore {
     const label = options.label === undefined ? null : checkText('label', options.label);
     const lifetime = optionalSeconds('lifetime', options.lifetime);
     // With a subject (at login, rarely): alone through the write lanes, never batched.
-    return await this.adminWrite(queryConfig(statements.generateFor, [expiry, value, subject, label, lifetime])) as string;
+    return await this.writeAlone(queryConfig(statements.generateFor, [expiry, value, subject, label, lifetime])) as string;
   }
 
   async get(key: string): Promise<GetResult> {
@@ -193,7 +193,7 @@ class PgSessionStore extends StoreBase implements SessionStore {
     const s = subject === null ? null : checkText('subject', subject);
     const l = label === undefined ? null : checkText('label', label);
     if (unsendable(key)) return false;
-    return await this.adminWrite(queryConfig(statements.setSubject, [key, s, l])) === true;
+    return await this.writeAlone(queryConfig(statements.setSubject, [key, s, l])) === true;
   }
 
   async list(subject: string, opts?: { max?: number }): Promise<SessionInfo[]> {
@@ -207,7 +207,7 @@ class PgSessionStore extends StoreBase implements SessionStore {
     const { except } = checkOptions(opts);
     const keep = except === undefined ? null : checkKey(except);
     // A key PostgreSQL cannot receive names no session: nothing to keep.
-    return await this.adminWrite(queryConfig(statements.revoke, [checkText('subject', subject), keep !== null && unsendable(keep) ? null : keep])) as number;
+    return await this.writeAlone(queryConfig(statements.revoke, [checkText('subject', subject), keep !== null && unsendable(keep) ? null : keep])) as number;
   }
 
   async revokeHandle(subject: string, handle: string): Promise<boolean> {
@@ -215,12 +215,12 @@ class PgSessionStore extends StoreBase implements SessionStore {
     if (typeof handle !== 'string' || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(handle)) {
       throw new SessionError('invalid_argument', 'handle must be a handle from list()');
     }
-    return await this.adminWrite(queryConfig(statements.revokeHandle, [subject, handle])) === true;
+    return await this.writeAlone(queryConfig(statements.revokeHandle, [subject, handle])) === true;
   }
 
   async rotate(key: string): Promise<string | null> {
     if (unsendable(checkKey(key))) return null;
-    return (await this.adminWrite(queryConfig(statements.rotate, [key])) ?? null) as string | null;
+    return (await this.writeAlone(queryConfig(statements.rotate, [key])) ?? null) as string | null;
   }
 }
 
