@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { connect, type SessionStore } from '../src/index.js';
+import { connectAdmin } from '../src/admin-index.js';
 import { churn, mb, sizes, variantNames, type ChurnResult, type Sizes, type Variant } from './churn.js';
 import { benchKey, createPeerTables, expiries, loadSessions } from './data.js';
 import { closedLoop, median, usersLoop, type Measurement } from './load.js';
@@ -268,7 +269,7 @@ async function purge(server: BenchServer, scenario: PurgeScenario): Promise<Purg
   const db = await server.database('session_purge');
   await load(db, 2 * live, expiries.halfExpired);
   const store = connect({ connectionString: db.appUrl });
-  const purger = connect({ connectionString: db.appUrl, connections: 1, applicationName: 'session-purge' });
+  const purger = connectAdmin({ connectionString: db.appUrl, connections: 1, applicationName: 'session-purge' });
   const liveKey = () => benchKey(1 + 2 * Math.floor(Math.random() * live)); // odd numbers are live
   const get = () => store.get(liveKey());
   try {

@@ -9,7 +9,7 @@
 // round, full-page images included).
 // Settings: --sessions=10000 --rounds=5 --seconds=3 --concurrency=32 --bytes=200,2000
 import { randomBytes } from 'node:crypto';
-import { FrameworkSessions, type Loaded, type Save } from '../src/framework.js';
+import { FrameworkSessions, type Loaded, type Save } from '../src/write-rules.js';
 import { connect } from '../src/index.js';
 import { closedLoop, median, type Measurement } from './load.js';
 import { listOption, numberOption } from './options.js';

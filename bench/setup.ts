@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import pg from 'pg';
-import { migrate } from '../src/index.js';
+import { migrate } from '../src/admin-index.js';
 import { findBindir, startCluster, type Cluster } from '../test/harness/cluster.js';
 import { databaseUrl } from '../test/harness/urls.js';
 

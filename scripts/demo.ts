@@ -6,8 +6,9 @@ import { spawnSync } from 'node:child_process';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { deviceLabel } from '../src/framework.js';
-import { connect, migrate, type GetResult, type SessionInfo, type SessionStore } from '../src/index.js';
+import { deviceLabel } from '../src/device-label.js';
+import { connect, type GetResult, type SessionInfo, type SessionStore } from '../src/index.js';
+import { connectAdmin, migrate, type SessionAdmin } from '../src/admin-index.js';
 import { startCluster, type Cluster } from '../test/harness/cluster.js';
 import { databaseUrl } from '../test/harness/urls.js';
 
@@ -15,7 +16,7 @@ const show = (r: GetResult) => (r.ok ? `value ${JSON.stringify(r.value)}, ${r.pe
 // Keys are secrets: even the demo shows only their beginning.
 const masked = (key: string) => `${key.slice(0, 6)}… (${key.length} characters)`;
 
-async function walkThrough(store: SessionStore, admin: SessionStore): Promise<void> {
+async function walkThrough(store: SessionStore, admin: SessionAdmin, appAsAdmin: SessionAdmin): Promise<void> {
   console.log(`default period: ${await store.defaultPeriod()} s`);
   const key = await store.generate();
   console.log(`generate()                      → ${masked(key)}`);
@@ -32,7 +33,7 @@ async function walkThrough(store: SessionStore, admin: SessionStore): Promise<vo
   console.log(`get(generate(expiry 0))         → ${show(await store.get(expired))}`);
   // Purging and the default period affect every session: they are the admin role's calls.
   console.log(`purge() as the admin role       → ${await admin.purge()} expired session(s) deleted`);
-  console.log(`purge() as the app role         → ${await store.purge().then(() => 'allowed?!', (e: { code?: string }) => e.code)}`);
+  console.log(`purge() as the app role         → ${await appAsAdmin.purge().then(() => 'allowed?!', (e: { code?: string }) => e.code)}`);
   // Sessions that belong to someone: listed by subject (handles, never keys), rotated, revoked.
   const phone = await store.generate({ value: 'a', subject: 'alice', label: 'Phone' });
   const laptop = await store.generate({ value: 'b', subject: 'alice', label: 'Laptop' });
@@ -245,9 +246,11 @@ async function main(): Promise<void> {
     console.log(ran.length ? `Migrated: ${ran.join(', ')}` : 'Schema already up to date');
     const roles = cluster ? await demoRoles(url) : { app: url, ops: url };
     const store = connect({ connectionString: roles.app });
-    const admin = connect({ connectionString: roles.ops, connections: 1 });
-    await walkThrough(store, admin);
+    const admin = connectAdmin({ connectionString: roles.ops, connections: 1 });
+    const appAsAdmin = connectAdmin({ connectionString: roles.app, connections: 1 });
+    await walkThrough(store, admin, appAsAdmin);
     await admin.close();
+    await appAsAdmin.close();
     await showPurging(cluster, url, roles.ops, store);
     if (once) {
       await store.close();

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { clientConfig, withClient, type ConnectionOptions } from './connection.js';
 import { SessionError, toSessionError } from './errors.js';
-import { connect } from './store.js';
+import { connectAdmin } from './admin-store.js';
 
 const sqlDir = new URL('../../sql/', import.meta.url);
 /** What the pg_cron job runs: session_purge() until nothing is left, paced, within 30 s (sql/002). */
@@ -31,7 +31,7 @@ export async function purgeAll(options: ConnectionOptions & { batchSize?: number
   if (!validPurgePause(pause)) {
     throw new SessionError('invalid_argument', 'pause must be a number from 0 to 1000');
   }
-  const store = connect({ ...connection, connections: 1, applicationName: 'session-pg purge' });
+  const store = connectAdmin({ ...connection, connections: 1, applicationName: 'session-pg purge' });
   const started = Date.now();
   const progress: PurgeProgress = { deleted: 0, batches: 0, elapsedMs: 0, busyMs: 0 };
   try {

@@ -8,6 +8,7 @@ import { printPartitionJobs, scaleoutCommand } from './scaleout-cli.js';
 import { partitionPurgeJobs } from './scaleout.js';
 import { downRefused, migrate, migrationStatus } from './migrate.js';
 import { connect } from './store.js';
+import { connectAdmin } from './admin-store.js';
 import { hostPlan } from './hosts.js';
 
 const common = `Options:
@@ -369,7 +370,7 @@ async function run(command: Command, args: string[], values: Values): Promise<vo
     }
     case 'default-period': {
       const period = args[0] === undefined ? undefined : wholeNumber('SECONDS', args[0], 1, maxPeriod);
-      const store = connect({ ...conn, connections: 1, applicationName: 'session-pg' });
+      const store = connectAdmin({ ...conn, connections: 1, applicationName: 'session-pg' });
       try {
         if (period !== undefined) await store.setDefaultPeriod(period);
         console.log(`${await store.defaultPeriod()}`);

@@ -122,7 +122,8 @@ export class Deadlines {
   }
 }
 
-function overdue(w: Watch, now: number, limit: number): boolean {
+/** Whether any call in flight on `w` was made more than `limit` ms before `now`. */
+export function overdue(w: Watch, now: number, limit: number): boolean {
   // Calls are sent in order but a batch carries its oldest caller's time: look at them all.
   for (const t of w.since) if (now - t > limit) return true;
   return false;

@@ -1,11 +1,12 @@
 import type { IncomingMessage } from 'node:http';
 import session from 'express-session';
 import { SessionError } from './errors.js';
-import {
-  callback, dataOf, expiryOf, FrameworkSessions, FrameworkStore, nodeRequest, type FrameworkStoreOptions, type Loaded, type Save, type SessionData,
-} from './framework.js';
+import { callback, expiryOf, nodeRequest, SessionHelpers } from './framework.js';
+import { dataOf, type SessionData } from './session-json.js';
+import { FrameworkSessions, type FrameworkStoreOptions, type Loaded, type Save } from './write-rules.js';
 
-export { cleanLabel, deviceLabel, type FrameworkStoreOptions } from './framework.js';
+export { cleanLabel, deviceLabel } from './device-label.js';
+export type { FrameworkStoreOptions } from './write-rules.js';
 export type { SessionInfo } from './store.js';
 
 type Callback<T = void> = (err: unknown, result?: T) => void;
@@ -79,8 +80,8 @@ function checkCookie(sess: SessionData): void {
  * out with `req.session.destroy()`: deleting the user field instead leaves that field to the
  * last request that saves it, as for any field.
  */
-export class ExpressSessionStore extends session.Store {
-  readonly sessions: FrameworkSessions;
+export class ExpressSessionStore extends SessionHelpers(session.Store) {
+  override readonly sessions: FrameworkSessions;
 
   constructor(options: FrameworkStoreOptions = {}) {
     super();
@@ -141,13 +142,6 @@ export class ExpressSessionStore extends session.Store {
   override length(cb: Callback<number>): void {
     callback(this.sessions.store.count(), cb);
   }
-}
-
-// express-session's Store is the base class: the helpers (sessionsOf, revokeOthers, revokeAll,
-// revokeHandle, close) come from FrameworkStore, whose methods use only `this.sessions`.
-export interface ExpressSessionStore extends Omit<FrameworkStore, 'sessions'> {}
-for (const name of ['sessionsOf', 'revokeOthers', 'revokeAll', 'revokeHandle', 'close'] as const) {
-  Object.defineProperty(ExpressSessionStore.prototype, name, Object.getOwnPropertyDescriptor(FrameworkStore.prototype, name)!);
 }
 
 /** express-session's Session keeps its request as a non-enumerable `req`. */

@@ -1,9 +1,10 @@
 import type { IncomingMessage } from 'node:http';
-import {
-  callback, dataOf, expiryOf, FrameworkStore, nodeRequest, type FrameworkStoreOptions, type Loaded, type Save, type SessionData,
-} from './framework.js';
+import { callback, expiryOf, FrameworkStore, nodeRequest } from './framework.js';
+import { dataOf, type SessionData } from './session-json.js';
+import type { FrameworkStoreOptions, Loaded, Save } from './write-rules.js';
 
-export { cleanLabel, deviceLabel, type FrameworkStoreOptions } from './framework.js';
+export { cleanLabel, deviceLabel } from './device-label.js';
+export type { FrameworkStoreOptions } from './write-rules.js';
 export type { SessionInfo } from './store.js';
 
 type Callback<T = void> = (err?: unknown, result?: T) => void;

@@ -1,8 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { dataOf, FrameworkStore, nodeRequest, secondsOf, type FrameworkStoreOptions, type Loaded, type Save } from './framework.js';
+import { FrameworkStore, nodeRequest, secondsOf } from './framework.js';
+import { dataOf } from './session-json.js';
+import type { FrameworkStoreOptions, Loaded, Save } from './write-rules.js';
 
-export { cleanLabel, deviceLabel, type FrameworkStoreOptions } from './framework.js';
+export { cleanLabel, deviceLabel } from './device-label.js';
+export type { FrameworkStoreOptions } from './write-rules.js';
 export type { SessionInfo } from './store.js';
 
 /** Fields koa-session rewrites on every save: left out when telling whether anything changed. */

@@ -1,11 +1,8 @@
-import pg from 'pg';
-import { connector, pooledSettingValues, type ConnectionOptions } from './connection.js';
-import { Deadlines } from './deadline.js';
-import { SessionError, toSessionError } from './errors.js';
-import {
-  GetBatcher, PipelineExecutor, poolExecutor, WriteQueue,
-  type Executor, type GetStatements, type WriteCall, type WriteKind, type WriteStatements,
-} from './executor.js';
+import type pg from 'pg';
+import type { ConnectionOptions } from './connection.js';
+import { SessionError } from './errors.js';
+import { checkInteger, checkKey, checkOptions, checkText, checkValue, optionalSeconds, setFieldsJson, unsendable, unsetFields, writeOptions } from './checks.js';
+import { openStore, queryConfig, StoreBase } from './store-base.js';
 import { statements } from './statements.js';
 
 /**
@@ -147,18 +144,6 @@ export interface SessionStore {
   /** The default period in seconds. */
   defaultPeriod(): Promise<number>;
   /**
-   * Changes the default period for sessions written from now on. Needs the admin role
-   * (`session_admin` by default); the client role gets `permission_denied`.
-   * Errors: `invalid_argument`, `invalid_parameter`, `permission_denied`.
-   */
-  setDefaultPeriod(period: number): Promise<void>;
-  /**
-   * Deletes expired sessions, at most about `batchSize` (default 10000) in one short transaction,
-   * and resolves how many it deleted; 0 means none are left, or another purge is running.
-   * pg_cron normally does this. Needs the admin role (`permission_denied` otherwise).
-   */
-  purge(options?: { batchSize?: number }): Promise<number>;
-  /**
    * Says whose session this is (at login), with an optional label (omitted: kept); `null` makes it
    * anonymous again. Resolves `false`, creating nothing, when the key is unknown, cleared or expired.
    * Errors: `invalid_argument`, `invalid_parameter` (empty subject), `value_too_large` (over 256 bytes).
@@ -187,196 +172,11 @@ export interface SessionStore {
   rotate(key: string): Promise<string | null>;
   /** The absolute lifetime in seconds given to new sessions, `null` for none. */
   absoluteLifetime(): Promise<number | null>;
-  /**
-   * Sets the absolute lifetime of sessions created from now on (`null`: none). Needs the admin role.
-   * Errors: `invalid_argument`, `invalid_parameter` (outside 1..3155760000), `permission_denied`.
-   */
-  setAbsoluteLifetime(lifetime: number | null): Promise<void>;
   /** Closes the store's own connections (not a pool passed in). Later calls reject with `closed`. */
   close(): Promise<void>;
 }
 
-// int8 arrives as text in pg; parse it here, per query, rather than changing pg's global parsers.
-// Every int8 the API returns is bounded well below 2^53.
-const types = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-};
-
-/**
- * pg copies every query config it is given, own property by own property (a slow path in V8), and
- * keeps its prototype. So the constant fields live in one prototype per statement, and each call's
- * config owns only its values: about a quarter less client CPU per call.
- */
-const templates = new Map<object, object>();
-function queryConfig(statement: { name: string; text: string }, values: unknown[]): pg.QueryArrayConfig {
-  let template = templates.get(statement);
-  if (template === undefined) {
-    template = { ...statement, rowMode: 'array', types };
-    templates.set(statement, template);
-  }
-  const config = Object.create(template) as { values: unknown[] };
-  config.values = values;
-  return config as pg.QueryArrayConfig;
-}
-
-function checkKey(key: unknown): string {
-  if (typeof key !== 'string') throw new SessionError('invalid_argument', 'key must be a string');
-  return key;
-}
-
-// PostgreSQL text cannot hold NUL, and UTF-8 cannot encode a lone surrogate (Buffer would turn
-// it into U+FFFD): refuse rather than store something other than what was given.
-const checkValue = (value: unknown): string => checkText('value', value);
-
-/** Values, subjects and labels: strings PostgreSQL text can hold (the server checks their length). */
-function checkText(name: string, text: unknown): string {
-  if (typeof text !== 'string') throw new SessionError('invalid_argument', `${name} must be a string`);
-  if (text.includes('\u0000')) throw new SessionError('invalid_argument', `${name} must not contain NUL characters`);
-  if (!text.isWellFormed()) throw new SessionError('invalid_argument', `${name} must not contain lone surrogates`);
-  return text;
-}
-
-function checkInteger(name: string, n: unknown, unit = ''): string {
-  if (typeof n !== 'number' || !Number.isSafeInteger(n)) {
-    throw new SessionError('invalid_argument', `${name} must be a safe integer${unit}`);
-  }
-  return String(n);
-}
-
-const checkSeconds = (name: string, n: unknown) => checkInteger(name, n, ' of seconds');
-
-function optionalSeconds(name: string, n: unknown): string | null {
-  return n === undefined || n === null ? null : checkSeconds(name, n);
-}
-
-/** An options argument must be an object: `generate(3600)` must not silently mean "the default". */
-function checkOptions<T extends object>(options: T | undefined): Partial<T> {
-  if (options === undefined) return {};
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw new SessionError('invalid_argument', 'options must be an object');
-  }
-  return options;
-}
-
-function writeOptions(options: WriteOptions | undefined): { expiry: string | null; ifVersion: string | null } {
-  const { expiry, ifVersion } = checkOptions(options);
-  return { expiry: optionalSeconds('expiry', expiry), ifVersion: optionalVersion(ifVersion) };
-}
-
-/** session_purge takes an int4: a larger batch size would reach the server as an overflow. */
-function checkBatchSize(n: unknown): string {
-  const s = checkInteger('batchSize', n);
-  if (Math.abs(n as number) > 2147483647) throw new SessionError('invalid_argument', 'batchSize must fit a 32-bit integer');
-  return s;
-}
-
-/** A key that PostgreSQL could not even receive names no session: answer locally. */
-function unsendable(key: string): boolean {
-  return key.includes('\u0000') || !key.isWellFormed();
-}
-
-/** `fields.set` as JSON text; invalid_argument for what JSON or PostgreSQL text cannot hold. */
-function setFieldsJson(set: unknown): string {
-  if (set === undefined) return '{}';
-  if (typeof set !== 'object' || set === null || Array.isArray(set)) {
-    throw new SessionError('invalid_argument', 'fields.set must be an object');
-  }
-  let json: string | undefined;
-  try {
-    // jsonb refuses \u0000 and lone surrogates: each key and string is checked as a value is.
-    json = JSON.stringify(set, (k: string, v: unknown) => {
-      checkText('fields.set', k);
-      if (typeof v === 'string') checkText('fields.set', v);
-      return v;
-    });
-  } catch (err) {
-    if (err instanceof SessionError) throw err;
-    throw new SessionError('invalid_argument', `fields.set cannot be written as JSON: ${(err as Error).message}`);
-  }
-  if (json === undefined) throw new SessionError('invalid_argument', 'fields.set cannot be written as JSON');
-  return json;
-}
-
-function unsetFields(unset: unknown): string[] {
-  if (unset === undefined) return [];
-  if (!Array.isArray(unset)) throw new SessionError('invalid_argument', 'fields.unset must be an array of strings');
-  return unset.map((field) => checkText('fields.unset', field));
-}
-
-/** A merge as a batch element's value: the JSON object session_write_batch takes. */
-const mergeElement = (c: WriteArgs) => `{"set":${c.value ?? '{}'},"unset":${JSON.stringify(c.unset ?? [])}}`;
-
-const optionalVersion = (n: unknown): string | null => (n === undefined || n === null ? null : checkInteger('ifVersion', n));
-
-/** A batch element's arguments, or (`kind` undefined) the config of a write always sent alone. */
-type WriteArgs = Omit<WriteCall, 'resolve' | 'reject'>;
-
-/** The single call each kind of write stands for, with its arguments in the order it takes them. */
-const singles: Record<WriteKind, (c: WriteArgs) => pg.QueryArrayConfig> = {
-  generate: (c) => queryConfig(statements.generate, [c.expiry, c.value]),
-  set: (c) => queryConfig(statements.set, [c.key, c.value, c.expiry, c.ifVersion ?? null]),
-  touch: (c) => queryConfig(statements.touch, [c.key, c.expiry]),
-  put: (c) => queryConfig(statements.put, [c.key, c.value, c.expiry, c.ifVersion ?? null]),
-  merge: (c) => queryConfig(statements.merge, [c.key, c.value, c.unset ?? [], c.expiry, c.ifVersion ?? null]),
-  clear: (c) => queryConfig(statements.clear, [c.key]),
-};
-
-const writeStatements: WriteStatements = {
-  single: (c) => (c.kind === undefined ? c.config as pg.QueryArrayConfig : singles[c.kind](c)),
-  batch: (calls) => queryConfig(statements.writeBatch, [
-    calls.map((c) => c.kind as string),
-    calls.map((c) => c.key),
-    calls.map((c) => (c.kind === 'merge' ? mergeElement(c) : c.value)),
-    calls.map((c) => c.expiry),
-    calls.some((c) => c.ifVersion != null) ? calls.map((c) => c.ifVersion ?? null) : null,
-  ]),
-};
-
-const getStatements: GetStatements = {
-  single: (key) => queryConfig(statements.get, [key]),
-  batch: (keys) => queryConfig(statements.getBatch, [keys]),
-};
-
-class PgSessionStore implements SessionStore {
-  private closed = false;
-
-  private readonly gets: GetBatcher;
-
-  constructor(private readonly executor: Executor, private readonly writes: WriteQueue, private readonly deadlines?: Deadlines) {
-    this.gets = new GetBatcher(executor, getStatements);
-  }
-
-  /** A write: through the group-commit queue, so that it shares its transaction under load. */
-  private write(args: WriteArgs): Promise<unknown> {
-    if (this.closed) return Promise.reject(new SessionError('closed', 'the session store is closed'));
-    return new Promise<unknown>((resolve, reject) => {
-      this.writes.submit({ ...args, resolve, reject: (err) => reject(toSessionError(err)) });
-    });
-  }
-
-  /**
-   * A write that is never batched (admin calls, and the per-subject calls): through the same lanes,
-   * alone, so that reads never queue behind it either. Resolves the first column of the first row.
-   */
-  private adminWrite(config: pg.QueryArrayConfig): Promise<unknown> {
-    return this.write({ kind: undefined, key: null, value: null, expiry: null, config });
-  }
-
-  private async run(statement: { name: string; text: string }, values: unknown[]): Promise<unknown[][]> {
-    return (await this.read(() => this.executor.query(queryConfig(statement, values)))).rows;
-  }
-
-  /** A read: refused once the store is closed; its errors as SessionErrors. */
-  private async read<T>(send: () => Promise<T>): Promise<T> {
-    if (this.closed) throw new SessionError('closed', 'the session store is closed');
-    try {
-      return await send();
-    } catch (err) {
-      throw toSessionError(err);
-    }
-  }
-
+class PgSessionStore extends StoreBase implements SessionStore {
   async generate(opts?: GenerateOptions): Promise<string> {
     const options = checkOptions(opts);
     const expiry = optionalSeconds('expiry', options.expiry);
@@ -388,7 +188,7 @@ class PgSessionStore implements SessionStore {
     const label = options.label === undefined ? null : checkText('label', options.label);
     const lifetime = optionalSeconds('lifetime', options.lifetime);
     // With a subject (at login, rarely): alone through the write lanes, never batched.
-    return await this.adminWrite(queryConfig(statements.generateFor, [expiry, value, subject, label, lifetime])) as string;
+    return await this.writeAlone(queryConfig(statements.generateFor, [expiry, value, subject, label, lifetime])) as string;
   }
 
   async get(key: string): Promise<GetResult> {
@@ -434,30 +234,9 @@ class PgSessionStore implements SessionStore {
     return await this.write({ kind: 'put', key, value, expiry, ifVersion }) === true;
   }
 
-  async count(): Promise<number> {
-    return (await this.run(statements.count, []))[0]?.[0] as number;
-  }
-
   async clear(key: string): Promise<void> {
     if (unsendable(checkKey(key))) return;
     await this.write({ kind: 'clear', key, value: null, expiry: null });
-  }
-
-  async defaultPeriod(): Promise<number> {
-    return (await this.run(statements.defaultPeriod, []))[0]?.[0] as number;
-  }
-
-  async setDefaultPeriod(period: number): Promise<void> {
-    const config = queryConfig(statements.setDefaultPeriod, [checkSeconds('period', period)]);
-    await this.adminWrite(config);
-  }
-
-  async purge(opts?: { batchSize?: number }): Promise<number> {
-    const { batchSize } = checkOptions(opts);
-    const config = batchSize === undefined
-      ? queryConfig(statements.purge, [])
-      : queryConfig(statements.purgeBatch, [checkBatchSize(batchSize)]);
-    return await this.adminWrite(config) as number;
   }
 
   async setSubject(key: string, subject: string | null, label?: string): Promise<boolean> {
@@ -465,7 +244,7 @@ class PgSessionStore implements SessionStore {
     const s = subject === null ? null : checkText('subject', subject);
     const l = label === undefined ? null : checkText('label', label);
     if (unsendable(key)) return false;
-    return await this.adminWrite(queryConfig(statements.setSubject, [key, s, l])) === true;
+    return await this.writeAlone(queryConfig(statements.setSubject, [key, s, l])) === true;
   }
 
   async list(subject: string, opts?: { max?: number }): Promise<SessionInfo[]> {
@@ -479,7 +258,7 @@ class PgSessionStore implements SessionStore {
     const { except } = checkOptions(opts);
     const keep = except === undefined ? null : checkKey(except);
     // A key PostgreSQL cannot receive names no session: nothing to keep.
-    return await this.adminWrite(queryConfig(statements.revoke, [checkText('subject', subject), keep !== null && unsendable(keep) ? null : keep])) as number;
+    return await this.writeAlone(queryConfig(statements.revoke, [checkText('subject', subject), keep !== null && unsendable(keep) ? null : keep])) as number;
   }
 
   async revokeHandle(subject: string, handle: string): Promise<boolean> {
@@ -487,28 +266,12 @@ class PgSessionStore implements SessionStore {
     if (typeof handle !== 'string' || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(handle)) {
       throw new SessionError('invalid_argument', 'handle must be a handle from list()');
     }
-    return await this.adminWrite(queryConfig(statements.revokeHandle, [subject, handle])) === true;
+    return await this.writeAlone(queryConfig(statements.revokeHandle, [subject, handle])) === true;
   }
 
   async rotate(key: string): Promise<string | null> {
     if (unsendable(checkKey(key))) return null;
-    return (await this.adminWrite(queryConfig(statements.rotate, [key])) ?? null) as string | null;
-  }
-
-  async absoluteLifetime(): Promise<number | null> {
-    return ((await this.run(statements.absoluteLifetime, []))[0]?.[0] ?? null) as number | null;
-  }
-
-  async setAbsoluteLifetime(lifetime: number | null): Promise<void> {
-    await this.adminWrite(queryConfig(statements.setAbsoluteLifetime, [lifetime === null ? null : checkSeconds('lifetime', lifetime)]));
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    // Writes first: with `pooled`, they share the executor's connections.
-    await this.writes.close();
-    await this.executor.close();
-    this.deadlines?.close();
+    return (await this.writeAlone(queryConfig(statements.rotate, [key])) ?? null) as string | null;
   }
 }
 
@@ -518,30 +281,5 @@ class PgSessionStore implements SessionStore {
  * and with `pooled` for a `statementTimeoutMs` or `lockTimeoutMs` that is not a non-negative integer.
  */
 export function connect(options: StoreOptions = {}): SessionStore {
-  const size = positive('connections', options.connections, 2);
-  const lanes = positive('writeConnections', options.writeConnections, 2);
-  const limits = { calls: positive('maxBatchCalls', options.maxBatchCalls, 256), bytes: 1 << 20 };
-  const queue = (lane: () => Executor, timed?: boolean) => new WriteQueue(Array.from({ length: lanes }, lane), writeStatements, limits, timed);
-  const { pool } = options;
-  if (pool !== undefined) return new PgSessionStore(poolExecutor(pool), queue(() => poolExecutor(pool)));
-  const onError = options.onError ?? (() => {});
-  const hosts = connector(options);
-  const report = (err: Error) => onError(toSessionError(err));
-  const timeout = options.statementTimeoutMs;
-  const deadlines = timeout === undefined ? undefined : new Deadlines(timeout);
-  const timed = deadlines !== undefined;
-  if (options.pooled === true) {
-    // Every connection of a store holds a server connection in session pooling, and while it has
-    // statements in flight in transaction pooling: one connection per store unless asked for more.
-    const shared = new PipelineExecutor(hosts, positive('connections', options.connections, 1), report, deadlines, pooledSettingValues(options));
-    return new PgSessionStore(shared, queue(() => shared, timed), deadlines);
-  }
-  return new PgSessionStore(new PipelineExecutor(hosts, size, report, deadlines),
-    queue(() => new PipelineExecutor(hosts, 1, report, deadlines), timed), deadlines);
-}
-
-function positive(name: string, n: number | undefined, otherwise: number): number {
-  if (n === undefined) return otherwise;
-  if (!Number.isSafeInteger(n) || n < 1) throw new SessionError('invalid_argument', `${name} must be a positive integer`);
-  return n;
+  return openStore(PgSessionStore, options);
 }

@@ -5,23 +5,28 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { connect, type SessionStore } from '../src/index.js';
+import { connectAdmin, type SessionAdmin } from '../src/admin-index.js';
 import { errorCode, freshDatabase, sqlState, type TestDatabase } from './helpers.js';
 
 let db: TestDatabase;
 let store: SessionStore;
-let admin: SessionStore;
+let admin: SessionAdmin;
+/** The client role through the admin interface: the server refuses what it may not do. */
+let storeAsAdmin: SessionAdmin;
 let app: pg.Client;
 before(async () => {
   db = await freshDatabase('accounts');
   const url = await db.clientRole();
   store = connect({ connectionString: url });
-  admin = connect({ connectionString: await db.adminRole(), connections: 1 });
+  admin = connectAdmin({ connectionString: await db.adminRole(), connections: 1 });
+  storeAsAdmin = connectAdmin({ connectionString: url, connections: 1 });
   app = new pg.Client({ connectionString: url });
   await app.connect();
 });
 after(async () => {
   await store.close();
   await admin.close();
+  await storeAsAdmin.close();
   await app.end();
   await db.drop();
 });
@@ -152,7 +157,7 @@ describe('absolute lifetime', () => {
   test('configured by the admin role for new sessions; existing ones keep theirs', async () => {
     const before = await store.generate({ value: 'old' });
     assert.equal(await store.absoluteLifetime(), null);
-    assert.equal(await errorCode(store.setAbsoluteLifetime(60)), 'permission_denied');
+    assert.equal(await errorCode(storeAsAdmin.setAbsoluteLifetime(60)), 'permission_denied');
     await admin.setAbsoluteLifetime(60);
     try {
       assert.equal(await store.absoluteLifetime(), 60);

@@ -7,7 +7,6 @@ import { SessionError } from '../src/index.js';
 import { ExpressSessionStore } from '../src/express.js';
 import { FastifySessionStore } from '../src/fastify.js';
 import { KoaSessionStore } from '../src/koa.js';
-import { parseSession } from '../src/framework.js';
 import { appFixture, expressApp, fastifyApp, koaApp, rowOf, type TestApp } from './apps.js';
 import { Browser } from './web.js';
 
@@ -140,19 +139,4 @@ describe('express: a stored cookie express-session could not use', () => {
       assertUnharmed();
     });
   }
-});
-
-describe('parseSession', () => {
-  test('drops the keys at every level and keeps the rest; the result has plain prototypes', () => {
-    const s = parseSession('{"__proto__":{"a":1},"x":{"constructor":{"prototype":{"b":2}},"y":[{"valueOf":3,"z":4}]},"prototype":5}');
-    assert.deepEqual(s, { x: { y: [{ z: 4 }] } });
-    assert.equal(Object.getPrototypeOf(s), Object.prototype);
-    assert.equal(Object.hasOwn(s, '__proto__'), false);
-  });
-
-  test('a value that is not a JSON object is a SessionError with code database', () => {
-    for (const text of ['[]', '"s"', '1', 'null', 'false', 'nope']) {
-      assert.throws(() => parseSession(text), (err) => err instanceof SessionError && err.code === 'database', text);
-    }
-  });
 });

@@ -7,7 +7,7 @@ import { before, describe, test } from 'node:test';
 import { ExpressSessionStore } from '../src/express.js';
 import { FastifySessionStore } from '../src/fastify.js';
 import { KoaSessionStore } from '../src/koa.js';
-import type { FrameworkSessions } from '../src/framework.js';
+import type { FrameworkSessions } from '../src/write-rules.js';
 import { appFixture, expressApp, fastifyApp, koaApp, rowOf, type TestApp } from './apps.js';
 import { Browser } from './web.js';
 

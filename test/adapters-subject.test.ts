@@ -11,7 +11,9 @@ import Koa from 'koa';
 import koaSession from 'koa-session';
 import { ExpressSessionStore } from '../src/express.js';
 import { FastifySessionStore } from '../src/fastify.js';
-import { cleanLabel, deviceLabel, type FrameworkStore, type FrameworkStoreOptions, type SessionData } from '../src/framework.js';
+import type { FrameworkStore } from '../src/framework.js';
+import type { SessionData } from '../src/session-json.js';
+import type { FrameworkStoreOptions } from '../src/write-rules.js';
 import { KoaSessionStore } from '../src/koa.js';
 import { connect, type SessionInfo, type SessionStore } from '../src/index.js';
 import { withSessions } from './apps.js';
@@ -299,28 +301,4 @@ describe('when the subject cannot be written', () => {
     assert.equal((await b.get('/me')).body, user);
     return b;
   }
-});
-
-describe('labels', () => {
-  test('deviceLabel names common browsers and systems, and other clients by their product', () => {
-    const cases: [string | undefined, string][] = [
-      ['Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0', 'Firefox on Linux'],
-      ['Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1', 'Safari on iOS'],
-      ['Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36', 'Chrome on Android'],
-      ['Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36 Edg/126.0', 'Edge on Windows'],
-      ['Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15', 'Safari on macOS'],
-      ['curl/8.5.0', 'curl'],
-      [undefined, 'Unknown device'],
-      ['', 'Unknown device'],
-    ];
-    for (const [ua, label] of cases) assert.equal(deviceLabel(ua), label, String(ua));
-  });
-
-  test('cleanLabel keeps what the database takes: no control characters, well-formed, at most 256 bytes', () => {
-    assert.equal(cleanLabel(' a\u0000b\nc '), 'a b c');
-    assert.equal(cleanLabel('\ud800x'), '\ufffdx');
-    assert.equal(cleanLabel('\u0001'), undefined);
-    const long = cleanLabel('é'.repeat(200));
-    assert.equal(long, 'é'.repeat(128));
-  });
 });

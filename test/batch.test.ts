@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { halves, type WriteCall } from '../src/executor.js';
 import { connect, SessionError, type SessionStore } from '../src/index.js';
 import { errorCode, freshDatabase, uniqueName, type TestDatabase } from './helpers.js';
 
@@ -291,23 +290,6 @@ describe('group commit through the client', () => {
     } finally {
       await store.close();
     }
-  });
-
-  test('halves(): near-equal parts by position, every call of a key in the part of its first call', () => {
-    const call = (key: string | null, value: string): WriteCall => ({ kind: key === null ? 'generate' : 'set', key, value, expiry: null, resolve: () => {}, reject: () => {} });
-    const calls = [call('x', '1'), ...Array.from({ length: 10 }, (_, i) => call(`k${i}`, 'v')), call(null, 'g'), call('x', '2'),
-      call('k1', 'again'), ...Array.from({ length: 10 }, (_, i) => call(`m${i}`, 'v')), call('x', '3')];
-    const [first, second] = halves(calls);
-    assert.deepEqual([...first, ...second].sort((a, b) => calls.indexOf(a) - calls.indexOf(b)), calls);
-    // Each part keeps call order.
-    for (const part of [first, second]) assert.deepEqual(part, [...part].sort((a, b) => calls.indexOf(a) - calls.indexOf(b)));
-    assert.deepEqual(first.filter((c) => c.key === 'x').map((c) => c.value), ['1', '2', '3']);
-    assert.deepEqual(first.filter((c) => c.key === 'k1').map((c) => c.value), ['v', 'again']);
-    assert.ok(second.every((c) => c.key !== 'x' && c.key !== 'k1'));
-    // 25 calls: the first 13 by position, plus the two later calls of keys of the first part.
-    assert.equal(first.length, 15);
-    assert.deepEqual(halves(Array.from({ length: 24 }, (_, i) => call(`d${i}`, 'v'))).map((p) => p.length), [12, 12]);
-    assert.deepEqual(halves(Array.from({ length: 30 }, () => call('same', 'v'))).map((p) => p.length), [30, 0]);
   });
 
   test('a database without session_write_batch, or a role not granted it: the writes go one by one and all succeed', async () => {

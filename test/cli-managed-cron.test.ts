@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { accessSync, constants, readFileSync, writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { migrate } from '../src/index.js';
+import { migrate } from '../src/admin-index.js';
 import { adminQuery, adminUrl, cli, cronDatabase, freshDatabase, psql, shippedMigrations, uniqueName, type TestDatabase } from './helpers.js';
 import { databaseUrl } from './harness/urls.js';
 

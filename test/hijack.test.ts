@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { migrate } from '../src/index.js';
+import { migrate } from '../src/admin-index.js';
 import { databaseUrl } from './harness/urls.js';
 import { adminQuery, adminUrl, missingTool, pgTool, shippedMigrations, uniqueName } from './helpers.js';
 

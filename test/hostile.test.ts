@@ -5,11 +5,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { connect, SessionError, type SessionStore } from '../src/index.js';
+import { connectAdmin, type SessionAdmin } from '../src/admin-index.js';
 import { freshDatabase, type TestDatabase } from './helpers.js';
 
 let db: TestDatabase;
 let app: pg.Client;
 let store: SessionStore;
+let admin: SessionAdmin;
 /** Sessions that must come through untouched: live with a value, live unset, expired (not purged), framework id. */
 const victim = { live: '', unset: '', expired: '', id: 'V'.repeat(40) };
 
@@ -19,6 +21,7 @@ before(async () => {
   app = new pg.Client({ connectionString: url });
   await app.connect();
   store = connect({ connectionString: url });
+  admin = connectAdmin({ connectionString: url });
   victim.live = await store.generate({ expiry: 3600, value: 'victim é😀' });
   victim.unset = await store.generate({ expiry: 3600 });
   victim.expired = await store.generate({ expiry: -5, value: 'expired, not purged' });
@@ -26,6 +29,7 @@ before(async () => {
 });
 after(async () => {
   await store.close();
+  await admin.close();
   await app.end();
   await db.drop();
 });
@@ -106,8 +110,8 @@ const cases: Case[] = [
   { name: 'clear: NULL key', sql: () => sqlVoid('SELECT session.session_clear($1)', [null]), client: () => clientOutcome(() => store.clear(as(null))), expect: [DONE, clientError('invalid_argument')] },
   { name: 'put: NULL key', sql: () => sqlBool('put', null, 'x'), client: () => clientOutcome(() => store.put(as(null), 'x')), expect: [sqlError('22004'), clientError('invalid_argument')] },
   { name: 'put: NULL value on a live framework id', sql: () => sqlBool('put', v.id, null), client: () => clientOutcome(() => store.put(v.id, as(null))), expect: [sqlError('22004'), clientError('invalid_argument')] },
-  { name: 'set_default_period: NULL', sql: () => sqlVoid('SELECT session.session_set_default_period($1)', [null]), client: () => clientOutcome(() => store.setDefaultPeriod(as(null))), expect: [sqlError('22023'), clientError('invalid_argument')] },
-  { name: 'purge: NULL batch size', sql: () => sqlVoid('SELECT session.session_purge($1)', [null]), client: () => clientOutcome(() => store.purge({ batchSize: as(null) })), expect: [sqlError('22023'), clientError('invalid_argument')] },
+  { name: 'set_default_period: NULL', sql: () => sqlVoid('SELECT session.session_set_default_period($1)', [null]), client: () => clientOutcome(() => admin.setDefaultPeriod(as(null))), expect: [sqlError('22023'), clientError('invalid_argument')] },
+  { name: 'purge: NULL batch size', sql: () => sqlVoid('SELECT session.session_purge($1)', [null]), client: () => clientOutcome(() => admin.purge({ batchSize: as(null) })), expect: [sqlError('22023'), clientError('invalid_argument')] },
   { name: 'generate: NULL options object', sql: () => sqlVoid('SELECT session.session_generate(NULL::text)'), client: () => clientOutcome(() => store.generate(as(null))), expect: [sqlError('42883'), clientError('invalid_argument')] },
 
   // Empty strings.
@@ -187,14 +191,14 @@ const cases: Case[] = [
   { name: 'set: expiry as an interval string', sql: () => sqlBool('set', v.live, 'x', '1 hour'), client: () => clientOutcome(() => store.set(v.live, 'x', { expiry: as('1 hour') })), expect: [sqlError('22P02'), clientError('invalid_argument')] },
 
   // Default period and batch size.
-  { name: 'set_default_period: 2^62', sql: () => sqlVoid('SELECT session.session_set_default_period($1)', ['4611686018427387904']), client: () => clientOutcome(() => store.setDefaultPeriod(2 ** 62)), expect: [sqlError('22023'), clientError('invalid_argument')] },
-  { name: 'set_default_period: 0', sql: () => sqlVoid('SELECT session.session_set_default_period($1)', [0]), client: () => clientOutcome(() => store.setDefaultPeriod(0)), expect: [sqlError('22023'), clientError('invalid_parameter')] },
-  { name: 'set_default_period: -2^63', sql: () => sqlVoid('SELECT session.session_set_default_period($1)', ['-9223372036854775808']), client: () => clientOutcome(() => store.setDefaultPeriod(-(2 ** 63))), expect: [sqlError('22023'), clientError('invalid_argument')] },
-  { name: 'set_default_period: fractional', sql: () => sqlVoid('SELECT session.session_set_default_period($1)', ['0.5']), client: () => clientOutcome(() => store.setDefaultPeriod(0.5)), expect: [sqlError('22P02'), clientError('invalid_argument')] },
-  { name: 'set_default_period: numeric string', sql: () => sqlVoid('SELECT session.session_set_default_period($1)', ['1 week']), client: () => clientOutcome(() => store.setDefaultPeriod(as('604800'))), expect: [sqlError('22P02'), clientError('invalid_argument')] },
-  { name: 'purge: batch size 0', sql: () => sqlVoid('SELECT session.session_purge($1)', [0]), client: () => clientOutcome(() => store.purge({ batchSize: 0 })), expect: [sqlError('22023'), clientError('invalid_parameter')] },
-  { name: 'purge: batch size 2^31 (beyond int4)', sql: () => sqlVoid('SELECT session.session_purge($1)', ['2147483648']), client: () => clientOutcome(() => store.purge({ batchSize: 2 ** 31 })), expect: [sqlError('22003'), clientError('invalid_argument')] },
-  { name: 'purge: batch size NaN', sql: () => sqlVoid('SELECT session.session_purge($1)', ['NaN']), client: () => clientOutcome(() => store.purge({ batchSize: NaN })), expect: [sqlError('22P02'), clientError('invalid_argument')] },
+  { name: 'set_default_period: 2^62', sql: () => sqlVoid('SELECT session.session_set_default_period($1)', ['4611686018427387904']), client: () => clientOutcome(() => admin.setDefaultPeriod(2 ** 62)), expect: [sqlError('22023'), clientError('invalid_argument')] },
+  { name: 'set_default_period: 0', sql: () => sqlVoid('SELECT session.session_set_default_period($1)', [0]), client: () => clientOutcome(() => admin.setDefaultPeriod(0)), expect: [sqlError('22023'), clientError('invalid_parameter')] },
+  { name: 'set_default_period: -2^63', sql: () => sqlVoid('SELECT session.session_set_default_period($1)', ['-9223372036854775808']), client: () => clientOutcome(() => admin.setDefaultPeriod(-(2 ** 63))), expect: [sqlError('22023'), clientError('invalid_argument')] },
+  { name: 'set_default_period: fractional', sql: () => sqlVoid('SELECT session.session_set_default_period($1)', ['0.5']), client: () => clientOutcome(() => admin.setDefaultPeriod(0.5)), expect: [sqlError('22P02'), clientError('invalid_argument')] },
+  { name: 'set_default_period: numeric string', sql: () => sqlVoid('SELECT session.session_set_default_period($1)', ['1 week']), client: () => clientOutcome(() => admin.setDefaultPeriod(as('604800'))), expect: [sqlError('22P02'), clientError('invalid_argument')] },
+  { name: 'purge: batch size 0', sql: () => sqlVoid('SELECT session.session_purge($1)', [0]), client: () => clientOutcome(() => admin.purge({ batchSize: 0 })), expect: [sqlError('22023'), clientError('invalid_parameter')] },
+  { name: 'purge: batch size 2^31 (beyond int4)', sql: () => sqlVoid('SELECT session.session_purge($1)', ['2147483648']), client: () => clientOutcome(() => admin.purge({ batchSize: 2 ** 31 })), expect: [sqlError('22003'), clientError('invalid_argument')] },
+  { name: 'purge: batch size NaN', sql: () => sqlVoid('SELECT session.session_purge($1)', ['NaN']), client: () => clientOutcome(() => admin.purge({ batchSize: NaN })), expect: [sqlError('22P02'), clientError('invalid_argument')] },
 
   // Wrong types: JavaScript types through the client, SQL types through the functions.
   { name: 'get: number key', sql: () => sqlVoid('SELECT session.session_get(42)'), client: () => clientOutcome(() => store.get(as(42))), expect: [sqlError('42883'), clientError('invalid_argument')] },
@@ -211,8 +215,8 @@ const cases: Case[] = [
   { name: 'generate: boolean expiry', sql: () => sqlVoid(`SELECT session.session_generate(true, 'x')`), client: () => clientOutcome(() => store.generate({ expiry: as(true) })), expect: [sqlError('42883'), clientError('invalid_argument')] },
   { name: 'generate: number value', sql: () => sqlVoid(`SELECT session.session_generate(60, 42)`), client: () => clientOutcome(() => store.generate({ value: as(42) })), expect: [sqlError('42883'), clientError('invalid_argument')] },
   { name: 'put: array options', sql: () => sqlVoid(`SELECT session.session_put($1::text, 'x', ARRAY[60])`, [v.id]), client: () => clientOutcome(() => store.put(v.id, 'x', as([60]))), expect: [sqlError('42883'), clientError('invalid_argument')] },
-  { name: 'purge: string options', sql: () => sqlVoid(`SELECT session.session_purge(10.5)`), client: () => clientOutcome(() => store.purge(as('10'))), expect: [sqlError('42883'), clientError('invalid_argument')] },
-  { name: 'purge: string batch size', sql: () => sqlVoid(`SELECT session.session_purge('ten')`), client: () => clientOutcome(() => store.purge({ batchSize: as('10') })), expect: [sqlError('22P02'), clientError('invalid_argument')] },
+  { name: 'purge: string options', sql: () => sqlVoid(`SELECT session.session_purge(10.5)`), client: () => clientOutcome(() => admin.purge(as('10'))), expect: [sqlError('42883'), clientError('invalid_argument')] },
+  { name: 'purge: string batch size', sql: () => sqlVoid(`SELECT session.session_purge('ten')`), client: () => clientOutcome(() => admin.purge({ batchSize: as('10') })), expect: [sqlError('22P02'), clientError('invalid_argument')] },
 ];
 
 const tried = { cases: 0, sqlCalls: 0, clientCalls: 0 };

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
-import { migrate } from '../src/index.js';
+import { migrate } from '../src/admin-index.js';
 import { importConnectPgSimple } from '../src/import.js';
 import { adminQuery, adminUrl, cli, errorCode, freshDatabase, psql, uniqueName, type TestDatabase } from './helpers.js';
 import { databaseUrl } from './harness/urls.js';

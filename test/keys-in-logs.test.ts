@@ -7,6 +7,7 @@ import { inspect } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { connect, SessionError, type SessionStore } from '../src/index.js';
+import { connectAdmin, type SessionAdmin } from '../src/admin-index.js';
 import type { Cluster } from './harness/cluster.js';
 import { startLoggingCluster } from './harness/logs.js';
 import { databaseUrl } from './harness/urls.js';
@@ -41,7 +42,7 @@ describe('keys in logs and errors', { timeout: 60_000 }, () => {
   for (const [label, options] of [['', {}], [' with pooled: true', { pooled: true }]] as const) {
     test(`every API call through the client${label}, successes and errors: no key in the log or in util.inspect(error)`, async (t) => {
       const store: SessionStore = connect({ connectionString: appUrl, ...options });
-      const admin: SessionStore = connect({ connectionString: opsUrl, connections: 1, ...options });
+      const admin: SessionAdmin = connectAdmin({ connectionString: opsUrl, connections: 1, ...options });
       const keys: string[] = [];
       const inspected: string[] = [];
       try {

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { connect, SessionError, type GetResult } from '../src/index.js';
+import { connectAdmin } from '../src/admin-index.js';
 import { ExpressSessionStore } from '../src/express.js';
 import { FastifySessionStore } from '../src/fastify.js';
 import { KoaSessionStore } from '../src/koa.js';
@@ -76,7 +77,8 @@ for (const poolMode of ['transaction', 'session'] as const) {
 
     test('every call of the client succeeds with the right result, timeouts included', async () => {
       const store = connect({ connectionString: appUrl, pooled: true });
-      const admin = connect({ connectionString: opsUrl, pooled: true, statementTimeoutMs: 60_000 });
+      const admin = connectAdmin({ connectionString: opsUrl, pooled: true, statementTimeoutMs: 60_000 });
+      const appAsAdmin = connectAdmin({ connectionString: appUrl, pooled: true });
       try {
         for (let i = 0; i < 8; i += 1) {
           const key = await store.generate({ value: `v${i}` });
@@ -124,11 +126,12 @@ for (const poolMode of ['transaction', 'session'] as const) {
         assert.equal(await errorCode(store.set(kept, 'x'.repeat(1_048_577))), 'value_too_large');
         assert.equal(await errorCode(store.set(kept, 'x', { expiry: 3_155_760_001 })), 'invalid_parameter');
         assert.equal(await errorCode(store.put(`${kept}!`, 'x')), 'invalid_parameter');
-        assert.equal(await errorCode(store.setDefaultPeriod(1)), 'permission_denied');
+        assert.equal(await errorCode(appAsAdmin.setDefaultPeriod(1)), 'permission_denied');
         assertLive(await store.get(kept), 'kept');
       } finally {
         await store.close();
         await admin.close();
+        await appAsAdmin.close();
       }
     });
 

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { connect, migrate } from '../src/index.js';
+import { connect } from '../src/index.js';
+import { migrate } from '../src/admin-index.js';
 import { databaseUrl } from './harness/urls.js';
 import { adminQuery, adminUrl, errorCode, missingTool, pgTool, sqlState, uniqueName } from './helpers.js';
 

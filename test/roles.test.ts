@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
-import { migrate } from '../src/index.js';
+import { migrate } from '../src/admin-index.js';
 import { startCluster, type Cluster } from './harness/cluster.js';
 import { databaseUrl } from './harness/urls.js';
 import { shippedMigrations } from './helpers.js';

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import pg from 'pg';
 import { connect, SessionError, type SessionStore } from '../../src/index.js';
+import { connectAdmin, type SessionAdmin } from '../../src/admin-index.js';
 import { errorCode as code, sqlState } from '../support.js';
 
 export interface ApiTarget {
@@ -29,17 +30,18 @@ export function apiContract(name: string, target: () => ApiTarget): void {
 function contract(target: () => ApiTarget): void {
   // Opened at the first case, once the test file's hooks have set the target up. A pool, not one
   // client: several cases have many calls in flight.
-  let opened: { t: ApiTarget; sql: pg.Pool; store: SessionStore } | undefined;
+  let opened: { t: ApiTarget; sql: pg.Pool; store: SessionStore; admin: SessionAdmin } | undefined;
   const open = () => {
     if (opened === undefined) {
       const t = target();
-      opened = { t, sql: new pg.Pool({ connectionString: t.url, max: 2 }), store: connect({ connectionString: t.url }) };
+      opened = { t, sql: new pg.Pool({ connectionString: t.url, max: 2 }), store: connect({ connectionString: t.url }), admin: connectAdmin({ connectionString: t.url }) };
     }
     return opened;
   };
   const sql = { query: (text: string, values?: unknown[]) => open().sql.query(text, values) };
   after(async () => {
     await opened?.store.close();
+    await opened?.admin.close();
     await opened?.sql.end();
   });
 
@@ -247,6 +249,7 @@ function contract(target: () => ApiTarget): void {
 
   describe('the TypeScript client', () => {
     const store = () => open().store;
+    const admin = () => open().admin;
     test('generate, get, set, touch, clear', async () => {
       const key = await store().generate({ expiry: 3600, value: 'v' });
       const r = await store().get(key);
@@ -269,21 +272,21 @@ function contract(target: () => ApiTarget): void {
     });
     test('default period: one week, settable, numbers not strings', async () => {
       assert.equal(await store().defaultPeriod(), 604800);
-      await store().setDefaultPeriod(86400);
+      await admin().setDefaultPeriod(86400);
       try {
         assert.equal(await store().defaultPeriod(), 86400);
         const r = await store().get(await store().generate({ value: 'x' }));
         assert.ok(r.ok && r.period <= 86400 && r.period > 86390);
       } finally {
-        await store().setDefaultPeriod(604800);
+        await admin().setDefaultPeriod(604800);
       }
     });
     test('purge and count return numbers', async () => {
       await store().generate({ expiry: -10, value: 'old' });
       let total = 0;
-      for (let n = await store().purge(); n > 0; n = await store().purge({ batchSize: 100 })) total += n;
+      for (let n = await admin().purge(); n > 0; n = await admin().purge({ batchSize: 100 })) total += n;
       assert.ok(total >= 1);
-      assert.equal(await store().purge(), 0);
+      assert.equal(await admin().purge(), 0);
       assert.equal(typeof (await store().count()), 'number');
     });
     test('many calls in flight keep their order and results', async () => {
@@ -295,8 +298,8 @@ function contract(target: () => ApiTarget): void {
       const key = await store().generate({ value: 'kept' });
       assert.equal(await code(store().generate({ expiry: 3155760001 })), 'invalid_parameter');
       assert.equal(await code(store().set(key, 'x', { expiry: -3155760001 })), 'invalid_parameter');
-      assert.equal(await code(store().setDefaultPeriod(0)), 'invalid_parameter');
-      assert.equal(await code(store().purge({ batchSize: 0 })), 'invalid_parameter');
+      assert.equal(await code(admin().setDefaultPeriod(0)), 'invalid_parameter');
+      assert.equal(await code(admin().purge({ batchSize: 0 })), 'invalid_parameter');
       assert.equal(await code(store().put('short', 'v')), 'invalid_parameter');
       assert.equal(await code(store().set(key, 'x'.repeat(valueLimit + 1))), 'value_too_large');
       const r = await store().get(key);

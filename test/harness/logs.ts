@@ -2,7 +2,7 @@
 // the parameters of every failing statement, with one migrated database and two login roles,
 // `app` (session_client) and `ops` (session_admin), password `pw`. For the keys-in-logs tests.
 import pg from 'pg';
-import { migrate } from '../../src/index.js';
+import { migrate } from '../../src/admin-index.js';
 import { startCluster, type Cluster } from './cluster.js';
 
 export async function startLoggingCluster(database: string, extraSql: string[] = []): Promise<Cluster> {

@@ -6,7 +6,7 @@ import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import pg from 'pg';
-import { migrate } from '../../src/index.js';
+import { migrate } from '../../src/admin-index.js';
 import { findBindir, startCluster, type Cluster } from './cluster.js';
 import { databaseUrl } from './urls.js';
 
@@ -42,12 +42,14 @@ async function main(): Promise<number> {
     await migrate({ connectionString: databaseUrl(adminUrl, templateName), log: false });
 
     // --stress runs the long tests in test/stress/ (npm run test:stress) instead of test/.
-    const dir = fileURLToPath(new URL(process.argv.includes('--stress') ? '../stress/' : '..', import.meta.url));
+    // Without it, the unit tests in test/unit/ (no database) run too.
+    const stress = process.argv.includes('--stress');
+    const dirs = (stress ? ['../stress/'] : ['..', '../unit/']).map((d) => fileURLToPath(new URL(d, import.meta.url)));
     const only = process.argv.slice(2).filter((a) => !a.startsWith('--'));
-    const files = readdirSync(dir)
+    const files = dirs.flatMap((dir) => readdirSync(dir)
       .filter((f) => f.endsWith('.test.js') && (only.length === 0 || only.some((o) => f.includes(o))))
       .sort()
-      .map((f) => join(dir, f));
+      .map((f) => join(dir, f)));
     const env = {
       ...process.env,
       TEST_ADMIN_URL: adminUrl,

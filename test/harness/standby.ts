@@ -4,7 +4,7 @@ import { appendFileSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { migrate } from '../../src/index.js';
+import { migrate } from '../../src/admin-index.js';
 import { freePort, startCluster, type Cluster } from './cluster.js';
 
 export interface Standby {

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { connect, SessionError, type SessionStore } from '../../src/index.js';
+import { connectAdmin, type SessionAdmin } from '../../src/admin-index.js';
 import { ExpressSessionStore } from '../../src/express.js';
 import { FastifySessionStore } from '../../src/fastify.js';
 import { installProxy, partitionTarget, proxyStatus, redact } from '../../src/scaleout.js';
@@ -22,14 +23,17 @@ import { deploy, partitionsOf, type Deployment } from './deployment.js';
 let d: Deployment;
 let sqlClient: pg.Client;
 let store: SessionStore;
+let admin: SessionAdmin;
 before(async () => {
   d = await deploy({ partitions: 4, servers: 2 });
   sqlClient = new pg.Client({ connectionString: d.clientAdminUrl });
   await sqlClient.connect();
   store = connect({ connectionString: d.clientAdminUrl });
+  admin = connectAdmin({ connectionString: d.clientAdminUrl });
 });
 after(async () => {
   await store?.close();
+  await admin?.close();
   await sqlClient?.end();
   await d?.destroy();
 });
@@ -494,13 +498,14 @@ describe('session_get_batch, through the proxy', () => {
 describe('roles on the proxy and the partitions', () => {
   test('the client role: the data calls, permission_denied for the admin calls and the private functions', async () => {
     const app = connect({ connectionString: d.clientUrl });
+    const appAsAdmin = connectAdmin({ connectionString: d.clientUrl });
     const c = new pg.Client({ connectionString: d.clientUrl });
     await c.connect();
     try {
       const key = await app.generate({ value: 'mine' });
       assert.ok((await app.get(key)).ok);
-      assert.equal(await code(app.setDefaultPeriod(60)), 'permission_denied');
-      assert.equal(await code(app.purge()), 'permission_denied');
+      assert.equal(await code(appAsAdmin.setDefaultPeriod(60)), 'permission_denied');
+      assert.equal(await code(appAsAdmin.purge()), 'permission_denied');
       assert.equal(await sqlState(c.query('SELECT * FROM session.session_stats()')), '42501');
       assert.equal(await sqlState(c.query(`SELECT session_proxy.partition_generate('${'a'.repeat(64)}', NULL, 'forged', NULL, NULL, NULL)`)), '42501');
       assert.equal(await sqlState(c.query(`SELECT session_proxy.partition_rotate($1, '${'a'.repeat(64)}')`, [key])), '42501');
@@ -508,22 +513,25 @@ describe('roles on the proxy and the partitions', () => {
       // The client role has the whole API of 005, the admin calls excepted.
       assert.ok(await app.setSubject(key, 'someone'));
       assert.equal((await app.list('someone')).length >= 1, true);
-      assert.equal(await code(app.setAbsoluteLifetime(60)), 'permission_denied');
+      assert.equal(await code(appAsAdmin.setAbsoluteLifetime(60)), 'permission_denied');
       assert.equal(await app.absoluteLifetime(), null);
       assert.equal(await sqlState(c.query(`SELECT session_proxy.set_partition(0, 'host=evil')`)), '42501');
       // The user mapping (the partition login's password) is not visible to it.
       const um = await c.query<{ umoptions: string[] | null }>('SELECT umoptions FROM pg_user_mappings');
       assert.ok(um.rows.every((r) => r.umoptions === null));
       // An admin-only login may purge but not read sessions.
-      const ops = connect({ connectionString: d.adminUrl });
+      const ops = connectAdmin({ connectionString: d.adminUrl });
+      const opsAsClient = connect({ connectionString: d.adminUrl });
       try {
         assert.equal(typeof (await ops.purge()), 'number');
-        assert.equal(await code(ops.get(key)), 'permission_denied');
+        assert.equal(await code(opsAsClient.get(key)), 'permission_denied');
       } finally {
         await ops.close();
+        await opsAsClient.close();
       }
     } finally {
       await app.close();
+      await appAsAdmin.close();
       await c.end();
     }
   });

@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import pg from 'pg';
 import { connect, type SessionStore } from '../../src/index.js';
+import { connectAdmin, type SessionAdmin } from '../../src/admin-index.js';
 import { clientApi, commandArb, Model, sqlApi, type Api, type Real } from '../stress/model.js';
 import { deploy, type Deployment } from './deployment.js';
 
@@ -18,15 +19,18 @@ const runs = Number(process.env.MODEL_RUNS ?? 100);
 
 let d: Deployment;
 let store: SessionStore;
+let admin: SessionAdmin;
 let sql: pg.Client;
 before(async () => {
   d = await deploy({ partitions: 4, servers: 2 });
   store = connect({ connectionString: d.clientAdminUrl });
+  admin = connectAdmin({ connectionString: d.clientAdminUrl });
   sql = new pg.Client({ connectionString: d.clientAdminUrl });
   await sql.connect();
 });
 after(async () => {
   await store?.close();
+  await admin?.close();
   await sql?.end();
   await d?.destroy();
 });
@@ -63,7 +67,7 @@ const property = (api: () => Api) =>
 
 describe('model-based, through the proxy', () => {
   test(`through the TypeScript client (${runs} sequences)`, { timeout: 900_000 }, async () => {
-    await fc.assert(property(() => clientApi(store)), { numRuns: runs });
+    await fc.assert(property(() => clientApi(store, admin)), { numRuns: runs });
   });
   test(`through the SQL functions (${runs} sequences)`, { timeout: 900_000 }, async () => {
     await fc.assert(property(() => sqlApi(sql)), { numRuns: runs });
@@ -87,7 +91,7 @@ describe('differential: the proxy answers as one database does', () => {
     assert.ok(cluster !== undefined);
     await d.query(cluster.url, 'CREATE DATABASE reference_db');
     directUrl = cluster.urlFor('reference_db');
-    const { migrate } = await import('../../src/index.js');
+    const { migrate } = await import('../../src/admin-index.js');
     await migrate({ connectionString: directUrl, log: false });
     direct = new pg.Client({ connectionString: directUrl });
     await direct.connect();

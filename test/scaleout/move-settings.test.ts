@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { connect, type SessionStore } from '../../src/index.js';
+import { connectAdmin } from '../../src/admin-index.js';
 import { movePartition } from '../../src/scaleout.js';
 import { startCluster, type Cluster } from '../harness/cluster.js';
 import { databaseUrl } from '../harness/urls.js';
@@ -51,8 +52,13 @@ const config = async (url: string) =>
 
 test('a move copies every setting and sends no password in any statement: both servers log everything', { timeout: 300_000 }, async () => {
   // Settings that differ from the defaults, on every partition.
-  await store.setDefaultPeriod(7200);
-  await store.setAbsoluteLifetime(3600);
+  const admin = connectAdmin({ connectionString: d.clientAdminUrl, connections: 1 });
+  try {
+    await admin.setDefaultPeriod(7200);
+    await admin.setAbsoluteLifetime(3600);
+  } finally {
+    await admin.close();
+  }
   for (const url of d.partitionUrls) await sql(url, 'UPDATE session.config SET max_value_bytes = 4096');
   for (let i = 0; i < 40; i++) await store.generate({ value: `v${i}` });
 

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { connect, migrate, SessionError, type SessionStore } from '../../src/index.js';
+import { connect, SessionError, type SessionStore } from '../../src/index.js';
+import { migrate } from '../../src/admin-index.js';
 import { startCluster, type Cluster } from '../harness/cluster.js';
 import { databaseUrl } from '../harness/urls.js';
 

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import pg from 'pg';
 import { connect, type SessionStore } from '../../src/index.js';
+import { connectAdmin, type SessionAdmin } from '../../src/admin-index.js';
 import { freshDatabase, type TestDatabase } from '../helpers.js';
 import { clientApi, commandArb, Model, sqlApi, type Api, type Real } from './model.js';
 
@@ -19,16 +20,19 @@ const maxCommands = 40;
 let db: TestDatabase;
 let clientUrl = '';
 let store: SessionStore;
+let admin: SessionAdmin;
 let sql: pg.Client;
 before(async () => {
   db = await freshDatabase('model');
   clientUrl = await db.clientRole({ admin: true });
   store = connect({ connectionString: clientUrl });
+  admin = connectAdmin({ connectionString: clientUrl });
   sql = new pg.Client({ connectionString: clientUrl });
   await sql.connect();
 });
 after(async () => {
   await store.close();
+  await admin.close();
   await sql.end();
   await db.drop();
 });
@@ -72,7 +76,7 @@ function property(api: () => Api, count = true) {
 describe('model-based: ocaml-session semantics', () => {
   test(`through the TypeScript client (${runs} sequences of up to ${maxCommands} commands)`, { timeout: 600_000 }, async (t) => {
     const started = performance.now();
-    await fc.assert(property(() => clientApi(store)), { numRuns: runs });
+    await fc.assert(property(() => clientApi(store, admin)), { numRuns: runs });
     t.diagnostic(`${Math.round((performance.now() - started) / 1000)} s`);
   });
 

@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
 import type pg from 'pg';
 import type { SessionStore } from '../../src/index.js';
+import type { SessionAdmin } from '../../src/admin-index.js';
 
 /** The store's API, as the model sees it. Errors are thrown as `{ code }` (SessionError codes). */
 export interface Api {
@@ -541,8 +542,8 @@ export const commandArb: fc.Arbitrary<Cmd> = fc.oneof(
 
 export { Cmd };
 
-/** The TypeScript client as the model's `Api`. */
-export function clientApi(s: SessionStore): Api {
+/** The TypeScript client as the model's `Api`: `s` for the client calls, `a` for the admin calls. */
+export function clientApi(s: SessionStore, a: SessionAdmin): Api {
   return {
     generate: (expiry, value, subject, lifetime) => s.generate({
       ...(expiry === undefined ? {} : { expiry }), ...(value === undefined ? {} : { value }),
@@ -561,8 +562,8 @@ export function clientApi(s: SessionStore): Api {
     rotate: (key) => s.rotate(key),
     count: () => s.count(),
     defaultPeriod: () => s.defaultPeriod(),
-    setDefaultPeriod: (p) => s.setDefaultPeriod(p),
-    purge: (batchSize) => s.purge(batchSize === undefined ? {} : { batchSize }),
+    setDefaultPeriod: (p) => a.setDefaultPeriod(p),
+    purge: (batchSize) => a.purge(batchSize === undefined ? {} : { batchSize }),
   };
 }
 

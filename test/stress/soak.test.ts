@@ -8,6 +8,7 @@ import { runInNewContext } from 'node:vm';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type SessionStore } from '../../src/index.js';
+import { connectAdmin, type SessionAdmin } from '../../src/admin-index.js';
 import { freshDatabase, type TestDatabase } from '../helpers.js';
 
 setFlagsFromString('--expose-gc');
@@ -17,12 +18,16 @@ const MB = 1024 * 1024;
 
 let db: TestDatabase;
 let store: SessionStore;
+let admin: SessionAdmin;
 before(async () => {
   db = await freshDatabase('soak');
-  store = connect({ connectionString: await db.clientRole({ admin: true }) });
+  const url = await db.clientRole({ admin: true });
+  store = connect({ connectionString: url });
+  admin = connectAdmin({ connectionString: url });
 });
 after(async () => {
   await store.close();
+  await admin.close();
   await db.drop();
 });
 
@@ -111,7 +116,7 @@ test(`soak: ${seconds} s of mixed traffic with a purge every 3 s`, { timeout: (s
     while (performance.now() < deadline) {
       await sleep(3000);
       try {
-        counts.purged += await store.purge();
+        counts.purged += await admin.purge();
         counts.purges += 1;
       } catch (err) {
         fail(`purge failed: ${String(err)}`);

@@ -1,8 +1,8 @@
 // libpq's host lists and target_session_attrs, split into one set of options per host: no database.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { SessionError } from '../src/index.js';
-import { hostPlan } from '../src/hosts.js';
+import { SessionError } from '../../src/index.js';
+import { hostPlan } from '../../src/hosts.js';
 
 const invalid = (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument';
 

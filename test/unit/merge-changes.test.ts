@@ -2,8 +2,8 @@
 // one it saves. No database.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { changesOf } from '../src/framework.js';
-import { SessionError } from '../src/index.js';
+import { changesOf } from '../../src/session-json.js';
+import { SessionError } from '../../src/index.js';
 
 const text = (o: object) => JSON.stringify(o);
 
