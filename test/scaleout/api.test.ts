@@ -538,7 +538,7 @@ describe('roles on the proxy and the partitions', () => {
   test('on a partition, partition_generate, partition_rotate and partition_write_batch are the proxy role\'s only', async () => {
     const url = d.partitionUrls[0] as string;
     for (const fn of ['session.partition_generate(text, bigint, text, text, text, bigint)', 'session.partition_rotate(text, text)',
-      'session.partition_write_batch(text[], text[], text[], bigint[])']) {
+      'session.partition_write_batch(text[], text[], text[], bigint[], bigint[])']) {
       const r = await d.query<{ client: boolean; admin: boolean; proxy: boolean; public: boolean }>(url, `SELECT
         has_function_privilege('session_client', $1, 'EXECUTE') AS client,
         has_function_privilege('session_admin', $1, 'EXECUTE') AS admin,

@@ -49,8 +49,15 @@ describe('keys in logs through the proxy', { timeout: 300_000 }, () => {
           assert.equal(await sqlState(q(c, 'SELECT session.session_put($1, $2, $3)', [`${own}!`, '{}', null])), '22023');
           await q(c, 'SELECT session.session_set_subject($1, $2, $3)', [key, `user${i}`, 'laptop']);
           await q(c, 'SELECT * FROM session.session_get_batch($1::text[])', [[key, own, null, key]]);
-          const written = await q(c, 'SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])',
-            [['set', 'generate', 'put', 'touch'], [key, null, own, key], ['a', 'g', 'b', null], [null, null, null, 60]]);
+          // Merges and conditional writes: a write, a conflict (SP001) and a value that is no object (SP002).
+          const v = (await q(c, 'SELECT version FROM session.session_get($1)', [own]))[0]?.version as string;
+          await q(c, 'SELECT session.session_merge($1, $2::jsonb, $3::text[], $4, $5)', [own, '{"m": 1}', ['x'], 600, v]);
+          assert.equal(await sqlState(q(c, 'SELECT session.session_merge($1, $2::jsonb, NULL, NULL, $3)', [own, '{"m": 2}', v])), 'SP001');
+          assert.equal(await sqlState(q(c, 'SELECT session.session_merge($1, $2::jsonb)', [key, '{"m": 3}'])), 'SP002');
+          assert.equal(await sqlState(q(c, 'SELECT session.session_put($1, $2, NULL, $3)', [own, '{}', v])), 'SP001');
+          const written = await q(c, 'SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])',
+            [['set', 'generate', 'put', 'touch', 'merge', 'merge'], [key, null, own, key, own, own], ['a', 'g', 'b', null, '{"set": {"n": 1}}', '{"unset": ["n"]}'],
+              [null, null, null, 60, null, null], [null, null, null, null, null, '1']]);
           keys.push(...written.map((r) => r.key as string | null).filter((k): k is string => k !== null));
           const rotated = (await q(c, 'SELECT session.session_rotate($1) AS k', [key]))[0]?.k as string;
           keys.push(rotated);
