@@ -57,10 +57,13 @@ export interface Sizes {
 
 /** Sizes of a table, summed over its partitions if it has any. */
 export async function sizes(db: BenchDatabase, name: string): Promise<Sizes> {
-  const [r] = await db.sql<{ heap: string; indexes: string; total: string }>(`
+  const [r] = await db.sql<{ heap: string; indexes: string; total: string }>(
+    `
     SELECT sum(pg_relation_size(relid)) AS heap, sum(pg_indexes_size(relid)) AS indexes,
            sum(pg_total_relation_size(relid)) AS total
-      FROM ${leaves}`, [name]);
+      FROM ${leaves}`,
+    [name],
+  );
   return { heapBytes: Number(r?.heap), indexBytes: Number(r?.indexes), totalBytes: Number(r?.total) };
 }
 
@@ -73,11 +76,20 @@ interface TableStats {
 }
 
 async function tableStats(db: BenchDatabase, name: string): Promise<TableStats> {
-  const [r] = await db.sql<Record<string, string>>(`
+  const [r] = await db.sql<Record<string, string>>(
+    `
     SELECT sum(n_tup_upd) AS upd, sum(n_tup_hot_upd) AS hot, sum(n_dead_tup) AS dead, sum(n_live_tup) AS live,
            sum(autovacuum_count) AS av
-      FROM pg_stat_user_tables WHERE relid IN (SELECT relid FROM ${leaves})`, [name]);
-  return { updates: Number(r?.upd), hotUpdates: Number(r?.hot), deadTuples: Number(r?.dead), liveTuples: Number(r?.live), autovacuums: Number(r?.av) };
+      FROM pg_stat_user_tables WHERE relid IN (SELECT relid FROM ${leaves})`,
+    [name],
+  );
+  return {
+    updates: Number(r?.upd),
+    hotUpdates: Number(r?.hot),
+    deadTuples: Number(r?.dead),
+    liveTuples: Number(r?.live),
+    autovacuums: Number(r?.av),
+  };
 }
 
 export interface ChurnResult {
@@ -110,7 +122,12 @@ export interface ChurnOptions {
   maxWaitSeconds: number;
 }
 
-export async function churn(server: BenchServer, variant: Variant, o: ChurnOptions, log: (s: string) => void): Promise<ChurnResult> {
+export async function churn(
+  server: BenchServer,
+  variant: Variant,
+  o: ChurnOptions,
+  log: (s: string) => void,
+): Promise<ChurnResult> {
   const db = await server.database(`session_churn_${variant}`);
   const name = table(variant);
   if (variant === 'partitioned') await createPartitioned(db, 8);
@@ -127,14 +144,18 @@ export async function churn(server: BenchServer, variant: Variant, o: ChurnOptio
   const statsBefore = await tableStats(db, name);
   const [walBefore] = await db.sql<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
 
-  const set = variant === 'partitioned'
-    ? `UPDATE bench_part.sessions SET value = :v, expires_at = now() + interval '7 days'
+  const set =
+    variant === 'partitioned'
+      ? `UPDATE bench_part.sessions SET value = :v, expires_at = now() + interval '7 days'
         WHERE digest = sha256(convert_to(${sqlKey(':id')}, 'UTF8')) AND expires_at > now();`
-    : `SELECT session.session_set(${sqlKey(':id')}, :v, NULL::bigint);`;
+      : `SELECT session.session_set(${sqlKey(':id')}, :v, NULL::bigint);`;
   const perClient = Math.ceil(o.sets / o.clients);
   const url = variant === 'partitioned' ? db.adminUrl : db.appUrl;
   const tx = await runPgbench({
-    url, bindir: db.bindir, clients: o.clients, perClient,
+    url,
+    bindir: db.bindir,
+    clients: o.clients,
+    perClient,
     script: `\\set id random(1, ${o.sessions})\n${set}\n`,
     defines: { v: benchValue('s') },
   });
@@ -149,7 +170,9 @@ export async function churn(server: BenchServer, variant: Variant, o: ChurnOptio
   const afterSets = await sizes(db, name);
   const statsAfter = await tableStats(db, name);
   // All databases share the WAL, but nothing else writes while the sets run.
-  const [wal] = await db.sql<{ bytes: string }>('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn) AS bytes', [walBefore?.lsn]);
+  const [wal] = await db.sql<{ bytes: string }>('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn) AS bytes', [
+    walBefore?.lsn,
+  ]);
   const [settings] = await db.sql<{ threshold: string }>(`
     SELECT current_setting('autovacuum_vacuum_threshold')::float8
            + current_setting('autovacuum_vacuum_scale_factor')::float8 * ${o.sessions} AS threshold`);
@@ -181,7 +204,9 @@ export async function churn(server: BenchServer, variant: Variant, o: ChurnOptio
     autovacuumThreshold: threshold,
     waitedSeconds: Math.round((Date.now() - started) / 1000),
   };
-  log(`churn ${variant.padEnd(13)} HOT ${(result.hotShare * 100).toFixed(1)}%  ${Math.round(setsPerSec)} sets/s  total ${mb(before.totalBytes)} → ${mb(afterSets.totalBytes)} → ${mb(result.afterAutovacuum.totalBytes)} MB (autovacuum ${ran ? 'ran' : 'did not run'})`);
+  log(
+    `churn ${variant.padEnd(13)} HOT ${(result.hotShare * 100).toFixed(1)}%  ${Math.round(setsPerSec)} sets/s  total ${mb(before.totalBytes)} → ${mb(afterSets.totalBytes)} → ${mb(result.afterAutovacuum.totalBytes)} MB (autovacuum ${ran ? 'ran' : 'did not run'})`,
+  );
   await server.drop(db.name);
   return result;
 }

@@ -46,7 +46,12 @@ export function oursPool10(url: string, keys: string[]): NodeContender {
   return oursWith(connect({ pool }), 'ours-pool10', keys, () => pool.end());
 }
 
-function oursWith(store: ReturnType<typeof connect>, name: NodeContenderName, keys: string[], closePool: () => Promise<void>): NodeContender {
+function oursWith(
+  store: ReturnType<typeof connect>,
+  name: NodeContenderName,
+  keys: string[],
+  closePool: () => Promise<void>,
+): NodeContender {
   const setValue = benchValue('s');
   const generateOptions = { value: benchValue(generatedMarker) };
   return {
@@ -121,7 +126,10 @@ export function rawFn(url: string, keys: string[]): NodeContender {
     clear: (key) => pool.query({ ...clear, values: [key] }),
     async check() {
       expect((await pool.query({ ...get, values: [keys[1]] })).rowCount === 1, 'raw-fn: get of session 1');
-      expect((await pool.query<{ ok: boolean }>({ ...set, values: [keys[2], setValue, null] })).rows[0]?.ok === true, 'raw-fn: set of session 2');
+      expect(
+        (await pool.query<{ ok: boolean }>({ ...set, values: [keys[2], setValue, null] })).rows[0]?.ok === true,
+        'raw-fn: set of session 2',
+      );
     },
     close: () => pool.end(),
   };
@@ -180,5 +188,9 @@ export async function redisStore(url: string): Promise<session.Store & { close()
   const client = createClient({ url });
   client.on('error', () => {});
   await client.connect();
-  return Object.assign(new RedisStore({ client }), { close: async () => { await client.quit().catch(() => {}); } });
+  return Object.assign(new RedisStore({ client }), {
+    close: async () => {
+      await client.quit().catch(() => {});
+    },
+  });
 }

@@ -21,7 +21,12 @@ export const benchValue = (first: string): string => first + 'x'.repeat(valueByt
  * stores it. `data` starts with `first` (the marker of generated sessions).
  */
 export function expressSession(first: string): { cookie: object; data: string } {
-  const cookie = { originalMaxAge: 604800000, expires: new Date(Date.now() + 604800000).toISOString(), httpOnly: true, path: '/' };
+  const cookie = {
+    originalMaxAge: 604800000,
+    expires: new Date(Date.now() + 604800000).toISOString(),
+    httpOnly: true,
+    path: '/',
+  };
   const shell = JSON.stringify({ cookie, data: '' }).length;
   return { cookie, data: benchValue(first).slice(0, valueBytes - shell) };
 }
@@ -64,8 +69,13 @@ export const expiries = {
  * `randomIds`: the peers' tables get random 32-character ids (as express-session makes) instead of
  * benchKey(i), for size measurements where the order of insertion into the index matters.
  */
-export async function loadSessions(db: BenchDatabase, table: Table, from: number, to: number,
-  options: { first?: string; expires?: string; randomIds?: boolean } = {}): Promise<void> {
+export async function loadSessions(
+  db: BenchDatabase,
+  table: Table,
+  from: number,
+  to: number,
+  options: { first?: string; expires?: string; randomIds?: boolean } = {},
+): Promise<void> {
   const first = options.first ?? 'v';
   const expires = options.expires ?? expiries.week;
   const key = options.randomIds

@@ -30,7 +30,10 @@ export function buildShim(): Shim | string {
   return { path, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-export const shimEnv = (shim: Shim, sleepUs: number): Record<string, string> => ({ LD_PRELOAD: shim.path, SLOW_FSYNC_US: String(Math.round(sleepUs)) });
+export const shimEnv = (shim: Shim, sleepUs: number): Record<string, string> => ({
+  LD_PRELOAD: shim.path,
+  SLOW_FSYNC_US: String(Math.round(sleepUs)),
+});
 
 export interface Calibration {
   sleepUs: number;
@@ -43,7 +46,13 @@ export interface Calibration {
  * Finds the sleep that makes pg_test_fsync's fdatasync figure about `targetUs` under the preload:
  * sleeps overshoot on virtual machines, so start below the target and correct by the error.
  */
-export function calibrate(server: BenchServer, shim: Shim, targetUs: number, log: (s: string) => void, fixedSleepUs?: number): Calibration | string {
+export function calibrate(
+  server: BenchServer,
+  shim: Shim,
+  targetUs: number,
+  log: (s: string) => void,
+  fixedSleepUs?: number,
+): Calibration | string {
   const tries: Calibration['tries'] = [];
   let sleepUs = fixedSleepUs ?? Math.round(targetUs * 0.8);
   let best: { sleepUs: number; figure: FsyncFigure } | undefined;
@@ -52,7 +61,8 @@ export function calibrate(server: BenchServer, shim: Shim, targetUs: number, log
     if (typeof figure === 'string') return figure;
     tries.push({ sleepUs, fdatasyncUs: figure.fdatasyncUs });
     log(`# pg_test_fsync with slow-fsync sleeping ${sleepUs} µs: fdatasync ${figure.fdatasyncUs} µs/op`);
-    if (!best || Math.abs(figure.fdatasyncUs - targetUs) < Math.abs(best.figure.fdatasyncUs - targetUs)) best = { sleepUs, figure };
+    if (!best || Math.abs(figure.fdatasyncUs - targetUs) < Math.abs(best.figure.fdatasyncUs - targetUs))
+      best = { sleepUs, figure };
     if (Math.abs(figure.fdatasyncUs - targetUs) <= targetUs * 0.1) break;
     // Other work on the disk can make a single reading far off: never stray far from the target.
     sleepUs = Math.min(targetUs * 1.2, Math.max(targetUs * 0.5, Math.round(sleepUs + (targetUs - figure.fdatasyncUs) * 0.9)));

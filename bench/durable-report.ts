@@ -65,15 +65,22 @@ export function medianOf(cells: DurableCell[], p: Pick, who: NodeContenderName, 
 /** Median over rounds of a's ops/s over b's, both from the same round. */
 export function ratio(cells: DurableCell[], a: Pick & { who: NodeContenderName }, b: Pick & { who: NodeContenderName }): number {
   const rounds = [...new Set(cells.map((c) => c.round))];
-  return median(rounds.flatMap((round) => {
-    const x = cells.find((c) => c.round === round && matches(c, a) && c.contender === a.who);
-    const y = cells.find((c) => c.round === round && matches(c, b) && c.contender === b.who);
-    return x && y && y.opsPerSec > 0 ? [x.opsPerSec / y.opsPerSec] : [];
-  }));
+  return median(
+    rounds.flatMap((round) => {
+      const x = cells.find((c) => c.round === round && matches(c, a) && c.contender === a.who);
+      const y = cells.find((c) => c.round === round && matches(c, b) && c.contender === b.who);
+      return x && y && y.opsPerSec > 0 ? [x.opsPerSec / y.opsPerSec] : [];
+    }),
+  );
 }
 
 /** Calls per committed transaction and commits per WAL flush, summed over rounds. */
-export function serverFigures(cells: DurableCell[], p: Pick, who: NodeContenderName, writes: 'commits' | 'xids' = 'commits'): { batch: number; perFlush: number } {
+export function serverFigures(
+  cells: DurableCell[],
+  p: Pick,
+  who: NodeContenderName,
+  writes: 'commits' | 'xids' = 'commits',
+): { batch: number; perFlush: number } {
   const mine = cells.filter((c) => matches(c, p) && c.contender === who && c.server);
   const sum = (f: keyof ServerDelta) => mine.reduce((s, c) => s + (c.server?.[f] ?? 0), 0);
   const w = sum(writes);
@@ -95,26 +102,94 @@ export const targetMet = (t: TargetRow): boolean | undefined =>
 
 /** The targets for this store's durable writes; "ours" is connect() with default options. */
 export function durableTargets(cells: DurableCell[]): TargetRow[] {
-  const ours = (disk: DiskName, scenario: Scenario, op: string, load: number) => ({ disk, scenario, op, load, who: 'ours' as const });
-  const other = (who: NodeContenderName, disk: DiskName, scenario: Scenario, op: string, load: number) => ({ disk, scenario, op, load, who });
-  const r = (what: string, measured: number, target: number, unit: TargetRow['unit'] = '×', atLeast = true): TargetRow => ({ what, measured, target, unit, atLeast });
+  const ours = (disk: DiskName, scenario: Scenario, op: string, load: number) => ({
+    disk,
+    scenario,
+    op,
+    load,
+    who: 'ours' as const,
+  });
+  const other = (who: NodeContenderName, disk: DiskName, scenario: Scenario, op: string, load: number) => ({
+    disk,
+    scenario,
+    op,
+    load,
+    who,
+  });
+  const r = (what: string, measured: number, target: number, unit: TargetRow['unit'] = '×', atLeast = true): TargetRow => ({
+    what,
+    measured,
+    target,
+    unit,
+    atLeast,
+  });
   return [
-    r('fast disk, 32 callers: set, ours / pg.Pool UPDATE', ratio(cells, ours('fast', 'closed', 'set', 32), other('raw', 'fast', 'closed', 'set', 32)), 1.5),
-    r('fast disk, 32 callers: set, ours / connect-pg-simple', ratio(cells, ours('fast', 'closed', 'set', 32), other('cps', 'fast', 'closed', 'set', 32)), 2.5),
-    r("fast disk, 32 callers: generate, ours / connect-pg-simple's set", ratio(cells, ours('fast', 'closed', 'generate', 32), other('cps', 'fast', 'closed', 'set', 32)), 2.5),
-    r('fast disk, 32 callers: get, ours / pg.Pool SELECT', ratio(cells, ours('fast', 'closed', 'get', 32), other('raw', 'fast', 'closed', 'get', 32)), 1.9),
-    r('slow disk, 32 callers: set, ours / pg.Pool UPDATE', ratio(cells, ours('slow', 'closed', 'set', 32), other('raw', 'slow', 'closed', 'set', 32)), 3),
-    r('slow disk, 128 callers: set, ours / pg.Pool UPDATE', ratio(cells, ours('slow', 'closed', 'set', 128), other('raw', 'slow', 'closed', 'set', 128)), 5),
-    r('slow disk, 128 callers: set p99 of ours', medianOf(cells, { disk: 'slow', scenario: 'closed', op: 'set', load: 128 }, 'ours', 'p99Ms'), 10, 'ms', false),
-    r('slow disk, mixed 32 get + 32 set loops: gets, ours / pg.Pool', ratio(cells, ours('slow', 'mixed', 'get', 32), other('raw', 'slow', 'mixed', 'get', 32)), 3),
-    r('slow disk, open loop 16,000 sets/s offered: served by ours', medianOf(cells, { disk: 'slow', scenario: 'open', op: 'set', load: 16000 }, 'ours', 'opsPerSec'), 15000, '/s'),
-    r('slow disk, open loop 16,000 sets/s offered: p99 of ours', medianOf(cells, { disk: 'slow', scenario: 'open', op: 'set', load: 16000 }, 'ours', 'p99Ms'), 20, 'ms', false),
+    r(
+      'fast disk, 32 callers: set, ours / pg.Pool UPDATE',
+      ratio(cells, ours('fast', 'closed', 'set', 32), other('raw', 'fast', 'closed', 'set', 32)),
+      1.5,
+    ),
+    r(
+      'fast disk, 32 callers: set, ours / connect-pg-simple',
+      ratio(cells, ours('fast', 'closed', 'set', 32), other('cps', 'fast', 'closed', 'set', 32)),
+      2.5,
+    ),
+    r(
+      "fast disk, 32 callers: generate, ours / connect-pg-simple's set",
+      ratio(cells, ours('fast', 'closed', 'generate', 32), other('cps', 'fast', 'closed', 'set', 32)),
+      2.5,
+    ),
+    r(
+      'fast disk, 32 callers: get, ours / pg.Pool SELECT',
+      ratio(cells, ours('fast', 'closed', 'get', 32), other('raw', 'fast', 'closed', 'get', 32)),
+      1.9,
+    ),
+    r(
+      'slow disk, 32 callers: set, ours / pg.Pool UPDATE',
+      ratio(cells, ours('slow', 'closed', 'set', 32), other('raw', 'slow', 'closed', 'set', 32)),
+      3,
+    ),
+    r(
+      'slow disk, 128 callers: set, ours / pg.Pool UPDATE',
+      ratio(cells, ours('slow', 'closed', 'set', 128), other('raw', 'slow', 'closed', 'set', 128)),
+      5,
+    ),
+    r(
+      'slow disk, 128 callers: set p99 of ours',
+      medianOf(cells, { disk: 'slow', scenario: 'closed', op: 'set', load: 128 }, 'ours', 'p99Ms'),
+      10,
+      'ms',
+      false,
+    ),
+    r(
+      'slow disk, mixed 32 get + 32 set loops: gets, ours / pg.Pool',
+      ratio(cells, ours('slow', 'mixed', 'get', 32), other('raw', 'slow', 'mixed', 'get', 32)),
+      3,
+    ),
+    r(
+      'slow disk, open loop 16,000 sets/s offered: served by ours',
+      medianOf(cells, { disk: 'slow', scenario: 'open', op: 'set', load: 16000 }, 'ours', 'opsPerSec'),
+      15000,
+      '/s',
+    ),
+    r(
+      'slow disk, open loop 16,000 sets/s offered: p99 of ours',
+      medianOf(cells, { disk: 'slow', scenario: 'open', op: 'set', load: 16000 }, 'ours', 'p99Ms'),
+      20,
+      'ms',
+      false,
+    ),
   ];
 }
 
 export const fmt = (n: number, digits = 0): string =>
-  Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : n === Infinity ? '∞' : '—';
-export const ms = (n: number): string => (n === Infinity ? '∞' : Number.isFinite(n) ? (n < 1 ? n.toFixed(3) : n < 10 ? n.toFixed(2) : n.toFixed(1)) : '—');
+  Number.isFinite(n)
+    ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+    : n === Infinity
+      ? '∞'
+      : '—';
+export const ms = (n: number): string =>
+  n === Infinity ? '∞' : Number.isFinite(n) ? (n < 1 ? n.toFixed(3) : n < 10 ? n.toFixed(2) : n.toFixed(1)) : '—';
 const times = (n: number) => (Number.isFinite(n) ? `${n.toFixed(2)}×` : '—');
 const value = (n: number, unit: TargetRow['unit']) => (unit === '×' ? times(n) : unit === 'ms' ? `${ms(n)} ms` : `${fmt(n)}/s`);
 
@@ -130,19 +205,26 @@ export function targetTable(ts: TargetRow[]): string {
 }
 
 const loads = (cells: DurableCell[], disk: DiskName, scenario: Scenario, op: string) =>
-  [...new Set(cells.filter((c) => c.disk === disk && c.scenario === scenario && c.op === op).map((c) => c.load))].sort((a, b) => a - b);
+  [...new Set(cells.filter((c) => c.disk === disk && c.scenario === scenario && c.op === op).map((c) => c.load))].sort(
+    (a, b) => a - b,
+  );
 
 /** Closed loop: ops/s (p50 / p99 ms) per contender, then ratios and the server's figures. */
 export function closedTable(cells: DurableCell[], disk: DiskName, contenders: NodeContenderName[]): string {
   const head = ['op', 'callers', ...contenders.map((c) => contenderLabels[c]), 'ours / UPDATE', 'ours / cps'];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i < 1 ? '---' : '---:')).join('|')}|`];
-  const server = [`| op | callers | ${contenders.map((c) => contenderLabels[c]).join(' | ')} |`, `|---|---:|${contenders.map(() => '---:').join('|')}|`];
+  const server = [
+    `| op | callers | ${contenders.map((c) => contenderLabels[c]).join(' | ')} |`,
+    `|---|---:|${contenders.map(() => '---:').join('|')}|`,
+  ];
   for (const op of ['get', 'set', 'generate', 'clear']) {
     for (const load of loads(cells, disk, 'closed', op)) {
       const p = { disk, scenario: 'closed' as const, op, load };
       const cell = (who: NodeContenderName) => {
         const ops = medianOf(cells, p, who, 'opsPerSec');
-        return Number.isFinite(ops) ? `${fmt(ops)} (${ms(medianOf(cells, p, who, 'p50Ms'))} / ${ms(medianOf(cells, p, who, 'p99Ms'))})` : '—';
+        return Number.isFinite(ops)
+          ? `${fmt(ops)} (${ms(medianOf(cells, p, who, 'p50Ms'))} / ${ms(medianOf(cells, p, who, 'p99Ms'))})`
+          : '—';
       };
       const vs = (who: NodeContenderName) => times(ratio(cells, { ...p, who: 'ours' }, { ...p, who }));
       lines.push(`| ${op} | ${load} | ${contenders.map(cell).join(' | ')} | ${vs('raw')} | ${vs('cps')} |`);
@@ -178,7 +260,9 @@ export function mixedTable(cells: DurableCell[], disk: DiskName, contenders: Nod
     const g = { disk, scenario: 'mixed' as const, op: 'get', load: loops };
     const s = { ...g, op: 'set' };
     if (!Number.isFinite(medianOf(cells, g, who, 'opsPerSec'))) continue;
-    lines.push(`| ${contenderLabels[who]} | ${fmt(medianOf(cells, g, who, 'opsPerSec'))} | ${ms(medianOf(cells, g, who, 'p50Ms'))} / ${ms(medianOf(cells, g, who, 'p99Ms'))} | ${fmt(medianOf(cells, s, who, 'opsPerSec'))} | ${ms(medianOf(cells, s, who, 'p50Ms'))} / ${ms(medianOf(cells, s, who, 'p99Ms'))} | ${serverFigures(cells, s, who, 'xids').perFlush.toFixed(2)} | ${times(ratio(cells, { ...g, who: 'ours' }, { ...g, who }))} |`);
+    lines.push(
+      `| ${contenderLabels[who]} | ${fmt(medianOf(cells, g, who, 'opsPerSec'))} | ${ms(medianOf(cells, g, who, 'p50Ms'))} / ${ms(medianOf(cells, g, who, 'p99Ms'))} | ${fmt(medianOf(cells, s, who, 'opsPerSec'))} | ${ms(medianOf(cells, s, who, 'p50Ms'))} / ${ms(medianOf(cells, s, who, 'p99Ms'))} | ${serverFigures(cells, s, who, 'xids').perFlush.toFixed(2)} | ${times(ratio(cells, { ...g, who: 'ours' }, { ...g, who }))} |`,
+    );
   }
   return lines.join('\n');
 }
@@ -197,7 +281,9 @@ export function openTable(cells: DurableCell[], disk: DiskName, contenders: Node
       if (mine.length === 0) continue;
       const f = serverFigures(cells, p, who);
       const dropped = mine.reduce((s, c) => s + (c.dropped ?? 0), 0);
-      lines.push(`| ${fmt(load)} | ${contenderLabels[who]} | ${fmt(medianOf(cells, p, who, 'opsPerSec'))} | ${ms(medianOf(cells, p, who, 'p50Ms'))} | ${ms(medianOf(cells, p, who, 'p99Ms'))} | ${fmt(dropped)} | ${f.batch.toFixed(2)} | ${f.perFlush.toFixed(2)} |`);
+      lines.push(
+        `| ${fmt(load)} | ${contenderLabels[who]} | ${fmt(medianOf(cells, p, who, 'opsPerSec'))} | ${ms(medianOf(cells, p, who, 'p50Ms'))} | ${ms(medianOf(cells, p, who, 'p99Ms'))} | ${fmt(dropped)} | ${f.batch.toFixed(2)} | ${f.perFlush.toFixed(2)} |`,
+      );
     }
   }
   return lines.join('\n');

@@ -19,12 +19,29 @@ import { keyTable, nodeContenders, type NodeContender, type NodeContenderName } 
 import { createPeerTables, deleteGenerated, loadSessions, tableNames, type Table } from './data.js';
 import { buildShim, calibrate, shimEnv, type Calibration, type Shim } from './disk.js';
 import {
-  closedTable, diskLabels, durableTargets, mixedTable, openTable, targetMet, targetTable,
-  type DiskName, type DurableCell, type ServerDelta,
+  closedTable,
+  diskLabels,
+  durableTargets,
+  mixedTable,
+  openTable,
+  targetMet,
+  targetTable,
+  type DiskName,
+  type DurableCell,
+  type ServerDelta,
 } from './durable-report.js';
 import { closedLoop, openLoop, type Measurement } from './load.js';
 import { flag, listOption, numberOption, quick, stringOption, waitForIdle } from './options.js';
-import { appRole, loadAverage, machineFacts, openBenchServer, sampleLoad, type BenchDatabase, type FsyncFigure, type MachineFacts } from './setup.js';
+import {
+  appRole,
+  loadAverage,
+  machineFacts,
+  openBenchServer,
+  sampleLoad,
+  type BenchDatabase,
+  type FsyncFigure,
+  type MachineFacts,
+} from './setup.js';
 
 const allContenders: NodeContenderName[] = ['ours', 'ours-pool10', 'raw-fn', 'raw', 'cps'];
 const settings = {
@@ -43,9 +60,17 @@ const settings = {
   ratesSlow: listOption('rates-slow', ['2000', '8000', '16000', '24000'], ['16000'], null).map(Number),
   mixedLoops: numberOption('mixed-loops', 32),
   slowTargetUs: numberOption('slow-target-us', 1000),
-  slowSleepUs: process.argv.some((a) => a.startsWith('--slow-sleep-us')) || process.env.BENCH_SLOW_SLEEP_US ? numberOption('slow-sleep-us', 0) : undefined,
+  slowSleepUs:
+    process.argv.some((a) => a.startsWith('--slow-sleep-us')) || process.env.BENCH_SLOW_SLEEP_US
+      ? numberOption('slow-sleep-us', 0)
+      : undefined,
   parts: listOption('parts', ['closed', 'mixed', 'open']),
-  out: stringOption('out', quick ? join(tmpdir(), 'session-bench-durable-quick') : fileURLToPath(new URL('../../bench/results/durable', import.meta.url))),
+  out: stringOption(
+    'out',
+    quick
+      ? join(tmpdir(), 'session-bench-durable-quick')
+      : fileURLToPath(new URL('../../bench/results/durable', import.meta.url)),
+  ),
 };
 
 const log = (s: string) => console.log(s);
@@ -61,7 +86,11 @@ interface DiskRun {
   skipped?: string;
 }
 
-interface Counters { commits: number; walSyncs: number; xids: number }
+interface Counters {
+  commits: number;
+  walSyncs: number;
+  xids: number;
+}
 
 /** The cluster's counters, read on a connection of its own (whose exit flushes its own stats). */
 async function counters(db: BenchDatabase): Promise<Counters> {
@@ -71,7 +100,8 @@ async function counters(db: BenchDatabase): Promise<Counters> {
     const { rows } = await c.query<{ commits: string; wal_sync: string; xid: string }>(
       `SELECT (SELECT sum(xact_commit) FROM pg_stat_database)::text AS commits,
               (SELECT wal_sync FROM pg_stat_wal)::text AS wal_sync,
-              pg_snapshot_xmax(pg_current_snapshot())::text AS xid`);
+              pg_snapshot_xmax(pg_current_snapshot())::text AS xid`,
+    );
     const r = rows[0];
     return { commits: Number(r?.commits), walSyncs: Number(r?.wal_sync), xids: Number(r?.xid) };
   } finally {
@@ -91,7 +121,7 @@ async function backendsGone(db: BenchDatabase): Promise<void> {
     if (row?.n === 0) return;
     await sleep(20);
   }
-  log('warning: the contender\'s backends had not exited after 5 s; server counters may be short');
+  log("warning: the contender's backends had not exited after 5 s; server counters may be short");
 }
 
 /** Waits until the contenders' backends have exited and sent their statistics. */
@@ -101,48 +131,96 @@ async function settle(db: BenchDatabase): Promise<void> {
   await sleep(200);
 }
 
-interface Ctx { db: BenchDatabase; keys: string[]; disk: DiskName; round: number; cells: DurableCell[] }
+interface Ctx {
+  db: BenchDatabase;
+  keys: string[];
+  disk: DiskName;
+  round: number;
+  cells: DurableCell[];
+}
 
-async function withContender<T>(ctx: Ctx, who: NodeContenderName, run: (c: NodeContender, count: () => void) => Promise<T>): Promise<{ result: T; server: ServerDelta }> {
+async function withContender<T>(
+  ctx: Ctx,
+  who: NodeContenderName,
+  run: (c: NodeContender, count: () => void) => Promise<T>,
+): Promise<{ result: T; server: ServerDelta }> {
   const before = await counters(ctx.db);
   const c = nodeContenders[who](ctx.db.appUrl, ctx.keys);
   let calls = 0;
   let result: T;
   try {
-    result = await run(c, () => { calls++; });
+    result = await run(c, () => {
+      calls++;
+    });
   } finally {
     await c.close();
   }
   await settle(ctx.db);
   const after = await counters(ctx.db);
   // The read of `before` is one more commit (flushed when its connection closed).
-  return { result, server: { calls, commits: after.commits - before.commits - 1, walSyncs: after.walSyncs - before.walSyncs, xids: after.xids - before.xids } };
+  return {
+    result,
+    server: {
+      calls,
+      commits: after.commits - before.commits - 1,
+      walSyncs: after.walSyncs - before.walSyncs,
+      xids: after.xids - before.xids,
+    },
+  };
 }
 
 function record(ctx: Ctx, cell: Omit<DurableCell, 'disk' | 'round'>): void {
   ctx.cells.push({ disk: ctx.disk, round: ctx.round, ...cell });
-  const batch = cell.server && cell.server.commits > 0 ? `  batch ${(cell.server.calls / cell.server.commits).toFixed(2)}  commits/flush ${(cell.server.commits / Math.max(1, cell.server.walSyncs)).toFixed(2)}` : '';
+  const batch =
+    cell.server && cell.server.commits > 0
+      ? `  batch ${(cell.server.calls / cell.server.commits).toFixed(2)}  commits/flush ${(cell.server.commits / Math.max(1, cell.server.walSyncs)).toFixed(2)}`
+      : '';
   const drop = cell.dropped ? `  dropped ${cell.dropped}` : '';
-  log(`${ctx.disk} r${ctx.round + 1} ${cell.scenario} ${cell.op.padEnd(8)} @${String(cell.load).padEnd(5)} ${cell.contender.padEnd(11)} ${Math.round(cell.opsPerSec).toString().padStart(6)} ops/s  p50 ${cell.p50Ms.toFixed(3)}  p99 ${cell.p99Ms.toFixed(3)} ms${batch}${drop}`);
+  log(
+    `${ctx.disk} r${ctx.round + 1} ${cell.scenario} ${cell.op.padEnd(8)} @${String(cell.load).padEnd(5)} ${cell.contender.padEnd(11)} ${Math.round(cell.opsPerSec).toString().padStart(6)} ops/s  p50 ${cell.p50Ms.toFixed(3)}  p99 ${cell.p99Ms.toFixed(3)} ms${batch}${drop}`,
+  );
 }
 
-const closedCell = (op: string, contender: NodeContenderName, load: number, m: Measurement, server?: ServerDelta) =>
-  ({ scenario: 'closed' as const, op, contender, load, opsPerSec: m.opsPerSec, p50Ms: m.p50Ms, p99Ms: m.p99Ms, ...(server ? { server } : {}) });
+const closedCell = (op: string, contender: NodeContenderName, load: number, m: Measurement, server?: ServerDelta) => ({
+  scenario: 'closed' as const,
+  op,
+  contender,
+  load,
+  opsPerSec: m.opsPerSec,
+  p50Ms: m.p50Ms,
+  p99Ms: m.p99Ms,
+  ...(server ? { server } : {}),
+});
 
 async function closedCells(ctx: Ctx, who: NodeContenderName, op: 'get' | 'set' | 'generate', n: number): Promise<void> {
   if (op !== 'generate') {
     const { result, server } = await withContender(ctx, who, (c, count) =>
-      closedLoop(() => { count(); const i = randomSession(); return op === 'get' ? c.get(i) : c.set(i); }, loop(n)));
+      closedLoop(() => {
+        count();
+        const i = randomSession();
+        return op === 'get' ? c.get(i) : c.set(i);
+      }, loop(n)),
+    );
     record(ctx, closedCell(op, who, n, result, op === 'set' ? server : undefined));
     return;
   }
   const made: string[] = [];
-  const gen = await withContender(ctx, who, (c, count) => closedLoop(async () => { count(); made.push(await c.generate()); }, loop(n)));
+  const gen = await withContender(ctx, who, (c, count) =>
+    closedLoop(async () => {
+      count();
+      made.push(await c.generate());
+    }, loop(n)),
+  );
   record(ctx, closedCell('generate', who, n, gen.result, gen.server));
   if (settings.ops.includes('clear')) {
     let next = 0;
     const clear = await withContender(ctx, who, (c, count) =>
-      closedLoop(() => { if (next >= made.length) return null; count(); return c.clear(made[next++] as string); }, loop(n)));
+      closedLoop(() => {
+        if (next >= made.length) return null;
+        count();
+        return c.clear(made[next++] as string);
+      }, loop(n)),
+    );
     record(ctx, closedCell('clear', who, n, clear.result, clear.server));
   }
   const table: Table = who === 'raw' || who === 'cps' ? who : 'ours';
@@ -152,21 +230,44 @@ async function closedCells(ctx: Ctx, who: NodeContenderName, op: 'get' | 'set' |
 
 async function mixedCell(ctx: Ctx, who: NodeContenderName): Promise<void> {
   const n = settings.mixedLoops;
-  const { result, server } = await withContender(ctx, who, (c, count) => Promise.all([
-    closedLoop(() => { count(); return c.get(randomSession()); }, loop(n)),
-    closedLoop(() => { count(); return c.set(randomSession()); }, loop(n)),
-  ]));
+  const { result, server } = await withContender(ctx, who, (c, count) =>
+    Promise.all([
+      closedLoop(() => {
+        count();
+        return c.get(randomSession());
+      }, loop(n)),
+      closedLoop(() => {
+        count();
+        return c.set(randomSession());
+      }, loop(n)),
+    ]),
+  );
   const [gets, sets] = result;
   record(ctx, { ...closedCell('get', who, n, gets), scenario: 'mixed' });
   record(ctx, { ...closedCell('set', who, n, sets, server), scenario: 'mixed' });
 }
 
 async function openCell(ctx: Ctx, who: NodeContenderName, rate: number): Promise<void> {
-  const { result, server } = await withContender(ctx, who, (c) => openLoop(() => c.set(randomSession()), {
-    ratePerSec: rate, warmupMs: settings.warmup * 1000, durationMs: settings.seconds * 1000, maxOutstanding: Math.max(256, rate / 20),
-  }));
+  const { result, server } = await withContender(ctx, who, (c) =>
+    openLoop(() => c.set(randomSession()), {
+      ratePerSec: rate,
+      warmupMs: settings.warmup * 1000,
+      durationMs: settings.seconds * 1000,
+      maxOutstanding: Math.max(256, rate / 20),
+    }),
+  );
   server.calls = result.started;
-  record(ctx, { scenario: 'open', op: 'set', contender: who, load: rate, opsPerSec: result.servedPerSec, p50Ms: result.p50Ms, p99Ms: result.p99Ms, dropped: result.dropped, server });
+  record(ctx, {
+    scenario: 'open',
+    op: 'set',
+    contender: who,
+    load: rate,
+    opsPerSec: result.servedPerSec,
+    p50Ms: result.p50Ms,
+    p99Ms: result.p99Ms,
+    dropped: result.dropped,
+    server,
+  });
 }
 
 let facts: MachineFacts | undefined;
@@ -200,7 +301,9 @@ async function runDisk(disk: DiskName, shim: Shim | string, cells: DurableCell[]
   const srv = serverEnv;
   try {
     const fsync = srv.testFsync(env);
-    log(`# ${diskLabels[disk]}: pg_test_fsync fdatasync ${typeof fsync === 'string' ? fsync : `${fsync.fdatasyncUs} µs/op (${Math.round(fsync.opsPerSec)}/s)`}`);
+    log(
+      `# ${diskLabels[disk]}: pg_test_fsync fdatasync ${typeof fsync === 'string' ? fsync : `${fsync.fdatasyncUs} µs/op (${Math.round(fsync.opsPerSec)}/s)`}`,
+    );
     const db = await srv.database('session_durable');
     facts ??= await machineFacts(db);
     await createPeerTables(db);
@@ -229,10 +332,15 @@ async function runDisk(disk: DiskName, shim: Shim | string, cells: DurableCell[]
       if (settings.parts.includes('closed')) {
         for (const [ci, n] of settings.concurrency.entries()) {
           const groups = (['get', 'set', 'generate'] as const).filter((op) =>
-            op === 'get' ? settings.ops.includes('get') && settings.getConcurrency.includes(n) && disk !== 'slow'
-              : op === 'generate' ? settings.ops.includes('generate') || settings.ops.includes('clear') : settings.ops.includes(op));
+            op === 'get'
+              ? settings.ops.includes('get') && settings.getConcurrency.includes(n) && disk !== 'slow'
+              : op === 'generate'
+                ? settings.ops.includes('generate') || settings.ops.includes('clear')
+                : settings.ops.includes(op),
+          );
           for (const [gi, op] of groups.entries()) {
-            for (const who of rotate(settings.contenders, round + ci + gi)) await safely(`${op} @${n} ${who}`, () => closedCells(ctx, who, op, n));
+            for (const who of rotate(settings.contenders, round + ci + gi))
+              await safely(`${op} @${n} ${who}`, () => closedCells(ctx, who, op, n));
           }
           await db.sql(`VACUUM ${Object.values(tableNames).join(', ')}`);
         }
@@ -243,14 +351,17 @@ async function runDisk(disk: DiskName, shim: Shim | string, cells: DurableCell[]
       }
       if (settings.parts.includes('open')) {
         for (const [ri, rate] of rates.entries()) {
-          for (const who of rotate(settings.openContenders, round + ri)) await safely(`open ${rate}/s ${who}`, () => openCell(ctx, who, rate));
+          for (const who of rotate(settings.openContenders, round + ri))
+            await safely(`open ${rate}/s ${who}`, () => openCell(ctx, who, rate));
           await db.sql(`VACUUM ${Object.values(tableNames).join(', ')}`);
         }
       }
     }
     // Other work on a shared disk changes its speed: measure it again at the end.
     const fsyncAfter = srv.testFsync(env);
-    log(`# ${diskLabels[disk]}: pg_test_fsync fdatasync at the end ${typeof fsyncAfter === 'string' ? fsyncAfter : `${fsyncAfter.fdatasyncUs} µs/op`}`);
+    log(
+      `# ${diskLabels[disk]}: pg_test_fsync fdatasync at the end ${typeof fsyncAfter === 'string' ? fsyncAfter : `${fsyncAfter.fdatasyncUs} µs/op`}`,
+    );
     return { disk, fsync, fsyncAfter, ...(calibration ? { calibration } : {}) };
   } finally {
     await srv.destroy();
@@ -296,9 +407,19 @@ async function main(): Promise<void> {
 
 function fsyncLine(r: DiskRun): string {
   if (r.skipped) return `- ${diskLabels[r.disk]}: **skipped** (${r.skipped})`;
-  const fig = typeof r.fsync === 'string' ? `not measured (${r.fsync})` : `**${r.fsync.fdatasyncUs} µs** per 8 kB write + fdatasync (${fmtOps(r.fsync.opsPerSec)}/s)`;
-  const after = r.fsyncAfter === undefined ? '' : typeof r.fsyncAfter === 'string' ? `, at the end: not measured` : `, at the end of its cells **${r.fsyncAfter.fdatasyncUs} µs**`;
-  const cal = r.calibration ? `; slow-fsync sleep ${r.calibration.sleepUs} µs, calibration tries ${r.calibration.tries.map((t) => `${t.sleepUs} µs → ${t.fdatasyncUs} µs`).join(', ')}` : '';
+  const fig =
+    typeof r.fsync === 'string'
+      ? `not measured (${r.fsync})`
+      : `**${r.fsync.fdatasyncUs} µs** per 8 kB write + fdatasync (${fmtOps(r.fsync.opsPerSec)}/s)`;
+  const after =
+    r.fsyncAfter === undefined
+      ? ''
+      : typeof r.fsyncAfter === 'string'
+        ? `, at the end: not measured`
+        : `, at the end of its cells **${r.fsyncAfter.fdatasyncUs} µs**`;
+  const cal = r.calibration
+    ? `; slow-fsync sleep ${r.calibration.sleepUs} µs, calibration tries ${r.calibration.tries.map((t) => `${t.sleepUs} µs → ${t.fdatasyncUs} µs`).join(', ')}`
+    : '';
   return `- ${diskLabels[r.disk]}: pg_test_fsync ${fig}${after}${cal}`;
 }
 const fmtOps = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -307,14 +428,31 @@ function report(cells: DurableCell[], runs: DiskRun[], facts: MachineFacts, elap
   const ts = durableTargets(cells);
   mkdirSync(settings.out, { recursive: true });
   const { out: _out, ...recorded } = settings;
-  writeFileSync(join(settings.out, 'durable.json'), JSON.stringify({ machine: facts, settings: recorded, elapsedSeconds: Math.round(elapsedMs / 1000), disks: runs, failures, targets: ts.map((t) => ({ ...t, met: targetMet(t) })), cells }, null, 2) + '\n');
-  const sections = runs.filter((r) => !r.skipped).flatMap((r) => [
-    `## ${diskLabels[r.disk]}`,
-    '',
-    ...(settings.parts.includes('closed') ? ['### Closed loop', '', closedTable(cells, r.disk, settings.contenders), ''] : []),
-    ...(settings.parts.includes('mixed') ? ['### Mixed', '', mixedTable(cells, r.disk, settings.mixedContenders), ''] : []),
-    ...(settings.parts.includes('open') ? ['### Open loop', '', openTable(cells, r.disk, settings.openContenders), ''] : []),
-  ]);
+  writeFileSync(
+    join(settings.out, 'durable.json'),
+    JSON.stringify(
+      {
+        machine: facts,
+        settings: recorded,
+        elapsedSeconds: Math.round(elapsedMs / 1000),
+        disks: runs,
+        failures,
+        targets: ts.map((t) => ({ ...t, met: targetMet(t) })),
+        cells,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
+  const sections = runs
+    .filter((r) => !r.skipped)
+    .flatMap((r) => [
+      `## ${diskLabels[r.disk]}`,
+      '',
+      ...(settings.parts.includes('closed') ? ['### Closed loop', '', closedTable(cells, r.disk, settings.contenders), ''] : []),
+      ...(settings.parts.includes('mixed') ? ['### Mixed', '', mixedTable(cells, r.disk, settings.mixedContenders), ''] : []),
+      ...(settings.parts.includes('open') ? ['### Open loop', '', openTable(cells, r.disk, settings.openContenders), ''] : []),
+    ]);
   const md = [
     `# npm run bench:durable — ${facts.date}`,
     '',
@@ -323,7 +461,7 @@ function report(cells: DurableCell[], runs: DiskRun[], facts: MachineFacts, elap
     `1-minute load average every 30 s during the run (other work shares this machine): ${(facts.loadSamples ?? []).join(', ')}.`,
     `Settings: ${settings.sessions.toLocaleString('en-US')} sessions per table, ${settings.rounds} round(s), ${settings.warmup} s warm-up + ${settings.seconds} s per cell${quick ? ' (--quick)' : ''}.`,
     '',
-    'Disks (pg_test_fsync -s 1 on the data directory\'s disk, as the server\'s OS user, with the server\'s preload):',
+    "Disks (pg_test_fsync -s 1 on the data directory's disk, as the server's OS user, with the server's preload):",
     '',
     ...runs.map(fsyncLine),
     '',

@@ -16,12 +16,20 @@ import { churn, mb, sizes, variantNames, type ChurnResult, type Sizes, type Vari
 import { benchKey, createPeerTables, expiries, loadSessions } from './data.js';
 import { closedLoop, median, usersLoop, type Measurement } from './load.js';
 import { flag, listOption, numberOption, quick, stringOption, waitForIdle } from './options.js';
-import { loadAverage, machineFacts, openBenchServer, sampleLoad, type BenchDatabase, type BenchServer, type MachineFacts } from './setup.js';
+import {
+  loadAverage,
+  machineFacts,
+  openBenchServer,
+  sampleLoad,
+  type BenchDatabase,
+  type BenchServer,
+  type MachineFacts,
+} from './setup.js';
 
 /** Purge scenarios (--purge-scenarios); a pauseFactor of -1 means --purge-pause. */
 const purgeScenarios = {
-  'closed': { load: 'closed', pauseFactor: 0, via: 'calls' },
-  'users': { load: 'users', pauseFactor: 0, via: 'calls' },
+  closed: { load: 'closed', pauseFactor: 0, via: 'calls' },
+  users: { load: 'users', pauseFactor: 0, via: 'calls' },
   'users-paced': { load: 'users', pauseFactor: -1, via: 'calls' },
   'users-job': { load: 'users', pauseFactor: -1, via: 'job' },
 } as const;
@@ -49,7 +57,10 @@ const settings = {
   variants: listOption<Variant>('variants', variantNames),
   // A quarter of this machine's memory, the usual advice, so that 10M sessions fit in the cache.
   sharedBuffers: stringOption('shared-buffers', quick ? '128MB' : '6GB'),
-  out: stringOption('out', quick ? join(tmpdir(), 'session-bench-quick') : fileURLToPath(new URL('../../bench/results', import.meta.url))),
+  out: stringOption(
+    'out',
+    quick ? join(tmpdir(), 'session-bench-quick') : fileURLToPath(new URL('../../bench/results', import.meta.url)),
+  ),
 };
 
 const log = (s: string) => console.log(`${new Date().toISOString().slice(11, 19)} ${s}`);
@@ -108,7 +119,10 @@ async function growth(server: BenchServer, dbs: Map<number, BenchDatabase>): Pro
     const free = statfsSync(tmpdir());
     const available = free.bavail * free.bsize;
     if (!process.env.DATABASE_URL && bytesNeeded(n) > available) {
-      skipped.push({ sessions: n, reason: `needs about ${mb(bytesNeeded(n))} MB free in ${tmpdir()}, ${mb(available)} MB available` });
+      skipped.push({
+        sessions: n,
+        reason: `needs about ${mb(bytesNeeded(n))} MB free in ${tmpdir()}, ${mb(available)} MB available`,
+      });
       log(`growth: skipping ${n} sessions: not enough disk`);
       continue;
     }
@@ -124,8 +138,10 @@ async function growth(server: BenchServer, dbs: Map<number, BenchDatabase>): Pro
   // Bulk loads and VACUUM go through small buffer rings and leave the cache cold; a server that
   // has been serving these sessions would have them cached, as far as shared_buffers allows.
   for (const db of dbs.values()) {
-    await db.sql(`CREATE EXTENSION IF NOT EXISTS pg_prewarm;
-                  SELECT pg_prewarm('session.sessions'), pg_prewarm('session.sessions_pkey')`).catch(() => {});
+    await db
+      .sql(`CREATE EXTENSION IF NOT EXISTS pg_prewarm;
+                  SELECT pg_prewarm('session.sessions'), pg_prewarm('session.sessions_pkey')`)
+      .catch(() => {});
   }
   const stores = new Map<number, SessionStore>([...dbs].map(([n, db]) => [n, connect({ connectionString: db.appUrl })]));
   const cells: GrowthResult['cells'] = [];
@@ -136,10 +152,15 @@ async function growth(server: BenchServer, dbs: Map<number, BenchDatabase>): Pro
         // Sizes take turns, in a different order each round.
         for (const n of ns.map((_, i) => ns[(i + round) % ns.length] as number)) {
           const store = stores.get(n) as SessionStore;
-          const m = await closedLoop(() => store.get(benchKey(1 + Math.floor(Math.random() * n))),
-            { concurrency, warmupMs: settings.warmup * 1000, durationMs: settings.seconds * 1000 });
+          const m = await closedLoop(() => store.get(benchKey(1 + Math.floor(Math.random() * n))), {
+            concurrency,
+            warmupMs: settings.warmup * 1000,
+            durationMs: settings.seconds * 1000,
+          });
           cells.push({ round, sessions: n, concurrency, ...m });
-          log(`growth round ${round + 1} @${concurrency} ${n.toLocaleString('en-US').padStart(10)} sessions: ${Math.round(m.opsPerSec)} gets/s p50 ${m.p50Ms.toFixed(3)} p99 ${m.p99Ms.toFixed(3)} ms`);
+          log(
+            `growth round ${round + 1} @${concurrency} ${n.toLocaleString('en-US').padStart(10)} sessions: ${Math.round(m.opsPerSec)} gets/s p50 ${m.p50Ms.toFixed(3)} p99 ${m.p99Ms.toFixed(3)} ms`,
+          );
         }
       }
     }
@@ -151,17 +172,26 @@ async function growth(server: BenchServer, dbs: Map<number, BenchDatabase>): Pro
   for (const concurrency of [1, 32]) {
     for (const n of stores.keys()) {
       const mine = cells.filter((c) => c.sessions === n && c.concurrency === concurrency);
-      rows.push({ sessions: n, concurrency, opsPerSec: median(mine.map((c) => c.opsPerSec)), p50Ms: median(mine.map((c) => c.p50Ms)), p99Ms: median(mine.map((c) => c.p99Ms)) });
+      rows.push({
+        sessions: n,
+        concurrency,
+        opsPerSec: median(mine.map((c) => c.opsPerSec)),
+        p50Ms: median(mine.map((c) => c.p50Ms)),
+        p99Ms: median(mine.map((c) => c.p99Ms)),
+      });
     }
     const ns = [...stores.keys()].sort((a, b) => a - b);
     const from = ns[0];
     const to = ns[ns.length - 1];
     if (from === undefined || to === undefined || from === to) continue;
-    const per = (key: 'p50Ms' | 'p99Ms') => median([...Array(settings.rounds).keys()].flatMap((round) => {
-      const a = cells.find((c) => c.round === round && c.sessions === from && c.concurrency === concurrency);
-      const b = cells.find((c) => c.round === round && c.sessions === to && c.concurrency === concurrency);
-      return a && b ? [b[key] / a[key]] : [];
-    }));
+    const per = (key: 'p50Ms' | 'p99Ms') =>
+      median(
+        [...Array(settings.rounds).keys()].flatMap((round) => {
+          const a = cells.find((c) => c.round === round && c.sessions === from && c.concurrency === concurrency);
+          const b = cells.find((c) => c.round === round && c.sessions === to && c.concurrency === concurrency);
+          return a && b ? [b[key] / a[key]] : [];
+        }),
+      );
     ratios.push({ concurrency, from, to, p50: per('p50Ms'), p99: per('p99Ms') });
   }
   return { skipped, tables, rows, ratios, cells };
@@ -192,7 +222,9 @@ async function storage(server: BenchServer, dbs: Map<number, BenchDatabase>): Pr
   await db.sql('VACUUM ANALYZE bench_cps.session');
   const per = (s: Sizes) => ({ ...s, bytesPerSession: s.totalBytes / n });
   const result = { sessions: n, ours: per(await sizes(db, 'session.sessions')), cps: per(await sizes(db, 'bench_cps.session')) };
-  log(`storage: ours ${result.ours.bytesPerSession.toFixed(0)} B/session, connect-pg-simple ${result.cps.bytesPerSession.toFixed(0)} B/session`);
+  log(
+    `storage: ours ${result.ours.bytesPerSession.toFixed(0)} B/session, connect-pg-simple ${result.cps.bytesPerSession.toFixed(0)} B/session`,
+  );
   return result;
 }
 
@@ -249,14 +281,30 @@ function lockMonitor(url: string): { stop(): Promise<{ samples: number; waitSamp
       await c.end();
     }
   })();
-  return { stop: async () => { running = false; await done; return result; } };
+  return {
+    stop: async () => {
+      running = false;
+      await done;
+      return result;
+    },
+  };
 }
 
 /** The get load of a purge scenario, for a while or (with `stop`) until told. */
-function getLoad(scenario: PurgeScenario, get: () => Promise<unknown>, durationMs: number, stop?: () => boolean): Promise<Measurement> {
+function getLoad(
+  scenario: PurgeScenario,
+  get: () => Promise<unknown>,
+  durationMs: number,
+  stop?: () => boolean,
+): Promise<Measurement> {
   const bounded = stop ? 3_600_000 : durationMs;
   if (scenario.load === 'users') {
-    return usersLoop(get, { users: settings.purgeUsers, thinkMs: settings.purgeThinkMs, durationMs: bounded, ...(stop ? { stop } : {}) });
+    return usersLoop(get, {
+      users: settings.purgeUsers,
+      thinkMs: settings.purgeThinkMs,
+      durationMs: bounded,
+      ...(stop ? { stop } : {}),
+    });
   }
   const op = () => ((stop?.() ?? false) ? null : get());
   return closedLoop(op, { concurrency: settings.purgeClients, warmupMs: stop ? 0 : settings.warmup * 1000, durationMs: bounded });
@@ -307,17 +355,30 @@ async function purge(server: BenchServer, scenario: PurgeScenario): Promise<Purg
     const locks = await monitor.stop();
     const idleAfter = await getLoad(scenario, get, settings.seconds * 2000);
     const [left] = await db.sql<{ expired: string; live: string }>(
-      'SELECT count(*) FILTER (WHERE expires_at <= now()) AS expired, count(*) FILTER (WHERE expires_at > now()) AS live FROM session.sessions');
+      'SELECT count(*) FILTER (WHERE expires_at <= now()) AS expired, count(*) FILTER (WHERE expires_at > now()) AS live FROM session.sessions',
+    );
     const result: PurgeResult = {
-      ...scenario, live, expired: live,
+      ...scenario,
+      live,
+      expired: live,
       getLoad: scenario.load === 'users' ? settings.purgeUsers : settings.purgeClients,
-      idleBefore, duringPurge, idleAfter,
+      idleBefore,
+      duringPurge,
+      idleAfter,
       p99Ratio: duringPurge.p99Ms / idleBefore.p99Ms,
-      purgeSeconds: purgeMs / 1000, purgeCalls: calls, deleted, slowestCallMs: slowest,
-      lockWaitSamples: locks.waitSamples, maxLockWaiters: locks.maxWaiters, samples: locks.samples,
-      expiredLeft: Number(left?.expired), liveLeft: Number(left?.live),
+      purgeSeconds: purgeMs / 1000,
+      purgeCalls: calls,
+      deleted,
+      slowestCallMs: slowest,
+      lockWaitSamples: locks.waitSamples,
+      maxLockWaiters: locks.maxWaiters,
+      samples: locks.samples,
+      expiredLeft: Number(left?.expired),
+      liveLeft: Number(left?.live),
     };
-    log(`purge: ${deleted} deleted in ${result.purgeSeconds.toFixed(1)} s (${calls} calls, slowest ${slowest.toFixed(0)} ms); gets p99 idle ${idleBefore.p99Ms.toFixed(3)} ms, during ${duringPurge.p99Ms.toFixed(3)} ms = ${result.p99Ratio.toFixed(2)}×; lock waits in ${locks.waitSamples}/${locks.samples} samples`);
+    log(
+      `purge: ${deleted} deleted in ${result.purgeSeconds.toFixed(1)} s (${calls} calls, slowest ${slowest.toFixed(0)} ms); gets p99 idle ${idleBefore.p99Ms.toFixed(3)} ms, during ${duringPurge.p99Ms.toFixed(3)} ms = ${result.p99Ratio.toFixed(2)}×; lock waits in ${locks.waitSamples}/${locks.samples} samples`,
+    );
     return result;
   } finally {
     await store.close();
@@ -352,53 +413,89 @@ function markdown(r: Results): string {
     '',
   ];
   if (r.growth) {
-    out.push('## get latency as the table grows', '',
-      `ours, default options; uniformly random existing keys; tables loaded with generate_series, vacuumed, then read into shared_buffers with pg_prewarm; ${r.settings.rounds} rounds, sizes in turn; medians.`, '',
-      '| sessions | heap + indexes | B-tree levels | in flight | gets/s | p50 ms | p99 ms |', '|---:|---:|---:|---:|---:|---:|---:|');
+    out.push(
+      '## get latency as the table grows',
+      '',
+      `ours, default options; uniformly random existing keys; tables loaded with generate_series, vacuumed, then read into shared_buffers with pg_prewarm; ${r.settings.rounds} rounds, sizes in turn; medians.`,
+      '',
+      '| sessions | heap + indexes | B-tree levels | in flight | gets/s | p50 ms | p99 ms |',
+      '|---:|---:|---:|---:|---:|---:|---:|',
+    );
     for (const row of r.growth.rows) {
       const t = r.growth.tables.find((t) => t.sessions === row.sessions);
-      out.push(`| ${n(row.sessions)} | ${t ? `${mb(t.sizes.totalBytes)} MB` : ''} | ${t?.btreeLevels ?? '—'} | ${row.concurrency} | ${n(Math.round(row.opsPerSec))} | ${ms(row.p50Ms)} | ${ms(row.p99Ms)} |`);
+      out.push(
+        `| ${n(row.sessions)} | ${t ? `${mb(t.sizes.totalBytes)} MB` : ''} | ${t?.btreeLevels ?? '—'} | ${row.concurrency} | ${n(Math.round(row.opsPerSec))} | ${ms(row.p50Ms)} | ${ms(row.p99Ms)} |`,
+      );
     }
     out.push('');
     for (const q of r.growth.ratios) {
-      out.push(`- ${n(q.to)} / ${n(q.from)} sessions at ${q.concurrency} in flight: p50 ${q.p50.toFixed(2)}×, p99 ${q.p99.toFixed(2)}× (target ≤ 1.3: ${q.p50 <= 1.3 && q.p99 <= 1.3 ? 'met' : 'not met'})`);
+      out.push(
+        `- ${n(q.to)} / ${n(q.from)} sessions at ${q.concurrency} in flight: p50 ${q.p50.toFixed(2)}×, p99 ${q.p99.toFixed(2)}× (target ≤ 1.3: ${q.p50 <= 1.3 && q.p99 <= 1.3 ? 'met' : 'not met'})`,
+      );
     }
     for (const s of r.growth.skipped) out.push(`- ${n(s.sessions)} sessions not measured: ${s.reason}`);
-    out.push(`- one \`session_purge()\` call with nothing expired sweeps the whole table: ${r.growth.tables.map((t) => `${n(t.sessions)} sessions ${t.emptyPurgeMs.toFixed(0)} ms`).join(', ')} (every pg_cron run pays this once nothing is left).`);
+    out.push(
+      `- one \`session_purge()\` call with nothing expired sweeps the whole table: ${r.growth.tables.map((t) => `${n(t.sessions)} sessions ${t.emptyPurgeMs.toFixed(0)} ms`).join(', ')} (every pg_cron run pays this once nothing is left).`,
+    );
     out.push('');
   }
   if (r.storage) {
     const s = r.storage;
-    out.push(`## Bytes per session at ${n(s.sessions)} sessions (200-byte values)`, '',
-      '| store | heap | indexes | total (with TOAST, FSM, VM) | bytes per session |', '|---|---:|---:|---:|---:|',
+    out.push(
+      `## Bytes per session at ${n(s.sessions)} sessions (200-byte values)`,
+      '',
+      '| store | heap | indexes | total (with TOAST, FSM, VM) | bytes per session |',
+      '|---|---:|---:|---:|---:|',
       `| ours (32-byte digest key, no expiry index) | ${mb(s.ours.heapBytes)} MB | ${mb(s.ours.indexBytes)} MB | ${mb(s.ours.totalBytes)} MB | ${s.ours.bytesPerSession.toFixed(0)} |`,
-      `| connect-pg-simple (32-char sid, json, expire index) | ${mb(s.cps.heapBytes)} MB | ${mb(s.cps.indexBytes)} MB | ${mb(s.cps.totalBytes)} MB | ${s.cps.bytesPerSession.toFixed(0)} |`, '');
+      `| connect-pg-simple (32-char sid, json, expire index) | ${mb(s.cps.heapBytes)} MB | ${mb(s.cps.indexBytes)} MB | ${mb(s.cps.totalBytes)} MB | ${s.cps.bytesPerSession.toFixed(0)} |`,
+      '',
+    );
   }
   for (const p of r.purge ?? []) {
-    const how = (p.pauseFactor === 0 ? 'back to back' : `each followed by a pause of ${p.pauseFactor}× its duration`)
-      + (p.via === 'job' ? ', inside one `CALL session.session_purge_job()` (what the pg_cron job runs)' : '');
-    const gets = p.load === 'users'
-      ? `${p.getLoad} users each send a get ${r.settings.purgeThinkMs} ms after their previous answer (a moderate load with spare capacity)`
-      : `${p.getLoad} gets stay in flight (a closed loop that saturates this machine)`;
-    out.push(`## Purge: ${n(p.expired)} expired among ${n(p.live)} live sessions; ${p.load === 'users' ? `${p.getLoad} users` : `${p.getLoad} gets in flight`}; calls ${how}`, '',
-      `Repeated \`session_purge()\` calls (default batch 10000) until 0, ${how}, while ${gets}.`, '',
-      '| | p50 ms | p99 ms | gets/s |', '|---|---:|---:|---:|',
+    const how =
+      (p.pauseFactor === 0 ? 'back to back' : `each followed by a pause of ${p.pauseFactor}× its duration`) +
+      (p.via === 'job' ? ', inside one `CALL session.session_purge_job()` (what the pg_cron job runs)' : '');
+    const gets =
+      p.load === 'users'
+        ? `${p.getLoad} users each send a get ${r.settings.purgeThinkMs} ms after their previous answer (a moderate load with spare capacity)`
+        : `${p.getLoad} gets stay in flight (a closed loop that saturates this machine)`;
+    out.push(
+      `## Purge: ${n(p.expired)} expired among ${n(p.live)} live sessions; ${p.load === 'users' ? `${p.getLoad} users` : `${p.getLoad} gets in flight`}; calls ${how}`,
+      '',
+      `Repeated \`session_purge()\` calls (default batch 10000) until 0, ${how}, while ${gets}.`,
+      '',
+      '| | p50 ms | p99 ms | gets/s |',
+      '|---|---:|---:|---:|',
       `| idle, before | ${ms(p.idleBefore.p50Ms)} | ${ms(p.idleBefore.p99Ms)} | ${n(Math.round(p.idleBefore.opsPerSec))} |`,
       `| during the purge | ${ms(p.duringPurge.p50Ms)} | ${ms(p.duringPurge.p99Ms)} | ${n(Math.round(p.duringPurge.opsPerSec))} |`,
-      `| idle, after | ${ms(p.idleAfter.p50Ms)} | ${ms(p.idleAfter.p99Ms)} | ${n(Math.round(p.idleAfter.opsPerSec))} |`, '',
+      `| idle, after | ${ms(p.idleAfter.p50Ms)} | ${ms(p.idleAfter.p99Ms)} | ${n(Math.round(p.idleAfter.opsPerSec))} |`,
+      '',
       `- purge: ${n(p.deleted)} rows deleted in **${p.purgeSeconds.toFixed(1)} s** (${p.via === 'job' ? 'one CALL' : `${p.purgeCalls} calls, slowest ${p.slowestCallMs.toFixed(0)} ms`}); target ≤ 30 s: ${p.purgeSeconds <= 30 ? 'met' : 'not met'}. Left: ${n(p.expiredLeft)} expired, ${n(p.liveLeft)} live.`,
       `- get p99 during the purge: **${p.p99Ratio.toFixed(2)}×** idle (target ≤ 2×: ${p.p99Ratio <= 2 ? 'met' : 'not met'}).`,
-      `- clients waiting on a lock: ${p.lockWaitSamples} of ${p.samples} samples of pg_stat_activity (every 20 ms), at most ${p.maxLockWaiters} at once.`, '');
+      `- clients waiting on a lock: ${p.lockWaitSamples} of ${p.samples} samples of pg_stat_activity (every 20 ms), at most ${p.maxLockWaiters} at once.`,
+      '',
+    );
   }
   if (r.churn && r.churn.length > 0) {
     const c0 = r.churn[0] as ChurnResult;
-    out.push(`## Churn: ${n(c0.sets)} sets over ${n(c0.sessions)} sessions, per indexing alternative`, '',
-      'pgbench, 8 clients, `session_set` (the partitioned model: the same UPDATE); sizes are heap + indexes (MB): before → after the sets → after autovacuum.', '',
-      '| alternative | HOT updates | sets/s | WAL bytes per set | failed sets | heap MB | indexes MB | total MB | autovacuum |', '|---|---:|---:|---:|---:|---:|---:|---:|---|');
+    out.push(
+      `## Churn: ${n(c0.sets)} sets over ${n(c0.sessions)} sessions, per indexing alternative`,
+      '',
+      'pgbench, 8 clients, `session_set` (the partitioned model: the same UPDATE); sizes are heap + indexes (MB): before → after the sets → after autovacuum.',
+      '',
+      '| alternative | HOT updates | sets/s | WAL bytes per set | failed sets | heap MB | indexes MB | total MB | autovacuum |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---|',
+    );
     for (const c of r.churn) {
       const arrow = (k: keyof Sizes) => `${mb(c.before[k])} → ${mb(c.afterSets[k])} → ${mb(c.afterAutovacuum[k])}`;
-      const av = c.autovacuumRan ? `ran (${n(c.deadTuplesAfterSets)} dead tuples)` : c.deadTuplesAfterSets > c.autovacuumThreshold ? `did not run within ${c.waitedSeconds} s` : `not needed (${n(c.deadTuplesAfterSets)} dead tuples < threshold ${n(c.autovacuumThreshold)})`;
-      out.push(`| ${c.label} | ${pct(c.hotShare)} | ${n(Math.round(c.setsPerSec))} | ${n(Math.round(c.walBytesPerSet))} | ${n(c.failedSets)} | ${arrow('heapBytes')} | ${arrow('indexBytes')} | ${arrow('totalBytes')} | ${av} |`);
+      const av = c.autovacuumRan
+        ? `ran (${n(c.deadTuplesAfterSets)} dead tuples)`
+        : c.deadTuplesAfterSets > c.autovacuumThreshold
+          ? `did not run within ${c.waitedSeconds} s`
+          : `not needed (${n(c.deadTuplesAfterSets)} dead tuples < threshold ${n(c.autovacuumThreshold)})`;
+      out.push(
+        `| ${c.label} | ${pct(c.hotShare)} | ${n(Math.round(c.setsPerSec))} | ${n(Math.round(c.walBytesPerSet))} | ${n(c.failedSets)} | ${arrow('heapBytes')} | ${arrow('indexBytes')} | ${arrow('totalBytes')} | ${av} |`,
+      );
     }
     out.push('');
   }
@@ -409,7 +506,12 @@ async function main(): Promise<void> {
   const loadBefore = flag('wait-idle') ? await waitForIdle(0.8, 20, log) : undefined;
   const stopSampling = sampleLoad();
   // fsync off as before: this part measures sizes, read latency and purge, not the cost of commits.
-  const server = await openBenchServer(['fsync = off', `shared_buffers = '${settings.sharedBuffers}'`, 'autovacuum_naptime = 10s', 'max_wal_size = 4GB']);
+  const server = await openBenchServer([
+    'fsync = off',
+    `shared_buffers = '${settings.sharedBuffers}'`,
+    'autovacuum_naptime = 10s',
+    'max_wal_size = 4GB',
+  ]);
   try {
     const dbs = new Map<number, BenchDatabase>();
     const first = await server.database('session_growth_facts');
@@ -417,7 +519,11 @@ async function main(): Promise<void> {
     if (loadBefore !== undefined) facts.loadAverage = loadBefore;
     const [sb] = await first.sql<{ shared_buffers: string }>('SHOW shared_buffers');
     await server.drop(first.name);
-    const results: Results = { machine: facts, settings: (({ out: _o, ...rest }) => rest)(settings), sharedBuffers: sb?.shared_buffers ?? '?' };
+    const results: Results = {
+      machine: facts,
+      settings: (({ out: _o, ...rest }) => rest)(settings),
+      sharedBuffers: sb?.shared_buffers ?? '?',
+    };
     if (settings.parts.includes('growth')) results.growth = await growth(server, dbs);
     if (settings.parts.includes('storage')) results.storage = await storage(server, dbs);
     for (const db of dbs.values()) await server.drop(db.name);
@@ -432,7 +538,12 @@ async function main(): Promise<void> {
     }
     if (settings.parts.includes('churn')) {
       results.churn = [];
-      const options = { sessions: settings.churnSessions, sets: settings.churnSets, clients: 8, maxWaitSeconds: settings.churnWait };
+      const options = {
+        sessions: settings.churnSessions,
+        sets: settings.churnSets,
+        clients: 8,
+        maxWaitSeconds: settings.churnWait,
+      };
       for (const v of settings.variants) results.churn.push(await churn(server, v, options, log));
     }
     facts.loadAverageEnd = loadAverage();

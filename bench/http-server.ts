@@ -27,12 +27,14 @@ async function main(): Promise<void> {
   const seed = expressSession('h') as unknown as session.SessionData;
   const n = Number(count);
   let next = 0;
-  await Promise.all(Array.from({ length: 16 }, async () => {
-    while (next < n) {
-      const sid = httpSessionId(next++);
-      await new Promise<void>((resolve, reject) => store.set(sid, seed, (err) => (err ? reject(err as Error) : resolve())));
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (next < n) {
+        const sid = httpSessionId(next++);
+        await new Promise<void>((resolve, reject) => store.set(sid, seed, (err) => (err ? reject(err as Error) : resolve())));
+      }
+    }),
+  );
 
   const app = express();
   app.use(session({ store, secret: httpSecret, resave: false, saveUninitialized: false, cookie: { maxAge: 604800000 } }));

@@ -27,7 +27,9 @@ interface App {
 }
 
 function startApp(kind: 'ours' | 'cps', url: string, sessions: number): Promise<App> {
-  const child = fork(fileURLToPath(new URL('./http-server.js', import.meta.url)), [kind, url, String(sessions)], { stdio: 'inherit' });
+  const child = fork(fileURLToPath(new URL('./http-server.js', import.meta.url)), [kind, url, String(sessions)], {
+    stdio: 'inherit',
+  });
   return new Promise((resolve, reject) => {
     child.once('message', (m: { port: number }) => resolve({ child, port: m.port }));
     child.once('exit', (code) => reject(new Error(`the ${kind} app exited (${code}) before listening`)));
@@ -39,18 +41,24 @@ function startApp(kind: 'ours' | 'cps', url: string, sessions: number): Promise<
 export const cookieFor = (sid: string) =>
   `connect.sid=${encodeURIComponent(`s:${sid}.${createHmac('sha256', httpSecret).update(sid).digest('base64').replace(/=+$/, '')}`)}`;
 
-export function requester(port: number, connections: number, cookies: string[], path = '/'): { op: () => Promise<void>; close(): void } {
+export function requester(
+  port: number,
+  connections: number,
+  cookies: string[],
+  path = '/',
+): { op: () => Promise<void>; close(): void } {
   const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
-  const op = () => new Promise<void>((resolve, reject) => {
-    const cookie = cookies[Math.floor(Math.random() * cookies.length)] as string;
-    const req = http.get({ host: '127.0.0.1', port, path, agent, headers: { cookie } }, (res) => {
-      if (res.statusCode !== 200) reject(new Error(`HTTP ${res.statusCode}: the session was not found`));
-      res.resume();
-      res.on('end', resolve);
-      res.on('error', reject);
+  const op = () =>
+    new Promise<void>((resolve, reject) => {
+      const cookie = cookies[Math.floor(Math.random() * cookies.length)] as string;
+      const req = http.get({ host: '127.0.0.1', port, path, agent, headers: { cookie } }, (res) => {
+        if (res.statusCode !== 200) reject(new Error(`HTTP ${res.statusCode}: the session was not found`));
+        res.resume();
+        res.on('end', resolve);
+        res.on('error', reject);
+      });
+      req.on('error', reject);
     });
-    req.on('error', reject);
-  });
   return { op, close: () => agent.destroy() };
 }
 
@@ -85,7 +93,9 @@ export async function httpScenario(
       for (const store of round % 2 ? (['cps', 'ours'] as const) : (['ours', 'cps'] as const)) {
         const m = await measure(store, settings.warmup * 1000, settings.seconds * 1000);
         cells.push({ round, store, ...m });
-        log(`round ${round + 1} http @${connections} ${store.padEnd(8)} ${Math.round(m.opsPerSec).toString().padStart(6)} req/s  p50 ${m.p50Ms.toFixed(3)} ms  p99 ${m.p99Ms.toFixed(3)} ms`);
+        log(
+          `round ${round + 1} http @${connections} ${store.padEnd(8)} ${Math.round(m.opsPerSec).toString().padStart(6)} req/s  p50 ${m.p50Ms.toFixed(3)} ms  p99 ${m.p99Ms.toFixed(3)} ms`,
+        );
       }
     }
     const of = (store: string) => cells.filter((c) => c.store === store);
@@ -95,10 +105,12 @@ export async function httpScenario(
       p50Ms: median(of(store).map((c) => c.p50Ms)),
       p99Ms: median(of(store).map((c) => c.p99Ms)),
     }));
-    const ratio = median(of('ours').flatMap((o) => {
-      const c = cells.find((x) => x.store === 'cps' && x.round === o.round);
-      return c && c.opsPerSec > 0 ? [o.opsPerSec / c.opsPerSec] : [];
-    }));
+    const ratio = median(
+      of('ours').flatMap((o) => {
+        const c = cells.find((x) => x.store === 'cps' && x.round === o.round);
+        return c && c.opsPerSec > 0 ? [o.opsPerSec / c.opsPerSec] : [];
+      }),
+    );
     return { connections, sessions, rounds: settings.rounds, summaries, ratio, cells };
   } finally {
     for (const { child } of Object.values(apps)) {

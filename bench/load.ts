@@ -165,7 +165,10 @@ export function openLoop(op: () => Promise<unknown>, o: OpenLoopOptions): Promis
     const arrive = (due: number) => {
       const measured = due >= measureFrom;
       if (outstanding >= o.maxOutstanding) {
-        if (measured) { dropped++; latencies.push(Infinity); }
+        if (measured) {
+          dropped++;
+          latencies.push(Infinity);
+        }
         return;
       }
       outstanding++;
@@ -180,7 +183,10 @@ export function openLoop(op: () => Promise<unknown>, o: OpenLoopOptions): Promis
         }
         finish();
       };
-      op().then(() => done(), (err: unknown) => done(err ?? new Error('operation failed')));
+      op().then(
+        () => done(),
+        (err: unknown) => done(err ?? new Error('operation failed')),
+      );
     };
     const turn = () => {
       const due = start + next * interval;

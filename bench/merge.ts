@@ -27,7 +27,11 @@ type Kind = (typeof kinds)[number];
 function sessionValue(bytes: number, token: string): string {
   const base = {
     cookie: { originalMaxAge: 604800000, expires: new Date(Date.now() + 604800000).toISOString(), httpOnly: true, path: '/' },
-    user: 'user-12345', role: 'member', prefs: { theme: 'dark', lang: 'en' }, csrf: token, cart: [] as string[],
+    user: 'user-12345',
+    role: 'member',
+    prefs: { theme: 'dark', lang: 'en' },
+    csrf: token,
+    cart: [] as string[],
   };
   while (JSON.stringify(base).length + 12 <= bytes) base.cart.push(`item-${base.cart.length}`.padEnd(10, '-'));
   return JSON.stringify(base);
@@ -45,7 +49,10 @@ async function walBytesSince(db: BenchDatabase, lsn: string): Promise<number> {
   return Number(r!.bytes);
 }
 
-interface Round { m: Measurement; walPerSave: number }
+interface Round {
+  m: Measurement;
+  walPerSave: number;
+}
 
 const labels: Record<Kind, string> = {
   merge: 'merged (one field), FrameworkSessions.update',
@@ -57,19 +64,27 @@ async function main(): Promise<void> {
   const server = await openBenchServer(['fsync = on', 'synchronous_commit = on', 'shared_buffers = 256MB']);
   try {
     const stopSampling = sampleLoad();
-    console.log(`# merged vs whole-value saves: ${sessions} sessions, ${concurrency} in flight, ${rounds} rounds of ${seconds} s, fsync on`);
+    console.log(
+      `# merged vs whole-value saves: ${sessions} sessions, ${concurrency} in flight, ${rounds} rounds of ${seconds} s, fsync on`,
+    );
     const rows: string[] = [];
     for (const bytes of sizes) {
       const db = await server.database(`bench_merge_${bytes}`);
       if (bytes === sizes[0]) {
         const facts = await machineFacts(db);
-        console.log(`# ${facts.date}, ${facts.nproc} CPUs (${facts.cpuModel}), load average ${facts.loadAverage}, ${facts.postgres.split(' on ')[0]}`);
+        console.log(
+          `# ${facts.date}, ${facts.nproc} CPUs (${facts.cpuModel}), load average ${facts.loadAverage}, ${facts.postgres.split(' on ')[0]}`,
+        );
       }
       const store = connect({ connectionString: db.appUrl });
       const framework = new FrameworkSessions({ store, touchThreshold: 1 });
       const keys: string[] = [];
       for (let i = 0; i < sessions; i += 1000) {
-        keys.push(...await Promise.all(Array.from({ length: Math.min(1000, sessions - i) }, () => store.generate({ value: sessionValue(bytes, token()) }))));
+        keys.push(
+          ...(await Promise.all(
+            Array.from({ length: Math.min(1000, sessions - i) }, () => store.generate({ value: sessionValue(bytes, token()) })),
+          )),
+        );
       }
       await db.sql('VACUUM ANALYZE session.sessions');
       const loadedValue = sessionValue(bytes, token());
@@ -77,8 +92,13 @@ async function main(): Promise<void> {
         const sid = keys[Math.floor(Math.random() * keys.length)]!;
         if (kind === 'store-merge') return store.merge(sid, { set: { csrf: token() } }, { expiry: 604800 });
         // What a store has after loading: with the loaded copy the change is merged, without it written whole.
-        const loaded: Loaded = { sid, data: '', expiresAt: Date.now() + 604800_000, ...(kind === 'merge' ? { value: loadedValue } : {}) };
-        const value = JSON.stringify({ ...JSON.parse(loadedValue) as object, csrf: token() });
+        const loaded: Loaded = {
+          sid,
+          data: '',
+          expiresAt: Date.now() + 604800_000,
+          ...(kind === 'merge' ? { value: loadedValue } : {}),
+        };
+        const value = JSON.stringify({ ...(JSON.parse(loadedValue) as object), csrf: token() });
         const s: Save = { value, data: value, changed: true, expiry: 604800, sess: {} };
         return framework.update(loaded, s);
       };
@@ -87,7 +107,13 @@ async function main(): Promise<void> {
         for (const kind of round % 2 === 0 ? kinds : [...kinds].reverse()) {
           let saves = 0;
           const lsn = await walLsn(db);
-          const m = await closedLoop(() => save(kind).then(() => { saves += 1; }), { concurrency, warmupMs: 500, durationMs: seconds * 1000 });
+          const m = await closedLoop(
+            () =>
+              save(kind).then(() => {
+                saves += 1;
+              }),
+            { concurrency, warmupMs: 500, durationMs: seconds * 1000 },
+          );
           results[kind].push({ m, walPerSave: (await walBytesSince(db, lsn)) / Math.max(1, saves) });
         }
       }
@@ -95,9 +121,13 @@ async function main(): Promise<void> {
         const r = results[kind];
         // Within a round, so that the machine's drift between rounds does not decide the ratio.
         const ratio = median(r.map((x, i) => x.m.opsPerSec / results.whole[i]!.m.opsPerSec));
-        rows.push(`| ${bytes} | ${labels[kind]} | ${Math.round(median(r.map((x) => x.m.opsPerSec)))} | ${ratio.toFixed(2)} | ${median(r.map((x) => x.m.p50Ms)).toFixed(2)} | ${Math.round(median(r.map((x) => x.walPerSave)))} |`);
+        rows.push(
+          `| ${bytes} | ${labels[kind]} | ${Math.round(median(r.map((x) => x.m.opsPerSec)))} | ${ratio.toFixed(2)} | ${median(r.map((x) => x.m.p50Ms)).toFixed(2)} | ${Math.round(median(r.map((x) => x.walPerSave)))} |`,
+        );
       }
-      console.log(`every round, ${bytes} B, ops/s: ${JSON.stringify(Object.fromEntries(kinds.map((k) => [k, results[k].map((x) => Math.round(x.m.opsPerSec))])))}`);
+      console.log(
+        `every round, ${bytes} B, ops/s: ${JSON.stringify(Object.fromEntries(kinds.map((k) => [k, results[k].map((x) => Math.round(x.m.opsPerSec))])))}`,
+      );
       await store.close();
       await server.drop(db.name);
     }

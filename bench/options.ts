@@ -22,12 +22,21 @@ export function numberOption(name: string, full: number, smoke = full): number {
 }
 
 /** A comma-separated list; items must be among `allowed` (default: the full list), unless it is null. */
-export function listOption<T extends string>(name: string, full: readonly T[], smoke = full, allowed: readonly string[] | null = full): T[] {
+export function listOption<T extends string>(
+  name: string,
+  full: readonly T[],
+  smoke = full,
+  allowed: readonly string[] | null = full,
+): T[] {
   const v = raw(name);
   if (v === undefined) return [...(quick ? smoke : full)];
-  const items = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const items = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const item of items) {
-    if (allowed !== null && !allowed.includes(item)) throw new Error(`--${name}: unknown item ${item} (allowed: ${allowed.join(', ')})`);
+    if (allowed !== null && !allowed.includes(item))
+      throw new Error(`--${name}: unknown item ${item} (allowed: ${allowed.join(', ')})`);
   }
   return items as T[];
 }

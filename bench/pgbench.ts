@@ -59,7 +59,9 @@ function runProcess(bin: string, args: string[], cwd: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(bin, args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     child.on('error', reject);
     child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`pgbench exited ${code}: ${stderr.slice(-2000)}`))));
   });
@@ -71,10 +73,21 @@ export async function runPgbench(o: PgbenchOptions): Promise<Transaction[]> {
   try {
     writeFileSync(join(dir, 'script.sql'), o.script);
     const args = [
-      '-n', '-M', 'prepared', '-c', String(o.clients), '-j', String(Math.min(o.clients, cpus().length)),
+      '-n',
+      '-M',
+      'prepared',
+      '-c',
+      String(o.clients),
+      '-j',
+      String(Math.min(o.clients, cpus().length)),
       ...(o.perClient === undefined ? ['-T', String(Math.max(1, Math.ceil(o.seconds ?? 1)))] : ['-t', String(o.perClient)]),
       ...Object.entries(o.defines ?? {}).flatMap(([k, v]) => ['-D', `${k}=${v}`]),
-      '-f', join(dir, 'script.sql'), '-l', '--log-prefix', join(dir, 'log'), o.url,
+      '-f',
+      join(dir, 'script.sql'),
+      '-l',
+      '--log-prefix',
+      join(dir, 'log'),
+      o.url,
     ];
     await runProcess(join(o.bindir, 'pgbench'), args, dir);
     // Log lines: client_id transaction_no latency_us|failed script_no end_epoch_s end_us

@@ -63,10 +63,16 @@ async function main(): Promise<void> {
         try {
           for (const op of ops) {
             for (const concurrency of concurrencies) {
-              const m = await closedLoop(() => run[op](store), { concurrency, warmupMs: settings.warmup * 1000, durationMs: settings.seconds * 1000 });
+              const m = await closedLoop(() => run[op](store), {
+                concurrency,
+                warmupMs: settings.warmup * 1000,
+                durationMs: settings.seconds * 1000,
+              });
               const cell = `${who}|${op}|${concurrency}`;
               samples.set(cell, [...(samples.get(cell) ?? []), m]);
-              log(`round ${round + 1} ${who} ${op} x${concurrency}: ${Math.round(m.opsPerSec)} ops/s, p50 ${m.p50Ms.toFixed(2)} ms (load ${loadAverage()})`);
+              log(
+                `round ${round + 1} ${who} ${op} x${concurrency}: ${Math.round(m.opsPerSec)} ops/s, p50 ${m.p50Ms.toFixed(2)} ms (load ${loadAverage()})`,
+              );
             }
           }
         } finally {
@@ -76,9 +82,17 @@ async function main(): Promise<void> {
     }
     const rows = [...samples].map(([cell, ms]) => {
       const [who, op, concurrency] = cell.split('|') as [Contender, Op, string];
-      return { who, op, concurrency: Number(concurrency), opsPerSec: Math.round(median(ms.map((m) => m.opsPerSec))), p50Ms: median(ms.map((m) => m.p50Ms)), p99Ms: median(ms.map((m) => m.p99Ms)) };
+      return {
+        who,
+        op,
+        concurrency: Number(concurrency),
+        opsPerSec: Math.round(median(ms.map((m) => m.opsPerSec))),
+        p50Ms: median(ms.map((m) => m.p50Ms)),
+        p99Ms: median(ms.map((m) => m.p99Ms)),
+      };
     });
-    const direct = (op: Op, c: number) => rows.find((r) => r.who === 'direct' && r.op === op && r.concurrency === c)?.opsPerSec ?? NaN;
+    const direct = (op: Op, c: number) =>
+      rows.find((r) => r.who === 'direct' && r.op === op && r.concurrency === c)?.opsPerSec ?? NaN;
     const md = [
       `# Through PgBouncer: get and set, fsync on (${new Date().toISOString().slice(0, 10)})`,
       '',
@@ -86,7 +100,10 @@ async function main(): Promise<void> {
       '',
       '| contender | op | in flight | ops/s | vs direct | p50 ms | p99 ms |',
       '|---|---|---|---|---|---|---|',
-      ...rows.map((r) => `| ${r.who} | ${r.op} | ${r.concurrency} | ${r.opsPerSec} | ${(r.opsPerSec / direct(r.op, r.concurrency)).toFixed(2)}× | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} |`),
+      ...rows.map(
+        (r) =>
+          `| ${r.who} | ${r.op} | ${r.concurrency} | ${r.opsPerSec} | ${(r.opsPerSec / direct(r.op, r.concurrency)).toFixed(2)}× | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} |`,
+      ),
       '',
     ].join('\n');
     writeFileSync(`${resultsDir}pgbouncer.json`, `${JSON.stringify({ settings, rows }, null, 2)}\n`);

@@ -35,7 +35,13 @@ const statements: Record<Op, string> = {
   generate: 'SELECT session.session_generate(NULL::bigint, $1::text)',
 };
 
-interface Serial { op: Op; target: 'direct' | 'proxy'; usPerCall: number; proxyCpuUs: number | null; partitionCpuUs: number }
+interface Serial {
+  op: Op;
+  target: 'direct' | 'proxy';
+  usPerCall: number;
+  proxyCpuUs: number | null;
+  partitionCpuUs: number;
+}
 
 /** One connection, `calls` calls one after another; CPU of the backends involved. */
 async function serial(d: Deployment, target: 'direct' | 'proxy', op: Op, keys: string[]): Promise<Serial> {
@@ -44,21 +50,32 @@ async function serial(d: Deployment, target: 'direct' | 'proxy', op: Op, keys: s
   await c.connect();
   try {
     const pid = (c as unknown as { processID: number }).processID;
-    const args = (i: number): unknown[] => (op === 'generate' ? ['v'] : op === 'get' ? [keys[i % keys.length]] : [keys[i % keys.length], `v${i}`]);
+    const args = (i: number): unknown[] =>
+      op === 'generate' ? ['v'] : op === 'get' ? [keys[i % keys.length]] : [keys[i % keys.length], `v${i}`];
     const query = { name: `bench_${op}`, text: statements[op] };
     for (let i = 0; i < 200; i++) await c.query({ ...query, values: args(i) });
     // The proxy's connections to the partitions (generate's keys go to all four), found after the warm-up.
-    const remote = target === 'proxy'
-      ? (await Promise.all(d.clusters.map((cl) => d.query<{ pid: number }>(cl.url,
-          `SELECT pid FROM pg_stat_activity WHERE application_name = 'session-postgresql proxy'`)))).flatMap((r) => r.rows.map((x) => x.pid))
-      : [pid];
+    const remote =
+      target === 'proxy'
+        ? (
+            await Promise.all(
+              d.clusters.map((cl) =>
+                d.query<{ pid: number }>(
+                  cl.url,
+                  `SELECT pid FROM pg_stat_activity WHERE application_name = 'session-postgresql proxy'`,
+                ),
+              ),
+            )
+          ).flatMap((r) => r.rows.map((x) => x.pid))
+        : [pid];
     const before = { own: cpuMs(pid), remote: remote.map(cpuMs) };
     const started = performance.now();
     for (let i = 0; i < calls; i++) await c.query({ ...query, values: args(i) });
     const wall = performance.now() - started;
     const remoteMs = remote.map(cpuMs).reduce((a, b) => a + b, 0) - before.remote.reduce((a, b) => a + b, 0);
     return {
-      op, target,
+      op,
+      target,
       usPerCall: (wall * 1000) / calls,
       proxyCpuUs: target === 'proxy' ? ((cpuMs(pid) - before.own) * 1000) / calls : null,
       partitionCpuUs: (remoteMs * 1000) / calls,
@@ -83,8 +100,11 @@ async function main(): Promise<void> {
     // Keys that all live on partition 0, so direct and proxied calls do the same work there.
     const keys: string[] = [];
     while (keys.length < 2000) {
-      const r = await d.query<{ k: string }>(d.proxyUrl, `SELECT k FROM (SELECT session_proxy.new_key() k FROM generate_series(1, 4000)) x
-                                                          WHERE session_proxy.key_hash(k) & 3 = 0`);
+      const r = await d.query<{ k: string }>(
+        d.proxyUrl,
+        `SELECT k FROM (SELECT session_proxy.new_key() k FROM generate_series(1, 4000)) x
+                                                          WHERE session_proxy.key_hash(k) & 3 = 0`,
+      );
       for (const { k } of r.rows) {
         await d.query(d.partitionUrls[0] as string, `SELECT session.session_put($1, 'start', 86400)`, [k]);
         keys.push(k);
@@ -97,10 +117,17 @@ async function main(): Promise<void> {
     const load: { op: Op; target: string; m: Measurement }[] = [];
     // A proxy backend waits for the partition during each call, so pipelining on one connection
     // does not overlap calls there: through the proxy, calls in flight need connections.
-    const targets = [['direct', 2], ['proxy', 2], ['proxy', 16]] as const;
+    const targets = [
+      ['direct', 2],
+      ['proxy', 2],
+      ['proxy', 16],
+    ] as const;
     for (const op of ['get', 'set', 'generate'] as const) {
       for (const [target, connections] of targets) {
-        const store = connect({ connections, connectionString: target === 'direct' ? (d.partitionUrls[0] as string) : d.proxyUrl });
+        const store = connect({
+          connections,
+          connectionString: target === 'direct' ? (d.partitionUrls[0] as string) : d.proxyUrl,
+        });
         try {
           load.push({ op, target: `${target}, ${connections} connections`, m: await loaded(store, op, keys) });
         } finally {
@@ -118,16 +145,24 @@ async function main(): Promise<void> {
       '',
       '| call | target | µs per call (wall) | proxy backend CPU µs/call | partition backends CPU µs/call |',
       '|---|---|---|---|---|',
-      ...serials.map((s) => `| ${s.op} | ${s.target} | ${s.usPerCall.toFixed(0)} | ${s.proxyCpuUs === null ? '-' : s.proxyCpuUs.toFixed(0)} | ${s.partitionCpuUs.toFixed(0)} |`),
+      ...serials.map(
+        (s) =>
+          `| ${s.op} | ${s.target} | ${s.usPerCall.toFixed(0)} | ${s.proxyCpuUs === null ? '-' : s.proxyCpuUs.toFixed(0)} | ${s.partitionCpuUs.toFixed(0)} |`,
+      ),
       '',
       `## TypeScript client (pipelined connections), 32 calls in flight (${seconds} s each)`,
       '',
       '| call | target | calls/s | p50 ms | p99 ms |',
       '|---|---|---|---|---|',
-      ...load.map((l) => `| ${l.op} | ${l.target} | ${Math.round(l.m.opsPerSec)} | ${l.m.p50Ms.toFixed(2)} | ${l.m.p99Ms.toFixed(2)} |`),
+      ...load.map(
+        (l) => `| ${l.op} | ${l.target} | ${Math.round(l.m.opsPerSec)} | ${l.m.p50Ms.toFixed(2)} | ${l.m.p99Ms.toFixed(2)} |`,
+      ),
       '',
     ];
-    writeFileSync(new URL('results/proxy.json', import.meta.url).pathname.replace('/dist/bench/', '/bench/'), `${JSON.stringify({ facts, serials, load }, null, 2)}\n`);
+    writeFileSync(
+      new URL('results/proxy.json', import.meta.url).pathname.replace('/dist/bench/', '/bench/'),
+      `${JSON.stringify({ facts, serials, load }, null, 2)}\n`,
+    );
     writeFileSync(new URL('results/proxy.md', import.meta.url).pathname.replace('/dist/bench/', '/bench/'), lines.join('\n'));
     console.log(lines.join('\n'));
   } finally {

@@ -54,7 +54,10 @@ const settings = {
   flows: listOption<Flow>('flows', ['read', 'write']),
   via: listOption<Via>('via', ['api', 'http']),
   contenders: listOption<ContenderName>('contenders', contenderNames),
-  out: stringOption('out', quick ? join(tmpdir(), 'session-bench-redis-quick') : fileURLToPath(new URL('../../bench/results/redis', import.meta.url))),
+  out: stringOption(
+    'out',
+    quick ? join(tmpdir(), 'session-bench-redis-quick') : fileURLToPath(new URL('../../bench/results/redis', import.meta.url)),
+  ),
 };
 
 const log = (s: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${s}`);
@@ -78,7 +81,9 @@ function clusterPids(postmaster: number): number[] {
     try {
       const ppid = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]?.split(' ')[1]);
       if (ppid === postmaster) pids.push(Number(entry));
-    } catch { /* gone meanwhile */ }
+    } catch {
+      /* gone meanwhile */
+    }
   }
   return pids;
 }
@@ -93,7 +98,12 @@ interface Contender {
   serverCpuUs(): number;
 }
 
-interface RedisServer { mode: Mode; url: string; pid: number; stop(): void }
+interface RedisServer {
+  mode: Mode;
+  url: string;
+  pid: number;
+  stop(): void;
+}
 
 function redisAvailable(): string | null {
   const r = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
@@ -103,11 +113,26 @@ function redisAvailable(): string | null {
 async function startRedis(mode: Mode): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), `session-bench-redis-${mode}-`));
   const port = await freePort();
-  const persistence = mode === 'none'
-    ? ['--appendonly', 'no']
-    : ['--appendonly', 'yes', '--appendfsync', mode];
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir,
-    '--daemonize', 'no', '--protected-mode', 'yes', ...persistence], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const persistence = mode === 'none' ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', mode];
+  const child = spawn(
+    'redis-server',
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--dir',
+      dir,
+      '--daemonize',
+      'no',
+      '--protected-mode',
+      'yes',
+      ...persistence,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   await new Promise<void>((resolve, reject) => {
     let out = '';
     child.stdout?.on('data', (b: Buffer) => {
@@ -135,12 +160,14 @@ const callback = <T>(run: (cb: (err: unknown, result?: T) => void) => void): Pro
 async function load(store: session.Store, n: number): Promise<void> {
   const seed = expressSession('h') as unknown as session.SessionData;
   let next = 0;
-  await Promise.all(Array.from({ length: 64 }, async () => {
-    while (next < n) {
-      const sid = httpSessionId(next++);
-      await callback((cb) => store.set(sid, seed, cb));
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: 64 }, async () => {
+      while (next < n) {
+        const sid = httpSessionId(next++);
+        await callback((cb) => store.set(sid, seed, cb));
+      }
+    }),
+  );
 }
 
 /** One request of a flow through the Store API, as express-session makes it. */
@@ -168,7 +195,10 @@ interface Cell extends Measurement {
   serverCpuUsPerReq: number;
 }
 
-interface App { child: ChildProcess; port: number }
+interface App {
+  child: ChildProcess;
+  port: number;
+}
 
 function startApp(c: Contender): Promise<App> {
   const child = fork(fileURLToPath(new URL('./http-server.js', import.meta.url)), [c.kind, c.appUrl, '0'], { stdio: 'inherit' });
@@ -201,14 +231,15 @@ const processCpuUs = () => {
 
 function markdown(cells: Cell[], facts: object, skipped: string[]): string {
   const best = (via: Via, flow: Flow, inflight: number, name: ContenderName) =>
-    cells.filter((c) => c.via === via && c.flow === flow && c.inflight === inflight && c.contender === name)
+    cells
+      .filter((c) => c.via === via && c.flow === flow && c.inflight === inflight && c.contender === name)
       .sort((a, b) => b.opsPerSec - a.opsPerSec)[0];
   const lines = [
     '# Express sessions: ours vs connect-redis vs connect-pg-simple',
     '',
     `Written by \`npm run bench:redis\` (bench/redis.ts) on ${new Date().toISOString()}. ${settings.sessions} live sessions per store;`,
     `${settings.seconds} s per cell after ${settings.warmup} s of warm-up; best of ${settings.rounds} round(s). CPU is µs per request:`,
-    'the Node process running the store, and the database\'s processes (all of the PostgreSQL cluster\'s, or redis-server).',
+    "the Node process running the store, and the database's processes (all of the PostgreSQL cluster's, or redis-server).",
     '',
     '```json',
     JSON.stringify(facts, null, 1),
@@ -219,15 +250,21 @@ function markdown(cells: Cell[], facts: object, skipped: string[]): string {
   for (const via of settings.via) {
     for (const flow of settings.flows) {
       for (const inflight of settings.inflight) {
-        lines.push(`## ${flow === 'read' ? 'Read (get + touch)' : 'Write (get + set)'}, ${via === 'api' ? 'Store API' : 'HTTP (Express 5)'}, ${inflight} in flight`, '',
-          '| store | req/s | p50 ms | p99 ms | node µs/req | server µs/req | vs Redis always | vs Redis none |', '|---|---:|---:|---:|---:|---:|---:|---:|');
+        lines.push(
+          `## ${flow === 'read' ? 'Read (get + touch)' : 'Write (get + set)'}, ${via === 'api' ? 'Store API' : 'HTTP (Express 5)'}, ${inflight} in flight`,
+          '',
+          '| store | req/s | p50 ms | p99 ms | node µs/req | server µs/req | vs Redis always | vs Redis none |',
+          '|---|---:|---:|---:|---:|---:|---:|---:|',
+        );
         const always = best(via, flow, inflight, 'redis-always');
         const none = best(via, flow, inflight, 'redis-none');
         for (const name of settings.contenders) {
           const c = best(via, flow, inflight, name);
           if (!c) continue;
           const ratio = (r: Cell | undefined) => (r ? `${(c.opsPerSec / r.opsPerSec).toFixed(2)}×` : '—');
-          lines.push(`| ${labels[name]} | ${Math.round(c.opsPerSec)} | ${c.p50Ms.toFixed(2)} | ${c.p99Ms.toFixed(2)} | ${c.nodeCpuUsPerReq.toFixed(1)} | ${c.serverCpuUsPerReq.toFixed(1)} | ${ratio(always)} | ${ratio(none)} |`);
+          lines.push(
+            `| ${labels[name]} | ${Math.round(c.opsPerSec)} | ${c.p50Ms.toFixed(2)} | ${c.p99Ms.toFixed(2)} | ${c.nodeCpuUsPerReq.toFixed(1)} | ${c.serverCpuUsPerReq.toFixed(1)} | ${ratio(always)} | ${ratio(none)} |`,
+          );
         }
         lines.push('');
       }
@@ -252,12 +289,20 @@ async function main(): Promise<void> {
   try {
     const db: BenchDatabase = await server.database('session_bench_redis');
     await createPeerTables(db);
-    const [{ data_directory: dataDir } = { data_directory: '' }] = await db.sql<{ data_directory: string }>('SHOW data_directory');
+    const [{ data_directory: dataDir } = { data_directory: '' }] = await db.sql<{ data_directory: string }>(
+      'SHOW data_directory',
+    );
     const postmaster = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
     const pgCpuUs = () => clusterPids(postmaster).reduce((sum, pid) => sum + cpuUs(pid), 0);
     for (const name of names) {
       if (name === 'ours') {
-        contenders.push({ name, kind: 'ours', appUrl: db.appUrl, store: new ExpressSessionStore({ connectionString: db.appUrl }), serverCpuUs: pgCpuUs });
+        contenders.push({
+          name,
+          kind: 'ours',
+          appUrl: db.appUrl,
+          store: new ExpressSessionStore({ connectionString: db.appUrl }),
+          serverCpuUs: pgCpuUs,
+        });
       } else if (name === 'cps') {
         contenders.push({ name, kind: 'cps', appUrl: db.appUrl, store: cpsStore(db.appUrl), serverCpuUs: pgCpuUs });
       } else {
@@ -302,7 +347,9 @@ async function main(): Promise<void> {
                   }
                 }
                 cells.push({ via, flow, inflight, contender: c.name, round, ...m });
-                log(`round ${round + 1} ${via} ${flow} @${inflight} ${c.name.padEnd(15)} ${Math.round(m.opsPerSec).toString().padStart(6)} req/s  p50 ${m.p50Ms.toFixed(2)} ms  p99 ${m.p99Ms.toFixed(2)} ms  node ${m.nodeCpuUsPerReq.toFixed(1)} µs  server ${m.serverCpuUsPerReq.toFixed(1)} µs`);
+                log(
+                  `round ${round + 1} ${via} ${flow} @${inflight} ${c.name.padEnd(15)} ${Math.round(m.opsPerSec).toString().padStart(6)} req/s  p50 ${m.p50Ms.toFixed(2)} ms  p99 ${m.p99Ms.toFixed(2)} ms  node ${m.nodeCpuUsPerReq.toFixed(1)} µs  server ${m.serverCpuUsPerReq.toFixed(1)} µs`,
+                );
               }
             }
           }

@@ -51,14 +51,18 @@ export function summarizeCells(cells: Cell[]): { summaries: Summary[]; ratios: R
         const mine = here.filter((c) => c.contender === contender);
         if (mine.length === 0) continue;
         summaries.push({
-          contender, op, concurrency, rounds: mine.length,
+          contender,
+          op,
+          concurrency,
+          rounds: mine.length,
           opsPerSec: median(mine.map((c) => c.opsPerSec)),
           p50Ms: median(mine.map((c) => c.p50Ms)),
           p99Ms: median(mine.map((c) => c.p99Ms)),
         });
       }
       ratios.push({
-        op, concurrency,
+        op,
+        concurrency,
         vsRaw: roundRatio(here, 'ours', op, 'raw', op),
         vsCps: roundRatio(here, 'ours', op, 'cps', op),
         vsPgbench: roundRatio(here, 'ours', op, 'pgbench', op),
@@ -69,9 +73,19 @@ export function summarizeCells(cells: Cell[]): { summaries: Summary[]; ratios: R
 }
 
 /** Median over rounds of a/b, both measured in the same round (so drift between rounds cancels). */
-export function roundRatio(cells: Cell[], a: ContenderName, aOp: OpName, b: ContenderName, bOp: OpName, concurrency?: number): number {
+export function roundRatio(
+  cells: Cell[],
+  a: ContenderName,
+  aOp: OpName,
+  b: ContenderName,
+  bOp: OpName,
+  concurrency?: number,
+): number {
   const pick = (who: ContenderName, op: OpName, round: number) =>
-    cells.find((c) => c.contender === who && c.op === op && c.round === round && (concurrency === undefined || c.concurrency === concurrency));
+    cells.find(
+      (c) =>
+        c.contender === who && c.op === op && c.round === round && (concurrency === undefined || c.concurrency === concurrency),
+    );
   const rounds = [...new Set(cells.map((c) => c.round))];
   const rs = rounds.flatMap((r) => {
     const x = pick(a, aOp, r);
@@ -95,11 +109,15 @@ export interface Target {
  */
 function vsBestPgbench(cells: Cell[], concurrency: number): number {
   const rounds = [...new Set(cells.map((c) => c.round))];
-  return median(rounds.flatMap((r) => {
-    const ours = cells.find((c) => c.round === r && c.contender === 'ours' && c.op === 'get' && c.concurrency === concurrency);
-    const best = Math.max(...cells.filter((c) => c.round === r && c.contender === 'pgbench' && c.op === 'get').map((c) => c.opsPerSec));
-    return ours && best > 0 ? [ours.opsPerSec / best] : [];
-  }));
+  return median(
+    rounds.flatMap((r) => {
+      const ours = cells.find((c) => c.round === r && c.contender === 'ours' && c.op === 'get' && c.concurrency === concurrency);
+      const best = Math.max(
+        ...cells.filter((c) => c.round === r && c.contender === 'pgbench' && c.op === 'get').map((c) => c.opsPerSec),
+      );
+      return ours && best > 0 ? [ours.opsPerSec / best] : [];
+    }),
+  );
 }
 
 /** The issue's targets, at 32 in flight. */
@@ -116,7 +134,8 @@ export function targets(cells: Cell[], concurrency = 32): Target[] {
   ];
 }
 
-const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '—');
+const fmt = (n: number, digits = 0) =>
+  Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '—';
 const ms = (n: number) => (Number.isFinite(n) ? (n < 1 ? n.toFixed(3) : n < 10 ? n.toFixed(2) : n.toFixed(1)) : '—');
 const x = (n: number) => (Number.isFinite(n) ? `${n.toFixed(2)}×` : '—');
 
@@ -131,7 +150,9 @@ export function markdownTable(summaries: Summary[], ratios: RatioSummary[], conc
       const s = summaries.find((s) => s.contender === who && s.op === r.op && s.concurrency === r.concurrency);
       return s ? `${fmt(s.opsPerSec)} (${ms(s.p50Ms)} / ${ms(s.p99Ms)})` : '—';
     };
-    lines.push(`| ${r.op} | ${r.concurrency} | ${cell('ours')} | ${cell('raw')} | ${cell('cps')} | ${cell('pgbench')} | ${x(r.vsRaw)} | ${x(r.vsCps)} | ${x(r.vsPgbench)} |`);
+    lines.push(
+      `| ${r.op} | ${r.concurrency} | ${cell('ours')} | ${cell('raw')} | ${cell('cps')} | ${cell('pgbench')} | ${x(r.vsRaw)} | ${x(r.vsCps)} | ${x(r.vsPgbench)} |`,
+    );
   }
   return lines.join('\n');
 }
@@ -140,7 +161,10 @@ export function targetTable(ts: Target[]): string {
   return [
     '| target (ours at 32 in flight) | measured | target | met |',
     '|---|---:|---:|---|',
-    ...ts.map((t) => `| ${t.what} | ${x(t.ratio)} | ≥ ${t.target.toFixed(2)}× | ${Number.isFinite(t.ratio) ? (t.met ? 'yes' : '**no**') : 'not measured'} |`),
+    ...ts.map(
+      (t) =>
+        `| ${t.what} | ${x(t.ratio)} | ≥ ${t.target.toFixed(2)}× | ${Number.isFinite(t.ratio) ? (t.met ? 'yes' : '**no**') : 'not measured'} |`,
+    ),
   ].join('\n');
 }
 
@@ -184,17 +208,23 @@ export function svgChart(summaries: Summary[], title: string, subtitle = ''): st
         const s = mine.find((m) => m.contender === who && m.concurrency === c);
         if (!s || !Number.isFinite(s.opsPerSec)) return;
         const h = (s.opsPerSec / max) * panelH;
-        out.push(`<rect x="${(gx + bi * barW).toFixed(1)}" y="${(top + panelH - h).toFixed(1)}" width="${(barW - 1).toFixed(1)}" height="${h.toFixed(1)}" fill="${colors[who]}"><title>${esc(labels[who])} ${op} @${c}: ${Math.round(s.opsPerSec)} ops/s</title></rect>`);
+        out.push(
+          `<rect x="${(gx + bi * barW).toFixed(1)}" y="${(top + panelH - h).toFixed(1)}" width="${(barW - 1).toFixed(1)}" height="${h.toFixed(1)}" fill="${colors[who]}"><title>${esc(labels[who])} ${op} @${c}: ${Math.round(s.opsPerSec)} ops/s</title></rect>`,
+        );
       });
       out.push(`<text x="${gx + (groupW - 12) / 2}" y="${top + panelH + 14}" text-anchor="middle">${c}</text>`);
     });
     out.push(`<text x="${x0 + panelW / 2}" y="${top + panelH + 30}" text-anchor="middle" fill="#555">requests in flight</text>`);
   });
-  out.push(`<text x="14" y="${top + panelH / 2}" transform="rotate(-90 14 ${top + panelH / 2})" text-anchor="middle" fill="#555">operations per second</text>`);
+  out.push(
+    `<text x="14" y="${top + panelH / 2}" transform="rotate(-90 14 ${top + panelH / 2})" text-anchor="middle" fill="#555">operations per second</text>`,
+  );
   contenderNames.forEach((who, i) => {
     const lx = left + i * 170;
     const ly = height - 18;
-    out.push(`<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="${colors[who]}"/><text x="${lx + 18}" y="${ly}">${esc(labels[who])}</text>`);
+    out.push(
+      `<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="${colors[who]}"/><text x="${lx + 18}" y="${ly}">${esc(labels[who])}</text>`,
+    );
   });
   out.push('</svg>');
   return out.join('\n') + '\n';

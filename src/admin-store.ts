@@ -46,14 +46,17 @@ class PgSessionAdmin extends StoreBase implements SessionAdmin {
 
   async purge(opts?: { batchSize?: number }): Promise<number> {
     const { batchSize } = checkOptions(opts);
-    const config = batchSize === undefined
-      ? queryConfig(statements.purge, [])
-      : queryConfig(statements.purgeBatch, [checkBatchSize(batchSize)]);
-    return await this.writeAlone(config) as number;
+    const config =
+      batchSize === undefined
+        ? queryConfig(statements.purge, [])
+        : queryConfig(statements.purgeBatch, [checkBatchSize(batchSize)]);
+    return (await this.writeAlone(config)) as number;
   }
 
   async setAbsoluteLifetime(lifetime: number | null): Promise<void> {
-    await this.writeAlone(queryConfig(statements.setAbsoluteLifetime, [lifetime === null ? null : checkSeconds('lifetime', lifetime)]));
+    await this.writeAlone(
+      queryConfig(statements.setAbsoluteLifetime, [lifetime === null ? null : checkSeconds('lifetime', lifetime)]),
+    );
   }
 }
 

@@ -62,7 +62,10 @@ export function positive(name: string, n: number | undefined, otherwise: number)
 const optionalVersion = (n: unknown): string | null => (n === undefined || n === null ? null : checkInteger('ifVersion', n));
 
 /** The options of set, put and merge, as their SQL arguments. */
-export function writeOptions(options: { expiry?: number; ifVersion?: number } | undefined): { expiry: string | null; ifVersion: string | null } {
+export function writeOptions(options: { expiry?: number; ifVersion?: number } | undefined): {
+  expiry: string | null;
+  ifVersion: string | null;
+} {
   const { expiry, ifVersion } = checkOptions(options);
   return { expiry: optionalSeconds('expiry', expiry), ifVersion: optionalVersion(ifVersion) };
 }

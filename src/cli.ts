@@ -1,7 +1,22 @@
 #!/usr/bin/env node
 // session-pg: the DBA's tool. Exit codes: 0 success, 1 the database failed or refused, 2 usage.
 import { parseArgs } from 'node:util';
-import { defaultPurgePause, installScript, validPurgePause, purgeAll, purgeJobStatus, purgeJobWarning, schedulePurge, stats, unschedulePurge, installRoles, type CronRun, type PurgeJobState, type PurgeProgress, type Stats } from './admin.js';
+import {
+  defaultPurgePause,
+  installScript,
+  validPurgePause,
+  purgeAll,
+  purgeJobStatus,
+  purgeJobWarning,
+  schedulePurge,
+  stats,
+  unschedulePurge,
+  installRoles,
+  type CronRun,
+  type PurgeJobState,
+  type PurgeProgress,
+  type Stats,
+} from './admin.js';
 import { causeChain, SessionError } from './errors.js';
 import { importArguments, importCommand } from './import.js';
 import { printPartitionJobs, scaleoutCommand } from './scaleout-cli.js';
@@ -213,7 +228,8 @@ function oneHostUrl(name: string, value: string): void {
   } catch {
     // A typo in the port ("5501O") is the usual reason: say so, without echoing what could be a password.
     const port = /^postgres(?:ql)?:\/\/(?:[^@/]*@)?(?:\[[^\]/]*\]|[^/:@[]*):([^/?#@]*)(?:[/?#]|$)/.exec(value)?.[1];
-    if (port !== undefined && !(/^\d{0,5}$/.test(port) && Number(port) <= 65535)) throw new Usage(`${name} has a bad port: a port is a number from 1 to 65535`);
+    if (port !== undefined && !(/^\d{0,5}$/.test(port) && Number(port) <= 65535))
+      throw new Usage(`${name} has a bad port: a port is a number from 1 to 65535`);
     throw new Usage(`${name} must be a postgresql:// URL, e.g. postgresql://user@host:5432/database`);
   }
   if (url.protocol !== 'postgresql:' && url.protocol !== 'postgres:') {
@@ -236,7 +252,12 @@ function negativeNumbersAsArguments(argv: string[]): string[] {
   for (const arg of argv) {
     const previous = out.at(-1);
     if (!/^-\d/.test(arg)) out.push(arg);
-    else if (previous?.startsWith('--') && !previous.includes('=') && options[previous.slice(2) as keyof typeof options]?.type === 'string') out[out.length - 1] = `${previous}=${arg}`;
+    else if (
+      previous?.startsWith('--') &&
+      !previous.includes('=') &&
+      options[previous.slice(2) as keyof typeof options]?.type === 'string'
+    )
+      out[out.length - 1] = `${previous}=${arg}`;
     else rest.push(arg);
   }
   return rest.length === 0 ? out : [...out, '--', ...rest];
@@ -247,15 +268,26 @@ const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
 function humanBytes(n: number): string {
   let i = 0;
   let v = n;
-  while (v >= 1024 && i < units.length - 1) { v /= 1024; i += 1; }
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i += 1;
+  }
   return i === 0 ? `${n} bytes` : `${v.toFixed(1)} ${units[i]}`;
 }
 
 /** 90061 → "1 d 1 h 1 min 1 s". */
 function humanSeconds(s: number): string {
   const parts: string[] = [];
-  for (const [unit, size] of [['d', 86400], ['h', 3600], ['min', 60], ['s', 1]] as const) {
-    if (s >= size) { parts.push(`${Math.floor(s / size)} ${unit}`); s %= size; }
+  for (const [unit, size] of [
+    ['d', 86400],
+    ['h', 3600],
+    ['min', 60],
+    ['s', 1],
+  ] as const) {
+    if (s >= size) {
+      parts.push(`${Math.floor(s / size)} ${unit}`);
+      s %= size;
+    }
   }
   return parts.join(' ') || '0 s';
 }
@@ -282,7 +314,9 @@ function printJob(s: PurgeJobState): void {
     return;
   }
   const kept = s.cronDatabase === undefined || s.cronDatabase === s.cron.database ? '' : ` (kept in ${s.cronDatabase})`;
-  console.log(`purge job          "${s.cron.schedule}" ${s.cron.command} in ${s.cron.database} as ${s.cron.username}${kept}${s.cron.active ? '' : ' (inactive)'}`);
+  console.log(
+    `purge job          "${s.cron.schedule}" ${s.cron.command} in ${s.cron.database} as ${s.cron.username}${kept}${s.cron.active ? '' : ' (inactive)'}`,
+  );
   console.log(s.cron.lastRuns.length === 0 ? '  no runs yet' : '  last runs (start, status, duration, message):');
   for (const r of s.cron.lastRuns) console.log(runLine(r));
   if (s.cronWarning !== undefined) console.error(`session-pg: warning: ${s.cronWarning}`);
@@ -300,12 +334,19 @@ async function runMigrate(args: string[], values: Values, conn: { connectionStri
   if (args[0] === 'down') throw new Usage(downRefused);
   if (args[0] !== undefined && args[0] !== 'up') throw new Usage(`takes no argument but "up", not "${args[0]}"`);
   const direction = 'up';
-  const count = values.count === undefined ? undefined : wholeNumber('--count', values.count as string, 1, Number.MAX_SAFE_INTEGER);
+  const count =
+    values.count === undefined ? undefined : wholeNumber('--count', values.count as string, 1, Number.MAX_SAFE_INTEGER);
   const roles = {
     ...(values['client-role'] === undefined ? {} : { clientRole: values['client-role'] as string }),
     ...(values['admin-role'] === undefined ? {} : { adminRole: values['admin-role'] as string }),
   };
-  const ran = await migrate({ ...conn, ...roles, direction, ...(count === undefined ? {} : { count }), log: (l) => console.error(l) });
+  const ran = await migrate({
+    ...conn,
+    ...roles,
+    direction,
+    ...(count === undefined ? {} : { count }),
+    log: (l) => console.error(l),
+  });
   if (ran.length > 0) console.log(`Applied: ${ran.join(', ')}`);
   else console.log('Nothing to do: the database is up to date.');
   // The migration succeeded either way; a job that cannot connect would go unnoticed otherwise.
@@ -316,8 +357,12 @@ async function runMigrate(args: string[], values: Values, conn: { connectionStri
 /** The database the command works on: --database-url, else $DATABASE_URL, else the PG* variables. */
 function connectionOf(values: Values): { connectionString?: string } {
   const urlValue = values['database-url'] as string | undefined;
-  const url = urlValue !== undefined ? databaseUrl('--database-url', urlValue)
-    : process.env.DATABASE_URL ? databaseUrl('DATABASE_URL', process.env.DATABASE_URL) : undefined;
+  const url =
+    urlValue !== undefined
+      ? databaseUrl('--database-url', urlValue)
+      : process.env.DATABASE_URL
+        ? databaseUrl('DATABASE_URL', process.env.DATABASE_URL)
+        : undefined;
   return url ? { connectionString: url } : {};
 }
 
@@ -327,7 +372,9 @@ async function run(command: Command, args: string[], values: Values): Promise<vo
   const cron = cronUrl === undefined ? {} : { cronDatabaseUrl: databaseUrl('--cron-database-url', cronUrl) };
   const maxArgs = ['migrate', 'default-period', 'import', 'sessions', 'revoke'].includes(command) ? 1 : 0;
   if (args.length > maxArgs) {
-    throw new Usage(`takes ${maxArgs === 0 ? 'no arguments' : 'at most one argument'}; unexpected: ${args.slice(maxArgs).join(' ')}`);
+    throw new Usage(
+      `takes ${maxArgs === 0 ? 'no arguments' : 'at most one argument'}; unexpected: ${args.slice(maxArgs).join(' ')}`,
+    );
   }
   switch (command) {
     case 'migrate':
@@ -335,26 +382,42 @@ async function run(command: Command, args: string[], values: Values): Promise<vo
     case 'status': {
       const all = await migrationStatus(conn);
       for (const m of all) {
-        console.log(`${m.applied ? 'applied' : 'pending'}  ${m.name}${m.runOn ? `  ${m.runOn.toISOString()}` : ''}${m.newer ? '  newer than this package' : ''}`);
+        console.log(
+          `${m.applied ? 'applied' : 'pending'}  ${m.name}${m.runOn ? `  ${m.runOn.toISOString()}` : ''}${m.newer ? '  newer than this package' : ''}`,
+        );
       }
       const newer = all.filter((m) => m.newer).map((m) => m.name);
       if (newer.length > 0) {
-        console.error(`session-pg: warning: a newer version of session-postgresql migrated this database (${newer.join(', ')}); this version's migrate refuses it: upgrade the package`);
+        console.error(
+          `session-pg: warning: a newer version of session-postgresql migrated this database (${newer.join(', ')}); this version's migrate refuses it: upgrade the package`,
+        );
       }
       // The job is where pg_cron keeps it; not finding it does not make the migrations' status fail.
-      printJob(await purgeJobStatus({ ...conn, ...cron }).catch((err: unknown) => ({ cron: null, cronNote: `not known (${(err as Error).message.split('\n', 1)[0]})` })));
+      printJob(
+        await purgeJobStatus({ ...conn, ...cron }).catch((err: unknown) => ({
+          cron: null,
+          cronNote: `not known (${(err as Error).message.split('\n', 1)[0]})`,
+        })),
+      );
       return;
     }
     case 'purge': {
-      const batchSize = values['batch-size'] === undefined ? undefined : wholeNumber('--batch-size', values['batch-size'] as string, 1, 2147483647);
+      const batchSize =
+        values['batch-size'] === undefined
+          ? undefined
+          : wholeNumber('--batch-size', values['batch-size'] as string, 1, 2147483647);
       const pauseText = values.pause as string | undefined;
       const pause = pauseText === undefined ? undefined : pauseText.trim() === '' ? NaN : Number(pauseText);
-      if (pause !== undefined && !validPurgePause(pause)) throw new Usage(`--pause must be a number from 0 to 1000, got "${pauseText}"`);
+      if (pause !== undefined && !validPurgePause(pause))
+        throw new Usage(`--pause must be a number from 0 to 1000, got "${pauseText}"`);
       const tty = process.stderr.isTTY;
-      const done = await purgeAll({ ...conn, ...(batchSize === undefined ? {} : { batchSize }), ...(pause === undefined ? {} : { pause }) }, (p) => {
-        if (tty) process.stderr.write(`\r${bar(p)}\x1b[K`);
-        else console.error(bar(p));
-      });
+      const done = await purgeAll(
+        { ...conn, ...(batchSize === undefined ? {} : { batchSize }), ...(pause === undefined ? {} : { pause }) },
+        (p) => {
+          if (tty) process.stderr.write(`\r${bar(p)}\x1b[K`);
+          else console.error(bar(p));
+        },
+      );
       if (tty) process.stderr.write('\n');
       console.log(`Done: ${done.deleted} expired sessions deleted.`);
       return;
@@ -404,16 +467,29 @@ async function run(command: Command, args: string[], values: Values): Promise<vo
 }
 
 /** sessions and revoke: what support staff do for a user who lost a device. */
-async function runSubject(command: 'sessions' | 'revoke', subject: string | undefined, values: Values, conn: { connectionString?: string }): Promise<void> {
+async function runSubject(
+  command: 'sessions' | 'revoke',
+  subject: string | undefined,
+  values: Values,
+  conn: { connectionString?: string },
+): Promise<void> {
   if (subject === undefined || subject === '') throw new Usage('needs a SUBJECT (the user id the application gave the sessions)');
   const store = connect({ ...conn, connections: 1, writeConnections: 1, applicationName: 'session-pg' });
   try {
     if (command === 'revoke') {
       const handle = values.handle as string | undefined;
-      const ended = handle === undefined ? await store.revoke(subject) : Number(await store.revokeHandle(subject, handle).catch((err: unknown) => {
-        if (err instanceof SessionError && err.code === 'invalid_argument') throw new Usage(`--handle must be one of the handles that "session-pg sessions SUBJECT" lists, got ${JSON.stringify(handle)}`);
-        throw err;
-      }));
+      const ended =
+        handle === undefined
+          ? await store.revoke(subject)
+          : Number(
+              await store.revokeHandle(subject, handle).catch((err: unknown) => {
+                if (err instanceof SessionError && err.code === 'invalid_argument')
+                  throw new Usage(
+                    `--handle must be one of the handles that "session-pg sessions SUBJECT" lists, got ${JSON.stringify(handle)}`,
+                  );
+                throw err;
+              }),
+            );
       console.log(`Ended ${ended} session${ended === 1 ? '' : 's'} of ${JSON.stringify(subject)}.`);
       return;
     }
@@ -424,7 +500,9 @@ async function runSubject(command: 'sessions' | 'revoke', subject: string | unde
     }
     if (list.length === 0) console.log(`No live sessions of ${JSON.stringify(subject)}.`);
     for (const s of list) {
-      console.log(`${s.handle}  created ${s.createdAt.toISOString()}  written ${s.writtenAt.toISOString()}  expires ${s.expiresAt.toISOString()}  ${s.label ?? ''}`.trimEnd());
+      console.log(
+        `${s.handle}  created ${s.createdAt.toISOString()}  written ${s.writtenAt.toISOString()}  expires ${s.expiresAt.toISOString()}  ${s.label ?? ''}`.trimEnd(),
+      );
     }
   } finally {
     await store.close();
@@ -455,10 +533,13 @@ function errorLine(err: unknown, ours?: string): string {
   const code = err instanceof SessionError ? err.code : 'error';
   const message = (err instanceof Error ? err.message : String(err)).split('\n', 1)[0];
   const sqlState = err instanceof SessionError ? err.sqlState : undefined;
-  const hint = causeChain(err).map((e) => e.hint).find((h): h is string => typeof h === 'string' && h !== '');
-  const fallback = code === 'not_installed' && !String(message).includes('session-pg migrate')
-    ? 'session-postgresql is not installed in this database: run session-pg migrate'
-    : undefined;
+  const hint = causeChain(err)
+    .map((e) => e.hint)
+    .find((h): h is string => typeof h === 'string' && h !== '');
+  const fallback =
+    code === 'not_installed' && !String(message).includes('session-pg migrate')
+      ? 'session-postgresql is not installed in this database: run session-pg migrate'
+      : undefined;
   const hintText = hint ?? ours ?? fallback;
   return `session-pg: ${code}: ${message}${sqlState ? ` (SQLSTATE ${sqlState})` : ''}${hintText !== undefined ? ` HINT: ${hintText.replace(/\s*\n\s*/g, ' ')}` : ''}`;
 }
@@ -513,4 +594,6 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

@@ -1,4 +1,4 @@
-import pg from 'pg';
+import type pg from 'pg';
 import { SessionError, toSessionError } from './errors.js';
 import { Connector, hostPlan, type TargetSessionAttrs } from './hosts.js';
 
@@ -58,18 +58,43 @@ export interface ConnectionOptions {
 }
 
 const conninfoKeys: Record<string, (o: ConnectionOptions, v: string) => void> = {
-  host: (o, v) => { o.host = v; },
-  hostaddr: (o, v) => { o.hostaddr = v; },
-  port: (o, v) => { o.port = v.includes(',') ? v : Number(v); },
-  dbname: (o, v) => { o.dbname = v; },
-  user: (o, v) => { o.user = v; },
-  password: (o, v) => { o.password = v; },
-  options: (o, v) => { o.options = v; },
-  requiressl: (o, v) => { o.requiressl = v === '1'; },
-  sslmode: (o, v) => { if (v === 'require') o.requiressl = true; else if (v !== 'disable' && v !== 'prefer' && v !== 'allow') o.ssl = true; },
-  connect_timeout: (o, v) => { o.connectTimeoutMs = Number(v) * 1000; },
-  application_name: (o, v) => { o.applicationName = v; },
-  target_session_attrs: (o, v) => { o.targetSessionAttrs = v as TargetSessionAttrs; },
+  host: (o, v) => {
+    o.host = v;
+  },
+  hostaddr: (o, v) => {
+    o.hostaddr = v;
+  },
+  port: (o, v) => {
+    o.port = v.includes(',') ? v : Number(v);
+  },
+  dbname: (o, v) => {
+    o.dbname = v;
+  },
+  user: (o, v) => {
+    o.user = v;
+  },
+  password: (o, v) => {
+    o.password = v;
+  },
+  options: (o, v) => {
+    o.options = v;
+  },
+  requiressl: (o, v) => {
+    o.requiressl = v === '1';
+  },
+  sslmode: (o, v) => {
+    if (v === 'require') o.requiressl = true;
+    else if (v !== 'disable' && v !== 'prefer' && v !== 'allow') o.ssl = true;
+  },
+  connect_timeout: (o, v) => {
+    o.connectTimeoutMs = Number(v) * 1000;
+  },
+  application_name: (o, v) => {
+    o.applicationName = v;
+  },
+  target_session_attrs: (o, v) => {
+    o.targetSessionAttrs = v as TargetSessionAttrs;
+  },
 };
 
 /** Parses libpq's `key=value key='quoted \' value'` syntax. Unknown keys are refused. */
@@ -158,10 +183,18 @@ export function pooledSettingValues(options: ConnectionOptions): (string | null)
 }
 
 /** The fields of a server notice we print (e.g. what a DBA must run). */
-export interface Notice { severity?: string | undefined; message?: string | undefined; hint?: string | undefined }
+export interface Notice {
+  severity?: string | undefined;
+  message?: string | undefined;
+  hint?: string | undefined;
+}
 
 /** One short-lived connection for administrative work; errors become SessionErrors. */
-export async function withClient<T>(options: ConnectionOptions, fn: (c: pg.Client) => Promise<T>, onNotice?: (n: Notice) => void): Promise<T> {
+export async function withClient<T>(
+  options: ConnectionOptions,
+  fn: (c: pg.Client) => Promise<T>,
+  onNotice?: (n: Notice) => void,
+): Promise<T> {
   let client: pg.Client | undefined;
   try {
     client = await connector(options).connect({});

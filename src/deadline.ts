@@ -60,17 +60,31 @@ export class Deadlines {
    * has taken the request (it closes the cancel connection), or after half the margin.
    */
   cancelThenDrop(client: pg.Client): void {
-    const c = client as unknown as { processID?: number | null; secretKey?: number | null; host?: string; port?: number; connection?: { stream?: Partial<Duplex> } };
+    const c = client as unknown as {
+      processID?: number | null;
+      secretKey?: number | null;
+      host?: string;
+      port?: number;
+      connection?: { stream?: Partial<Duplex> };
+    };
     c.connection?.stream?.pause?.();
     const drop = () => c.connection?.stream?.destroy?.();
     if (typeof c.processID !== 'number' || typeof c.secretKey !== 'number' || c.port === undefined) {
       drop();
       return;
     }
-    const wait = setTimeout(() => { socket.destroy(); }, (this.limitMs - this.statementTimeoutMs) / 2);
+    const wait = setTimeout(
+      () => {
+        socket.destroy();
+      },
+      (this.limitMs - this.statementTimeoutMs) / 2,
+    );
     const socket = c.host?.startsWith('/') ? tcpConnect(`${c.host}/.s.PGSQL.${c.port}`) : tcpConnect(c.port, c.host);
     socket.on('error', () => {});
-    socket.on('close', () => { clearTimeout(wait); drop(); });
+    socket.on('close', () => {
+      clearTimeout(wait);
+      drop();
+    });
     socket.on('connect', () => {
       // CancelRequest: length 16, code 80877102, the backend's process id and secret key.
       const request = Buffer.alloc(16);
@@ -84,9 +98,11 @@ export class Deadlines {
 
   /** The error of a call on a connection the deadline dropped. */
   error(cause: unknown): SessionError {
-    return new SessionError('timeout',
+    return new SessionError(
+      'timeout',
       `no answer within ${Math.round(this.limitMs)} ms (statementTimeoutMs plus a margin): the connection was dropped, and the call may have taken effect`,
-      { cause: cause instanceof Error ? new Error(cause.message) : undefined });
+      { cause: cause instanceof Error ? new Error(cause.message) : undefined },
+    );
   }
 
   private readonly sweep = () => {

@@ -89,8 +89,24 @@ const bySqlState: Record<string, SessionErrorCode> = {
 const networkErrnos = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'EAI_AGAIN']);
 
 /** The fields of a server error that can never hold a parameter of the call (a session key). */
-const safeFields = ['code', 'severity', 'hint', 'position', 'schema', 'table', 'column', 'dataType', 'constraint',
-  'file', 'line', 'routine', 'errno', 'syscall', 'address', 'port'] as const;
+const safeFields = [
+  'code',
+  'severity',
+  'hint',
+  'position',
+  'schema',
+  'table',
+  'column',
+  'dataType',
+  'constraint',
+  'file',
+  'line',
+  'routine',
+  'errno',
+  'syscall',
+  'address',
+  'port',
+] as const;
 
 /**
  * A copy of the driver's error without `where`, `detail`, `internalQuery` and the like: with
@@ -131,7 +147,8 @@ function findCode(err: unknown): { sqlState?: string; errno?: string } {
 // (Client), "timeout exceeded when trying to connect" (Pool), "Connection terminated ...".
 // Matched on the first line only: a wrapped error's message may carry a stack trace, whose
 // "pg/lib/connection.js" must not turn, say, a permission error into a connection error.
-const connectionMessage = /^(connect |Connection terminated|timeout exceeded when trying to connect|timeout expired|Query read timeout|Client has encountered a connection error|The server does not support SSL|There was an error establishing an SSL|Connection already failed)/i;
+const connectionMessage =
+  /^(connect |Connection terminated|timeout exceeded when trying to connect|timeout expired|Query read timeout|Client has encountered a connection error|The server does not support SSL|There was an error establishing an SSL|Connection already failed)/i;
 
 // pg's words when the server asks for a SCRAM password and none was given.
 const noPassword = /^SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a (non-empty )?string/;
@@ -142,10 +159,15 @@ export function toSessionError(err: unknown): SessionError {
   const e = (err ?? {}) as { message?: unknown };
   let message = typeof e.message === 'string' ? e.message : String(err);
   // PgBouncer's answer to the settings a direct connection sends when it connects.
-  if (message.startsWith('unsupported startup parameter')) message += ' (through a pooler such as PgBouncer, connect with `pooled: true`)';
+  if (message.startsWith('unsupported startup parameter'))
+    message += ' (through a pooler such as PgBouncer, connect with `pooled: true`)';
   if (noPassword.test(message)) {
-    return new SessionError('connection', 'the server asks for a password (SCRAM authentication) and the connection has none: the URL '
-      + 'has no password; give it in the URL (postgresql://user:password@host/db), the password option, PGPASSWORD or ~/.pgpass', { cause: keyFree(err) });
+    return new SessionError(
+      'connection',
+      'the server asks for a password (SCRAM authentication) and the connection has none: the URL ' +
+        'has no password; give it in the URL (postgresql://user:password@host/db), the password option, PGPASSWORD or ~/.pgpass',
+      { cause: keyFree(err) },
+    );
   }
   const { sqlState, errno } = findCode(err);
   if (sqlState !== undefined) {

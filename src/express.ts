@@ -25,7 +25,9 @@ function mark(target: object, loaded: Loaded): void {
  * and serializer here, or the value is refused.
  */
 // What express-session's Cookie is at run time (its typings declare neither).
-const Cookie = session.Cookie as unknown as new (options: object) => { expires: unknown; serialize(name: string, value: string): string };
+const Cookie = session.Cookie as unknown as new (
+  options: object,
+) => { expires: unknown; serialize(name: string, value: string): string };
 
 function checkCookie(sess: SessionData): void {
   const c: unknown = sess.cookie;
@@ -101,7 +103,10 @@ export class ExpressSessionStore extends SessionHelpers(session.Store) {
   }
 
   /** express-session builds every loaded session here: carry the mark over to it. */
-  override createSession(req: Parameters<session.Store['createSession']>[0], sess: session.SessionData): session.Session & session.SessionData {
+  override createSession(
+    req: Parameters<session.Store['createSession']>[0],
+    sess: session.SessionData,
+  ): session.Session & session.SessionData {
     const loaded = (sess as Marked)[loadedKey];
     const made = super.createSession(req, sess);
     if (loaded !== undefined) mark(made, loaded);
@@ -115,7 +120,14 @@ export class ExpressSessionStore extends SessionHelpers(session.Store) {
   private async save(sid: string, sess: SessionData): Promise<void> {
     const loaded = (sess as Marked)[loadedKey];
     const data = dataOf(sess);
-    const save: Save = { value: JSON.stringify(sess), data, changed: data !== loaded?.data, expiry: expiryOf(sess), sess, req: requestOf(sess) };
+    const save: Save = {
+      value: JSON.stringify(sess),
+      data,
+      changed: data !== loaded?.data,
+      expiry: expiryOf(sess),
+      sess,
+      req: requestOf(sess),
+    };
     if (loaded?.sid === sid) {
       await this.sessions.update(loaded, save);
       return;

@@ -93,7 +93,14 @@ export class FastifySessionStore extends FrameworkStore {
     if (known === cleared) return;
     // Without isModified (not @fastify/session's Session) every save counts as a change.
     const changed = typeof session.isModified === 'function' ? session.isModified() : true;
-    const save: Save = { value: JSON.stringify(session), data: dataOf(session), changed, expiry: expiryOf(session), sess: session, req: requestOf(session) };
+    const save: Save = {
+      value: JSON.stringify(session),
+      data: dataOf(session),
+      changed,
+      expiry: expiryOf(session),
+      sess: session,
+      req: requestOf(session),
+    };
     // This request's own copy merges its changes; the memo's may be another request's: whole value.
     const mine = loadedOf(session);
     const copy = mine?.sid === sid ? mine : known;

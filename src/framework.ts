@@ -22,8 +22,7 @@ export function secondsOf(ms: unknown): number | undefined {
  * Adds to `Base` the helpers a route handler calls for the user's sessions, and `close`: as a
  * class factory, because express-session wants its own Store as the base class of a store.
  */
-// A mixin's constructor must take `any[]` (TypeScript's rule for mixin classes).
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: a mixin's constructor must take `any[]` (TypeScript's rule for mixin classes).
 export function SessionHelpers<Base extends abstract new (...args: any[]) => object>(base: Base) {
   abstract class WithHelpers extends base {
     /** Set by the subclass's constructor. */
@@ -69,7 +68,7 @@ export class FrameworkStore extends SessionHelpers(Object) {
 
 /** `req` if it looks like a Node request (an object with headers), else undefined. */
 export function nodeRequest(req: unknown): IncomingMessage | undefined {
-  return typeof req === 'object' && req !== null && 'headers' in req ? req as IncomingMessage : undefined;
+  return typeof req === 'object' && req !== null && 'headers' in req ? (req as IncomingMessage) : undefined;
 }
 
 /**
@@ -77,5 +76,8 @@ export function nodeRequest(req: unknown): IncomingMessage | undefined {
  * callback itself is the framework's own, and is not hidden.
  */
 export function callback<T>(p: Promise<T>, cb: ((err: unknown, result?: T) => void) | undefined): void {
-  p.then((v) => cb?.(null, v), (err: unknown) => cb?.(err));
+  p.then(
+    (v) => cb?.(null, v),
+    (err: unknown) => cb?.(err),
+  );
 }

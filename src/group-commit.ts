@@ -33,7 +33,10 @@ export interface WriteStatements {
 
 /** A per-element failure reported by the batch function, shaped like a driver error for toSessionError. */
 class ElementError extends Error {
-  constructor(readonly code: string, message: string) {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -193,8 +196,8 @@ export function halves(calls: WriteCall[]): [WriteCall[], WriteCall[]] {
 }
 
 /** The text a call puts on the wire, in UTF-16 units: close enough to bound a batch's size. */
-const size = (call: WriteCall) => (call.key?.length ?? 0) + (call.value?.length ?? 0)
-  + (call.unset?.reduce((n, field) => n + field.length + 3, 0) ?? 0);
+const size = (call: WriteCall) =>
+  (call.key?.length ?? 0) + (call.value?.length ?? 0) + (call.unset?.reduce((n, field) => n + field.length + 3, 0) ?? 0);
 
 /**
  * How many of the queued calls (at least one) go in the next batch: at most `limits.calls`, and

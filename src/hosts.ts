@@ -33,7 +33,8 @@ function checkAttrs(value: string | undefined): TargetSessionAttrs {
 /** `host:port`, `[v6]:port` or `host`: the port as text, '' when absent. */
 function splitHostPort(entry: string): { host: string; port: string } {
   const m = /^(\[[^\]]*\]|[^:]*)(?::(\d*))?$/.exec(entry);
-  if (m === null || m[1] === '') throw new SessionError('invalid_argument', 'connection URL: a host in the host list is malformed');
+  if (m === null || m[1] === '')
+    throw new SessionError('invalid_argument', 'connection URL: a host in the host list is malformed');
   return { host: m[1] as string, port: m[2] ?? '' };
 }
 
@@ -76,7 +77,10 @@ export function hostPlan(options: ConnectionOptions): HostPlan {
     return { attrs, hosts: [ports.length === 1 ? { ...o, port: Number(ports[0]) } : o] };
   }
   if (ports.length > 1 && ports.length !== hosts.length) {
-    throw new SessionError('invalid_argument', `port lists ${ports.length} ports for ${hosts.length} hosts (give one port, or one per host)`);
+    throw new SessionError(
+      'invalid_argument',
+      `port lists ${ports.length} ports for ${hosts.length} hosts (give one port, or one per host)`,
+    );
   }
   return {
     attrs,
@@ -95,10 +99,14 @@ function without(o: ConnectionOptions, key: keyof ConnectionOptions): Connection
 }
 
 /** pg's socket of a client (not part of its typed API). */
-export const socketOf = (client: pg.Client) => (client as unknown as { connection?: { stream?: Partial<Writable> } }).connection?.stream;
+export const socketOf = (client: pg.Client) =>
+  (client as unknown as { connection?: { stream?: Partial<Writable> } }).connection?.stream;
 
 /** Where a host stands, as libpq asks it after connecting. */
-interface HostState { inRecovery: boolean; readOnly: boolean }
+interface HostState {
+  inRecovery: boolean;
+  readOnly: boolean;
+}
 
 /** Asks within `timeoutMs` (pg's connect timeout ends with the handshake), else drops the connection. */
 async function hostState(client: pg.Client, timeoutMs: number): Promise<HostState> {
@@ -117,11 +125,16 @@ async function hostState(client: pg.Client, timeoutMs: number): Promise<HostStat
 
 function fits(attrs: TargetSessionAttrs, s: HostState): boolean {
   switch (attrs) {
-    case 'read-write': return !s.readOnly;
-    case 'read-only': return s.readOnly;
-    case 'primary': return !s.inRecovery;
-    case 'standby': return s.inRecovery;
-    default: return true;
+    case 'read-write':
+      return !s.readOnly;
+    case 'read-only':
+      return s.readOnly;
+    case 'primary':
+      return !s.inRecovery;
+    case 'standby':
+      return s.inRecovery;
+    default:
+      return true;
   }
 }
 
@@ -162,7 +175,11 @@ export class Connector {
         const left = end - performance.now();
         if (left <= 0) break;
         const timeout = Math.max(1, Math.min(config.connectionTimeoutMillis ?? Infinity, left));
-        const client = new pg.Client({ ...config, ...extra, connectionTimeoutMillis: Number.isFinite(timeout) ? Math.ceil(timeout) : 0 });
+        const client = new pg.Client({
+          ...config,
+          ...extra,
+          connectionTimeoutMillis: Number.isFinite(timeout) ? Math.ceil(timeout) : 0,
+        });
         // Without a listener, an error while connecting would crash the process.
         client.on('error', () => {});
         try {
@@ -178,6 +195,10 @@ export class Connector {
     }
     if (this.configs.length === 1 && this.attrs === 'any' && last !== undefined) throw last;
     const budget = performance.now() >= end ? ' within the deadline' : '';
-    throw new SessionError('connection', `no host fits target_session_attrs=${this.attrs}${budget}: ${why.join(', ') || 'none tried'}`, { cause: last });
+    throw new SessionError(
+      'connection',
+      `no host fits target_session_attrs=${this.attrs}${budget}: ${why.join(', ') || 'none tried'}`,
+      { cause: last },
+    );
   }
 }

@@ -73,8 +73,18 @@ function statementsOf(text: string): (name: string) => string {
 }
 
 interface Inspection {
-  found: boolean; oid: string | null; kind: string | null; columns: Record<string, string>; type_oids: Record<string, number>;
-  virtual: string[]; rls: boolean; expressions: string[]; sid_unique: boolean; installed: boolean; can_read: boolean; can_write: boolean;
+  found: boolean;
+  oid: string | null;
+  kind: string | null;
+  columns: Record<string, string>;
+  type_oids: Record<string, number>;
+  virtual: string[];
+  rls: boolean;
+  expressions: string[];
+  sid_unique: boolean;
+  installed: boolean;
+  can_read: boolean;
+  can_write: boolean;
 }
 
 // PostgreSQL's own types, by oid: a type of the same name in another schema, or a domain over one
@@ -95,48 +105,82 @@ function check(i: Inspection, name: string): void {
   const fail = (code: 'database' | 'not_installed' | 'permission_denied', sqlState: string, message: string): never => {
     throw new SessionError(code, message, { sqlState });
   };
-  if (!i.installed) fail('not_installed', '42P01', 'session.sessions is missing or older than migration 005_accounts: run session-pg migrate first');
+  if (!i.installed)
+    fail(
+      'not_installed',
+      '42P01',
+      'session.sessions is missing or older than migration 005_accounts: run session-pg migrate first',
+    );
   if (!i.can_write) {
     fail('permission_denied', '42501', 'the import writes session.sessions directly: run it as the owner of schema session');
   }
   if (!i.found) fail('database', '42P01', `table ${name} does not exist (give the connect-pg-simple table's schema and name)`);
   if (i.kind !== 'r') {
-    fail('database', '42809', `table ${name} is ${kinds[i.kind ?? ''] ?? 'not a table'}, not a plain table: the import reads only plain ` +
-      'tables, so that reading them can run no code of the table\'s owner with this role\'s rights (a view\'s definition, a foreign ' +
-      'table or a partition can call functions); copy its rows into a plain table (as its owner: CREATE TABLE ... AS SELECT sid, sess, ' +
-      'expire FROM ..., then a primary key on sid) and import that');
+    fail(
+      'database',
+      '42809',
+      `table ${name} is ${kinds[i.kind ?? ''] ?? 'not a table'}, not a plain table: the import reads only plain ` +
+        "tables, so that reading them can run no code of the table's owner with this role's rights (a view's definition, a foreign " +
+        'table or a partition can call functions); copy its rows into a plain table (as its owner: CREATE TABLE ... AS SELECT sid, sess, ' +
+        'expire FROM ..., then a primary key on sid) and import that',
+    );
   }
   const wrong = Object.entries(accepted).filter(([col, types]) => !types.oids.includes(i.type_oids[col] ?? 0));
   if (wrong.length > 0) {
     const missing = wrong.filter(([col]) => i.columns[col] === undefined).map(([col]) => col);
-    fail('database', missing.length > 0 ? '42703' : '42804',
-      `table ${name} is not a connect-pg-simple table: it needs columns ${Object.entries(accepted).map(([c, t]) => `${c} (${t.names})`).join(', ')}, ` +
-      `of PostgreSQL's own types; ${missing.length > 0 ? `missing: ${missing.join(', ')}` : `wrong type: ${wrong.map(([c]) => `${c} is ${i.columns[c]}`).join(', ')}`}`);
+    fail(
+      'database',
+      missing.length > 0 ? '42703' : '42804',
+      `table ${name} is not a connect-pg-simple table: it needs columns ${Object.entries(accepted)
+        .map(([c, t]) => `${c} (${t.names})`)
+        .join(', ')}, ` +
+        `of PostgreSQL's own types; ${missing.length > 0 ? `missing: ${missing.join(', ')}` : `wrong type: ${wrong.map(([c]) => `${c} is ${i.columns[c]}`).join(', ')}`}`,
+    );
   }
   const virtual = i.virtual.filter((c) => c in accepted);
   if (virtual.length > 0) {
-    fail('database', '42804', `table ${name} computes ${virtual.join(', ')} when read (a virtual generated column, whose expression ` +
-      'could call a function of the table\'s owner): the import does not read it; copy the rows into a plain table and import that');
+    fail(
+      'database',
+      '42804',
+      `table ${name} computes ${virtual.join(', ')} when read (a virtual generated column, whose expression ` +
+        "could call a function of the table's owner): the import does not read it; copy the rows into a plain table and import that",
+    );
   }
   if (i.expressions.length > 0) {
-    fail('database', '42809', `table ${name} has an index or statistics object with an expression or a predicate ` +
-      `(${i.expressions.join(', ')}): planning a read of the table evaluates such expressions with the reading role's rights, so ` +
-      'they could run code of the table\'s owner. connect-pg-simple creates none: drop them as the table\'s owner, or copy the rows ' +
-      'into a plain table, and import again');
+    fail(
+      'database',
+      '42809',
+      `table ${name} has an index or statistics object with an expression or a predicate ` +
+        `(${i.expressions.join(', ')}): planning a read of the table evaluates such expressions with the reading role's rights, so ` +
+        "they could run code of the table's owner. connect-pg-simple creates none: drop them as the table's owner, or copy the rows " +
+        'into a plain table, and import again',
+    );
   }
-  if (!i.sid_unique) fail('database', '42P10', `table ${name} has no primary key or unique index on sid alone, as connect-pg-simple creates it`);
+  if (!i.sid_unique)
+    fail('database', '42P10', `table ${name} has no primary key or unique index on sid alone, as connect-pg-simple creates it`);
   if (!i.can_read) fail('permission_denied', '42501', `this role may not read ${name}`);
   if (i.rls) {
-    fail('permission_denied', '42501', `table ${name} has row-level security, which applies to this role: a policy's expression ` +
-      'runs with the rights of the role reading the table, so the import does not read it. connect-pg-simple does not use it: ' +
-      `check the policies, then as the table's owner run ALTER TABLE ${name} DISABLE ROW LEVEL SECURITY (and NO FORCE ROW LEVEL SECURITY) ` +
-      'and import again, or import as a role with BYPASSRLS');
+    fail(
+      'permission_denied',
+      '42501',
+      `table ${name} has row-level security, which applies to this role: a policy's expression ` +
+        'runs with the rights of the role reading the table, so the import does not read it. connect-pg-simple does not use it: ' +
+        `check the policies, then as the table's owner run ALTER TABLE ${name} DISABLE ROW LEVEL SECURITY (and NO FORCE ROW LEVEL SECURITY) ` +
+        'and import again, or import as a role with BYPASSRLS',
+    );
   }
 }
 
 interface BatchRow {
-  scanned: string; expired: string; bad_ids: string; too_large: string; too_far: string;
-  imported: string; replaced: string; cleared: string; kept: string;
+  scanned: string;
+  expired: string;
+  bad_ids: string;
+  too_large: string;
+  too_far: string;
+  imported: string;
+  replaced: string;
+  cleared: string;
+  kept: string;
 }
 
 /**
@@ -156,7 +200,10 @@ interface BatchRow {
  * `permission_denied` (not the owner, the source is not readable, or row-level security applies
  * to this role); `invalid_parameter` unknown timeZone; `connection`.
  */
-export async function importConnectPgSimple(options: ConnectPgSimpleImportOptions = {}, onProgress?: (p: ImportProgress) => void): Promise<ImportProgress> {
+export async function importConnectPgSimple(
+  options: ConnectPgSimpleImportOptions = {},
+  onProgress?: (p: ImportProgress) => void,
+): Promise<ImportProgress> {
   const { schema = 'public', table = 'session', batchSize = defaultImportBatchSize, timeZone, ...connection } = options;
   if (!validImportBatchSize(batchSize)) {
     throw new SessionError('invalid_argument', `batchSize must be a whole number from 1 to ${maxImportBatchSize}`);
@@ -171,7 +218,8 @@ export async function importConnectPgSimple(options: ConnectPgSimpleImportOption
     const inspect = async () => (await c.query<Inspection>(sql('inspect'), [schema, table])).rows[0] as Inspection;
     const first = await inspect();
     check(first, name);
-    const fill = async (template: string) => (await c.query<{ text: string }>(sql('fill'), [sql(template), schema, table])).rows[0]?.text ?? '';
+    const fill = async (template: string) =>
+      (await c.query<{ text: string }>(sql('fill'), [sql(template), schema, table])).rows[0]?.text ?? '';
     const [lockText, countText, batchText] = [await fill('lock'), await fill('count'), await fill('batch')];
     // Every read in a transaction that locks the table and checks it again first: between the check
     // and the read, its owner cannot turn it into something whose reading runs its code.
@@ -180,14 +228,19 @@ export async function importConnectPgSimple(options: ConnectPgSimpleImportOption
         await c.query(lockText);
         const now = await inspect();
         check(now, name);
-        if (now.oid !== first.oid) throw new SessionError('database', `table ${name} was replaced during the import: run it again`, { sqlState: '55000' });
+        if (now.oid !== first.oid)
+          throw new SessionError('database', `table ${name} was replaced during the import: run it again`, { sqlState: '55000' });
         const result = await read();
         // An index or statistics object made during the read (they do not wait for the lock): roll
         // back whatever its expression did in this transaction.
         const after = await inspect();
         check(after, name);
         if (JSON.stringify(after) !== JSON.stringify(now)) {
-          throw new SessionError('database', `table ${name} changed during the import: nothing of this batch was kept; run it again`, { sqlState: '55000' });
+          throw new SessionError(
+            'database',
+            `table ${name} changed during the import: nothing of this batch was kept; run it again`,
+            { sqlState: '55000' },
+          );
         }
         await c.query('COMMIT');
         return result;
@@ -198,7 +251,20 @@ export async function importConnectPgSimple(options: ConnectPgSimpleImportOption
     };
     const started = Date.now();
     const live = await locked(async () => Number((await c.query<{ live: string }>(countText)).rows[0]?.live ?? 0));
-    const p: ImportProgress = { live, scanned: 0, imported: 0, replaced: 0, kept: 0, cleared: 0, expired: 0, tooLarge: 0, tooFar: 0, badIds: 0, batches: 0, elapsedMs: 0 };
+    const p: ImportProgress = {
+      live,
+      scanned: 0,
+      imported: 0,
+      replaced: 0,
+      kept: 0,
+      cleared: 0,
+      expired: 0,
+      tooLarge: 0,
+      tooFar: 0,
+      badIds: 0,
+      batches: 0,
+      elapsedMs: 0,
+    };
     for (;;) {
       // Where to resume stays on the server (sql/import): no session key comes here or goes back.
       const r = await locked(async () => (await c.query<BatchRow>(batchText, [batchSize])).rows[0]);
@@ -236,13 +302,17 @@ export function importReport(p: ImportProgress): string {
     `  ${p.expired} skipped: expired in the source`,
   ];
   if (p.tooLarge > 0) {
-    lines.push(`  ${p.tooLarge} skipped: larger than session.config.max_value_bytes; the owner may raise it and run the import again`);
+    lines.push(
+      `  ${p.tooLarge} skipped: larger than session.config.max_value_bytes; the owner may raise it and run the import again`,
+    );
   }
   if (p.tooFar > 0) {
     lines.push(`  ${p.tooFar} skipped: "expire" is more than 100 years ahead, further than this store accepts for any session`);
   }
   if (p.badIds > 0) {
-    lines.push(`  ${p.badIds} skipped: the id is not 32 to 1024 base64url characters, which this store cannot save; those users start a new session`);
+    lines.push(
+      `  ${p.badIds} skipped: the id is not 32 to 1024 base64url characters, which this store cannot save; those users start a new session`,
+    );
   }
   return lines.join('\n');
 }
@@ -251,7 +321,10 @@ export function importReport(p: ImportProgress): string {
  * The CLI's arguments: `connect-pg-simple` and the options. Returns the options, or the usage
  * message for wrong usage (exit 2).
  */
-export function importArguments(args: string[], values: Record<string, string | boolean | undefined>): ConnectPgSimpleImportOptions | string {
+export function importArguments(
+  args: string[],
+  values: Record<string, string | boolean | undefined>,
+): ConnectPgSimpleImportOptions | string {
   if (args.length !== 1 || args[0] !== 'connect-pg-simple') return 'import needs the source: session-pg import connect-pg-simple';
   const options: ConnectPgSimpleImportOptions = {};
   const text = (key: string) => (typeof values[key] === 'string' ? values[key] : undefined);
@@ -261,7 +334,11 @@ export function importArguments(args: string[], values: Record<string, string | 
     if (!validImportBatchSize(n)) return `--batch-size must be a whole number from 1 to ${maxImportBatchSize}`;
     options.batchSize = n;
   }
-  for (const [key, field] of [['schema', 'schema'], ['table', 'table'], ['time-zone', 'timeZone']] as const) {
+  for (const [key, field] of [
+    ['schema', 'schema'],
+    ['table', 'table'],
+    ['time-zone', 'timeZone'],
+  ] as const) {
     const v = text(key);
     if (v === '') return `--${key} must not be empty`;
     if (v !== undefined) options[field] = v;

@@ -65,9 +65,22 @@ export class KoaSessionStore extends FrameworkStore {
     return r.sess;
   }
 
-  async set(key: string, sess: Record<string, unknown>, maxAge?: unknown, options?: { changed?: boolean; ctx?: object }): Promise<void> {
+  async set(
+    key: string,
+    sess: Record<string, unknown>,
+    maxAge?: unknown,
+    options?: { changed?: boolean; ctx?: object },
+  ): Promise<void> {
     const ctx = typeof options?.ctx === 'object' && options.ctx !== null ? options.ctx : undefined;
-    const save: Save = { value: JSON.stringify(sess), data: dataOf(sess, rewritten), changed: options?.changed ?? true, expiry: secondsOf(maxAge), sess, req: requestOf(ctx), rewritten };
+    const save: Save = {
+      value: JSON.stringify(sess),
+      data: dataOf(sess, rewritten),
+      changed: options?.changed ?? true,
+      expiry: secondsOf(maxAge),
+      sess,
+      req: requestOf(ctx),
+      rewritten,
+    };
     if (ctx === undefined) {
       await this.sessions.updateOrCreate(key, save);
       return;
@@ -87,4 +100,5 @@ export class KoaSessionStore extends FrameworkStore {
 }
 
 /** The Node request of koa-session's `ctx`. */
-const requestOf = (ctx: object | undefined): IncomingMessage | undefined => nodeRequest((ctx as { req?: unknown } | undefined)?.req);
+const requestOf = (ctx: object | undefined): IncomingMessage | undefined =>
+  nodeRequest((ctx as { req?: unknown } | undefined)?.req);

@@ -1,6 +1,6 @@
 // The connections of a store: a few in pg's pipeline mode, or a pool the caller owns. The batching
 // on top of them lives in read-batch.ts (reads) and group-commit.ts (writes).
-import pg from 'pg';
+import type pg from 'pg';
 import type { Deadlines, Watch } from './deadline.js';
 import { SessionError, toSessionError } from './errors.js';
 import { queryWithSettings } from './pooled.js';
@@ -62,7 +62,9 @@ export class PipelineExecutor implements Executor {
     this.corked = new Array<boolean>(size).fill(false);
   }
 
-  private readonly endTick = () => { this.current = -1; };
+  private readonly endTick = () => {
+    this.current = -1;
+  };
 
   query(config: pg.QueryArrayConfig, since?: number): Promise<pg.QueryArrayResult> {
     // A call that was queued before close() must not open a connection that nothing would close.
@@ -86,7 +88,12 @@ export class PipelineExecutor implements Executor {
    * Corking the socket until the end of the tick sends the tick's queries in one write: far fewer
    * system calls here, and fewer wake-ups of the server process.
    */
-  private send(i: number, client: pg.Client, config: pg.QueryArrayConfig, since: number | undefined): Promise<pg.QueryArrayResult> {
+  private send(
+    i: number,
+    client: pg.Client,
+    config: pg.QueryArrayConfig,
+    since: number | undefined,
+  ): Promise<pg.QueryArrayResult> {
     if (!this.corked[i]) {
       const stream = socketOf(client);
       if (stream?.cork !== undefined && stream.uncork !== undefined) {
@@ -103,7 +110,10 @@ export class PipelineExecutor implements Executor {
     if (w === undefined || since === undefined) return sent().catch((err: unknown) => this.failed(i, client, err));
     w.since.push(since);
     return sent().then(
-      (r) => { w.since.shift(); return r; },
+      (r) => {
+        w.since.shift();
+        return r;
+      },
       (err: unknown) => {
         w.since.shift();
         return this.failed(i, client, w.expired ? (this.deadlines as Deadlines).error(err) : err);
@@ -135,7 +145,9 @@ export class PipelineExecutor implements Executor {
   private open(i: number): Promise<pg.Client> {
     const opening = this.connector.connect(pipelined, this.deadlines?.limitMs).then(
       (client) => {
-        const drop = () => { if (this.slots[i] === opening) this.drop(i); };
+        const drop = () => {
+          if (this.slots[i] === opening) this.drop(i);
+        };
         // Without an 'error' listener, a server restart would crash the host process.
         client.on('error', (err) => {
           drop();
@@ -163,10 +175,12 @@ export class PipelineExecutor implements Executor {
     this.ready.fill(undefined);
     for (const w of this.watches) if (w !== undefined) this.deadlines?.unwatch(w);
     const open = this.slots.splice(0);
-    await Promise.all(open.map(async (p) => {
-      const client = await p?.catch(() => undefined);
-      await client?.end().catch(() => undefined);
-    }));
+    await Promise.all(
+      open.map(async (p) => {
+        const client = await p?.catch(() => undefined);
+        await client?.end().catch(() => undefined);
+      }),
+    );
   }
 }
 

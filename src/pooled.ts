@@ -28,7 +28,11 @@ class WithSettings extends Query {
   /** Until the settings statement completes, its row and CommandComplete are not the caller's. */
   private settingsDone = false;
 
-  constructor(config: pg.QueryArrayConfig, private readonly settings: (string | null)[], callback: (err: Error | null, res: pg.QueryArrayResult) => void) {
+  constructor(
+    config: pg.QueryArrayConfig,
+    private readonly settings: (string | null)[],
+    callback: (err: Error | null, res: pg.QueryArrayResult) => void,
+  ) {
     super(config, undefined, callback);
     // A named statement lives on one server connection; the next transaction may run on another.
     this.name = undefined;
@@ -54,7 +58,11 @@ class WithSettings extends Query {
 }
 
 /** Sends `config` on a connection through a pooler, with the settings ahead of it (see {@link WithSettings}). */
-export function queryWithSettings(client: pg.Client, config: pg.QueryArrayConfig, settings: (string | null)[]): Promise<pg.QueryArrayResult> {
+export function queryWithSettings(
+  client: pg.Client,
+  config: pg.QueryArrayConfig,
+  settings: (string | null)[],
+): Promise<pg.QueryArrayResult> {
   return new Promise((resolve, reject) => {
     client.query(new WithSettings(config, settings, (err, res) => (err ? reject(err) : resolve(res))) as unknown as pg.Query);
   });

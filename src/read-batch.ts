@@ -30,7 +30,10 @@ export class GetBatcher {
   private pending: GetCall[] = [];
   private readonly singles = new SinglesForAWhile();
 
-  constructor(private readonly executor: Executor, private readonly statements: GetStatements) {}
+  constructor(
+    private readonly executor: Executor,
+    private readonly statements: GetStatements,
+  ) {}
 
   /** Resolves session_get's row for the key (`[value, period]` first), or undefined when it has none. */
   get(key: string): Promise<unknown[] | undefined> {
@@ -62,26 +65,29 @@ export class GetBatcher {
   }
 
   private batch(calls: GetCall[]): void {
-    this.executor.query(this.statements.batch(calls.map((c) => c.key))).then((r) => {
-      let j = 0;
-      calls.forEach((call, i) => {
-        const row = r.rows[j];
-        if (row !== undefined && row[2] === i + 1) {
-          j += 1;
-          call.resolve(row);
-        } else {
-          call.resolve(undefined);
+    this.executor.query(this.statements.batch(calls.map((c) => c.key))).then(
+      (r) => {
+        let j = 0;
+        calls.forEach((call, i) => {
+          const row = r.rows[j];
+          if (row !== undefined && row[2] === i + 1) {
+            j += 1;
+            call.resolve(row);
+          } else {
+            call.resolve(undefined);
+          }
+        });
+      },
+      (err: unknown) => {
+        // Through a PL/Proxy proxy, one partition that cannot be reached fails the whole call
+        // (08006): asked one by one, the keys of the other partitions are answered.
+        if (this.singles.trip(err) || sqlStateOf(err) === '08006') {
+          for (const call of calls) this.single(call);
+          return;
         }
-      });
-    }, (err: unknown) => {
-      // Through a PL/Proxy proxy, one partition that cannot be reached fails the whole call
-      // (08006): asked one by one, the keys of the other partitions are answered.
-      if (this.singles.trip(err) || sqlStateOf(err) === '08006') {
-        for (const call of calls) this.single(call);
-        return;
-      }
-      for (const call of calls) call.reject(err);
-    });
+        for (const call of calls) call.reject(err);
+      },
+    );
   }
 }
 

@@ -6,7 +6,15 @@
 import { parseArgs } from 'node:util';
 import type { CronRun } from './admin.js';
 import { SessionError } from './errors.js';
-import { bypassWarnings, installProxy, migratePartitions, movePartition, proxyStatus, redact, type PartitionPurgeJob } from './scaleout.js';
+import {
+  bypassWarnings,
+  installProxy,
+  migratePartitions,
+  movePartition,
+  proxyStatus,
+  redact,
+  type PartitionPurgeJob,
+} from './scaleout.js';
 
 export const scaleoutHelp = `Usage: session-pg scaleout <command> [options]
 
@@ -74,8 +82,10 @@ export async function scaleoutCommand(argv: string[]): Promise<number> {
       if (values.partition !== undefined) return values.partition;
       if (process.env.SESSION_PG_PARTITIONS !== undefined) {
         // It meant proxy logins to install and owner URLs to migrate: refused, not guessed.
-        throw new Usage('$SESSION_PG_PARTITIONS is no longer read: set $SESSION_PG_PROXY_PARTITIONS (the proxy\'s login, for install) '
-          + 'or $SESSION_PG_PARTITION_OWNERS (owner URLs, for migrate), and unset it');
+        throw new Usage(
+          "$SESSION_PG_PARTITIONS is no longer read: set $SESSION_PG_PROXY_PARTITIONS (the proxy's login, for install) " +
+            'or $SESSION_PG_PARTITION_OWNERS (owner URLs, for migrate), and unset it',
+        );
       }
       const list = (process.env[variable] ?? '').split(/\s+/).filter(Boolean);
       if (list.length === 0) throw new Usage(`give the partitions with --partition URL or $${variable}`);
@@ -93,7 +103,11 @@ export async function scaleoutCommand(argv: string[]): Promise<number> {
     switch (command) {
       case 'migrate': {
         const owners = partitions('SESSION_PG_PARTITION_OWNERS');
-        await migratePartitions(owners, { ...roles, ...(values['proxy-role'] === undefined ? {} : { proxyRole: values['proxy-role'] }), log: (l) => console.error(l) });
+        await migratePartitions(owners, {
+          ...roles,
+          ...(values['proxy-role'] === undefined ? {} : { proxyRole: values['proxy-role'] }),
+          log: (l) => console.error(l),
+        });
         console.log(`Migrated ${owners.length} partitions.`);
         return 0;
       }
@@ -102,11 +116,18 @@ export async function scaleoutCommand(argv: string[]): Promise<number> {
         const queryTimeout = whole('--query-timeout', values['query-timeout']);
         const tcp = whole('--tcp-user-timeout', values['tcp-user-timeout']);
         const ran = await installProxy({
-          connectionString: needProxy(), partitions: logins, ...roles, log: (l) => console.error(l),
+          connectionString: needProxy(),
+          partitions: logins,
+          ...roles,
+          log: (l) => console.error(l),
           ...(queryTimeout === undefined ? {} : { queryTimeoutSeconds: queryTimeout }),
           ...(tcp === undefined ? {} : { tcpUserTimeoutMs: tcp }),
         });
-        console.log(ran.length === 0 ? `Proxy up to date; ${logins.length} partitions set.` : `Applied ${ran.join(', ')}; ${logins.length} partitions set.`);
+        console.log(
+          ran.length === 0
+            ? `Proxy up to date; ${logins.length} partitions set.`
+            : `Applied ${ran.join(', ')}; ${logins.length} partitions set.`,
+        );
         return 0;
       }
       case 'status': {
@@ -118,18 +139,29 @@ export async function scaleoutCommand(argv: string[]): Promise<number> {
         for (const m of s.migrations) console.log(`${m.applied ? 'applied' : 'pending'}  sql/proxy/steps/${m.name}.sql`);
         for (const p of s.partitions) {
           const where = p.conninfo.replace(/ (tcp_user_timeout|application_name|options)=.*$/, '');
-          console.log(p.error === null
-            ? `p${p.part}  ${where}  live ${p.live}  expired ${p.expired}  default period ${p.defaultPeriod} s`
-            : `p${p.part}  ${where}  DOWN: ${p.error}`);
+          console.log(
+            p.error === null
+              ? `p${p.part}  ${where}  live ${p.live}  expired ${p.expired}  default period ${p.defaultPeriod} s`
+              : `p${p.part}  ${where}  DOWN: ${p.error}`,
+          );
         }
         for (const w of bypassWarnings(s.partitions)) console.error(`session-pg scaleout: warning: ${w}`);
         return s.partitions.some((p) => p.error !== null) ? 1 : 0;
       }
       case 'move': {
         const n = whole('partition number', rest[0]);
-        if (n === undefined || values.from === undefined || values.to === undefined) throw new Usage('usage: session-pg scaleout move N --database-url PROXY --from URL --to URL');
-        const r = await movePartition({ proxies: [needProxy(), ...(values.proxy ?? [])], partition: n, from: values.from, to: values.to, log: (l) => console.error(l) });
-        console.log(`Moved partition ${n} to ${redact(values.to)}: ${r.rows} sessions; writes paused ${r.pausedMs.toFixed(0)} ms.`);
+        if (n === undefined || values.from === undefined || values.to === undefined)
+          throw new Usage('usage: session-pg scaleout move N --database-url PROXY --from URL --to URL');
+        const r = await movePartition({
+          proxies: [needProxy(), ...(values.proxy ?? [])],
+          partition: n,
+          from: values.from,
+          to: values.to,
+          log: (l) => console.error(l),
+        });
+        console.log(
+          `Moved partition ${n} to ${redact(values.to)}: ${r.rows} sessions; writes paused ${r.pausedMs.toFixed(0)} ms.`,
+        );
         return 0;
       }
       default:

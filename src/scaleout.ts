@@ -20,7 +20,10 @@ const proxyInstallLock = 7241865325823965;
 
 /** The steps of sql/proxy/steps/, in the order they apply (their names without `.sql`). */
 export function proxyMigrations(): string[] {
-  return readdirSync(proxySqlDir).filter((f) => /^\d{3}_.*\.sql$/.test(f)).map((f) => f.slice(0, -4)).sort();
+  return readdirSync(proxySqlDir)
+    .filter((f) => /^\d{3}_.*\.sql$/.test(f))
+    .map((f) => f.slice(0, -4))
+    .sort();
 }
 
 /**
@@ -46,7 +49,11 @@ const quote = (v: string) => `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'
 const partitionServerOptions = '-c log_parameter_max_length_on_error=0 -c plan_cache_mode=force_generic_plan';
 
 /** A partition as the proxy stores it: a conninfo without credentials, and the credentials. */
-export interface PartitionTarget { conninfo: string; user: string; password: string | null }
+export interface PartitionTarget {
+  conninfo: string;
+  user: string;
+  password: string | null;
+}
 
 /**
  * Splits a partition URL (`postgresql://login:password@host:port/dbname?sslmode=...`) into the
@@ -58,9 +65,15 @@ export function partitionTarget(url: string, tcpUserTimeoutMs = 5000): Partition
   }
   const u = new URL(url);
   const dbname = decodeURIComponent(u.pathname.slice(1));
-  if (u.hostname === '' || dbname === '') throw new SessionError('invalid_argument', `partition ${redact(url)}: host and database name are required`);
-  if (u.username === '') throw new SessionError('invalid_argument', `partition ${redact(url)}: the login the proxy uses is required (user@host)`);
-  const parts = [`host=${quote(u.hostname.replace(/^\[(.*)\]$/, '$1'))}`, `port=${quote(u.port === '' ? '5432' : u.port)}`, `dbname=${quote(dbname)}`];
+  if (u.hostname === '' || dbname === '')
+    throw new SessionError('invalid_argument', `partition ${redact(url)}: host and database name are required`);
+  if (u.username === '')
+    throw new SessionError('invalid_argument', `partition ${redact(url)}: the login the proxy uses is required (user@host)`);
+  const parts = [
+    `host=${quote(u.hostname.replace(/^\[(.*)\]$/, '$1'))}`,
+    `port=${quote(u.port === '' ? '5432' : u.port)}`,
+    `dbname=${quote(dbname)}`,
+  ];
   for (const [key, value] of u.searchParams) {
     if (key === 'user' || key === 'password' || key === 'options' || !/^[a-z_]+$/.test(key)) {
       throw new SessionError('invalid_argument', `partition ${redact(url)}: parameter "${key}" is not accepted`);
@@ -105,14 +118,15 @@ export interface ProxyInstallOptions extends ConnectionOptions {
 }
 
 const lineLogger = (log: ((line: string) => void) | false | undefined) =>
-  log === false ? () => {} : log ?? ((line: string) => console.error(line));
+  log === false ? () => {} : (log ?? ((line: string) => console.error(line)));
 
 const noticeLogger = (log: (line: string) => void) => (n: Notice) =>
   log(`${n.severity ?? 'NOTICE'}: ${n.message}${n.hint ? `\n  HINT: ${n.hint}` : ''}`);
 
 function seconds(name: string, v: number | undefined, fallback: number): number {
   const n = v ?? fallback;
-  if (!Number.isSafeInteger(n) || n < 0 || n > 86400) throw new SessionError('invalid_argument', `${name} must be whole seconds from 0 to 86400`);
+  if (!Number.isSafeInteger(n) || n < 0 || n > 86400)
+    throw new SessionError('invalid_argument', `${name} must be whole seconds from 0 to 86400`);
   return n;
 }
 
@@ -130,53 +144,68 @@ export async function installProxy(options: ProxyInstallOptions): Promise<string
     throw new SessionError('invalid_argument', 'partitions must be an array of postgresql:// URLs');
   }
   const n = partitions.length;
-  if (n < 1 || (n & (n - 1)) !== 0) throw new SessionError('invalid_argument', `PL/Proxy needs a power of two partitions (1, 2, 4, 8, 16...), got ${n}`);
+  if (n < 1 || (n & (n - 1)) !== 0)
+    throw new SessionError('invalid_argument', `PL/Proxy needs a power of two partitions (1, 2, 4, 8, 16...), got ${n}`);
   const tcpTimeout = tcpUserTimeoutMs ?? 5000;
-  if (!Number.isSafeInteger(tcpTimeout) || tcpTimeout < 0) throw new SessionError('invalid_argument', 'tcpUserTimeoutMs must be a whole number of milliseconds >= 0');
+  if (!Number.isSafeInteger(tcpTimeout) || tcpTimeout < 0)
+    throw new SessionError('invalid_argument', 'tcpUserTimeoutMs must be a whole number of milliseconds >= 0');
   const targets = partitions.map((p) => partitionTarget(p, tcpTimeout));
   const login = targets[0] as PartitionTarget;
   if (targets.some((t) => t.user !== login.user || t.password !== login.password)) {
-    throw new SessionError('invalid_argument', 'every partition URL must carry the same login and password (PL/Proxy has one user mapping per cluster)');
+    throw new SessionError(
+      'invalid_argument',
+      'every partition URL must carry the same login and password (PL/Proxy has one user mapping per cluster)',
+    );
   }
   const queryTimeout = seconds('queryTimeoutSeconds', queryTimeoutSeconds, 10);
   const roles = { client: clientRole ?? proxyRoles.client, admin: adminRole ?? proxyRoles.admin };
-  return withClient({ applicationName: 'session-postgresql proxy install', ...connection }, async (c) => {
-    await c.query('BEGIN');
-    try {
-      await c.query(
-        `SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true),
+  return withClient(
+    { applicationName: 'session-postgresql proxy install', ...connection },
+    async (c) => {
+      await c.query('BEGIN');
+      try {
+        await c.query(
+          `SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true),
                 pg_catalog.set_config('session_postgresql.client_role', $1, true),
-                pg_catalog.set_config('session_postgresql.admin_role', $2, true)`, [roles.client, roles.admin]);
-      // The user mapping's password is a parameter below: keep it out of the server log.
-      const superuser = (await c.query<{ s: boolean }>(`SELECT rolsuper AS s FROM pg_catalog.pg_roles WHERE rolname = current_user`)).rows[0]?.s === true;
-      if (superuser) {
-        await c.query(`SELECT pg_catalog.set_config('log_parameter_max_length', '0', true),
+                pg_catalog.set_config('session_postgresql.admin_role', $2, true)`,
+          [roles.client, roles.admin],
+        );
+        // The user mapping's password is a parameter below: keep it out of the server log.
+        const superuser =
+          (await c.query<{ s: boolean }>(`SELECT rolsuper AS s FROM pg_catalog.pg_roles WHERE rolname = current_user`)).rows[0]
+            ?.s === true;
+        if (superuser) {
+          await c.query(`SELECT pg_catalog.set_config('log_parameter_max_length', '0', true),
                               pg_catalog.set_config('log_parameter_max_length_on_error', '0', true)`);
-      }
-      await c.query('SELECT pg_catalog.pg_advisory_xact_lock($1)', [proxyInstallLock]);
-      await c.query(`CREATE TABLE IF NOT EXISTS public.${proxyMigrationsTable} (
+        }
+        await c.query('SELECT pg_catalog.pg_advisory_xact_lock($1)', [proxyInstallLock]);
+        await c.query(`CREATE TABLE IF NOT EXISTS public.${proxyMigrationsTable} (
         id serial PRIMARY KEY, name varchar(255) NOT NULL UNIQUE, run_on timestamp NOT NULL DEFAULT now())`);
-      const applied = new Set((await c.query<{ name: string }>(`SELECT name FROM public.${proxyMigrationsTable}`)).rows.map((r) => r.name));
-      refuseUnknownProxySteps(applied);
-      const ran: string[] = [];
-      for (const name of proxyMigrations()) {
-        if (applied.has(name)) continue;
-        await c.query(readFileSync(`${proxySqlDir}${name}.sql`, 'utf8'));
-        await c.query(`INSERT INTO public.${proxyMigrationsTable} (name) VALUES ($1)`, [name]);
-        log(`applied sql/proxy/steps/${name}.sql`);
-        ran.push(name);
+        const applied = new Set(
+          (await c.query<{ name: string }>(`SELECT name FROM public.${proxyMigrationsTable}`)).rows.map((r) => r.name),
+        );
+        refuseUnknownProxySteps(applied);
+        const ran: string[] = [];
+        for (const name of proxyMigrations()) {
+          if (applied.has(name)) continue;
+          await c.query(readFileSync(`${proxySqlDir}${name}.sql`, 'utf8'));
+          await c.query(`INSERT INTO public.${proxyMigrationsTable} (name) VALUES ($1)`, [name]);
+          log(`applied sql/proxy/steps/${name}.sql`);
+          ran.push(name);
+        }
+        await c.query('SELECT session_proxy.set_partitions($1::text[], $2)', [targets.map((t) => t.conninfo), queryTimeout]);
+        await c.query('SELECT session_proxy.set_credentials($1, $2)', [login.user, login.password]);
+        await c.query('COMMIT');
+        log(`proxy over ${n} partitions: ${partitions.map(redact).join(' ')}`);
+        for (const w of bypassWarnings(await partitionStatusRows(c))) log(`WARNING: ${w}`);
+        return ran;
+      } catch (err) {
+        await c.query('ROLLBACK').catch(() => {});
+        throw err;
       }
-      await c.query('SELECT session_proxy.set_partitions($1::text[], $2)', [targets.map((t) => t.conninfo), queryTimeout]);
-      await c.query('SELECT session_proxy.set_credentials($1, $2)', [login.user, login.password]);
-      await c.query('COMMIT');
-      log(`proxy over ${n} partitions: ${partitions.map(redact).join(' ')}`);
-      for (const w of bypassWarnings(await partitionStatusRows(c))) log(`WARNING: ${w}`);
-      return ran;
-    } catch (err) {
-      await c.query('ROLLBACK').catch(() => {});
-      throw err;
-    }
-  }, noticeLogger(log));
+    },
+    noticeLogger(log),
+  );
 }
 
 /** The steps of the pre-releases' proxies, folded into 001_baseline: such a proxy is reinstalled, not upgraded. */
@@ -188,12 +217,19 @@ function refuseUnknownProxySteps(applied: Set<string>): void {
   const unknown = [...applied].filter((name) => !shipped.has(name));
   if (unknown.length === 0) return;
   if (unknown.some((name) => preReleaseProxySteps.includes(name))) {
-    throw new SessionError('prerelease_schema', `this proxy database was installed by a pre-release of session-postgresql (${unknown.join(', ')}): `
-      + 'nothing was changed. It holds no session: drop it (or its schemas session and session_proxy and the table '
-      + `public.${proxyMigrationsTable}) and install the proxy again`, { sqlState: '55000' });
+    throw new SessionError(
+      'prerelease_schema',
+      `this proxy database was installed by a pre-release of session-postgresql (${unknown.join(', ')}): ` +
+        'nothing was changed. It holds no session: drop it (or its schemas session and session_proxy and the table ' +
+        `public.${proxyMigrationsTable}) and install the proxy again`,
+      { sqlState: '55000' },
+    );
   }
-  throw new SessionError('newer_schema', `the proxy database has steps newer than this package (${unknown.join(', ')}): `
-    + 'nothing was changed; upgrade session-postgresql to install it');
+  throw new SessionError(
+    'newer_schema',
+    `the proxy database has steps newer than this package (${unknown.join(', ')}): ` +
+      'nothing was changed; upgrade session-postgresql to install it',
+  );
 }
 
 /** One partition's state, as the proxy sees it. */
@@ -220,13 +256,19 @@ export interface ProxyStatus {
   partitions: PartitionStatus[];
 }
 
-const numbers = { getTypeParser: (oid: number, format?: 'text' | 'binary') => (oid === 20 ? Number : pg.types.getTypeParser(oid, format)) } as pg.CustomTypesConfig;
+const numbers = {
+  getTypeParser: (oid: number, format?: 'text' | 'binary') => (oid === 20 ? Number : pg.types.getTypeParser(oid, format)),
+} as pg.CustomTypesConfig;
 
 /** Which steps of sql/proxy/steps/ the proxy has, and each partition's figures (or why it is missing). */
 export async function proxyStatus(options: ConnectionOptions): Promise<ProxyStatus> {
   return withClient({ applicationName: 'session-postgresql proxy status', ...options }, async (c) => {
-    const exists = (await c.query<{ t: string | null }>('SELECT pg_catalog.to_regclass($1) AS t', [`public.${proxyMigrationsTable}`])).rows[0]?.t;
-    const applied = new Set(exists ? (await c.query<{ name: string }>(`SELECT name FROM public.${proxyMigrationsTable}`)).rows.map((r) => r.name) : []);
+    const exists = (
+      await c.query<{ t: string | null }>('SELECT pg_catalog.to_regclass($1) AS t', [`public.${proxyMigrationsTable}`])
+    ).rows[0]?.t;
+    const applied = new Set(
+      exists ? (await c.query<{ name: string }>(`SELECT name FROM public.${proxyMigrationsTable}`)).rows.map((r) => r.name) : [],
+    );
     const migrations = proxyMigrations().map((name) => ({ name, applied: applied.has(name) }));
     if (!exists) return { migrations, partitions: [] };
     return { migrations, partitions: await partitionStatusRows(c) };
@@ -235,18 +277,39 @@ export async function proxyStatus(options: ConnectionOptions): Promise<ProxyStat
 
 async function partitionStatusRows(c: pg.Client): Promise<PartitionStatus[]> {
   const rows = (await c.query({ text: 'SELECT * FROM session_proxy.partition_status()', types: numbers })).rows as {
-    part: number; conninfo: string; database: string | null; live: number | null; expired: number | null;
-    table_bytes: number | null; default_period: number | null; error: string | null; direct_callers: string[] | null }[];
-  return rows.map((r) => ({ part: r.part, conninfo: r.conninfo, database: r.database, live: r.live, expired: r.expired,
-    tableBytes: r.table_bytes, defaultPeriod: r.default_period, error: r.error, directCallers: r.direct_callers }));
+    part: number;
+    conninfo: string;
+    database: string | null;
+    live: number | null;
+    expired: number | null;
+    table_bytes: number | null;
+    default_period: number | null;
+    error: string | null;
+    direct_callers: string[] | null;
+  }[];
+  return rows.map((r) => ({
+    part: r.part,
+    conninfo: r.conninfo,
+    database: r.database,
+    live: r.live,
+    expired: r.expired,
+    tableBytes: r.table_bytes,
+    defaultPeriod: r.default_period,
+    error: r.error,
+    directCallers: r.direct_callers,
+  }));
 }
 
 /** One line per partition whose functions the proxy's own roles may call directly. */
 export function bypassWarnings(partitions: PartitionStatus[]): string[] {
-  return partitions.filter((p) => (p.directCallers ?? []).length > 0).map((p) =>
-    `partition ${p.part} (${p.database}) is on the proxy's server and the proxy's role(s) ${(p.directCallers ?? []).join(', ')} may call its functions directly: `
-    + 'their logins can bypass the proxy (a session made there may belong to another partition). Give the proxy and the partitions '
-    + 'distinct role names, or revoke CONNECT on the partition databases from PUBLIC and grant it to the proxy\'s login only');
+  return partitions
+    .filter((p) => (p.directCallers ?? []).length > 0)
+    .map(
+      (p) =>
+        `partition ${p.part} (${p.database}) is on the proxy's server and the proxy's role(s) ${(p.directCallers ?? []).join(', ')} may call its functions directly: ` +
+        'their logins can bypass the proxy (a session made there may belong to another partition). Give the proxy and the partitions ' +
+        "distinct role names, or revoke CONNECT on the partition databases from PUBLIC and grant it to the proxy's login only",
+    );
 }
 
 /** A partition's pg_cron purge job, as `session-pg stats` on the proxy reports it. */
@@ -263,7 +326,9 @@ export interface PartitionPurgeJob {
 
 /** libpq conninfo `key='value'` pairs (as partitionTarget writes them). */
 function conninfoValues(conninfo: string): Map<string, string> {
-  return new Map([...conninfo.matchAll(/(\w+)='((?:[^'\\]|\\.)*)'/g)].map((m) => [m[1] as string, (m[2] as string).replace(/\\(.)/g, '$1')]));
+  return new Map(
+    [...conninfo.matchAll(/(\w+)='((?:[^'\\]|\\.)*)'/g)].map((m) => [m[1] as string, (m[2] as string).replace(/\\(.)/g, '$1')]),
+  );
 }
 
 /**
@@ -277,36 +342,68 @@ export async function partitionPurgeJobs(options: ConnectionOptions): Promise<Pa
   const url = options.connectionString;
   if (url === undefined || !URL.canParse(url)) return null;
   const parts = await withClient({ applicationName: 'session-pg', ...options }, async (c) => {
-    if ((await c.query<{ t: string | null }>('SELECT pg_catalog.to_regclass($1) AS t', [`public.${proxyMigrationsTable}`])).rows[0]?.t === null) return null;
+    if (
+      (await c.query<{ t: string | null }>('SELECT pg_catalog.to_regclass($1) AS t', [`public.${proxyMigrationsTable}`])).rows[0]
+        ?.t === null
+    )
+      return null;
     return (await c.query<{ part: number; conninfo: string }>('SELECT part, conninfo FROM session_proxy.partitions()')).rows;
   }).catch((err: unknown) => {
     if (err instanceof SessionError && err.code === 'permission_denied') return 'denied' as const;
     throw err;
   });
   if (parts === null) return null;
-  if (parts === 'denied') return [{ part: -1, database: '', cron: null, note: "only the proxy's owner can see the partitions: run stats as the owner for their purge jobs" }];
-  return Promise.all(parts.map(async ({ part, conninfo }) => {
-    const v = conninfoValues(conninfo);
-    const database = v.get('dbname') ?? '';
-    const at = (db: string) => {
-      const u = new URL(url);
-      const host = v.get('host') ?? '';
-      u.hostname = host.includes(':') ? `[${host}]` : host;
-      u.port = v.get('port') ?? '';
-      u.pathname = `/${encodeURIComponent(db)}`;
-      return u.toString();
-    };
-    try {
-      const cronDb = await withClient({ connectionString: at(database), applicationName: 'session-pg' }, async (c) =>
-        (await c.query<{ d: string | null }>(`SELECT pg_catalog.current_setting('cron.database_name', true) AS d`)).rows[0]?.d ?? null)
-        .catch(() => null);
-      if (cronDb === null) return { part, database, cron: null, note: 'pg_cron is not loaded on its server (or its cron.database_name is not readable by this login)' };
-      const s = await stats({ connectionString: at(database), ...(cronDb === database ? {} : { cronDatabaseUrl: at(cronDb) }) });
-      return { part, database, cron: s.cron, ...(s.cronNote === undefined ? {} : { note: s.cronNote }), ...(s.cronWarning === undefined ? {} : { warning: s.cronWarning }) };
-    } catch (err) {
-      return { part, database, cron: null, note: `could not ask it: ${(err as Error).message}` };
-    }
-  }));
+  if (parts === 'denied')
+    return [
+      {
+        part: -1,
+        database: '',
+        cron: null,
+        note: "only the proxy's owner can see the partitions: run stats as the owner for their purge jobs",
+      },
+    ];
+  return Promise.all(
+    parts.map(async ({ part, conninfo }) => {
+      const v = conninfoValues(conninfo);
+      const database = v.get('dbname') ?? '';
+      const at = (db: string) => {
+        const u = new URL(url);
+        const host = v.get('host') ?? '';
+        u.hostname = host.includes(':') ? `[${host}]` : host;
+        u.port = v.get('port') ?? '';
+        u.pathname = `/${encodeURIComponent(db)}`;
+        return u.toString();
+      };
+      try {
+        const cronDb = await withClient(
+          { connectionString: at(database), applicationName: 'session-pg' },
+          async (c) =>
+            (await c.query<{ d: string | null }>(`SELECT pg_catalog.current_setting('cron.database_name', true) AS d`)).rows[0]
+              ?.d ?? null,
+        ).catch(() => null);
+        if (cronDb === null)
+          return {
+            part,
+            database,
+            cron: null,
+            note: 'pg_cron is not loaded on its server (or its cron.database_name is not readable by this login)',
+          };
+        const s = await stats({
+          connectionString: at(database),
+          ...(cronDb === database ? {} : { cronDatabaseUrl: at(cronDb) }),
+        });
+        return {
+          part,
+          database,
+          cron: s.cron,
+          ...(s.cronNote === undefined ? {} : { note: s.cronNote }),
+          ...(s.cronWarning === undefined ? {} : { warning: s.cronWarning }),
+        };
+      } catch (err) {
+        return { part, database, cron: null, note: `could not ask it: ${(err as Error).message}` };
+      }
+    }),
+  );
 }
 
 /**
@@ -315,13 +412,17 @@ export async function partitionPurgeJobs(options: ConnectionOptions): Promise<Pa
  * `session_proxy`, or `<clientRole>_proxy` with a custom client role). Resolves, per partition, the
  * migrations it applied.
  */
-export async function migratePartitions(urls: string[], options: Omit<MigrateOptions, 'connectionString' | 'conninfo'> & { proxyRole?: string } = {}): Promise<string[][]> {
+export async function migratePartitions(
+  urls: string[],
+  options: Omit<MigrateOptions, 'connectionString' | 'conninfo'> & { proxyRole?: string } = {},
+): Promise<string[][]> {
   const { proxyRole, ...rest } = options;
   const log = lineLogger(rest.log);
   const result: string[][] = [];
   for (const url of urls) {
     const extra = proxyRole === undefined ? {} : { options: `-c session_postgresql.proxy_role=${proxyRole}` };
-    if (proxyRole !== undefined && !/^[a-z_][a-z0-9_$]{0,62}$/.test(proxyRole)) throw new SessionError('invalid_argument', 'proxyRole must be a lower-case identifier');
+    if (proxyRole !== undefined && !/^[a-z_][a-z0-9_$]{0,62}$/.test(proxyRole))
+      throw new SessionError('invalid_argument', 'proxyRole must be a lower-case identifier');
     const ran = await migrate({ ...rest, ...extra, connectionString: url, log });
     log(`${redact(url)}: ${ran.length === 0 ? 'up to date' : `applied ${ran.join(', ')}`}`);
     result.push(ran);
@@ -363,7 +464,11 @@ export interface MovePartitionOptions {
 }
 
 /** What {@link movePartition} measured: rows copied and how long writes to the partition waited. */
-export interface MoveResult { rows: number; pausedMs: number; terminated: number }
+export interface MoveResult {
+  rows: number;
+  pausedMs: number;
+  terminated: number;
+}
 
 async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -390,11 +495,15 @@ async function waitFor(what: string, timeoutMs: number, check: () => Promise<boo
 export async function movePartition(options: MovePartitionOptions): Promise<MoveResult> {
   const log = lineLogger(options.log);
   const { partition } = options;
-  if (!Number.isSafeInteger(partition) || partition < 0) throw new SessionError('invalid_argument', 'partition must be a partition number');
+  if (!Number.isSafeInteger(partition) || partition < 0)
+    throw new SessionError('invalid_argument', 'partition must be a partition number');
   const name = `session_move_p${partition}`;
   const marker = `public.${name}`;
   const newConninfo = partitionTarget(databaseUrlOnly(options.to), options.tcpUserTimeoutMs ?? 5000).conninfo;
-  const publisher = partitionTarget(databaseUrlOnly(options.publisherUrl ?? options.from)).conninfo.replace(/ application_name=.*$/, '');
+  const publisher = partitionTarget(databaseUrlOnly(options.publisherUrl ?? options.from)).conninfo.replace(
+    / application_name=.*$/,
+    '',
+  );
   const publisherLogin = new URL(options.publisherUrl ?? options.from);
   const publisherConninfo = `${publisher} user=${quote(decodeURIComponent(publisherLogin.username || 'postgres'))}${publisherLogin.password ? ` password=${quote(decodeURIComponent(publisherLogin.password))}` : ''}`;
   const open = async (url: string) => {
@@ -424,9 +533,18 @@ export async function movePartition(options: MovePartitionOptions): Promise<Move
       throw err;
     }
     log(`partition ${partition}: copying to ${redact(options.to)}`);
-    await waitFor('the initial copy', options.copyTimeoutMs ?? 600_000, async () =>
-      (await to.query(`SELECT count(*) AS n FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
-                        WHERE s.subname = $1 AND r.srsubstate <> 'r'`, [name])).rows[0]?.n === '0');
+    await waitFor(
+      'the initial copy',
+      options.copyTimeoutMs ?? 600_000,
+      async () =>
+        (
+          await to.query(
+            `SELECT count(*) AS n FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
+                        WHERE s.subname = $1 AND r.srsubstate <> 'r'`,
+            [name],
+          )
+        ).rows[0]?.n === '0',
+    );
 
     // The pause: from here until the lock goes, writes to this partition wait; reads go on.
     await locker.query('BEGIN');
@@ -436,11 +554,18 @@ export async function movePartition(options: MovePartitionOptions): Promise<Move
     const paused = performance.now();
     const token = randomBytes(8).toString('hex');
     await from.query(`INSERT INTO ${marker} VALUES ($1)`, [token]);
-    await waitFor('the last writes to replicate', options.catchUpTimeoutMs ?? 30_000, async () =>
-      (await to.query(`SELECT 1 FROM ${marker} WHERE token = $1`, [token])).rowCount === 1);
-    await to.query(`UPDATE session.config c SET (${settings}) = (SELECT ${settings} FROM pg_catalog.jsonb_populate_record(NULL::session.config, $1))`,
-      [(await from.query<{ c: unknown }>('SELECT pg_catalog.to_jsonb(c) AS c FROM session.config c')).rows[0]?.c]);
-    const old = (await proxies[0]?.query<{ c: string }>('SELECT conninfo AS c FROM session_proxy.partitions() WHERE part = $1', [partition]))?.rows[0]?.c;
+    await waitFor(
+      'the last writes to replicate',
+      options.catchUpTimeoutMs ?? 30_000,
+      async () => (await to.query(`SELECT 1 FROM ${marker} WHERE token = $1`, [token])).rowCount === 1,
+    );
+    await to.query(
+      `UPDATE session.config c SET (${settings}) = (SELECT ${settings} FROM pg_catalog.jsonb_populate_record(NULL::session.config, $1))`,
+      [(await from.query<{ c: unknown }>('SELECT pg_catalog.to_jsonb(c) AS c FROM session.config c')).rows[0]?.c],
+    );
+    const old = (
+      await proxies[0]?.query<{ c: string }>('SELECT conninfo AS c FROM session_proxy.partitions() WHERE part = $1', [partition])
+    )?.rows[0]?.c;
     const switched: pg.Client[] = [];
     try {
       for (const p of proxies) {
@@ -463,18 +588,28 @@ export async function movePartition(options: MovePartitionOptions): Promise<Move
     } finally {
       await closer.end().catch(() => {});
     }
-    const terminated = (await from.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+    const terminated =
+      (
+        await from.query(
+          `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
       WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND pid <> $1`,
-      [(locker as unknown as { processID: number }).processID])).rowCount ?? 0;
+          [(locker as unknown as { processID: number }).processID],
+        )
+      ).rowCount ?? 0;
     await locker.query('ROLLBACK');
     const pausedMs = performance.now() - paused;
-    log(`partition ${partition}: switched to ${redact(options.to)}; writes paused ${pausedMs.toFixed(0)} ms, ${terminated} waiting call(s) ended`);
+    log(
+      `partition ${partition}: switched to ${redact(options.to)}; writes paused ${pausedMs.toFixed(0)} ms, ${terminated} waiting call(s) ended`,
+    );
 
     await to.query(`ALTER SUBSCRIPTION ${name} DISABLE`);
     await to.query(`ALTER SUBSCRIPTION ${name} SET (slot_name = NONE)`);
     await to.query(`DROP SUBSCRIPTION ${name}`);
-    await waitFor('the replication slot to be released', 30_000, async () =>
-      (await from.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active', [name])).rowCount === 0);
+    await waitFor(
+      'the replication slot to be released',
+      30_000,
+      async () => (await from.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active', [name])).rowCount === 0,
+    );
     await from.query('SELECT pg_drop_replication_slot($1)', [name]);
     await from.query(`DROP PUBLICATION ${name}`);
     for (const c of [from, to]) await c.query(`DROP TABLE ${marker}`);
@@ -493,15 +628,27 @@ export async function movePartition(options: MovePartitionOptions): Promise<Move
  * session.config to copy: every setting, the role names being equal already.
  */
 async function sameInstall(from: pg.Client, to: pg.Client): Promise<string> {
-  const describe = async (c: pg.Client) => (await c.query<{ m: string; r: string; cols: string[] }>(
-    `SELECT (SELECT pg_catalog.string_agg(name, ',' ORDER BY name) FROM public.session_migrations) AS m,
+  const describe = async (c: pg.Client) =>
+    (
+      await c.query<{ m: string; r: string; cols: string[] }>(
+        `SELECT (SELECT pg_catalog.string_agg(name, ',' ORDER BY name) FROM public.session_migrations) AS m,
             (SELECT pg_catalog.concat_ws(',', client_role, admin_role, proxy_role) FROM session.config) AS r,
             ARRAY(SELECT pg_catalog.quote_ident(a.attname) FROM pg_catalog.pg_attribute a
                    WHERE a.attrelid = 'session.config'::regclass AND a.attnum > 0 AND NOT a.attisdropped
-                     AND a.attname NOT IN ('singleton', 'client_role', 'admin_role', 'proxy_role') ORDER BY a.attnum) AS cols`)).rows[0];
+                     AND a.attname NOT IN ('singleton', 'client_role', 'admin_role', 'proxy_role') ORDER BY a.attnum) AS cols`,
+      )
+    ).rows[0];
   const [old, now] = [await describe(from), await describe(to)];
-  if (old?.m !== now?.m) throw new SessionError('invalid_argument', 'the new partition database must have the same migrations as the old one: run session-pg migrate with the same version on it');
-  if (old?.r !== now?.r) throw new SessionError('invalid_argument', `the new partition database must use the same role names as the old one (${old?.r}): migrate it with the same --client-role, --admin-role and --proxy-role`);
+  if (old?.m !== now?.m)
+    throw new SessionError(
+      'invalid_argument',
+      'the new partition database must have the same migrations as the old one: run session-pg migrate with the same version on it',
+    );
+  if (old?.r !== now?.r)
+    throw new SessionError(
+      'invalid_argument',
+      `the new partition database must use the same role names as the old one (${old?.r}): migrate it with the same --client-role, --admin-role and --proxy-role`,
+    );
   return (now?.cols ?? []).join(', ');
 }
 

@@ -21,14 +21,20 @@ export const statements = {
   purge: call('purge', 'SELECT session.session_purge()'),
   purgeBatch: call('purge_batch', 'SELECT session.session_purge($1::integer)'),
   setSubject: call('set_subject', 'SELECT session.session_set_subject($1::text, $2::text, $3::text)'),
-  list: call('list', 'SELECT handle::text, created_at, written_at, expires_at, label FROM session.session_list($1::text, $2::integer)'),
+  list: call(
+    'list',
+    'SELECT handle::text, created_at, written_at, expires_at, label FROM session.session_list($1::text, $2::integer)',
+  ),
   revoke: call('revoke', 'SELECT session.session_revoke($1::text, $2::text)'),
   revokeHandle: call('revoke_handle', 'SELECT session.session_revoke_handle($1::text, $2::uuid)'),
   rotate: call('rotate', 'SELECT session.session_rotate($1::text)'),
   absoluteLifetime: call('absolute_lifetime', 'SELECT session.session_absolute_lifetime()'),
   setAbsoluteLifetime: call('set_absolute_lifetime', 'SELECT session.session_set_absolute_lifetime($1::bigint)'),
-  writeBatch: call('write_batch', 'SELECT ord, sqlstate, message, ok, key FROM '
-    + 'session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])'),
+  writeBatch: call(
+    'write_batch',
+    'SELECT ord, sqlstate, message, ok, key FROM ' +
+      'session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])',
+  ),
 } as const;
 
 /**
@@ -41,7 +47,8 @@ export const statements = {
  *   then log a failing call's parameters and send them back in the error's `where` field.
  * - $1, $2: statementTimeoutMs and lockTimeoutMs, or NULL to keep the server's.
  */
-export const pooledSettings = 'SELECT set_config(\'plan_cache_mode\', \'force_generic_plan\', true), '
-  + 'set_config(\'log_parameter_max_length_on_error\', \'0\', true), '
-  + 'set_config(\'statement_timeout\', coalesce($1::text, current_setting(\'statement_timeout\')), true), '
-  + 'set_config(\'lock_timeout\', coalesce($2::text, current_setting(\'lock_timeout\')), true)';
+export const pooledSettings =
+  "SELECT set_config('plan_cache_mode', 'force_generic_plan', true), " +
+  "set_config('log_parameter_max_length_on_error', '0', true), " +
+  "set_config('statement_timeout', coalesce($1::text, current_setting('statement_timeout')), true), " +
+  "set_config('lock_timeout', coalesce($2::text, current_setting('lock_timeout')), true)";

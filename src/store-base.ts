@@ -52,14 +52,15 @@ const singles: Record<WriteKind, (c: WriteArgs) => pg.QueryArrayConfig> = {
 };
 
 const writeStatements: WriteStatements = {
-  single: (c) => (c.kind === undefined ? c.config as pg.QueryArrayConfig : singles[c.kind](c)),
-  batch: (calls) => queryConfig(statements.writeBatch, [
-    calls.map((c) => c.kind as string),
-    calls.map((c) => c.key),
-    calls.map((c) => (c.kind === 'merge' ? mergeElement(c) : c.value)),
-    calls.map((c) => c.expiry),
-    calls.some((c) => c.ifVersion != null) ? calls.map((c) => c.ifVersion ?? null) : null,
-  ]),
+  single: (c) => (c.kind === undefined ? (c.config as pg.QueryArrayConfig) : singles[c.kind](c)),
+  batch: (calls) =>
+    queryConfig(statements.writeBatch, [
+      calls.map((c) => c.kind as string),
+      calls.map((c) => c.key),
+      calls.map((c) => (c.kind === 'merge' ? mergeElement(c) : c.value)),
+      calls.map((c) => c.expiry),
+      calls.some((c) => c.ifVersion != null) ? calls.map((c) => c.ifVersion ?? null) : null,
+    ]),
 };
 
 const getStatements: GetStatements = {
@@ -73,7 +74,11 @@ export class StoreBase {
 
   protected readonly gets: GetBatcher;
 
-  constructor(private readonly executor: Executor, private readonly writes: WriteQueue, private readonly deadlines?: Deadlines) {
+  constructor(
+    private readonly executor: Executor,
+    private readonly writes: WriteQueue,
+    private readonly deadlines?: Deadlines,
+  ) {
     this.gets = new GetBatcher(executor, getStatements);
   }
 
@@ -139,9 +144,14 @@ export function openStore<T>(Kind: StoreKind<T>, options: StoreOptions): T {
   const size = positive('connections', options.connections, 2);
   const lanes = positive('writeConnections', options.writeConnections, 2);
   const limits = { calls: positive('maxBatchCalls', options.maxBatchCalls, 256), bytes: 1 << 20 };
-  const queue = (lane: () => Executor, timed?: boolean) => new WriteQueue(Array.from({ length: lanes }, lane), writeStatements, limits, timed);
+  const queue = (lane: () => Executor, timed?: boolean) =>
+    new WriteQueue(Array.from({ length: lanes }, lane), writeStatements, limits, timed);
   const { pool } = options;
-  if (pool !== undefined) return new Kind(poolExecutor(pool), queue(() => poolExecutor(pool)));
+  if (pool !== undefined)
+    return new Kind(
+      poolExecutor(pool),
+      queue(() => poolExecutor(pool)),
+    );
   const onError = options.onError ?? (() => {});
   const hosts = connector(options);
   const report = (err: Error) => onError(toSessionError(err));
@@ -151,9 +161,22 @@ export function openStore<T>(Kind: StoreKind<T>, options: StoreOptions): T {
   if (options.pooled === true) {
     // Every connection of a store holds a server connection in session pooling, and while it has
     // statements in flight in transaction pooling: one connection per store unless asked for more.
-    const shared = new PipelineExecutor(hosts, positive('connections', options.connections, 1), report, deadlines, pooledSettingValues(options));
-    return new Kind(shared, queue(() => shared, timed), deadlines);
+    const shared = new PipelineExecutor(
+      hosts,
+      positive('connections', options.connections, 1),
+      report,
+      deadlines,
+      pooledSettingValues(options),
+    );
+    return new Kind(
+      shared,
+      queue(() => shared, timed),
+      deadlines,
+    );
   }
-  return new Kind(new PipelineExecutor(hosts, size, report, deadlines),
-    queue(() => new PipelineExecutor(hosts, 1, report, deadlines), timed), deadlines);
+  return new Kind(
+    new PipelineExecutor(hosts, size, report, deadlines),
+    queue(() => new PipelineExecutor(hosts, 1, report, deadlines), timed),
+    deadlines,
+  );
 }

@@ -1,7 +1,18 @@
 import type pg from 'pg';
 import type { ConnectionOptions } from './connection.js';
 import { SessionError } from './errors.js';
-import { checkInteger, checkKey, checkOptions, checkText, checkValue, optionalSeconds, setFieldsJson, unsendable, unsetFields, writeOptions } from './checks.js';
+import {
+  checkInteger,
+  checkKey,
+  checkOptions,
+  checkText,
+  checkValue,
+  optionalSeconds,
+  setFieldsJson,
+  unsendable,
+  unsetFields,
+  writeOptions,
+} from './checks.js';
 import { openStore, queryConfig, StoreBase } from './store-base.js';
 import { statements } from './statements.js';
 
@@ -182,13 +193,13 @@ class PgSessionStore extends StoreBase implements SessionStore {
     const expiry = optionalSeconds('expiry', options.expiry);
     const value = options.value === undefined ? null : checkValue(options.value);
     if (options.subject === undefined && options.label === undefined && options.lifetime === undefined) {
-      return await this.write({ kind: 'generate', key: null, value, expiry }) as string;
+      return (await this.write({ kind: 'generate', key: null, value, expiry })) as string;
     }
     const subject = options.subject === undefined ? null : checkText('subject', options.subject);
     const label = options.label === undefined ? null : checkText('label', options.label);
     const lifetime = optionalSeconds('lifetime', options.lifetime);
     // With a subject (at login, rarely): alone through the write lanes, never batched.
-    return await this.writeAlone(queryConfig(statements.generateFor, [expiry, value, subject, label, lifetime])) as string;
+    return (await this.writeAlone(queryConfig(statements.generateFor, [expiry, value, subject, label, lifetime]))) as string;
   }
 
   async get(key: string): Promise<GetResult> {
@@ -204,7 +215,7 @@ class PgSessionStore extends StoreBase implements SessionStore {
     checkValue(value);
     const { expiry, ifVersion } = writeOptions(options);
     if (unsendable(key)) return false;
-    return await this.write({ kind: 'set', key, value, expiry, ifVersion }) === true;
+    return (await this.write({ kind: 'set', key, value, expiry, ifVersion })) === true;
   }
 
   async merge(key: string, fields: MergeFields, options?: WriteOptions): Promise<boolean> {
@@ -216,14 +227,14 @@ class PgSessionStore extends StoreBase implements SessionStore {
     const unset = unsetFields(fields.unset);
     const { expiry, ifVersion } = writeOptions(options);
     if (unsendable(key)) return false;
-    return await this.write({ kind: 'merge', key, value, expiry, ifVersion, unset }) === true;
+    return (await this.write({ kind: 'merge', key, value, expiry, ifVersion, unset })) === true;
   }
 
   async touch(key: string, options?: { expiry?: number }): Promise<boolean> {
     checkKey(key);
     const expiry = optionalSeconds('expiry', checkOptions(options).expiry);
     if (unsendable(key)) return false;
-    return await this.write({ kind: 'touch', key, value: null, expiry }) === true;
+    return (await this.write({ kind: 'touch', key, value: null, expiry })) === true;
   }
 
   async put(key: string, value: string, options?: WriteOptions): Promise<boolean> {
@@ -231,7 +242,7 @@ class PgSessionStore extends StoreBase implements SessionStore {
     checkValue(value);
     const { expiry, ifVersion } = writeOptions(options);
     if (unsendable(key)) throw new SessionError('invalid_argument', 'key must be base64url characters');
-    return await this.write({ kind: 'put', key, value, expiry, ifVersion }) === true;
+    return (await this.write({ kind: 'put', key, value, expiry, ifVersion })) === true;
   }
 
   async clear(key: string): Promise<void> {
@@ -244,21 +255,27 @@ class PgSessionStore extends StoreBase implements SessionStore {
     const s = subject === null ? null : checkText('subject', subject);
     const l = label === undefined ? null : checkText('label', label);
     if (unsendable(key)) return false;
-    return await this.writeAlone(queryConfig(statements.setSubject, [key, s, l])) === true;
+    return (await this.writeAlone(queryConfig(statements.setSubject, [key, s, l]))) === true;
   }
 
   async list(subject: string, opts?: { max?: number }): Promise<SessionInfo[]> {
     const { max } = checkOptions(opts);
-    const rows = await this.run(statements.list, [checkText('subject', subject), max === undefined ? '100' : checkInteger('max', max)]);
-    return rows.map(([handle, createdAt, writtenAt, expiresAt, label]) =>
-      ({ handle, createdAt, writtenAt, expiresAt, label }) as SessionInfo);
+    const rows = await this.run(statements.list, [
+      checkText('subject', subject),
+      max === undefined ? '100' : checkInteger('max', max),
+    ]);
+    return rows.map(
+      ([handle, createdAt, writtenAt, expiresAt, label]) => ({ handle, createdAt, writtenAt, expiresAt, label }) as SessionInfo,
+    );
   }
 
   async revoke(subject: string, opts?: { except?: string }): Promise<number> {
     const { except } = checkOptions(opts);
     const keep = except === undefined ? null : checkKey(except);
     // A key PostgreSQL cannot receive names no session: nothing to keep.
-    return await this.writeAlone(queryConfig(statements.revoke, [checkText('subject', subject), keep !== null && unsendable(keep) ? null : keep])) as number;
+    return (await this.writeAlone(
+      queryConfig(statements.revoke, [checkText('subject', subject), keep !== null && unsendable(keep) ? null : keep]),
+    )) as number;
   }
 
   async revokeHandle(subject: string, handle: string): Promise<boolean> {
@@ -266,12 +283,12 @@ class PgSessionStore extends StoreBase implements SessionStore {
     if (typeof handle !== 'string' || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(handle)) {
       throw new SessionError('invalid_argument', 'handle must be a handle from list()');
     }
-    return await this.writeAlone(queryConfig(statements.revokeHandle, [subject, handle])) === true;
+    return (await this.writeAlone(queryConfig(statements.revokeHandle, [subject, handle]))) === true;
   }
 
   async rotate(key: string): Promise<string | null> {
     if (unsendable(checkKey(key))) return null;
-    return (await this.writeAlone(queryConfig(statements.rotate, [key])) ?? null) as string | null;
+    return ((await this.writeAlone(queryConfig(statements.rotate, [key]))) ?? null) as string | null;
   }
 }
 

@@ -11,7 +11,15 @@
 import type { IncomingMessage } from 'node:http';
 import { maxSubjectBytes, cleanLabel } from './device-label.js';
 import { SessionError } from './errors.js';
-import { changesOf, dataOf, droppedKeys, parseSession, rewrittenByDefault, type FieldChanges, type SessionData } from './session-json.js';
+import {
+  changesOf,
+  dataOf,
+  droppedKeys,
+  parseSession,
+  rewrittenByDefault,
+  type FieldChanges,
+  type SessionData,
+} from './session-json.js';
 import { connect, type SessionInfo, type SessionStore, type StoreOptions } from './store.js';
 
 /** Options of the framework stores: an existing store, or how to connect one. */
@@ -101,7 +109,10 @@ export function touchDue(expiresAt: number, now: number, period: number, thresho
 export function checkedSubject(s: unknown): string | null {
   if (s === undefined || s === null) return null;
   if (typeof s !== 'string' || s === '' || Buffer.byteLength(s) > maxSubjectBytes || s.includes('\u0000') || !s.isWellFormed()) {
-    throw new SessionError('invalid_argument', 'the subject option must return a non-empty string of at most 256 bytes (UTF-8), null or undefined');
+    throw new SessionError(
+      'invalid_argument',
+      'the subject option must return a non-empty string of at most 256 bytes (UTF-8), null or undefined',
+    );
   }
   return s;
 }
@@ -128,7 +139,10 @@ export class FrameworkSessions {
     if (!Number.isSafeInteger(memoSize) || memoSize < 1) {
       throw new SessionError('invalid_argument', 'memoSize must be a positive integer');
     }
-    for (const [name, f] of [['subject', subject], ['label', label]] as const) {
+    for (const [name, f] of [
+      ['subject', subject],
+      ['label', label],
+    ] as const) {
       if (f !== undefined && typeof f !== 'function') throw new SessionError('invalid_argument', `${name} must be a function`);
     }
     this.store = store ?? connect(connection);
@@ -227,8 +241,10 @@ export class FrameworkSessions {
     const changes = save.changed && loaded.value !== undefined ? changesOf(loaded.value, save.value) : undefined;
     // Only key order or the fields every save rewrites moved: nothing to write, as for no change.
     const rewritten = save.rewritten ?? rewrittenByDefault;
-    const changed = save.changed && changes !== null
-      && (changes === undefined || [...Object.keys(changes.set), ...changes.unset].some((k) => !rewritten.includes(k)));
+    const changed =
+      save.changed &&
+      changes !== null &&
+      (changes === undefined || [...Object.keys(changes.set), ...changes.unset].some((k) => !rewritten.includes(k)));
     const subject = changed ? this.subjectOf(save.sess) : undefined;
     const period = expiry ?? (await this.defaultPeriod());
     if (!changed && !touchDue(loaded.expiresAt, Date.now(), period, this.threshold)) {

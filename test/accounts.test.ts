@@ -41,7 +41,10 @@ describe('subjects, labels and lists', () => {
     await store.generate({ value: 'c', subject: 'bob', label: 'Bob' });
     await store.generate({ value: 'anonymous' });
     const list = await store.list('alice');
-    assert.deepEqual(list.map((s) => s.label), ['Phone', 'Firefox on Linux']);
+    assert.deepEqual(
+      list.map((s) => s.label),
+      ['Phone', 'Firefox on Linux'],
+    );
     for (const s of list) {
       assert.match(s.handle, /^[0-9a-f-]{36}$/);
       assert.ok(s.createdAt instanceof Date && s.writtenAt instanceof Date && s.expiresAt instanceof Date);
@@ -58,14 +61,25 @@ describe('subjects, labels and lists', () => {
   test('setSubject at login; it never creates a session; null makes the session anonymous again', async () => {
     const key = await store.generate({ value: 'cart' });
     assert.equal(await store.setSubject(key, 'carol', 'Laptop'), true);
-    assert.deepEqual((await store.list('carol')).map((s) => s.label), ['Laptop']);
+    assert.deepEqual(
+      (await store.list('carol')).map((s) => s.label),
+      ['Laptop'],
+    );
     assert.equal(await store.setSubject(key, 'carol'), true, 'label kept when omitted');
-    assert.deepEqual((await store.list('carol')).map((s) => s.label), ['Laptop']);
+    assert.deepEqual(
+      (await store.list('carol')).map((s) => s.label),
+      ['Laptop'],
+    );
     const got = await store.get(key);
     assert.ok(got.ok && got.value === 'cart', JSON.stringify(got));
     const unknown = `never-generated-${'u'.repeat(40)}`;
     assert.equal(await store.setSubject(unknown, 'carol'), false);
-    assert.equal(await db.query(`SELECT 1 FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))`, [unknown]).then((r) => r.rowCount), 0);
+    assert.equal(
+      await db
+        .query(`SELECT 1 FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))`, [unknown])
+        .then((r) => r.rowCount),
+      0,
+    );
     assert.equal(await store.setSubject(key, null), true);
     assert.deepEqual(await store.list('carol'), []);
     await store.clear(key);
@@ -87,12 +101,15 @@ describe('revoke', () => {
       assert.equal(await store.rotate(key), null);
       assert.equal(await live(key), false);
     }
-    assert.deepEqual((await store.list('dave')).map((s) => s.label), ['A']);
+    assert.deepEqual(
+      (await store.list('dave')).map((s) => s.label),
+      ['A'],
+    );
     assert.equal(await store.revoke('dave'), 1);
     assert.equal(await store.revoke('dave'), 0);
   });
 
-  test('by handle, only within the subject: one user cannot end another\'s session', async () => {
+  test("by handle, only within the subject: one user cannot end another's session", async () => {
     const erin = await store.generate({ value: 'e', subject: 'erin', label: 'E' });
     await store.generate({ value: 'f', subject: 'frank', label: 'F' });
     const [frankSession] = await store.list('frank');
@@ -110,8 +127,12 @@ describe('revoke', () => {
     await db.query(`SELECT session.session_generate(3600, 'v', 'busy', 'bot ' || i) FROM generate_series(1, 10000) i`);
     await db.query('ANALYZE session.sessions');
     // What session_list runs, for another subject: an index scan in list order, no sort.
-    const plan = (await db.query(`EXPLAIN SELECT * FROM session.sessions s WHERE s.subject = 'alice' AND s.expires_at > now()
-                                   AND NOT s.cleared ORDER BY s.created_at DESC LIMIT 100`)).rows.map((r) => r['QUERY PLAN']).join('\n');
+    const plan = (
+      await db.query(`EXPLAIN SELECT * FROM session.sessions s WHERE s.subject = 'alice' AND s.expires_at > now()
+                                   AND NOT s.cleared ORDER BY s.created_at DESC LIMIT 100`)
+    ).rows
+      .map((r) => r['QUERY PLAN'])
+      .join('\n');
     assert.match(plan, /Index Scan using sessions_subject/);
     assert.doesNotMatch(plan, /Sort/);
     const started = Date.now();
@@ -196,15 +217,31 @@ describe('hostile subjects and labels', () => {
       ['setSubject 1 MB label', async () => store.setSubject(await store.generate(), 's', big), 'value_too_large'],
       ['revoke a NUL subject', () => store.revoke('\u0000'), 'invalid_argument'],
     ];
-    const before = Number(await db.query('SELECT count(*) AS n FROM session.sessions WHERE subject IS NOT NULL').then((r) => r.rows[0]?.n));
+    const before = Number(
+      await db.query('SELECT count(*) AS n FROM session.sessions WHERE subject IS NOT NULL').then((r) => r.rows[0]?.n),
+    );
     for (const [what, call, code] of cases) assert.equal(await errorCode(call()), code, what);
-    assert.equal(Number(await db.query('SELECT count(*) AS n FROM session.sessions WHERE subject IS NOT NULL').then((r) => r.rows[0]?.n)), before);
+    assert.equal(
+      Number(await db.query('SELECT count(*) AS n FROM session.sessions WHERE subject IS NOT NULL').then((r) => r.rows[0]?.n)),
+      before,
+    );
   });
 
   test('injection strings and a 256-byte subject are stored and matched verbatim', async () => {
-    for (const subject of [`'; DROP TABLE session.sessions; --`, 'Robert"); DROP ROLE x;--', '%', '_', 'é'.repeat(128), 'ß'.repeat(128)]) {
+    for (const subject of [
+      `'; DROP TABLE session.sessions; --`,
+      'Robert"); DROP ROLE x;--',
+      '%',
+      '_',
+      'é'.repeat(128),
+      'ß'.repeat(128),
+    ]) {
       const key = await store.generate({ value: 'v', subject, label: subject });
-      assert.deepEqual((await store.list(subject)).map((s) => s.label), [subject], subject);
+      assert.deepEqual(
+        (await store.list(subject)).map((s) => s.label),
+        [subject],
+        subject,
+      );
       assert.equal(await store.revoke(subject), 1);
       assert.equal(await live(key), false);
     }

@@ -3,7 +3,6 @@
 // JSON object are refused with a 500, and neither the process nor Object.prototype is harmed.
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
-import { SessionError } from '../src/index.js';
 import { ExpressSessionStore } from '../src/express.js';
 import { FastifySessionStore } from '../src/fastify.js';
 import { KoaSessionStore } from '../src/koa.js';
@@ -32,9 +31,19 @@ const withMembers = (original: string, members: string) => `{${members},${origin
 // Kept: the session loads, without the dropped keys (role stays the stored one, never "root").
 const dropped: { name: string; value: (original: string) => string }[] = [
   { name: 'an own top-level __proto__', value: (o) => withMembers(o, '"__proto__":{"polluted":"yes","role":"root"}') },
-  { name: 'a __proto__ written with a JSON escape', value: (o) => withMembers(o, '"\\u005f_proto__":{"polluted":"yes","role":"root"}') },
+  {
+    name: 'a __proto__ written with a JSON escape',
+    value: (o) => withMembers(o, '"\\u005f_proto__":{"polluted":"yes","role":"root"}'),
+  },
   { name: 'constructor.prototype', value: (o) => withMembers(o, '"constructor":{"prototype":{"polluted":"yes"}}') },
-  { name: 'nested __proto__, constructor, toString and valueOf', value: (o) => withMembers(o, '"note":{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted":"yes"}},"toString":1,"valueOf":1}') },
+  {
+    name: 'nested __proto__, constructor, toString and valueOf',
+    value: (o) =>
+      withMembers(
+        o,
+        '"note":{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted":"yes"}},"toString":1,"valueOf":1}',
+      ),
+  },
 ];
 
 // Refused: the request fails with 500 and the stored value stays as it was.
@@ -122,7 +131,10 @@ describe('express: a stored cookie express-session could not use', () => {
     { name: 'no cookie', cookie: '' },
     { name: 'a string cookie', cookie: '"cookie":"x",' },
     { name: 'maxAge that is not a number', cookie: '"cookie":{"originalMaxAge":3600000,"maxAge":"soon"},' },
-    { name: 'an invalid sameSite', cookie: '"cookie":{"originalMaxAge":3600000,"expires":"2099-01-01T00:00:00.000Z","sameSite":"bogus"},' },
+    {
+      name: 'an invalid sameSite',
+      cookie: '"cookie":{"originalMaxAge":3600000,"expires":"2099-01-01T00:00:00.000Z","sameSite":"bogus"},',
+    },
     { name: 'expires that is not a date', cookie: '"cookie":{"originalMaxAge":null,"expires":"never"},' },
   ];
   for (const c of cookies) {

@@ -74,8 +74,14 @@ for (const v of variants) {
     test('12 requests setting different fields: all 12 are kept', async () => {
       const { user, sid } = await login();
       const k = 12;
-      const res = await overlap(user, Array.from({ length: k }, (_, i) => field(`f${i}`, `v${i}`)));
-      assert.deepEqual(res.map((r) => r.status), Array(k).fill(200));
+      const res = await overlap(
+        user,
+        Array.from({ length: k }, (_, i) => field(`f${i}`, `v${i}`)),
+      );
+      assert.deepEqual(
+        res.map((r) => r.status),
+        Array(k).fill(200),
+      );
       const expected: Record<string, unknown> = { user: 'alice', role: 'admin' };
       for (let i = 0; i < k; i += 1) expected[`f${i}`] = `v${i}`;
       assert.deepEqual(await fields(sid), expected);
@@ -86,15 +92,24 @@ for (const v of variants) {
       await user.post(field('a', '1', false));
       await user.post(field('b', '2', false));
       const res = await overlap(user, [field('a'), field('c', '3')]);
-      assert.deepEqual(res.map((r) => r.status), [200, 200]);
+      assert.deepEqual(
+        res.map((r) => r.status),
+        [200, 200],
+      );
       assert.deepEqual(await fields(sid), { user: 'alice', role: 'admin', b: '2', c: '3' });
     });
 
     test('requests setting the same field: it ends with one of their values, without error', async () => {
       const { user, sid } = await login();
       const values = ['x1', 'x2', 'x3', 'x4'];
-      const res = await overlap(user, values.map((x) => field('x', x)));
-      assert.deepEqual(res.map((r) => r.status), values.map(() => 200));
+      const res = await overlap(
+        user,
+        values.map((x) => field('x', x)),
+      );
+      assert.deepEqual(
+        res.map((r) => r.status),
+        values.map(() => 200),
+      );
       const stored = await fields(sid);
       assert.ok(values.includes(stored.x as string), `x is ${JSON.stringify(stored.x)}`);
       assert.deepEqual(stored, { user: 'alice', role: 'admin', x: stored.x });
@@ -110,7 +125,10 @@ for (const v of variants) {
 
     test('a merged save restarts the expiry from the cookie (one hour)', async () => {
       const { user, sid } = await login();
-      await f.db.query(`UPDATE session.sessions SET expires_at = now() + interval '1 minute' WHERE digest = sha256(convert_to($1, 'UTF8'))`, [sid]);
+      await f.db.query(
+        `UPDATE session.sessions SET expires_at = now() + interval '1 minute' WHERE digest = sha256(convert_to($1, 'UTF8'))`,
+        [sid],
+      );
       assert.equal((await user.post(field('e', '1', false))).status, 200);
       const r = await f.shared.get(sid);
       // From one minute left back to about an hour (koa-session gives the store 10 s more than the cookie).
@@ -129,10 +147,17 @@ for (const v of variants) {
       const { user, sid } = await login();
       const old = new Browser(apps[0]!.base);
       old.cookies = new Map(user.cookies);
-      const res = await overlap(user, ['p', 'q', 'r', 's'].map((name) => field(name, '1')), async () => {
-        assert.equal((await user.post('/logout')).body, 'bye');
-      });
-      assert.deepEqual(res.map((r) => r.status), [200, 200, 200, 200]);
+      const res = await overlap(
+        user,
+        ['p', 'q', 'r', 's'].map((name) => field(name, '1')),
+        async () => {
+          assert.equal((await user.post('/logout')).body, 'bye');
+        },
+      );
+      assert.deepEqual(
+        res.map((r) => r.status),
+        [200, 200, 200, 200],
+      );
       assert.deepEqual(await f.shared.get(sid), { ok: false, error: 'not_found' });
       const row = await rowOf(f.db, sid);
       assert.deepEqual(row && { cleared: row.cleared, value: row.value }, { cleared: true, value: null });
@@ -141,15 +166,18 @@ for (const v of variants) {
   });
 }
 
-describe('fastify: a save without the request\'s own copy', () => {
+describe("fastify: a save without the request's own copy", () => {
   test('is written whole, as a store without merges does', async () => {
     const store = new FastifySessionStore({ store: f.shared });
     const sid = await f.shared.generate({ value: JSON.stringify({ cookie: { originalMaxAge: 3_600_000 }, user: 'alice' }) });
     const sess = await new Promise<Record<string, unknown>>((resolve, reject) =>
-      store.get(sid, (err, s) => (err ? reject(err) : resolve(s as Record<string, unknown>))));
+      store.get(sid, (err, s) => (err ? reject(err) : resolve(s as Record<string, unknown>))),
+    );
     assert.ok(await f.shared.merge(sid, { set: { other: '1' } }));
     // A plain object, not a Session built from what get returned: the store only remembers the id.
-    await new Promise<void>((resolve, reject) => store.set(sid, { ...sess, note: 'x' }, (err) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      store.set(sid, { ...sess, note: 'x' }, (err) => (err ? reject(err) : resolve())),
+    );
     assert.deepEqual(await fields(sid), { user: 'alice', note: 'x' });
   });
 });

@@ -54,18 +54,22 @@ async function evict(app: TestApp): Promise<void> {
 }
 
 type Make = (o: typeof options & { memoSize?: number }) => Promise<{ app: TestApp; sessions: FrameworkSessions }>;
-const express = (appOptions: { resave?: boolean } = {}): Make => async (o) => {
-  const store = new ExpressSessionStore({ store: f.shared, ...o });
-  return { app: await expressApp(store, appOptions), sessions: store.sessions };
-};
+const express =
+  (appOptions: { resave?: boolean } = {}): Make =>
+  async (o) => {
+    const store = new ExpressSessionStore({ store: f.shared, ...o });
+    return { app: await expressApp(store, appOptions), sessions: store.sessions };
+  };
 const fastify: Make = async (o) => {
   const store = new FastifySessionStore({ store: f.shared, ...o });
   return { app: await fastifyApp(store), sessions: store.sessions };
 };
-const koa = (appOptions: { rolling?: boolean } = {}): Make => async (o) => {
-  const store = new KoaSessionStore({ store: f.shared, ...o });
-  return { app: await koaApp(store, appOptions), sessions: store.sessions };
-};
+const koa =
+  (appOptions: { rolling?: boolean } = {}): Make =>
+  async (o) => {
+    const store = new KoaSessionStore({ store: f.shared, ...o });
+    return { app: await koaApp(store, appOptions), sessions: store.sessions };
+  };
 
 /** A and B on one app (one process). */
 const one = (name: string, make: Make, savesUnchanged = true): Variant => ({
@@ -137,7 +141,9 @@ async function interleave(v: Variant, s: { a: TestApp; b: TestApp }, path: strin
 for (const v of variants) {
   describe(`${v.name}: a request in flight`, () => {
     let s: { a: TestApp; b: TestApp; sessions: FrameworkSessions };
-    before(async () => { s = await v.setup(); });
+    before(async () => {
+      s = await v.setup();
+    });
 
     for (const path of ['/hold', '/hold-change']) {
       const what = path === '/hold' ? 'read-only' : 'changing';

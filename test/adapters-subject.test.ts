@@ -21,10 +21,16 @@ import { freshDatabase, type TestDatabase } from './helpers.js';
 import { baseUrl, Browser, sessionIdOf } from './web.js';
 
 declare module 'express-session' {
-  interface SessionData { user?: string; visits?: number }
+  interface SessionData {
+    user?: string;
+    visits?: number;
+  }
 }
 declare module 'fastify' {
-  interface Session { user?: string; visits?: number }
+  interface Session {
+    user?: string;
+    visits?: number;
+  }
 }
 
 let db: TestDatabase;
@@ -38,7 +44,10 @@ before(async () => {
   counted = new Proxy(real, {
     get(target, name) {
       if (name === 'setSubject') {
-        return (...args: Parameters<SessionStore['setSubject']>) => { setSubjectCalls += 1; return target.setSubject(...args); };
+        return (...args: Parameters<SessionStore['setSubject']>) => {
+          setSubjectCalls += 1;
+          return target.setSubject(...args);
+        };
       }
       const v: unknown = Reflect.get(target, name);
       return typeof v === 'function' ? v.bind(target) : v;
@@ -60,32 +69,61 @@ interface Handlers {
 }
 
 /** The routes, written once over `Handlers`; each answers a string. */
-async function route(store: FrameworkStore, method: string, path: string, query: URLSearchParams, h: Handlers): Promise<string | undefined> {
+async function route(
+  store: FrameworkStore,
+  method: string,
+  path: string,
+  query: URLSearchParams,
+  h: Handlers,
+): Promise<string | undefined> {
   const user = h.user();
   switch (`${method} ${path}`) {
-    case 'GET /me': return user ?? 'nobody';
-    case 'POST /become': h.setUser(query.get('user') ?? undefined); return 'ok';
-    case 'POST /forget': h.setUser(undefined); return 'ok';
-    case 'POST /visit': h.visit(); return 'ok';
-    case 'GET /sessions': return user === undefined ? '[]' : JSON.stringify(await store.sessionsOf(user));
-    case 'POST /revoke-others': return user === undefined ? 'nobody' : String(await store.revokeOthers(user, h.sid()));
-    case 'POST /revoke': return user === undefined ? 'nobody' : String(await store.revokeHandle(user, query.get('handle') ?? ''));
-    case 'POST /revoke-all': return user === undefined ? 'nobody' : String(await store.revokeAll(user));
-    default: return undefined;
+    case 'GET /me':
+      return user ?? 'nobody';
+    case 'POST /become':
+      h.setUser(query.get('user') ?? undefined);
+      return 'ok';
+    case 'POST /forget':
+      h.setUser(undefined);
+      return 'ok';
+    case 'POST /visit':
+      h.visit();
+      return 'ok';
+    case 'GET /sessions':
+      return user === undefined ? '[]' : JSON.stringify(await store.sessionsOf(user));
+    case 'POST /revoke-others':
+      return user === undefined ? 'nobody' : String(await store.revokeOthers(user, h.sid()));
+    case 'POST /revoke':
+      return user === undefined ? 'nobody' : String(await store.revokeHandle(user, query.get('handle') ?? ''));
+    case 'POST /revoke-all':
+      return user === undefined ? 'nobody' : String(await store.revokeAll(user));
+    default:
+      return undefined;
   }
 }
 
 // The label comes from the request: here its ?device= parameter, so each test browser names itself.
 const options: FrameworkStoreOptions = {
   subject: (sess: SessionData) => sess.user as string | undefined,
-  label: (_sess: SessionData, req: IncomingMessage | undefined) => new URL(req?.url ?? '/', 'http://x').searchParams.get('device') ?? undefined,
+  label: (_sess: SessionData, req: IncomingMessage | undefined) =>
+    new URL(req?.url ?? '/', 'http://x').searchParams.get('device') ?? undefined,
 };
 
-interface App { base: string; sidOf(b: Browser): string; close(): Promise<void> }
+interface App {
+  base: string;
+  sidOf(b: Browser): string;
+  close(): Promise<void>;
+}
 
 const listen = (app: { listen(port: number, host: string, cb: () => void): Server }) =>
-  new Promise<Server>((resolve) => { const s = app.listen(0, '127.0.0.1', () => resolve(s)); });
-const closing = (server: Server) => () => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); });
+  new Promise<Server>((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+  });
+const closing = (server: Server) => () =>
+  new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
 
 async function expressApp(store: ExpressSessionStore): Promise<App> {
   const app = express();
@@ -98,12 +136,19 @@ async function expressApp(store: ExpressSessionStore): Promise<App> {
       res.send('ok');
     });
   });
-  app.post('/logout', (req, res, next) => { req.session.destroy((err) => (err ? next(err) : res.send('bye'))); });
+  app.post('/logout', (req, res, next) => {
+    req.session.destroy((err) => (err ? next(err) : res.send('bye')));
+  });
   app.use((req, res, next) => {
     const h: Handlers = {
       user: () => req.session.user,
-      setUser: (u) => { if (u === undefined) delete req.session.user; else req.session.user = u; },
-      visit: () => { req.session.visits = (req.session.visits ?? 0) + 1; },
+      setUser: (u) => {
+        if (u === undefined) delete req.session.user;
+        else req.session.user = u;
+      },
+      visit: () => {
+        req.session.visits = (req.session.visits ?? 0) + 1;
+      },
       sid: () => req.sessionID,
     };
     route(store, req.method, req.path, new URL(req.url, 'http://x').searchParams, h).then((body) => {
@@ -128,13 +173,21 @@ async function fastifyApp(store: FastifySessionStore): Promise<App> {
     req.session.user = String((req.query as { user?: string }).user);
     return 'ok';
   });
-  app.post('/logout', async (req) => { await req.session.destroy(); return 'bye'; });
+  app.post('/logout', async (req) => {
+    await req.session.destroy();
+    return 'bye';
+  });
   app.setErrorHandler(async (err, _req, reply) => reply.status(500).send(String((err as { code?: unknown }).code ?? 'error')));
   app.all('/*', async (req, reply) => {
     const h: Handlers = {
       user: () => req.session.user,
-      setUser: (u) => { if (u === undefined) delete req.session.user; else req.session.user = u; },
-      visit: () => { req.session.visits = (req.session.visits ?? 0) + 1; },
+      setUser: (u) => {
+        if (u === undefined) delete req.session.user;
+        else req.session.user = u;
+      },
+      visit: () => {
+        req.session.visits = (req.session.visits ?? 0) + 1;
+      },
       sid: () => req.session.sessionId,
     };
     const url = new URL(req.url, 'http://x');
@@ -174,8 +227,13 @@ async function koaApp(store: KoaSessionStore): Promise<App> {
     }
     const h: Handlers = {
       user: () => s.user,
-      setUser: (u) => { if (u === undefined) delete s.user; else s.user = u; },
-      visit: () => { s.visits = (s.visits ?? 0) + 1; },
+      setUser: (u) => {
+        if (u === undefined) delete s.user;
+        else s.user = u;
+      },
+      visit: () => {
+        s.visits = (s.visits ?? 0) + 1;
+      },
       sid: () => s.externalKey,
     };
     const body = await route(store, ctx.method, ctx.path, new URLSearchParams(ctx.querystring), h);
@@ -187,24 +245,47 @@ async function koaApp(store: KoaSessionStore): Promise<App> {
 }
 
 const frameworks = [
-  { name: 'express', make: async () => { const store = new ExpressSessionStore({ store: counted, ...options }); return { store, app: await expressApp(store) }; } },
-  { name: 'fastify', make: async () => { const store = new FastifySessionStore({ store: counted, ...options }); return { store, app: await fastifyApp(store) }; } },
-  { name: 'koa', make: async () => { const store = new KoaSessionStore({ store: counted, ...options }); return { store, app: await koaApp(store) }; } },
+  {
+    name: 'express',
+    make: async () => {
+      const store = new ExpressSessionStore({ store: counted, ...options });
+      return { store, app: await expressApp(store) };
+    },
+  },
+  {
+    name: 'fastify',
+    make: async () => {
+      const store = new FastifySessionStore({ store: counted, ...options });
+      return { store, app: await fastifyApp(store) };
+    },
+  },
+  {
+    name: 'koa',
+    make: async () => {
+      const store = new KoaSessionStore({ store: counted, ...options });
+      return { store, app: await koaApp(store) };
+    },
+  },
 ];
 
 /** The subject and label of a session's row, as the owner sees them. */
 async function rowOf(sid: string): Promise<{ subject: string | null; label: string | null } | undefined> {
   const r = await db.query<{ subject: string | null; label: string | null }>(
-    `SELECT subject, label FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8')) AND NOT cleared`, [sid]);
+    `SELECT subject, label FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8')) AND NOT cleared`,
+    [sid],
+  );
   return r.rows[0];
 }
 
 for (const fw of frameworks) {
   describe(fw.name, () => {
     let app: App;
-    let store: FrameworkStore;
-    before(async () => { ({ store, app } = await fw.make()); });
-    after(async () => { await app.close(); });
+    before(async () => {
+      ({ app } = await fw.make());
+    });
+    after(async () => {
+      await app.close();
+    });
 
     const device = async (user: string, name: string) => {
       const b = new Browser(app.base);

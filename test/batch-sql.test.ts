@@ -20,19 +20,34 @@ after(async () => {
   await db.drop();
 });
 
-interface Row { ord: number; sqlstate: string | null; message: string | null; ok: boolean | null; key: string | null }
+interface Row {
+  ord: number;
+  sqlstate: string | null;
+  message: string | null;
+  ok: boolean | null;
+  key: string | null;
+}
 type Op = [kind: string | null, key: string | null, value: string | null, expiry: number | null, version?: string | null];
 
 const batch = async (ops: Op[], client: pg.Client = app): Promise<Row[]> =>
-  (await client.query<Row>('SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])',
-    [ops.map((o) => o[0]), ops.map((o) => o[1]), ops.map((o) => o[2]), ops.map((o) => o[3])])).rows;
+  (
+    await client.query<Row>('SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])', [
+      ops.map((o) => o[0]),
+      ops.map((o) => o[1]),
+      ops.map((o) => o[2]),
+      ops.map((o) => o[3]),
+    ])
+  ).rows;
 const one = async <T>(sql: string, values: unknown[] = []): Promise<T> =>
   Object.values((await app.query(sql, values)).rows[0] ?? {})[0] as T;
 const generate = (value: string | null = 'v', expiry: number | null = 3600) =>
   one<string>('SELECT session.session_generate($1, $2)', [expiry, value]);
 const getValue = async (key: string) =>
   (await app.query<{ value: string | null }>('SELECT value FROM session.session_get($1)', [key])).rows[0]?.value;
-const newPutKey = () => uniqueName('put').replace(/[^A-Za-z0-9_-]/g, '_').padEnd(40, 'x');
+const newPutKey = () =>
+  uniqueName('put')
+    .replace(/[^A-Za-z0-9_-]/g, '_')
+    .padEnd(40, 'x');
 
 /** Each shape's element run as a single call on a session of its own, generated with value 'orig'. */
 async function singlesOf(shapes: ((k: string, fresh: string) => Op)[]) {
@@ -55,8 +70,10 @@ async function single([kind, key, value, expiry, version = null]: Op): Promise<{
     touch: ['SELECT session.session_touch($1, $2)', [key, expiry]],
     put: ['SELECT session.session_put($1, $2, $3, $4)', [key, value, expiry, version]],
     // A merge element's value is its fields as one JSON object: {"set": {...}, "unset": [...]}.
-    merge: [`SELECT session.session_merge($1, ($2::jsonb)->'set', ARRAY(SELECT jsonb_array_elements_text(($2::jsonb)->'unset')), $3, $4)`,
-      [key, value, expiry, version]],
+    merge: [
+      `SELECT session.session_merge($1, ($2::jsonb)->'set', ARRAY(SELECT jsonb_array_elements_text(($2::jsonb)->'unset')), $3, $4)`,
+      [key, value, expiry, version],
+    ],
     clear: ['SELECT session.session_clear($1) IS NULL', [key]],
     generate: ['SELECT session.session_generate($1, $2) IS NOT NULL', [expiry, value]],
   };
@@ -84,18 +101,29 @@ interface Odds {
   versions?: boolean;
 }
 
-async function differential(states: readonly KeyState[], kinds: readonly string[], runs: number, seed: number,
-  odds: Odds = { length: 10, nullValue: 5, expiries: [null, null, 60, 0, -5, 3155760001] }): Promise<{ compared: number; whole: number }> {
-  const prepare = async (): Promise<string[]> => inTurn(states, async (state) => {
-    if (state === 'new') return newPutKey();
-    if (state === 'long') return 'k'.repeat(1100);
-    const k = await generate(odds.initial ?? 'orig', state === 'expired' ? -1 : 3600);
-    if (state === 'cleared') await one('SELECT session.session_clear($1)', [k]);
-    return k;
-  });
-  const rowOf = async (key: string) => (await db.query<{ value: string | null; cleared: boolean; left: number; written: boolean; version: string }>(
-    `SELECT value, cleared, extract(epoch FROM expires_at - now())::float8 AS left, written_at IS NOT NULL AS written, version
-       FROM session.sessions WHERE digest = session.key_digest($1)`, [key])).rows[0];
+async function differential(
+  states: readonly KeyState[],
+  kinds: readonly string[],
+  runs: number,
+  seed: number,
+  odds: Odds = { length: 10, nullValue: 5, expiries: [null, null, 60, 0, -5, 3155760001] },
+): Promise<{ compared: number; whole: number }> {
+  const prepare = async (): Promise<string[]> =>
+    inTurn(states, async (state) => {
+      if (state === 'new') return newPutKey();
+      if (state === 'long') return 'k'.repeat(1100);
+      const k = await generate(odds.initial ?? 'orig', state === 'expired' ? -1 : 3600);
+      if (state === 'cleared') await one('SELECT session.session_clear($1)', [k]);
+      return k;
+    });
+  const rowOf = async (key: string) =>
+    (
+      await db.query<{ value: string | null; cleared: boolean; left: number; written: boolean; version: string }>(
+        `SELECT value, cleared, extract(epoch FROM expires_at - now())::float8 AS left, written_at IS NOT NULL AS written, version
+       FROM session.sessions WHERE digest = session.key_digest($1)`,
+        [key],
+      )
+    ).rows[0];
   // The low bits of this generator repeat with a short period: use the high ones.
   const random = (n: number) => {
     seed = (seed * 1103515245 + 12345) % 2147483648;
@@ -110,10 +138,14 @@ async function differential(states: readonly KeyState[], kinds: readonly string[
     const plan = Array.from({ length: 2 + random(odds.length) }, () => {
       const kind = kinds[random(kinds.length)] as string;
       return {
-        kind, slot: random(states.length),
+        kind,
+        slot: random(states.length),
         value: odds.value !== undefined ? odds.value(kind, random) : random(odds.nullValue) === 0 ? null : `v${random(1000)}`,
         expiry: expiries[random(expiries.length)] ?? null,
-        version: odds.versions === true && ['set', 'put', 'merge'].includes(kind) ? (['none', 'before', 'stale'] as const)[random(3)] : 'none',
+        version:
+          odds.versions === true && ['set', 'put', 'merge'].includes(kind)
+            ? (['none', 'before', 'stale'] as const)[random(3)]
+            : 'none',
       };
     });
     const singleKeys = await prepare();
@@ -121,20 +153,33 @@ async function differential(states: readonly KeyState[], kinds: readonly string[
     const versionsOf = async (keys: string[]) => inTurn(keys, async (k) => (await rowOf(k))?.version ?? null);
     const singleVersions = await versionsOf(singleKeys);
     const batchVersions = await versionsOf(batchKeys);
-    const op = (step: (typeof plan)[number], keys: string[], versions: (string | null)[]): Op => [step.kind,
-      step.kind === 'generate' ? null : keys[step.slot] as string, step.value, step.expiry,
-      step.version === 'none' ? null : step.version === 'stale' ? '1' : versions[step.slot] ?? '1'];
+    const op = (step: (typeof plan)[number], keys: string[], versions: (string | null)[]): Op => [
+      step.kind,
+      step.kind === 'generate' ? null : (keys[step.slot] as string),
+      step.value,
+      step.expiry,
+      step.version === 'none' ? null : step.version === 'stale' ? '1' : (versions[step.slot] ?? '1'),
+    ];
     const singles: { sqlstate: string | null; ok: unknown }[] = [];
     for (const step of plan) singles.push(await single(op(step, singleKeys, singleVersions)));
     // Each array with a lower bound of its own (from -4 to 4), which must change nothing.
     const lows = [0, 1, 2, 3].map((a) => ((run * 7 + a * 3) % 9) - 4) as [number, number, number, number];
-    const rows = await shapedBatch(plan.map((step) => op(step, batchKeys, batchVersions)), lows);
+    const rows = await shapedBatch(
+      plan.map((step) => op(step, batchKeys, batchVersions)),
+      lows,
+    );
     const what = `run ${run} (lower bounds ${lows.join(', ')}): ${plan.map((s) => `${s.kind}(${states[s.slot]} ${s.slot}, ${s.value}, ${s.expiry}, ${s.version})`).join(', ')}`;
-    assert.deepEqual(rows.map((r) => r.sqlstate), singles.map((x) => x.sqlstate), what);
+    assert.deepEqual(
+      rows.map((r) => r.sqlstate),
+      singles.map((x) => x.sqlstate),
+      what,
+    );
     plan.forEach((step, i) => {
-      if (step.kind !== 'clear' && step.kind !== 'generate' && rows[i]?.sqlstate === null) assert.equal(rows[i]?.ok, singles[i]?.ok, `${what}: element ${i + 1}`);
+      if (step.kind !== 'clear' && step.kind !== 'generate' && rows[i]?.sqlstate === null)
+        assert.equal(rows[i]?.ok, singles[i]?.ok, `${what}: element ${i + 1}`);
     });
-    if (rows.every((r) => r.sqlstate === null && r.ok === true) && new Set(plan.map((p) => p.slot)).size === plan.length) whole += 1;
+    if (rows.every((r) => r.sqlstate === null && r.ok === true) && new Set(plan.map((p) => p.slot)).size === plan.length)
+      whole += 1;
     for (let slot = 0; slot < states.length; slot += 1) {
       const a = await rowOf(singleKeys[slot] as string);
       const b = await rowOf(batchKeys[slot] as string);
@@ -179,10 +224,18 @@ describe('session_write_batch, element by element', () => {
     const batchKeys: string[] = [];
     for (let i = 0; i < shapes.length; i += 1) batchKeys.push(await generate('orig'));
     const rows = await batch(shapes.map((shape, i) => shape(batchKeys[i] as string, newPutKey())));
-    assert.deepEqual(rows.map((r) => r.ord), shapes.map((_, i) => i + 1));
-    assert.deepEqual(rows.map((r) => r.sqlstate), singles.map((s) => s.sqlstate));
-    assert.deepEqual(singles.map((s) => s.sqlstate),
-      [null, '22004', '22001', '22023', null, '22023', null, null, '22023', '22004', '22004', '22001', '22023', null, null, null]);
+    assert.deepEqual(
+      rows.map((r) => r.ord),
+      shapes.map((_, i) => i + 1),
+    );
+    assert.deepEqual(
+      rows.map((r) => r.sqlstate),
+      singles.map((s) => s.sqlstate),
+    );
+    assert.deepEqual(
+      singles.map((s) => s.sqlstate),
+      [null, '22004', '22001', '22023', null, '22023', null, null, '22023', '22004', '22004', '22001', '22023', null, null, null],
+    );
     rows.forEach((r, i) => {
       const kind = shapes[i]?.('k', 'f')[0];
       if (r.sqlstate !== null) {
@@ -197,7 +250,11 @@ describe('session_write_batch, element by element', () => {
     });
     // The sessions end up the same: every failed element left its session as it was.
     for (let i = 0; i < shapes.length; i += 1) {
-      assert.equal(await getValue(batchKeys[i] as string), await getValue(singleKeys[i] as string), `session of element ${i + 1}`);
+      assert.equal(
+        await getValue(batchKeys[i] as string),
+        await getValue(singleKeys[i] as string),
+        `session of element ${i + 1}`,
+      );
     }
     const generated = rows[13]?.key as string;
     assert.equal(await getValue(generated), 'g');
@@ -205,18 +262,43 @@ describe('session_write_batch, element by element', () => {
 
   test('the writes of one key apply in element order', async () => {
     const k = await generate('v0');
-    const rows = await batch([['set', k, 'a', null], ['set', k, 'b', null], ['touch', k, null, 50], ['set', k, 'c', 40]]);
-    assert.deepEqual(rows.map((r) => r.ok), [true, true, true, true]);
+    const rows = await batch([
+      ['set', k, 'a', null],
+      ['set', k, 'b', null],
+      ['touch', k, null, 50],
+      ['set', k, 'c', 40],
+    ]);
+    assert.deepEqual(
+      rows.map((r) => r.ok),
+      [true, true, true, true],
+    );
     assert.equal(await getValue(k), 'c');
     assert.ok(Number(await one('SELECT period FROM session.session_get($1)', [k])) <= 40);
     // A clear in the middle: what follows it finds a tombstone, as consecutive single calls would.
     const k2 = await generate('v0');
-    const rows2 = await batch([['set', k2, 'a', null], ['clear', k2, null, null], ['set', k2, 'b', null], ['touch', k2, null, null], ['put', k2, 'c', null]]);
-    assert.deepEqual(rows2.map((r) => r.ok), [true, true, false, false, false]);
+    const rows2 = await batch([
+      ['set', k2, 'a', null],
+      ['clear', k2, null, null],
+      ['set', k2, 'b', null],
+      ['touch', k2, null, null],
+      ['put', k2, 'c', null],
+    ]);
+    assert.deepEqual(
+      rows2.map((r) => r.ok),
+      [true, true, false, false, false],
+    );
     assert.equal(await getValue(k2), undefined);
     // A put that creates, then a set of the same new key in the same batch.
     const p = newPutKey();
-    assert.deepEqual((await batch([['put', p, 'one', null], ['set', p, 'two', null]])).map((r) => r.ok), [true, true]);
+    assert.deepEqual(
+      (
+        await batch([
+          ['put', p, 'one', null],
+          ['set', p, 'two', null],
+        ])
+      ).map((r) => r.ok),
+      [true, true],
+    );
     assert.equal(await getValue(p), 'two');
   });
 
@@ -231,8 +313,11 @@ describe('session_write_batch, element by element', () => {
     // Mostly distinct live keys, so that some batches are written whole by the first statement, and
     // the others mix it with the general way (a key twice, a failed check, a key with no session).
     const states: KeyState[] = [...Array.from({ length: 30 }, (): KeyState => 'live'), 'expired', 'cleared', 'long'];
-    const { compared, whole } = await differential(states, ['set', 'set', 'set', 'touch'], 50, 11,
-      { length: 6, nullValue: 12, expiries: [null, null, null, 60, 3600, 0, -5, 3155760001] });
+    const { compared, whole } = await differential(states, ['set', 'set', 'set', 'touch'], 50, 11, {
+      length: 6,
+      nullValue: 12,
+      expiries: [null, null, null, 60, 3600, 0, -5, 3155760001],
+    });
     assert.ok(compared > 1000, `${compared} rows compared`);
     assert.ok(whole >= 3, `${whole} batches written whole`);
   });
@@ -243,7 +328,11 @@ describe('session_write_batch, element by element', () => {
     const states: KeyState[] = ['live', 'live', 'live', 'live', 'expired', 'cleared', 'new'];
     const fields = ['a', 'b', 'c'];
     const { compared } = await differential(states, ['merge', 'merge', 'merge', 'set', 'put', 'touch', 'clear'], 60, 23, {
-      length: 8, nullValue: 12, expiries: [null, null, 60, 0, 3155760001], initial: '{"o": 1}', versions: true,
+      length: 8,
+      nullValue: 12,
+      expiries: [null, null, 60, 0, 3155760001],
+      initial: '{"o": 1}',
+      versions: true,
       value: (kind, random) => {
         if (kind === 'merge') {
           const set = Object.fromEntries(fields.filter(() => random(2) === 0).map((f) => [f, random(100)]));
@@ -257,11 +346,18 @@ describe('session_write_batch, element by element', () => {
 
   test('a batch of sets and touches of distinct live keys is written whole: every value and expiry', async () => {
     const keys = await inTurn(Array.from({ length: 40 }), () => generate('old', 60));
-    const rows = await batch(keys.map((k, i): Op => (i % 4 === 3 ? ['touch', k, 'ignored', 7200] : ['set', k, `new${i}`, i % 2 === 0 ? null : 3600])));
-    assert.deepEqual(rows.map((r) => [r.ord, r.sqlstate, r.message, r.ok, r.key]), keys.map((_, i) => [i + 1, null, null, true, null]));
+    const rows = await batch(
+      keys.map((k, i): Op => (i % 4 === 3 ? ['touch', k, 'ignored', 7200] : ['set', k, `new${i}`, i % 2 === 0 ? null : 3600])),
+    );
+    assert.deepEqual(
+      rows.map((r) => [r.ord, r.sqlstate, r.message, r.ok, r.key]),
+      keys.map((_, i) => [i + 1, null, null, true, null]),
+    );
     const left = await db.query<{ value: string; left: number }>(
       `SELECT s.value, extract(epoch FROM s.expires_at - now())::float8 AS left
-         FROM unnest($1::text[]) WITH ORDINALITY k(key, o) JOIN session.sessions s ON s.digest = session.key_digest(k.key) ORDER BY k.o`, [keys]);
+         FROM unnest($1::text[]) WITH ORDINALITY k(key, o) JOIN session.sessions s ON s.digest = session.key_digest(k.key) ORDER BY k.o`,
+      [keys],
+    );
     left.rows.forEach((r, i) => {
       assert.equal(r.value, i % 4 === 3 ? 'old' : `new${i}`);
       const expected = i % 4 === 3 ? 7200 : i % 2 === 0 ? 7 * 86400 : 3600;
@@ -274,21 +370,49 @@ describe('session_write_batch, element by element', () => {
     await one('SELECT session.session_clear($1)', [cleared]);
     const expired = await generate('v', -1);
     const rows = await batch([
-      ['set', cleared, 'x', null], ['touch', cleared, null, null], ['put', cleared, 'x', null],
-      ['set', expired, 'x', null], ['touch', expired, null, null], ['put', expired, 'x', null], ['clear', cleared, null, null],
+      ['set', cleared, 'x', null],
+      ['touch', cleared, null, null],
+      ['put', cleared, 'x', null],
+      ['set', expired, 'x', null],
+      ['touch', expired, null, null],
+      ['put', expired, 'x', null],
+      ['clear', cleared, null, null],
     ]);
-    assert.deepEqual(rows.map((r) => [r.sqlstate, r.ok]), [[null, false], [null, false], [null, false], [null, false], [null, false], [null, false], [null, false]]);
+    assert.deepEqual(
+      rows.map((r) => [r.sqlstate, r.ok]),
+      [
+        [null, false],
+        [null, false],
+        [null, false],
+        [null, false],
+        [null, false],
+        [null, false],
+        [null, false],
+      ],
+    );
     assert.equal(await getValue(cleared), undefined);
     assert.equal(await getValue(expired), undefined);
-    const tombstone = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM session.sessions WHERE digest = session.key_digest($1) AND cleared AND value IS NULL', [cleared]);
+    const tombstone = await db.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM session.sessions WHERE digest = session.key_digest($1) AND cleared AND value IS NULL',
+      [cleared],
+    );
     assert.equal(tombstone.rows[0]?.n, 1, 'the tombstone is still there');
   });
 
   test('empty batch, unknown kinds, arrays of different lengths', async () => {
     assert.deepEqual(await batch([]), []);
-    const rows = await batch([['bogus', 'k', 'v', null], [null, 'k', 'v', null]]);
-    assert.deepEqual(rows.map((r) => r.sqlstate), ['22023', '22023']);
-    assert.equal(await sqlState(app.query(`SELECT * FROM session.session_write_batch('{set,set}', '{a}', '{v,w}', '{NULL,NULL}')`)), '22023');
+    const rows = await batch([
+      ['bogus', 'k', 'v', null],
+      [null, 'k', 'v', null],
+    ]);
+    assert.deepEqual(
+      rows.map((r) => r.sqlstate),
+      ['22023', '22023'],
+    );
+    assert.equal(
+      await sqlState(app.query(`SELECT * FROM session.session_write_batch('{set,set}', '{a}', '{v,w}', '{NULL,NULL}')`)),
+      '22023',
+    );
   });
 
   test('a row another transaction holds is skipped with 55P03 (with the later elements of its key); the rest commits', async () => {
@@ -299,8 +423,16 @@ describe('session_write_batch, element by element', () => {
     try {
       await holder.query('BEGIN');
       await holder.query('SELECT 1 FROM session.sessions WHERE digest = session.key_digest($1) FOR UPDATE', [locked]);
-      const rows = await batch([['set', locked, 'a', null], ['set', free, 'new', null], ['touch', locked, null, null], ['clear', locked, null, null]]);
-      assert.deepEqual(rows.map((r) => r.sqlstate), ['55P03', null, '55P03', '55P03']);
+      const rows = await batch([
+        ['set', locked, 'a', null],
+        ['set', free, 'new', null],
+        ['touch', locked, null, null],
+        ['clear', locked, null, null],
+      ]);
+      assert.deepEqual(
+        rows.map((r) => r.sqlstate),
+        ['55P03', null, '55P03', '55P03'],
+      );
       assert.equal(rows[1]?.ok, true);
       await holder.query('ROLLBACK');
     } finally {
@@ -317,55 +449,124 @@ describe('session_write_batch, element by element', () => {
       await holder.query('BEGIN');
       await holder.query('SELECT 1 FROM session.sessions WHERE digest = session.key_digest($1) FOR UPDATE', [keys[2]]);
       const rows = await batch(keys.map((k): Op => ['set', k, 'new', null]));
-      assert.deepEqual(rows.map((r) => [r.sqlstate, r.ok]), keys.map((_, i) => (i === 2 ? ['55P03', null] : [null, true])));
+      assert.deepEqual(
+        rows.map((r) => [r.sqlstate, r.ok]),
+        keys.map((_, i) => (i === 2 ? ['55P03', null] : [null, true])),
+      );
       await holder.query('ROLLBACK');
     } finally {
       await holder.end();
     }
-    assert.deepEqual(await inTurn(keys, getValue), keys.map((_, i) => (i === 2 ? 'old' : 'new')));
+    assert.deepEqual(
+      await inTurn(keys, getValue),
+      keys.map((_, i) => (i === 2 ? 'old' : 'new')),
+    );
   });
 });
 
 /** An array literal with the given lower bound: `[lo:hi]={...}` (one dimension). */
 const shaped = (lo: number, items: readonly (string | number | null)[]): string | null =>
-  items.length === 0 ? '{}' : `[${lo}:${lo + items.length - 1}]={${items.map((v) => (v === null ? 'NULL' : `"${String(v).replace(/[\\"]/g, (c) => `\\${c}`)}"`)).join(',')}}`;
+  items.length === 0
+    ? '{}'
+    : `[${lo}:${lo + items.length - 1}]={${items.map((v) => (v === null ? 'NULL' : `"${String(v).replace(/[\\"]/g, (c) => `\\${c}`)}"`)).join(',')}}`;
 const shapedBatch = async (ops: Op[], lows: readonly [number, number, number, number], client: pg.Client = app): Promise<Row[]> =>
-  (await client.query<Row>('SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])',
-    [...[0, 1, 2, 3].map((a) => shaped(lows[a] as number, ops.map((o) => o[a] as string | number | null))),
-      ops.some((o) => o[4] != null) ? shaped(lows[3] - 1, ops.map((o) => o[4] ?? null)) : null])).rows;
+  (
+    await client.query<Row>(
+      'SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])',
+      [
+        ...[0, 1, 2, 3].map((a) =>
+          shaped(
+            lows[a] as number,
+            ops.map((o) => o[a] as string | number | null),
+          ),
+        ),
+        ops.some((o) => o[4] != null)
+          ? shaped(
+              lows[3] - 1,
+              ops.map((o) => o[4] ?? null),
+            )
+          : null,
+      ],
+    )
+  ).rows;
 
 describe('session_write_batch, any array shape', () => {
   test('arrays numbered from 0 (the attack): a short put key, an oversized value and a far expiry are refused as in single calls', async () => {
     // Element 0 passes every check; element 1 fails them. Its kind, value and expiry must not be
     // written under element 0's key.
-    const rows = await shapedBatch([['set', 'short-key!', 'ok', null], ['put', 'x', 'x'.repeat(3_000_000), 100_000_000_000]], [0, 0, 0, 0]);
-    assert.deepEqual(rows.map((r) => [r.ord, r.sqlstate, r.ok]), [[1, null, false], [2, '22023', null]]);
-    const stored = await db.query(`SELECT octet_length(value) AS bytes FROM session.sessions WHERE digest IN (session.key_digest('short-key!'), session.key_digest('x'))`);
+    const rows = await shapedBatch(
+      [
+        ['set', 'short-key!', 'ok', null],
+        ['put', 'x', 'x'.repeat(3_000_000), 100_000_000_000],
+      ],
+      [0, 0, 0, 0],
+    );
+    assert.deepEqual(
+      rows.map((r) => [r.ord, r.sqlstate, r.ok]),
+      [
+        [1, null, false],
+        [2, '22023', null],
+      ],
+    );
+    const stored = await db.query(
+      `SELECT octet_length(value) AS bytes FROM session.sessions WHERE digest IN (session.key_digest('short-key!'), session.key_digest('x'))`,
+    );
     assert.deepEqual(stored.rows, [], 'a session was created');
   });
 
-  test('any lower bounds, the same or different per array: every element gets its single call\'s result, by position', async () => {
+  test("any lower bounds, the same or different per array: every element gets its single call's result, by position", async () => {
     const big = 'x'.repeat(1048577);
     const shapes: ((k: string, fresh: string) => Op)[] = [
-      (k) => ['set', k, 'new', 60], (k) => ['set', k, null, null], (k) => ['set', k, big, null], (k) => ['set', k, 'new', 3155760001],
-      (k) => ['touch', k, null, -3155760001], (_, fresh) => ['put', fresh, 'p', null], () => ['put', 'short', 'p', null],
-      () => ['put', null, 'p', null], () => ['generate', null, big, null], () => ['generate', null, 'g', 3155760001],
-      () => ['generate', null, 'g', null], (k) => ['touch', k, null, 120], (k) => ['clear', k, null, null],
+      (k) => ['set', k, 'new', 60],
+      (k) => ['set', k, null, null],
+      (k) => ['set', k, big, null],
+      (k) => ['set', k, 'new', 3155760001],
+      (k) => ['touch', k, null, -3155760001],
+      (_, fresh) => ['put', fresh, 'p', null],
+      () => ['put', 'short', 'p', null],
+      () => ['put', null, 'p', null],
+      () => ['generate', null, big, null],
+      () => ['generate', null, 'g', 3155760001],
+      () => ['generate', null, 'g', null],
+      (k) => ['touch', k, null, 120],
+      (k) => ['clear', k, null, null],
     ];
     const { singles, singleKeys } = await singlesOf(shapes);
-    for (const lows of [[0, 0, 0, 0], [-3, -3, -3, -3], [7, 7, 7, 7], [0, 5, -2, 1], [1, 1, 1, 0]] as const) {
+    for (const lows of [
+      [0, 0, 0, 0],
+      [-3, -3, -3, -3],
+      [7, 7, 7, 7],
+      [0, 5, -2, 1],
+      [1, 1, 1, 0],
+    ] as const) {
       const batchKeys = await inTurn(shapes, () => generate('orig'));
-      const rows = await shapedBatch(shapes.map((shape, i) => shape(batchKeys[i] as string, newPutKey())), lows);
+      const rows = await shapedBatch(
+        shapes.map((shape, i) => shape(batchKeys[i] as string, newPutKey())),
+        lows,
+      );
       const what = `lower bounds ${lows.join(', ')}`;
-      assert.deepEqual(rows.map((r) => r.ord), shapes.map((_, i) => i + 1), what);
-      assert.deepEqual(rows.map((r) => r.sqlstate), singles.map((s) => s.sqlstate), what);
+      assert.deepEqual(
+        rows.map((r) => r.ord),
+        shapes.map((_, i) => i + 1),
+        what,
+      );
+      assert.deepEqual(
+        rows.map((r) => r.sqlstate),
+        singles.map((s) => s.sqlstate),
+        what,
+      );
       rows.forEach((r, i) => {
         const kind = shapes[i]?.('k', 'f')[0];
-        if (r.sqlstate === null && kind !== 'clear' && kind !== 'generate') assert.equal(r.ok, singles[i]?.ok, `${what}: element ${i + 1}`);
+        if (r.sqlstate === null && kind !== 'clear' && kind !== 'generate')
+          assert.equal(r.ok, singles[i]?.ok, `${what}: element ${i + 1}`);
         if (r.sqlstate === null && kind === 'generate') assert.match(r.key ?? '', /^[A-Za-z0-9_-]{64}$/, what);
       });
       for (let i = 0; i < shapes.length; i += 1) {
-        assert.equal(await getValue(batchKeys[i] as string), await getValue(singleKeys[i] as string), `${what}: session of element ${i + 1}`);
+        assert.equal(
+          await getValue(batchKeys[i] as string),
+          await getValue(singleKeys[i] as string),
+          `${what}: session of element ${i + 1}`,
+        );
       }
     }
   });
@@ -377,13 +578,36 @@ describe('session_write_batch, any array shape', () => {
       ['{{set},{set}}', `{${k},${k}}`, '{a,b}', '{NULL,NULL}'],
       ['{set,set}', `{${k},${k}}`, '{a,b}', '{{NULL},{NULL}}'],
     ]) {
-      assert.equal(await sqlState(app.query('SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])', [kinds, keys, vals, expiries])), '22023');
+      assert.equal(
+        await sqlState(
+          app.query('SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])', [
+            kinds,
+            keys,
+            vals,
+            expiries,
+          ]),
+        ),
+        '22023',
+      );
     }
     assert.equal(await getValue(k), 'orig');
     assert.deepEqual((await app.query('SELECT * FROM session.session_write_batch(NULL, NULL, NULL, NULL)')).rows, []);
     assert.equal(await sqlState(app.query(`SELECT * FROM session.session_write_batch('{set}', NULL, '{v}', '{NULL}')`)), '22023');
-    const rows = await batch([[null, k, 'v', null], ['set', null, 'v', null], ['set', k, null, null], ['set', k, 'w', null]]);
-    assert.deepEqual(rows.map((r) => [r.sqlstate, r.ok]), [['22023', null], [null, false], ['22004', null], [null, true]]);
+    const rows = await batch([
+      [null, k, 'v', null],
+      ['set', null, 'v', null],
+      ['set', k, null, null],
+      ['set', k, 'w', null],
+    ]);
+    assert.deepEqual(
+      rows.map((r) => [r.sqlstate, r.ok]),
+      [
+        ['22023', null],
+        [null, false],
+        ['22004', null],
+        [null, true],
+      ],
+    );
     assert.equal(await getValue(k), 'w');
   });
 
@@ -391,16 +615,43 @@ describe('session_write_batch, any array shape', () => {
     const proxyKey = () => newPutKey().padEnd(48, 'p');
     const call = async (lows: readonly [number, number, number, number]) => {
       const live = await generate('orig');
-      const ops: Op[] = [['put', 'short-key!', 'x', null], ['set', live, 'x'.repeat(3_000_000), null], ['set', live, 'y', 100_000_000_000],
-        ['generate', proxyKey(), 'g', null], ['generate', proxyKey(), 'g', 100_000_000_000], ['set', live, 'new', null]];
-      const r = await db.query<Row>('SELECT * FROM session.partition_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])',
-        [0, 1, 2, 3].map((a) => shaped(lows[a] as number, ops.map((o) => o[a] as string | number | null))));
-      return { rows: r.rows.map((x) => [x.ord, x.sqlstate, x.ok, x.key === null ? null : x.key === ops[x.ord - 1]?.[1]]), value: await getValue(live) };
+      const ops: Op[] = [
+        ['put', 'short-key!', 'x', null],
+        ['set', live, 'x'.repeat(3_000_000), null],
+        ['set', live, 'y', 100_000_000_000],
+        ['generate', proxyKey(), 'g', null],
+        ['generate', proxyKey(), 'g', 100_000_000_000],
+        ['set', live, 'new', null],
+      ];
+      const r = await db.query<Row>(
+        'SELECT * FROM session.partition_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])',
+        [0, 1, 2, 3].map((a) =>
+          shaped(
+            lows[a] as number,
+            ops.map((o) => o[a] as string | number | null),
+          ),
+        ),
+      );
+      return {
+        rows: r.rows.map((x) => [x.ord, x.sqlstate, x.ok, x.key === null ? null : x.key === ops[x.ord - 1]?.[1]]),
+        value: await getValue(live),
+      };
     };
     const plain = await call([1, 1, 1, 1]);
-    assert.deepEqual(plain.rows, [[1, '22023', null, null], [2, '22001', null, null], [3, '22023', null, null], [4, null, true, true], [5, '22023', null, null], [6, null, true, null]]);
+    assert.deepEqual(plain.rows, [
+      [1, '22023', null, null],
+      [2, '22001', null, null],
+      [3, '22023', null, null],
+      [4, null, true, true],
+      [5, '22023', null, null],
+      [6, null, true, null],
+    ]);
     assert.equal(plain.value, 'new');
-    for (const lows of [[0, 0, 0, 0], [-1, 3, 0, 2]] as const) assert.deepEqual(await call(lows), plain, `lower bounds ${lows.join(', ')}`);
+    for (const lows of [
+      [0, 0, 0, 0],
+      [-1, 3, 0, 2],
+    ] as const)
+      assert.deepEqual(await call(lows), plain, `lower bounds ${lows.join(', ')}`);
   });
 });
 
@@ -408,16 +659,27 @@ describe('session_get_batch, any array shape', () => {
   test('any lower bound and several dimensions: the elements in order, ord counted from 1', async () => {
     const a = await generate('a');
     const b = await generate('b');
-    const expected = [{ ord: 1, value: 'a' }, { ord: 3, value: 'b' }, { ord: 4, value: 'a' }];
-    for (const literal of [shaped(0, [a, 'nope', b, a]), shaped(-7, [a, null, b, a]), `{{${a},nope},{${b},${a}}}`, `[0:1][5:6]={{${a},nope},{${b},${a}}}`]) {
-      const r = await app.query<{ ord: number; value: string }>('SELECT ord, value FROM session.session_get_batch($1::text[])', [literal]);
+    const expected = [
+      { ord: 1, value: 'a' },
+      { ord: 3, value: 'b' },
+      { ord: 4, value: 'a' },
+    ];
+    for (const literal of [
+      shaped(0, [a, 'nope', b, a]),
+      shaped(-7, [a, null, b, a]),
+      `{{${a},nope},{${b},${a}}}`,
+      `[0:1][5:6]={{${a},nope},{${b},${a}}}`,
+    ]) {
+      const r = await app.query<{ ord: number; value: string }>('SELECT ord, value FROM session.session_get_batch($1::text[])', [
+        literal,
+      ]);
       assert.deepEqual(r.rows, expected, String(literal).replace(/[A-Za-z0-9_-]{64}/g, 'KEY'));
     }
   });
 });
 
 describe('session_write_batch lock waits', () => {
-  test('a lock the batch must wait for fails it after lock_timeout, at most 2 s, leaving the caller\'s setting as it was', async () => {
+  test("a lock the batch must wait for fails it after lock_timeout, at most 2 s, leaving the caller's setting as it was", async () => {
     const k = await generate('kept');
     const holder = new pg.Client({ connectionString: db.url });
     await holder.connect();
@@ -425,7 +687,15 @@ describe('session_write_batch lock waits', () => {
       await holder.query('BEGIN');
       await holder.query('LOCK TABLE session.sessions IN SHARE MODE');
       // The server default (0, wait forever) is bounded at 2 s.
-      assert.equal(await sqlState(batch([['set', k, 'a', null], ['generate', null, 'g', null]])), '55P03');
+      assert.equal(
+        await sqlState(
+          batch([
+            ['set', k, 'a', null],
+            ['generate', null, 'g', null],
+          ]),
+        ),
+        '55P03',
+      );
       assert.equal((await app.query('SHOW lock_timeout')).rows[0]?.lock_timeout, '0');
       // A shorter setting of the caller applies.
       await app.query(`SET lock_timeout = '300ms'`);
@@ -458,7 +728,11 @@ describe('session_write_batch under concurrency', () => {
       await holder.query('BEGIN');
       await holder.query(`SELECT session.session_put($1, 'theirs', NULL)`, [p]);
       const appPid = (await app.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
-      const pending = batch([['put', p, 'ours', null], ['set', other, 'new', null], ['set', p, 'ours2', null]]);
+      const pending = batch([
+        ['put', p, 'ours', null],
+        ['set', other, 'new', null],
+        ['set', p, 'ours2', null],
+      ]);
       // The batch must be waiting on the uncommitted row when it commits, however slow the machine.
       let waiting = false;
       for (let i = 0; i < 400 && !waiting; i += 1) {
@@ -469,73 +743,100 @@ describe('session_write_batch under concurrency', () => {
       await holder.query('COMMIT');
       assert.ok(waiting, 'the batch never waited for the other transaction');
       const rows = await pending;
-      assert.deepEqual(rows.map((r) => r.sqlstate), ['55P03', null, '55P03']);
-      assert.deepEqual(rows.map((r) => r.ok), [null, true, null]);
+      assert.deepEqual(
+        rows.map((r) => r.sqlstate),
+        ['55P03', null, '55P03'],
+      );
+      assert.deepEqual(
+        rows.map((r) => r.ok),
+        [null, true, null],
+      );
     } finally {
       await holder.end();
     }
     assert.equal(await getValue(p), 'theirs');
     assert.equal(await getValue(other), 'new');
     // Called again, the put finds the session and writes it, as session_put would.
-    assert.deepEqual((await batch([['put', p, 'ours', null]])).map((r) => [r.sqlstate, r.ok]), [[null, true]]);
+    assert.deepEqual(
+      (await batch([['put', p, 'ours', null]])).map((r) => [r.sqlstate, r.ok]),
+      [[null, true]],
+    );
     assert.equal(await getValue(p), 'ours');
   });
 
   test('batches creating the same new sessions in opposite orders never deadlock', async () => {
-    const clients = await Promise.all([0, 1, 2, 3].map(async () => {
-      const c = new pg.Client({ connectionString: db.url });
-      await c.connect();
-      return c;
-    }));
+    const clients = await Promise.all(
+      [0, 1, 2, 3].map(async () => {
+        const c = new pg.Client({ connectionString: db.url });
+        await c.connect();
+        return c;
+      }),
+    );
     let created = 0;
     let raced = 0;
     try {
       for (let round = 0; round < 10; round += 1) {
         const keys = Array.from({ length: 50 }, () => newPutKey());
-        await Promise.all(clients.map(async (c, w) => {
-          const order = w % 2 === 0 ? keys : [...keys].reverse();
-          for (const r of await batch(order.map((k) => ['put', k, `${w}`, null] as Op), c)) {
-            if (r.sqlstate === '55P03') raced += 1;
-            else {
-              assert.equal(r.sqlstate, null);
-              assert.equal(r.ok, true);
-              created += 1;
+        await Promise.all(
+          clients.map(async (c, w) => {
+            const order = w % 2 === 0 ? keys : [...keys].reverse();
+            for (const r of await batch(
+              order.map((k) => ['put', k, `${w}`, null] as Op),
+              c,
+            )) {
+              if (r.sqlstate === '55P03') raced += 1;
+              else {
+                assert.equal(r.sqlstate, null);
+                assert.equal(r.ok, true);
+                created += 1;
+              }
             }
-          }
-        }));
-        for (const k of keys) assert.match(await getValue(k) ?? '', /^[0-3]$/);
+          }),
+        );
+        for (const k of keys) assert.match((await getValue(k)) ?? '', /^[0-3]$/);
       }
     } finally {
       await Promise.all(clients.map((c) => c.end()));
     }
     assert.ok(created >= 500, `${created} puts applied`);
-    console.log(`# 4 connections x 10 rounds of 50 puts of the same new keys in opposite orders: no deadlock, ${created} applied, ${raced} returned 55P03`);
+    console.log(
+      `# 4 connections x 10 rounds of 50 puts of the same new keys in opposite orders: no deadlock, ${created} applied, ${raced} returned 55P03`,
+    );
   });
 
   test('batches over the same keys in opposite orders never deadlock and lose no write', async () => {
     const keys = (await batch(Array.from({ length: 100 }, (): Op => ['generate', null, '0', 3600]))).map((r) => r.key as string);
-    const clients = await Promise.all([0, 1, 2, 3].map(async () => {
-      const c = new pg.Client({ connectionString: db.url });
-      await c.connect();
-      return c;
-    }));
+    const clients = await Promise.all(
+      [0, 1, 2, 3].map(async () => {
+        const c = new pg.Client({ connectionString: db.url });
+        await c.connect();
+        return c;
+      }),
+    );
     let skipped = 0;
     try {
-      await Promise.all(clients.map(async (c, w) => {
-        for (let round = 0; round < 20; round += 1) {
-          const order = w % 2 === 0 ? keys : [...keys].reverse();
-          const rows = await batch(order.map((k) => ['set', k, `${w}:${round}`, null] as Op), c);
-          for (const r of rows) {
-            if (r.sqlstate === '55P03') skipped += 1;
-            else assert.equal(r.ok, true);
+      await Promise.all(
+        clients.map(async (c, w) => {
+          for (let round = 0; round < 20; round += 1) {
+            const order = w % 2 === 0 ? keys : [...keys].reverse();
+            const rows = await batch(
+              order.map((k) => ['set', k, `${w}:${round}`, null] as Op),
+              c,
+            );
+            for (const r of rows) {
+              if (r.sqlstate === '55P03') skipped += 1;
+              else assert.equal(r.ok, true);
+            }
           }
-        }
-      }));
+        }),
+      );
     } finally {
       await Promise.all(clients.map((c) => c.end()));
     }
-    for (const k of keys) assert.match(await getValue(k) ?? '', /^[0-3]:\d+$/);
-    console.log(`# 4 connections x 20 batches of 100 sets over the same keys in opposite orders: no deadlock, ${skipped} elements skipped as locked (55P03)`);
+    for (const k of keys) assert.match((await getValue(k)) ?? '', /^[0-3]:\d+$/);
+    console.log(
+      `# 4 connections x 20 batches of 100 sets over the same keys in opposite orders: no deadlock, ${skipped} elements skipped as locked (55P03)`,
+    );
   });
 });
 
@@ -543,7 +844,8 @@ describe('session_write_batch is part of the SQL API', () => {
   test('SECURITY DEFINER, pinned search_path, documented', async () => {
     const r = await db.query<{ prosecdef: boolean; proconfig: string[]; comment: string | null }>(
       `SELECT p.prosecdef, p.proconfig, obj_description(p.oid, 'pg_proc') AS comment FROM pg_proc p
-        WHERE p.oid = 'session.session_write_batch(text[], text[], text[], bigint[], bigint[])'::regprocedure`);
+        WHERE p.oid = 'session.session_write_batch(text[], text[], text[], bigint[], bigint[])'::regprocedure`,
+    );
     const row = r.rows[0];
     assert.equal(row?.prosecdef, true);
     assert.deepEqual(row?.proconfig, ['search_path=pg_catalog, pg_temp']);
@@ -552,15 +854,24 @@ describe('session_write_batch is part of the SQL API', () => {
   test('the client role may call it; PUBLIC and the admin role may not, nor the private helper', async () => {
     const grants = await db.query<{ role: string; can: boolean }>(
       `SELECT r AS role, has_function_privilege(r, 'session.session_write_batch(text[], text[], text[], bigint[], bigint[])', 'EXECUTE') AS can
-         FROM unnest(ARRAY['session_client', 'session_admin']) r`);
-    assert.deepEqual(grants.rows, [{ role: 'session_client', can: true }, { role: 'session_admin', can: false }]);
+         FROM unnest(ARRAY['session_client', 'session_admin']) r`,
+    );
+    assert.deepEqual(grants.rows, [
+      { role: 'session_client', can: true },
+      { role: 'session_admin', can: false },
+    ]);
     // No ACL entry for PUBLIC ("=X/owner") on any of the functions.
     const acl = await db.query<{ acl: string[] }>(
       `SELECT p.proacl::text[] AS acl FROM pg_proc p WHERE p.oid IN ('session.session_write_batch(text[], text[], text[], bigint[], bigint[])'::regprocedure,
                                                                    'session.write_check(text, text, text, bigint, integer)'::regprocedure,
-                                                                   'session.write_problem(text, text, text, bigint, integer)'::regprocedure)`);
+                                                                   'session.write_problem(text, text, text, bigint, integer)'::regprocedure)`,
+    );
     assert.equal(acl.rows.length, 3);
-    for (const r of acl.rows) assert.deepEqual(r.acl.filter((e) => e.startsWith('=')), []);
+    for (const r of acl.rows)
+      assert.deepEqual(
+        r.acl.filter((e) => e.startsWith('=')),
+        [],
+      );
     const stranger = uniqueName('nobody');
     await adminQuery(`CREATE ROLE ${stranger} LOGIN PASSWORD 'pw'`);
     try {

@@ -18,9 +18,15 @@ before(async () => {
   // Small enough that a too-large value fits in a batch with the others.
   await db.query('UPDATE session.config SET max_value_bytes = 1000');
 });
-after(async () => { await db.drop(); });
+after(async () => {
+  await db.drop();
+});
 
-const settle = <T>(p: Promise<T>) => p.then((value) => ({ value }), (err: unknown) => ({ code: err instanceof SessionError ? err.code : `not a SessionError: ${String(err)}` }));
+const settle = <T>(p: Promise<T>) =>
+  p.then(
+    (value) => ({ value }),
+    (err: unknown) => ({ code: err instanceof SessionError ? err.code : `not a SessionError: ${String(err)}` }),
+  );
 
 /** Another session holding a lock that makes the store's writes wait (reads do not). */
 async function holdWrites(mode = 'SHARE'): Promise<pg.Client> {
@@ -35,7 +41,9 @@ async function holdWrites(mode = 'SHARE'): Promise<pg.Client> {
 async function waitingBackends(app: string, like: string, n = 1): Promise<number[]> {
   for (let i = 0; i < 400; i += 1) {
     const r = await db.query<{ pid: number }>(
-      `SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock' AND query LIKE $2`, [app, like]);
+      `SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock' AND query LIKE $2`,
+      [app, like],
+    );
     if (r.rows.length >= n) return r.rows.map((row) => row.pid);
     await sleep(25);
   }
@@ -78,18 +86,40 @@ describe('group commit through the client', () => {
         await holder.end();
       }
       const results = await Promise.all(calls);
-      assert.ok('value' in await first, 'the write that was in flight committed');
-      assert.deepEqual(results.slice(0, 20), keys.map(() => ({ value: true })));
-      assert.deepEqual(results.slice(20, 23), [{ code: 'value_too_large' }, { code: 'invalid_parameter' }, { code: 'invalid_parameter' }]);
+      assert.ok('value' in (await first), 'the write that was in flight committed');
+      assert.deepEqual(
+        results.slice(0, 20),
+        keys.map(() => ({ value: true })),
+      );
+      assert.deepEqual(results.slice(20, 23), [
+        { code: 'value_too_large' },
+        { code: 'invalid_parameter' },
+        { code: 'invalid_parameter' },
+      ]);
       const generated = results[23] as { value: string };
       assert.match(generated.value, /^[A-Za-z0-9_-]{64}$/);
       assert.deepEqual(results.slice(24), [{ value: true }, { value: undefined }, { value: false }]);
       // What committed: the last write of each key, in call order; the failed calls changed nothing.
       const values = await Promise.all(keys.map((k) => store.get(k)));
       assert.deepEqual(values.slice(0, 4), [
-        { ok: true, value: 'w0', period: (values[0] as { period: number }).period, version: (values[0] as { version: number }).version },
-        { ok: true, value: 'w1', period: (values[1] as { period: number }).period, version: (values[1] as { version: number }).version },
-        { ok: true, value: 'again', period: (values[2] as { period: number }).period, version: (values[2] as { version: number }).version },
+        {
+          ok: true,
+          value: 'w0',
+          period: (values[0] as { period: number }).period,
+          version: (values[0] as { version: number }).version,
+        },
+        {
+          ok: true,
+          value: 'w1',
+          period: (values[1] as { period: number }).period,
+          version: (values[1] as { version: number }).version,
+        },
+        {
+          ok: true,
+          value: 'again',
+          period: (values[2] as { period: number }).period,
+          version: (values[2] as { version: number }).version,
+        },
         { ok: false, error: 'not_found' },
       ]);
       assert.equal((await store.get(generated.value)).ok, true);
@@ -108,12 +138,21 @@ describe('group commit through the client', () => {
         const [a, b, c] = await Promise.all([s.generate({ value: 'a' }), s.generate(), s.generate({ value: 'c', expiry: 60 })]);
         const put = `${uniqueName('p').replace(/[^A-Za-z0-9_-]/g, '_')}${'x'.repeat(32)}`;
         const ops: (() => Promise<unknown>)[] = [
-          () => s.set(a, 'a2'), () => s.touch(b, { expiry: 10 }), () => s.set(b, 'b2', { expiry: -1 }),
-          () => s.set(b, 'b3'), () => s.put(put, 'p1'), () => s.put(put, 'p2'), () => s.clear(c), () => s.touch(c),
-          () => s.set('no-such-key', 'v'), () => s.set(a, 'y'.repeat(2000)), () => s.generate({ expiry: 0 }).then((k) => typeof k),
+          () => s.set(a, 'a2'),
+          () => s.touch(b, { expiry: 10 }),
+          () => s.set(b, 'b2', { expiry: -1 }),
+          () => s.set(b, 'b3'),
+          () => s.put(put, 'p1'),
+          () => s.put(put, 'p2'),
+          () => s.clear(c),
+          () => s.touch(c),
+          () => s.set('no-such-key', 'v'),
+          () => s.set(a, 'y'.repeat(2000)),
+          () => s.generate({ expiry: 0 }).then((k) => typeof k),
         ];
-        const results = together ? await Promise.all(ops.map((op) => settle(op()))) : await ops.reduce(
-          async (acc, op) => [...await acc, await settle(op())], Promise.resolve([] as unknown[]));
+        const results = together
+          ? await Promise.all(ops.map((op) => settle(op())))
+          : await ops.reduce(async (acc, op) => [...(await acc), await settle(op())], Promise.resolve([] as unknown[]));
         const state = await Promise.all([a, b, c, put].map((k) => s.get(k)));
         return { results, state: state.map((r) => (r.ok ? r.value : r.error)) };
       };
@@ -133,9 +172,15 @@ describe('group commit through the client', () => {
       await holder.query('BEGIN');
       await holder.query('SELECT 1 FROM session.sessions WHERE digest = session.key_digest($1) FOR UPDATE', [locked]);
       let lockedDone = false;
-      const lockedCall = store.set(locked as string, 'late').then((r) => { lockedDone = true; return r; });
+      const lockedCall = store.set(locked as string, 'late').then((r) => {
+        lockedDone = true;
+        return r;
+      });
       const rest = others.map((k) => store.set(k, 'now'));
-      assert.deepEqual(await Promise.all(rest), others.map(() => true));
+      assert.deepEqual(
+        await Promise.all(rest),
+        others.map(() => true),
+      );
       assert.equal(lockedDone, false);
       // Sent again alone, it waits for the lock like a single call.
       await waitingBackends(app, '%session_set%');
@@ -165,12 +210,15 @@ describe('group commit through the client', () => {
         // The batch's callers called while the first call was in flight: their deadline (1 s plus
         // a margin from the call) passes before the server's statement_timeout for the batch, sent
         // about 1 s later, so the client ends them with `timeout`.
-        assert.deepEqual(await Promise.all(batch), batch.map(() => ({ code: 'timeout' })));
+        assert.deepEqual(
+          await Promise.all(batch),
+          batch.map(() => ({ code: 'timeout' })),
+        );
       } finally {
         await holder.query('ROLLBACK');
         await holder.end();
       }
-      for (const k of keys) assert.equal((await store.get(k) as { value?: string }).value, 'kept');
+      for (const k of keys) assert.equal(((await store.get(k)) as { value?: string }).value, 'kept');
     } finally {
       await store.close();
     }
@@ -195,14 +243,17 @@ describe('group commit through the client', () => {
         // The batch goes on a new connection, and waits for the lock in turn.
         const [pid2] = await waitingBackends(app, '%session_write_batch%');
         await db.query('SELECT pg_terminate_backend($1)', [pid2]);
-        assert.deepEqual(await Promise.all([...sets, ...generates]), [...sets, ...generates].map(() => ({ code: 'connection' })));
+        assert.deepEqual(
+          await Promise.all([...sets, ...generates]),
+          [...sets, ...generates].map(() => ({ code: 'connection' })),
+        );
       } finally {
         await holder.query('ROLLBACK');
         await holder.end();
       }
       // No generate was sent again behind the caller's back.
       assert.equal(Number((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM session.sessions')).rows[0]?.n), before);
-      for (const k of keys) assert.equal((await store.get(k) as { value?: string }).value, 'kept');
+      for (const k of keys) assert.equal(((await store.get(k)) as { value?: string }).value, 'kept');
       assert.equal(await store.set(keys[0] as string, 'again'), true);
     } finally {
       await store.close();
@@ -232,9 +283,15 @@ describe('group commit through the client', () => {
     try {
       const keys = await Promise.all(Array.from({ length: 50 }, (_, i) => store.generate({ value: `v${i}` })));
       const results = await Promise.all(keys.map((k, i) => settle(store.set(k, i === 7 ? 'x'.repeat(1001) : `w${i}`))));
-      assert.deepEqual(results, keys.map((_, i) => (i === 7 ? { code: 'value_too_large' } : { value: true })));
+      assert.deepEqual(
+        results,
+        keys.map((_, i) => (i === 7 ? { code: 'value_too_large' } : { value: true })),
+      );
       const values = await Promise.all(keys.map((k) => store.get(k)));
-      assert.deepEqual(values.map((r) => (r.ok ? r.value : r.error)), keys.map((_, i) => (i === 7 ? 'v7' : `w${i}`)));
+      assert.deepEqual(
+        values.map((r) => (r.ok ? r.value : r.error)),
+        keys.map((_, i) => (i === 7 ? 'v7' : `w${i}`)),
+      );
     } finally {
       await store.close();
       await pool.end();
@@ -259,9 +316,15 @@ describe('group commit through the client', () => {
         await holder.query('COMMIT');
         await holder.end();
       }
-      assert.deepEqual(await Promise.all(results), results.map(() => true));
+      assert.deepEqual(
+        await Promise.all(results),
+        results.map(() => true),
+      );
       const values = await Promise.all(keys.map((k) => store.get(k)));
-      assert.deepEqual(values.map((r) => (r.ok ? r.value : r.error)), keys.map((_, i) => (i === 0 ? 'c' : `w${i}`)));
+      assert.deepEqual(
+        values.map((r) => (r.ok ? r.value : r.error)),
+        keys.map((_, i) => (i === 0 ? 'c' : `w${i}`)),
+      );
     } finally {
       await store.close();
     }
@@ -286,7 +349,10 @@ describe('group commit through the client', () => {
       }
       assert.deepEqual(await Promise.all([chain, queued]), [true, true]);
       // One statement for both, not the queued call alone and the next one after its commit.
-      assert.deepEqual((await lastQueries(app)).filter((q) => q.includes('session_')).map((q) => q.includes('session_write_batch')), [true]);
+      assert.deepEqual(
+        (await lastQueries(app)).filter((q) => q.includes('session_')).map((q) => q.includes('session_write_batch')),
+        [true],
+      );
     } finally {
       await store.close();
     }
@@ -296,13 +362,19 @@ describe('group commit through the client', () => {
     const bare = await freshDatabase('nobatch');
     try {
       const url = await bare.clientRole();
-      await bare.query('REVOKE EXECUTE ON FUNCTION session.session_write_batch(text[], text[], text[], bigint[], bigint[]) FROM session_client');
+      await bare.query(
+        'REVOKE EXECUTE ON FUNCTION session.session_write_batch(text[], text[], text[], bigint[], bigint[]) FROM session_client',
+      );
       const check = async (what: string) => {
         const store = connect({ connectionString: url, writeConnections: 1 });
         try {
           const keys = await Promise.all(Array.from({ length: 30 }, (_, i) => store.generate({ value: `v${i}` })));
           const results = await Promise.all(keys.map((k, i) => settle(store.set(k, i === 3 ? 'x'.repeat(1001) : `w${i}`))));
-          assert.deepEqual(results, keys.map((_, i) => (i === 3 ? { code: 'value_too_large' } : { value: true })), what);
+          assert.deepEqual(
+            results,
+            keys.map((_, i) => (i === 3 ? { code: 'value_too_large' } : { value: true })),
+            what,
+          );
         } finally {
           await store.close();
         }
@@ -319,8 +391,14 @@ describe('group commit through the client', () => {
 
   test('writeConnections and maxBatchCalls must be positive integers', () => {
     for (const bad of [0, -1, 1.5, Number.NaN]) {
-      assert.throws(() => connect({ connectionString: clientUrl, writeConnections: bad }), (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument');
-      assert.throws(() => connect({ connectionString: clientUrl, maxBatchCalls: bad }), (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument');
+      assert.throws(
+        () => connect({ connectionString: clientUrl, writeConnections: bad }),
+        (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument',
+      );
+      assert.throws(
+        () => connect({ connectionString: clientUrl, maxBatchCalls: bad }),
+        (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument',
+      );
     }
   });
 });

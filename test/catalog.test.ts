@@ -66,19 +66,27 @@ async function catalogOf(url: string): Promise<Catalog> {
 }
 
 /** The keys whose rows differ, or exist in one catalog only. */
-const differences = (a: Catalog, b: Catalog) => [...new Set([...a.keys(), ...b.keys()])].filter((k) => a.get(k) !== b.get(k)).sort();
+const differences = (a: Catalog, b: Catalog) =>
+  [...new Set([...a.keys(), ...b.keys()])].filter((k) => a.get(k) !== b.get(k)).sort();
 
 type Roles = { client: string; admin: string };
 
 /** Runs SQL files in one transaction with search_path pinned and the role settings the installers give. */
-async function applyFiles(url: string, files: string[], roles: Roles = { client: 'session_client', admin: 'session_admin' }): Promise<void> {
+async function applyFiles(
+  url: string,
+  files: string[],
+  roles: Roles = { client: 'session_client', admin: 'session_admin' },
+): Promise<void> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
     await client.query('BEGIN');
-    await client.query(`SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true),
+    await client.query(
+      `SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true),
                                pg_catalog.set_config('session_postgresql.client_role', $1, true),
-                               pg_catalog.set_config('session_postgresql.admin_role', $2, true)`, [roles.client, roles.admin]);
+                               pg_catalog.set_config('session_postgresql.admin_role', $2, true)`,
+      [roles.client, roles.admin],
+    );
     for (const file of files) await client.query(readFileSync(file, 'utf8'));
     await client.query('COMMIT');
   } finally {
@@ -88,7 +96,11 @@ async function applyFiles(url: string, files: string[], roles: Roles = { client:
 
 /** Applies the area files of a schema folder directly, in order, as the build joins them. */
 const applyAreaFiles = (url: string, dir = database.schemaDir, roles?: Roles) =>
-  applyFiles(url, areaFiles(dir).map((f) => `${dir}${f}`), roles);
+  applyFiles(
+    url,
+    areaFiles(dir).map((f) => `${dir}${f}`),
+    roles,
+  );
 
 test('the committed baselines (sql/steps, sql/proxy/steps) are what npm run build:sql builds', () => {
   const r = spawnSync(process.execPath, [`${root}scripts/build-sql.mjs`, '--check'], { encoding: 'utf8' });
@@ -104,7 +116,10 @@ describe('chain and current definitions', () => {
     await migrate({ connectionString: chain.url, log: false });
     await applyAreaFiles(current.url);
   });
-  after(async () => { await chain.drop(); await current.drop(); });
+  after(async () => {
+    await chain.drop();
+    await current.drop();
+  });
 
   test('identical catalogs: functions, tables, columns, indexes, constraints, storage, ACLs, comments, config rows', async (t) => {
     const a = await catalogOf(chain.url);
@@ -118,10 +133,13 @@ describe('chain and current definitions', () => {
   test('the comparison bites: one changed function body is reported, and only it', async () => {
     const c = new pg.Client({ connectionString: current.url });
     await c.connect();
-    const before = (await c.query<{ d: string }>(`SELECT pg_get_functiondef('session.session_count()'::regprocedure) AS d`)).rows[0]!.d;
+    const before = (await c.query<{ d: string }>(`SELECT pg_get_functiondef('session.session_count()'::regprocedure) AS d`))
+      .rows[0]!.d;
     try {
       await c.query(before.replace(/\bBEGIN\b/, 'BEGIN\n  -- changed'));
-      assert.deepEqual(differences(await catalogOf(chain.url), await catalogOf(current.url)), ['function session.session_count()']);
+      assert.deepEqual(differences(await catalogOf(chain.url), await catalogOf(current.url)), [
+        'function session.session_count()',
+      ]);
     } finally {
       await c.query(before);
       await c.end();
@@ -141,7 +159,8 @@ test('the pg_cron job is the same from the chain and from the current definition
     const c = new pg.Client({ connectionString: url });
     await c.connect();
     try {
-      return (await c.query(`SELECT schedule, command, database, username, active FROM cron.job WHERE jobname = 'session-purge'`)).rows;
+      return (await c.query(`SELECT schedule, command, database, username, active FROM cron.job WHERE jobname = 'session-purge'`))
+        .rows;
     } finally {
       await c.end();
     }
@@ -164,7 +183,11 @@ test('a proxy database: the steps of sql/proxy/steps (as scaleout install applie
       return;
     }
     const roles = { client: proxyRoles.client, admin: proxyRoles.admin };
-    await applyFiles(chain.url, proxyMigrations().map((name) => `${root}sql/proxy/steps/${name}.sql`), roles);
+    await applyFiles(
+      chain.url,
+      proxyMigrations().map((name) => `${root}sql/proxy/steps/${name}.sql`),
+      roles,
+    );
     await applyAreaFiles(current.url, proxy.schemaDir, roles);
     const a = await catalogOf(chain.url);
     assert.ok([...a.keys()].filter((k) => k.startsWith('function session_proxy.')).length >= 20, [...a.keys()].join('\n'));

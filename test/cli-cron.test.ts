@@ -14,7 +14,9 @@ before(async () => {
 });
 after(() => cluster?.destroy());
 
-test('failing pg_cron runs: stats shows them with their times, stats and migrate warn with the fix', { timeout: 150_000 }, async (t) => {
+test('failing pg_cron runs: stats shows them with their times, stats and migrate warn with the fix', {
+  timeout: 150_000,
+}, async (t) => {
   assert.ok(cluster);
   if (!cluster.cron) {
     t.skip('pg_cron is not installed on this machine (apt-get install postgresql-15-cron): no job runs to check');
@@ -40,10 +42,21 @@ test('failing pg_cron runs: stats shows them with their times, stats and migrate
   assert.equal(stats.status, 0, stats.stderr);
   assert.match(stats.stdout, /^purge job {10}"\* \* \* \* \*" CALL session\.session_purge_job\(\) in cron as postgres$/m);
   // start, status, duration, message; a run that could not connect never started: no times.
-  assert.match(stats.stdout, /^ {2}last runs \(start, status, duration, message\):\n {2}(\d{4}-\d\d-\d\dT\S+Z|-) {2}failed {5} +([\d.]+ s|-) {2}\S/m);
-  assert.match(stats.stderr, new RegExp(`^session-pg: warning: the pg_cron purge job failed in \\d+ of its last \\d+ runs \\("${message}"\\), so nothing is purged\\. ${fix.source}`));
+  assert.match(
+    stats.stdout,
+    /^ {2}last runs \(start, status, duration, message\):\n {2}(\d{4}-\d\d-\d\dT\S+Z|-) {2}failed {5} +([\d.]+ s|-) {2}\S/m,
+  );
+  assert.match(
+    stats.stderr,
+    new RegExp(
+      `^session-pg: warning: the pg_cron purge job failed in \\d+ of its last \\d+ runs \\("${message}"\\), so nothing is purged\\. ${fix.source}`,
+    ),
+  );
 
-  const json = JSON.parse(cli(['stats', '--json', '--database-url', url]).stdout) as { cron: { lastRuns: { status: string; message: string }[] }; cronWarning: string };
+  const json = JSON.parse(cli(['stats', '--json', '--database-url', url]).stdout) as {
+    cron: { lastRuns: { status: string; message: string }[] };
+    cronWarning: string;
+  };
   assert.ok(json.cron.lastRuns.some((r) => r.status === 'failed' && r.message === message));
   assert.match(json.cronWarning, fix);
 

@@ -10,14 +10,30 @@ import { accessSync, constants, readFileSync, writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { migrate } from '../src/admin-index.js';
-import { adminQuery, adminUrl, cli, cronDatabase, freshDatabase, psql, shippedMigrations, uniqueName, type TestDatabase } from './helpers.js';
+import {
+  adminQuery,
+  adminUrl,
+  cli,
+  cronDatabase,
+  freshDatabase,
+  psql,
+  shippedMigrations,
+  uniqueName,
+  type TestDatabase,
+} from './helpers.js';
 import { databaseUrl } from './harness/urls.js';
 
 // No password but the one a URL carries.
 const noPassword = { PGPASSWORD: '', PGPASSFILE: '/nonexistent/session-pg-test' };
 
 let db: TestDatabase;
-const roles = { master: uniqueName('master'), owner: uniqueName('owner'), client: uniqueName('client'), admin: uniqueName('admin'), app: uniqueName('app') };
+const roles = {
+  master: uniqueName('master'),
+  owner: uniqueName('owner'),
+  client: uniqueName('client'),
+  admin: uniqueName('admin'),
+  app: uniqueName('app'),
+};
 const password = randomBytes(12).toString('hex');
 const as = (role: string, database: string) => databaseUrl(adminUrl, database, { user: role, password });
 const scheduleIn = 'cron.schedule_in_database(text, text, text, text, text, boolean)';
@@ -41,50 +57,82 @@ after(async () => {
 });
 
 /** Waits until pg_cron recorded a finished run of each job (ids), at most 130 s (1.4 runs on the minute). */
-async function finishedRuns(cronUrl: string, jobs: string[]): Promise<Map<string, { status: string; message: string; username: string }>> {
+async function finishedRuns(
+  cronUrl: string,
+  jobs: string[],
+): Promise<Map<string, { status: string; message: string; username: string }>> {
   const deadline = Date.now() + 130_000;
   for (;;) {
-    const rows = JSON.parse(psql(cronUrl, `SELECT coalesce(json_agg(r), '[]') FROM (
+    const rows = JSON.parse(
+      psql(
+        cronUrl,
+        `SELECT coalesce(json_agg(r), '[]') FROM (
       SELECT DISTINCT ON (jobid) jobid::text AS job, status, return_message AS message, username FROM cron.job_run_details
-       WHERE jobid IN (${jobs.join(', ')}) AND status IN ('succeeded', 'failed') ORDER BY jobid, runid DESC) r`)) as { job: string; status: string; message: string; username: string }[];
+       WHERE jobid IN (${jobs.join(', ')}) AND status IN ('succeeded', 'failed') ORDER BY jobid, runid DESC) r`,
+      ),
+    ) as { job: string; status: string; message: string; username: string }[];
     if (rows.length === jobs.length) return new Map(rows.map((r) => [r.job, r]));
     assert.ok(Date.now() < deadline, `no finished run of every job within 130 s: ${JSON.stringify(rows)}`);
     await sleep(1000);
   }
 }
 
-test('managed pg_cron: the documented grants schedule a job that runs as the owner and purges; stats and status find it and the failing one', { timeout: 200_000 }, async (t) => {
+test('managed pg_cron: the documented grants schedule a job that runs as the owner and purges; stats and status find it and the failing one', {
+  timeout: 200_000,
+}, async (t) => {
   if (!cronDatabase) {
     t.skip('pg_cron is not installed on this machine (apt-get install postgresql-15-cron): no managed pg_cron to emulate');
     return;
   }
   const superCron = databaseUrl(adminUrl, cronDatabase);
   // The platform: pg_cron in its database, the cron rights given to the master user.
-  psql(superCron, `CREATE EXTENSION IF NOT EXISTS pg_cron;
+  psql(
+    superCron,
+    `CREATE EXTENSION IF NOT EXISTS pg_cron;
     GRANT USAGE ON SCHEMA cron TO ${roles.master} WITH GRANT OPTION;
-    GRANT EXECUTE ON FUNCTION ${scheduleIn} TO ${roles.master} WITH GRANT OPTION;`);
+    GRANT EXECUTE ON FUNCTION ${scheduleIn} TO ${roles.master} WITH GRANT OPTION;`,
+  );
   const ownerDb = as(roles.owner, db.name);
   const ownerCron = as(roles.owner, cronDatabase);
   const masterCron = as(roles.master, cronDatabase);
   const schedule = () => cli(['schedule', '--database-url', ownerDb, '--cron-database-url', ownerCron], noPassword);
 
   // pg_cron's database given before its extension exists there: say that, and how to create it.
-  const noExtension = cli(['schedule', '--database-url', ownerDb, '--cron-database-url', as(roles.owner, 'postgres')], noPassword);
+  const noExtension = cli(
+    ['schedule', '--database-url', ownerDb, '--cron-database-url', as(roles.owner, 'postgres')],
+    noPassword,
+  );
   assert.equal(noExtension.status, 1);
-  assert.match(noExtension.stderr, /^session-pg: not_installed: pg_cron is not installed in database postgres, the cron database URL given: as a superuser \(or your platform's admin user\), in database postgres: CREATE EXTENSION pg_cron;/);
+  assert.match(
+    noExtension.stderr,
+    /^session-pg: not_installed: pg_cron is not installed in database postgres, the cron database URL given: as a superuser \(or your platform's admin user\), in database postgres: CREATE EXTENSION pg_cron;/,
+  );
 
   // The owner without grants, then with only USAGE (what the docs used to say): the exact GRANT.
   let r = schedule();
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /permission_denied: permission denied for schema cron: .* in database cron, run: GRANT USAGE ON SCHEMA cron TO \S+; GRANT EXECUTE ON FUNCTION cron\.schedule_in_database\(text, text, text, text, text, boolean\) TO \S+;/);
+  assert.match(
+    r.stderr,
+    /permission_denied: permission denied for schema cron: .* in database cron, run: GRANT USAGE ON SCHEMA cron TO \S+; GRANT EXECUTE ON FUNCTION cron\.schedule_in_database\(text, text, text, text, text, boolean\) TO \S+;/,
+  );
   psql(masterCron, `GRANT USAGE ON SCHEMA cron TO ${roles.owner}`);
   r = schedule();
   assert.equal(r.status, 1);
-  assert.match(r.stderr, new RegExp(`permission denied for function schedule_in_database: .*GRANT EXECUTE ON FUNCTION cron\\.schedule_in_database\\(text, text, text, text, text, boolean\\) TO ${roles.owner};`));
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `permission denied for function schedule_in_database: .*GRANT EXECUTE ON FUNCTION cron\\.schedule_in_database\\(text, text, text, text, text, boolean\\) TO ${roles.owner};`,
+    ),
+  );
   // The master user may not schedule the owner's job through the CLI: it would run as the master.
   const byMaster = cli(['schedule', '--database-url', as(roles.master, db.name), '--cron-database-url', masterCron], noPassword);
   assert.equal(byMaster.status, 1);
-  assert.match(byMaster.stderr, new RegExp(`runs as the role that schedules it, and ${roles.master} is not the owner of schema session \\(${roles.owner}\\).*as ${roles.owner}`));
+  assert.match(
+    byMaster.stderr,
+    new RegExp(
+      `runs as the role that schedules it, and ${roles.master} is not the owner of schema session \\(${roles.owner}\\).*as ${roles.owner}`,
+    ),
+  );
 
   // The documented step, as the master user: then the owner schedules, and the job runs as it.
   psql(masterCron, `GRANT EXECUTE ON FUNCTION ${scheduleIn} TO ${roles.owner}`);
@@ -93,19 +141,36 @@ test('managed pg_cron: the documented grants schedule a job that runs as the own
   const ownerJob = psql(superCron, `SELECT jobid FROM cron.job WHERE username = '${roles.owner}' AND database = '${db.name}'`);
   assert.match(ownerJob, /^\d+$/);
   // What the RDS steps used to say: the master user schedules the printed call, so the job runs as it.
-  const masterJob = psql(masterCron, `SELECT cron.schedule_in_database('purge-by-master', '* * * * *', 'CALL session.session_purge_job()', '${db.name}')`);
-  psql(ownerDb, `INSERT INTO session.sessions (digest, expires_at, value) SELECT sha256(i::text::bytea), now() - interval '1 s', 'x' FROM generate_series(1, 50) i`);
+  const masterJob = psql(
+    masterCron,
+    `SELECT cron.schedule_in_database('purge-by-master', '* * * * *', 'CALL session.session_purge_job()', '${db.name}')`,
+  );
+  psql(
+    ownerDb,
+    `INSERT INTO session.sessions (digest, expires_at, value) SELECT sha256(i::text::bytea), now() - interval '1 s', 'x' FROM generate_series(1, 50) i`,
+  );
 
   const runs = await finishedRuns(superCron, [ownerJob, masterJob]);
-  assert.deepEqual(runs.get(ownerJob), { job: ownerJob, status: 'succeeded', message: runs.get(ownerJob)?.message, username: roles.owner });
+  assert.deepEqual(runs.get(ownerJob), {
+    job: ownerJob,
+    status: 'succeeded',
+    message: runs.get(ownerJob)?.message,
+    username: roles.owner,
+  });
   assert.equal(runs.get(masterJob)?.status, 'failed');
   assert.match(runs.get(masterJob)?.message ?? '', /permission denied for schema session/);
-  assert.equal(psql(ownerDb, 'SELECT count(*) FROM session.sessions WHERE expires_at < now()'), '0', 'the owner\'s job purged');
+  assert.equal(psql(ownerDb, 'SELECT count(*) FROM session.sessions WHERE expires_at < now()'), '0', "the owner's job purged");
 
   // stats and status as the owner find its job in pg_cron's database and its successful runs.
   const admin = cli(['stats', '--database-url', ownerDb, '--cron-database-url', ownerCron], noPassword);
   assert.equal(admin.status, 0, admin.stderr);
-  assert.match(admin.stdout, new RegExp(`^purge job {10}"\\* \\* \\* \\* \\*" CALL session\\.session_purge_job\\(\\) in ${db.name} as ${roles.owner} \\(kept in cron\\)$`, 'm'));
+  assert.match(
+    admin.stdout,
+    new RegExp(
+      `^purge job {10}"\\* \\* \\* \\* \\*" CALL session\\.session_purge_job\\(\\) in ${db.name} as ${roles.owner} \\(kept in cron\\)$`,
+      'm',
+    ),
+  );
   assert.match(admin.stdout, /^ {2}\S+ {2}succeeded /m);
   assert.equal(admin.stderr, '');
   const status = cli(['status', '--database-url', ownerDb, '--cron-database-url', ownerCron], noPassword);
@@ -116,7 +181,10 @@ test('managed pg_cron: the documented grants schedule a job that runs as the own
   // tried, and the note says where it looked; with pg_read_all_settings the job is found.
   const guessed = cli(['status', '--database-url', ownerDb], noPassword);
   assert.equal(guessed.status, 0, guessed.stderr);
-  assert.match(guessed.stdout, /^purge job {10}none: pg_cron is not installed in this database nor in postgres \(its default database\); if pg_cron lives in another database, pass its URL with --cron-database-url$/m);
+  assert.match(
+    guessed.stdout,
+    /^purge job {10}none: pg_cron is not installed in this database nor in postgres \(its default database\); if pg_cron lives in another database, pass its URL with --cron-database-url$/m,
+  );
   await adminQuery(`GRANT pg_read_all_settings TO ${roles.owner}`);
   const found = cli(['stats', '--json', '--database-url', ownerDb], noPassword);
   assert.equal(found.status, 0, found.stderr);
@@ -127,12 +195,24 @@ test('managed pg_cron: the documented grants schedule a job that runs as the own
   // seen through the master's login, its failures and the fix are shown.
   await adminQuery(`SELECT cron.unschedule(${ownerJob})`, [], superCron);
   const hidden = cli(['stats', '--database-url', ownerDb, '--cron-database-url', ownerCron], noPassword);
-  assert.match(hidden.stdout, new RegExp(`^purge job {10}none: no purge job of ${roles.owner} for database ${db.name} in pg_cron's database cron; pg_cron shows each role only its own jobs`, 'm'));
+  assert.match(
+    hidden.stdout,
+    new RegExp(
+      `^purge job {10}none: no purge job of ${roles.owner} for database ${db.name} in pg_cron's database cron; pg_cron shows each role only its own jobs`,
+      'm',
+    ),
+  );
   const failing = cli(['stats', '--database-url', ownerDb, '--cron-database-url', masterCron], noPassword);
   assert.equal(failing.status, 0, failing.stderr);
   assert.match(failing.stdout, new RegExp(`in ${db.name} as ${roles.master} \\(kept in cron\\)$`, 'm'));
   assert.match(failing.stdout, /^ {2}\S+ {2}failed {4} .*permission denied for schema session$/m);
-  assert.match(failing.stderr, new RegExp(`^session-pg: warning: the pg_cron purge job runs as ${roles.master}, which is not the owner of schema session \\(${roles.owner}\\) and may not purge, so every run fails\\. Fix: as ${roles.owner}, run session-pg schedule --cron-database-url <URL of database cron>; then, as ${roles.master} in database cron: SELECT cron\\.unschedule\\(${masterJob}\\);$`, 'm'));
+  assert.match(
+    failing.stderr,
+    new RegExp(
+      `^session-pg: warning: the pg_cron purge job runs as ${roles.master}, which is not the owner of schema session \\(${roles.owner}\\) and may not purge, so every run fails\\. Fix: as ${roles.owner}, run session-pg schedule --cron-database-url <URL of database cron>; then, as ${roles.master} in database cron: SELECT cron\\.unschedule\\(${masterJob}\\);$`,
+      'm',
+    ),
+  );
 });
 
 test('hints name the roles this database was installed with', async () => {
@@ -140,10 +220,20 @@ test('hints name the roles this database was installed with', async () => {
   const app = as(roles.app, db.name);
   const stats = cli(['stats', '--database-url', app], noPassword);
   assert.equal(stats.status, 1);
-  assert.match(stats.stderr, new RegExp(`HINT: session-pg stats needs the admin role \\(GRANT ${roles.admin} TO ${roles.app}\\) or the owner of schema session\\n$`));
+  assert.match(
+    stats.stderr,
+    new RegExp(
+      `HINT: session-pg stats needs the admin role \\(GRANT ${roles.admin} TO ${roles.app}\\) or the owner of schema session\\n$`,
+    ),
+  );
   const sessions = cli(['sessions', 'alice', '--database-url', app], noPassword);
   assert.equal(sessions.status, 1);
-  assert.match(sessions.stderr, new RegExp(`HINT: session-pg sessions needs the client role \\(GRANT ${roles.client} TO ${roles.app}\\) or the owner of schema session\\n$`));
+  assert.match(
+    sessions.stderr,
+    new RegExp(
+      `HINT: session-pg sessions needs the client role \\(GRANT ${roles.client} TO ${roles.app}\\) or the owner of schema session\\n$`,
+    ),
+  );
   assert.doesNotMatch(stats.stderr + sessions.stderr, /session_admin|session_client/);
 });
 
@@ -165,7 +255,10 @@ test('a URL without a password against a server that asks for SCRAM says the URL
     const url = new URL(adminUrl);
     const r = cli(['status', '--database-url', `postgresql://${user}@${url.host}/${db.name}`], noPassword);
     assert.equal(r.status, 1);
-    assert.match(r.stderr, /^session-pg: connection: the server asks for a password \(SCRAM authentication\) and the connection has none: the URL has no password;/);
+    assert.match(
+      r.stderr,
+      /^session-pg: connection: the server asks for a password \(SCRAM authentication\) and the connection has none: the URL has no password;/,
+    );
     assert.doesNotMatch(r.stderr, /SASL|must be a string/);
     // With the password it gets in (and is refused what this role may not read, which is another matter).
     const withPassword = cli(['status', '--database-url', `postgresql://${user}:${password}@${url.host}/${db.name}`], noPassword);

@@ -19,7 +19,7 @@ after(async () => {
   await db.drop();
 });
 
-test('sessions lists a user\'s devices newest first, without keys; revoke --handle ends one, revoke all', async () => {
+test("sessions lists a user's devices newest first, without keys; revoke --handle ends one, revoke all", async () => {
   const laptop = await store.generate({ value: 'a', subject: 'zoe', label: 'Firefox on Linux' });
   await sleep(5);
   const phone = await store.generate({ value: 'b', subject: 'zoe', label: 'Safari on iOS' });
@@ -36,7 +36,10 @@ test('sessions lists a user\'s devices newest first, without keys; revoke --hand
   r = cli(['sessions', 'zoe', '--json'], { DATABASE_URL: url });
   assert.equal(r.status, 0, r.stderr);
   const listed = JSON.parse(r.stdout) as { handle: string; label: string }[];
-  assert.deepEqual(listed.map((s) => s.label), ['Safari on iOS', 'Firefox on Linux']);
+  assert.deepEqual(
+    listed.map((s) => s.label),
+    ['Safari on iOS', 'Firefox on Linux'],
+  );
   const phoneHandle = listed[0]?.handle ?? '';
 
   // Another user's name with zoe's handle ends nothing.
@@ -53,7 +56,7 @@ test('sessions lists a user\'s devices newest first, without keys; revoke --hand
   assert.equal(r.stdout, 'Ended 1 session of "zoe".\n');
   assert.deepEqual(await store.get(laptop), { ok: false, error: 'not_found' });
   assert.equal(cli(['sessions', 'zoe'], { DATABASE_URL: url }).stdout, 'No live sessions of "zoe".\n');
-  assert.ok((await store.get(other)).ok, 'another user\'s session is untouched');
+  assert.ok((await store.get(other)).ok, "another user's session is untouched");
 });
 
 test('bad input: no subject, a malformed handle (exit 2, nothing ended)', async () => {
@@ -64,6 +67,9 @@ test('bad input: no subject, a malformed handle (exit 2, nothing ended)', async 
   r = cli(['revoke', 'walt', '--handle', 'not-a-handle'], { DATABASE_URL: url });
   assert.equal(r.status, 2);
   // Words of the command line, not of the TypeScript API.
-  assert.equal(r.stderr, 'session-pg revoke: --handle must be one of the handles that "session-pg sessions SUBJECT" lists, got "not-a-handle" (see session-pg revoke --help)\n');
+  assert.equal(
+    r.stderr,
+    'session-pg revoke: --handle must be one of the handles that "session-pg sessions SUBJECT" lists, got "not-a-handle" (see session-pg revoke --help)\n',
+  );
   assert.ok((await store.get(key)).ok);
 });

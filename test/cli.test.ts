@@ -7,14 +7,32 @@ import { purgeAll, type PurgeProgress } from '../src/admin.js';
 import type { SessionError } from '../src/index.js';
 import { freePort } from './harness/cluster.js';
 import { databaseUrl } from './harness/urls.js';
-import { adminQuery, adminUrl, bindir, cli, cliPath, cronDatabase, freshDatabase, missingTool, pgTool, psql, schemaDump, shippedMigrations, uniqueName, type TestDatabase } from './helpers.js';
+import {
+  adminQuery,
+  adminUrl,
+  bindir,
+  cli,
+  cliPath,
+  cronDatabase,
+  freshDatabase,
+  missingTool,
+  pgTool,
+  psql,
+  schemaDump,
+  shippedMigrations,
+  uniqueName,
+  type TestDatabase,
+} from './helpers.js';
 
 const shipped = shippedMigrations();
-const [newest = '', beforeNewest = ''] = [...shipped].reverse();
 
 let db: TestDatabase;
-before(async () => { db = await freshDatabase('cli'); });
-after(async () => { await db.drop(); });
+before(async () => {
+  db = await freshDatabase('cli');
+});
+after(async () => {
+  await db.drop();
+});
 
 describe('migrations', () => {
   test('migrate, status, with --database-url or DATABASE_URL; migrate down is a usage error', async () => {
@@ -28,7 +46,10 @@ describe('migrations', () => {
       assert.match(r.stdout, /Nothing to do/);
       assert.match(cli(['status'], { DATABASE_URL: empty.url }).stdout, new RegExp(`^applied {2}${shipped[0]}`, 'm'));
       // Forward-only: the way to remove everything is named, and nothing changes.
-      for (const args of [['migrate', 'down'], ['migrate', 'down', '--count', '3']]) {
+      for (const args of [
+        ['migrate', 'down'],
+        ['migrate', 'down', '--count', '3'],
+      ]) {
         r = cli([...args, '--database-url', empty.url]);
         assert.equal(r.status, 2, r.stderr);
         assert.match(r.stderr, /forward-only: there is no down step.*sql\/uninstall\.sql/);
@@ -40,12 +61,17 @@ describe('migrations', () => {
     }
   });
 
-  test('`session-pg sql | psql` installs the same schema as migrate, and again is a no-op', { skip: missingTool('psql') || missingTool('pg_dump') }, async () => {
+  test('`session-pg sql | psql` installs the same schema as migrate, and again is a no-op', {
+    skip: missingTool('psql') || missingTool('pg_dump'),
+  }, async () => {
     const empty = await freshDatabase('clisql', { empty: true });
     try {
       const script = cli(['sql']).stdout;
       assert.ok(!script.includes('\\ir '), 'the files are inlined');
-      const first = spawnSync(join(bindir, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', empty.url], { encoding: 'utf8', input: script });
+      const first = spawnSync(join(bindir, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', empty.url], {
+        encoding: 'utf8',
+        input: script,
+      });
       assert.equal(first.status, 0, first.stderr);
       // No result table (the files' search_path pins), and one word on the purge job: the final one.
       assert.equal(first.stdout, '');
@@ -72,7 +98,8 @@ describe('operations', () => {
   });
 
   test('purge rests after each call (--pause, default 4x the call) and refuses a bad factor', async () => {
-    const expire = async (n: number) => db.query(`INSERT INTO session.sessions (digest, expires_at, value)
+    const expire = async (n: number) =>
+      db.query(`INSERT INTO session.sessions (digest, expires_at, value)
       SELECT sha256(('pace' || i || random())::bytea), now() - interval '1 s', repeat('x', 1500) FROM generate_series(1, ${n}) i`);
     for (const bad of ['-1', 'abc', '', '1001']) {
       const r = cli(['purge', `--pause=${bad}`, '--database-url', db.url]);
@@ -89,7 +116,9 @@ describe('operations', () => {
     for (const pause of [0, 2]) {
       await expire(3000);
       const seen: PurgeProgress[] = [];
-      const done = await purgeAll({ connectionString: db.url, batchSize: 1000, pause }, (p) => { seen.push(p); });
+      const done = await purgeAll({ connectionString: db.url, batchSize: 1000, pause }, (p) => {
+        seen.push(p);
+      });
       assert.equal(done.deleted, 3000);
       // About 5 rows a page: each call sweeps 1 MiB ranges until it has 1000 rows, so several calls.
       assert.ok(done.batches >= 3, `${done.batches} batches`);
@@ -97,9 +126,15 @@ describe('operations', () => {
       assert.equal(seen.at(-2)!.deleted, 3000);
       const lastCall = done.busyMs - seen.at(-2)!.busyMs;
       const rested = done.elapsedMs - done.busyMs;
-      assert.ok(rested >= pause * (done.busyMs - lastCall) - 5, `rested ${rested} ms after ${done.busyMs} ms of calls (pause ${pause})`);
+      assert.ok(
+        rested >= pause * (done.busyMs - lastCall) - 5,
+        `rested ${rested} ms after ${done.busyMs} ms of calls (pause ${pause})`,
+      );
     }
-    await assert.rejects(purgeAll({ connectionString: db.url, pause: -1 }, () => {}), (e: SessionError) => e.code === 'invalid_argument');
+    await assert.rejects(
+      purgeAll({ connectionString: db.url, pause: -1 }, () => {}),
+      (e: SessionError) => e.code === 'invalid_argument',
+    );
   });
 
   test('purge --batch-size N: each call deletes N or more, up to one 1 MiB block range more (as its help says)', async () => {
@@ -107,12 +142,20 @@ describe('operations', () => {
     await db.query(`INSERT INTO session.sessions (digest, expires_at, value)
                     SELECT sha256(('batch' || i)::bytea), now() - interval '1 s', repeat('x', 200) FROM generate_series(1, 20000) i`);
     // Rows in the fullest 128-page (1 MiB) range: the most a call can delete beyond N.
-    const perRange = Number(psql(db.url, `SELECT max(c) FROM (SELECT count(*) c FROM session.sessions
-                                          GROUP BY (ctid::text::point)[0]::bigint / 128) r`));
+    const perRange = Number(
+      psql(
+        db.url,
+        `SELECT max(c) FROM (SELECT count(*) c FROM session.sessions
+                                          GROUP BY (ctid::text::point)[0]::bigint / 128) r`,
+      ),
+    );
     let left = 20000;
     while (left > 0) {
       const n = Number(psql(db.url, 'SELECT session.session_purge(3000)'));
-      assert.ok(n >= Math.min(3000, left) && n < 3000 + perRange, `deleted ${n} (N 3000, ${perRange} rows a range, ${left} left)`);
+      assert.ok(
+        n >= Math.min(3000, left) && n < 3000 + perRange,
+        `deleted ${n} (N 3000, ${perRange} rows a range, ${left} left)`,
+      );
       left -= n;
     }
     assert.equal(psql(db.url, 'SELECT session.session_purge(3000)'), '0');
@@ -138,7 +181,10 @@ describe('operations', () => {
     const refused = cli(['stats', '--database-url', app]);
     assert.equal(refused.status, 1);
     assert.equal(refused.stderr.split('\n').length, 2, refused.stderr);
-    assert.match(refused.stderr, /^session-pg: permission_denied: permission denied for function session_stats \(SQLSTATE 42501\) HINT: session-pg stats needs the admin role/);
+    assert.match(
+      refused.stderr,
+      /^session-pg: permission_denied: permission denied for function session_stats \(SQLSTATE 42501\) HINT: session-pg stats needs the admin role/,
+    );
     const operator = uniqueName('ops');
     await adminQuery(`CREATE ROLE ${operator} LOGIN PASSWORD 'pw' IN ROLE session_admin`);
     try {
@@ -152,11 +198,18 @@ describe('operations', () => {
     try {
       const missing = cli(['stats', '--database-url', empty.url]);
       assert.equal(missing.status, 1);
-      assert.match(missing.stderr, /^session-pg: not_installed: session-postgresql is not installed in this database: run session-pg migrate \(SQLSTATE 3F000\)\n$/);
+      assert.match(
+        missing.stderr,
+        /^session-pg: not_installed: session-postgresql is not installed in this database: run session-pg migrate \(SQLSTATE 3F000\)\n$/,
+      );
       for (const args of [['default-period'], ['default-period', '60'], ['purge'], ['sessions', 'alice'], ['revoke', 'alice']]) {
         const r = cli([...args, '--database-url', empty.url]);
         assert.equal(r.status, 1, args.join(' '));
-        assert.match(r.stderr, /^session-pg: not_installed: .* \(SQLSTATE (3F000|42883)\) HINT: session-postgresql is not installed in this database: run session-pg migrate\n$/, args.join(' '));
+        assert.match(
+          r.stderr,
+          /^session-pg: not_installed: .* \(SQLSTATE (3F000|42883)\) HINT: session-postgresql is not installed in this database: run session-pg migrate\n$/,
+          args.join(' '),
+        );
       }
     } finally {
       await empty.drop();
@@ -210,7 +263,12 @@ describe('operations', () => {
     const cronUrl = databaseUrl(adminUrl, cronDatabase);
     // Before CREATE EXTENSION in pg_cron's database (another test file may have run it): what is missing, and where.
     psql(cronUrl, 'DROP EXTENSION IF EXISTS pg_cron');
-    assert.match(refused(), new RegExp(`pg_cron is not installed in this database nor in ${cronDatabase}, which cron\\.database_name names: as a superuser .*CREATE EXTENSION pg_cron;`));
+    assert.match(
+      refused(),
+      new RegExp(
+        `pg_cron is not installed in this database nor in ${cronDatabase}, which cron\\.database_name names: as a superuser .*CREATE EXTENSION pg_cron;`,
+      ),
+    );
     psql(cronUrl, 'CREATE EXTENSION pg_cron');
     // Found without the flag (a superuser reads cron.database_name): the same job as with it.
     const found = cli(['schedule', '--database-url', db.url]);
@@ -238,8 +296,16 @@ describe('usage', () => {
     for (const c of ['purge', 'stats', 'default-period']) assert.match(cli([c, '--help']).stdout, /admin role/, c);
     assert.match(cli(['sql', '--help']).stdout, /-v client_role=\S+ -v admin_role=\S+/);
     assert.equal(cli([]).status, 2);
-    for (const args of [['frobnicate'], ['migrate', 'sideways'], ['migrate', '--count', 'x'], ['migrate', '--count', '-1'],
-      ['status', 'extra'], ['--bogus-flag'], ['status', '--every', '5'], ['purge', '--batch-size', '0']]) {
+    for (const args of [
+      ['frobnicate'],
+      ['migrate', 'sideways'],
+      ['migrate', '--count', 'x'],
+      ['migrate', '--count', '-1'],
+      ['status', 'extra'],
+      ['--bogus-flag'],
+      ['status', '--every', '5'],
+      ['purge', '--batch-size', '0'],
+    ]) {
       const r = cli(args);
       assert.equal(r.status, 2, args.join(' '));
       assert.equal(r.stderr.split('\n').length, 2, `one line for ${args.join(' ')}: ${r.stderr}`);
@@ -254,7 +320,9 @@ describe('usage', () => {
     // Closed before the command writes a byte: its first write meets EPIPE, whatever the pipe's size.
     child.stdout.destroy();
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     assert.equal(stderr, '');
     assert.equal(code, 0);

@@ -68,8 +68,18 @@ describe('errors', () => {
 describe('connections', () => {
   test('libpq-style options and conninfo connect', async () => {
     const u = new URL(clientUrl);
-    const fields = { host: u.hostname, port: Number(u.port), dbname: u.pathname.slice(1), user: u.username, password: u.password };
-    for (const options of [fields, { conninfo: `host=${u.hostname} port=${u.port} dbname=${fields.dbname} user=${u.username} password='${u.password}'` }, { hostaddr: '127.0.0.1', ...fields, host: undefined as unknown as string }]) {
+    const fields = {
+      host: u.hostname,
+      port: Number(u.port),
+      dbname: u.pathname.slice(1),
+      user: u.username,
+      password: u.password,
+    };
+    for (const options of [
+      fields,
+      { conninfo: `host=${u.hostname} port=${u.port} dbname=${fields.dbname} user=${u.username} password='${u.password}'` },
+      { hostaddr: '127.0.0.1', ...fields, host: undefined as unknown as string },
+    ]) {
       const s = connect(options);
       try {
         assert.deepEqual(await s.get('k'), { ok: false, error: 'not_found' });
@@ -77,7 +87,10 @@ describe('connections', () => {
         await s.close();
       }
     }
-    assert.throws(() => connect({ conninfo: 'bogus=1' }), (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument');
+    assert.throws(
+      () => connect({ conninfo: 'bogus=1' }),
+      (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument',
+    );
   });
   test('{ pool } is reused with named prepared statements, and left open by close()', async () => {
     const pool = new pg.Pool({ connectionString: clientUrl, max: 1 });
@@ -86,14 +99,17 @@ describe('connections', () => {
     await s.get(key);
     await s.set(key, 'q');
     await s.close();
-    const names = (await pool.query<{ name: string }>('SELECT name FROM pg_prepared_statements ORDER BY name')).rows.map((r) => r.name);
+    const names = (await pool.query<{ name: string }>('SELECT name FROM pg_prepared_statements ORDER BY name')).rows.map(
+      (r) => r.name,
+    );
     assert.deepEqual(names, ['session_pg_generate', 'session_pg_get', 'session_pg_set']);
     await pool.end();
   });
   test('`connections` is how many connections the store opens, lazily', async () => {
     const s = connect({ connectionString: clientUrl, connections: 3, applicationName: 'three' });
     try {
-      const count = async () => (await db.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'three'`)).rows[0]?.n;
+      const count = async () =>
+        (await db.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'three'`)).rows[0]?.n;
       assert.equal(await count(), 0);
       // Calls that are not batched: until every connection is open, each goes to the next one.
       await Promise.all(Array.from({ length: 10 }, () => s.count()));
@@ -104,7 +120,13 @@ describe('connections', () => {
   });
   test('connections killed under an idle store: no crash, the next calls reconnect', async () => {
     let reported = 0;
-    const s = connect({ connectionString: clientUrl, applicationName: 'killed', onError: () => { reported += 1; } });
+    const s = connect({
+      connectionString: clientUrl,
+      applicationName: 'killed',
+      onError: () => {
+        reported += 1;
+      },
+    });
     try {
       const key = await s.generate({ value: 'survives' });
       await Promise.all([s.get(key), s.get(key)]);

@@ -19,7 +19,10 @@ const slack = 1000;
 /** Awaits a call and returns its error and how long it took to settle. */
 async function timed(call: Promise<unknown>): Promise<{ err: unknown; ms: number }> {
   const started = performance.now();
-  const err = await call.then(() => undefined, (e: unknown) => e);
+  const err = await call.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   return { err, ms: performance.now() - started };
 }
 
@@ -103,7 +106,9 @@ describe('a commit waiting for a synchronous standby that is gone', () => {
     }
     assert.equal(value, 'after');
     assert.equal(await store.set(key, 'again'), true);
-    figures.push(`sync standby gone: set settled in ${Math.round(set.ms)} ms, batched generates in at most ${Math.round(Math.max(...batch.map((r) => r.ms)))} ms`);
+    figures.push(
+      `sync standby gone: set settled in ${Math.round(set.ms)} ms, batched generates in at most ${Math.round(Math.max(...batch.map((r) => r.ms)))} ms`,
+    );
     t.diagnostic(figures[figures.length - 1] as string);
   });
 });
@@ -115,9 +120,14 @@ describe('a server that stopped answering (SIGSTOP)', () => {
     try {
       const key = await store.generate({ value: 'v', expiry: 3600 });
       await openReads(store);
-      const backends = (await owner.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE application_name = 'deadline-sigstop'`)).rows.map((r) => r.pid);
+      const backends = (
+        await owner.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE application_name = 'deadline-sigstop'`)
+      ).rows.map((r) => r.pid);
       assert.ok(backends.length > 0);
-      for (const pid of backends) { process.kill(pid, 'SIGSTOP'); stopped.push(pid); }
+      for (const pid of backends) {
+        process.kill(pid, 'SIGSTOP');
+        stopped.push(pid);
+      }
       const get = await timed(store.get(key));
       assertSettled(get, 'timeout', 'get on a stopped backend');
       const set = await timed(store.set(key, 'w'));
@@ -131,7 +141,9 @@ describe('a server that stopped answering (SIGSTOP)', () => {
       const r = await store.get(key);
       assert.ok(r.ok);
       assert.equal(await store.touch(key), true);
-      figures.push(`SIGSTOP: get ${Math.round(get.ms)} ms, set ${Math.round(set.ms)} ms (timeout), connecting ${Math.round(connecting)} ms (connection)`);
+      figures.push(
+        `SIGSTOP: get ${Math.round(get.ms)} ms, set ${Math.round(set.ms)} ms (timeout), connecting ${Math.round(connecting)} ms (connection)`,
+      );
       t.diagnostic(figures[figures.length - 1] as string);
     } finally {
       for (const pid of stopped) process.kill(pid, 'SIGCONT');
@@ -148,8 +160,12 @@ async function relay(port: number): Promise<{ port: number; silent: boolean; clo
     const upstream = tcpConnect(port, '127.0.0.1');
     sockets.push(client, upstream);
     for (const s of [client, upstream]) s.on('error', () => {});
-    client.on('data', (d) => { if (!state.silent) upstream.write(d); });
-    upstream.on('data', (d) => { if (!state.silent) client.write(d); });
+    client.on('data', (d) => {
+      if (!state.silent) upstream.write(d);
+    });
+    upstream.on('data', (d) => {
+      if (!state.silent) client.write(d);
+    });
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
   });
@@ -158,12 +174,17 @@ async function relay(port: number): Promise<{ port: number; silent: boolean; clo
   assert.ok(address !== null && typeof address === 'object');
   return {
     port: address.port,
-    get silent() { return state.silent; },
-    set silent(v: boolean) { state.silent = v; },
-    close: () => new Promise<void>((resolve) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => resolve());
-    }),
+    get silent() {
+      return state.silent;
+    },
+    set silent(v: boolean) {
+      state.silent = v;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -182,22 +203,25 @@ describe('a peer gone without a FIN', () => {
       const connecting = await untilConnecting(() => store.get(key), 'get while connecting gets no answer');
       net.silent = false;
       assert.ok((await store.get(key)).ok);
-      assert.equal(typeof await store.generate(), 'string');
-      figures.push(`no FIN: calls in flight ${Math.round(Math.max(get.ms, set.ms, gen.ms))} ms (timeout), connecting ${Math.round(connecting)} ms (connection)`);
+      assert.equal(typeof (await store.generate()), 'string');
+      figures.push(
+        `no FIN: calls in flight ${Math.round(Math.max(get.ms, set.ms, gen.ms))} ms (timeout), connecting ${Math.round(connecting)} ms (connection)`,
+      );
       t.diagnostic(figures[figures.length - 1] as string);
     } finally {
       await store.close();
       await net.close();
     }
   });
-
 });
 
 describe('a host that stops taking writes', () => {
   test('with target_session_attrs=read-write, a `read_only` answer drops the connection and the host is checked again', async () => {
     const store = connect({ connectionString: `${appUrl}?target_session_attrs=read-write`, writeConnections: 1 });
     const setReadOnly = async (on: boolean) => {
-      await owner.query(on ? 'ALTER SYSTEM SET default_transaction_read_only = on' : 'ALTER SYSTEM RESET default_transaction_read_only');
+      await owner.query(
+        on ? 'ALTER SYSTEM SET default_transaction_read_only = on' : 'ALTER SYSTEM RESET default_transaction_read_only',
+      );
       await owner.query('SELECT pg_reload_conf()');
     };
     try {
@@ -206,12 +230,18 @@ describe('a host that stops taking writes', () => {
       // Each backend takes the reloaded setting up at its next command.
       let first: unknown;
       for (let i = 0; i < 100 && first === undefined; i += 1) {
-        first = await store.set(key, 'w').then(() => undefined, (e: unknown) => e);
+        first = await store.set(key, 'w').then(
+          () => undefined,
+          (e: unknown) => e,
+        );
         if (first === undefined) await sleep(50);
       }
       assert.ok(first instanceof SessionError && first.code === 'read_only', String(first));
       // Not the same connection again: a new one, which the check refuses.
-      const next = await store.set(key, 'w').then(() => undefined, (e: unknown) => e);
+      const next = await store.set(key, 'w').then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       assert.ok(next instanceof SessionError && next.code === 'connection', String(next));
       assert.match(next.message, /not read-write/);
       await setReadOnly(false);

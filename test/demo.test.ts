@@ -9,7 +9,8 @@ import { Browser } from './web.js';
 const script = fileURLToPath(new URL('../scripts/demo.js', import.meta.url));
 
 const firefox = 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0';
-const iphone = 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1';
+const iphone =
+  'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1';
 
 /** What a browser sees on the page: visits, who is logged in, and the devices listed. */
 async function look(b: Browser): Promise<{ visits: string | undefined; user: string | undefined; devices: string[] }> {
@@ -75,7 +76,9 @@ test('the demo counts visits per session, resets, and removes its database on Ct
   delete env.DATABASE_URL;
   const child = spawn(process.execPath, [script], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   try {
     const url = await new Promise<string>((resolve, reject) => {
@@ -92,7 +95,10 @@ test('the demo counts visits per session, resets, and removes its database on Ct
     assert.match(out, /revoke\("alice", except phone\) +→ 1 session\(s\) ended; list → Phone/);
     // Purging: the pg_cron job where pg_cron is installed, else session-pg purge (the embedded build).
     if (/with pg_cron\n/.test(out)) {
-      assert.match(out, /Purging: pg_cron is installed[^\n]*\n {2}\$ session-pg schedule [^\n]*\n {4}Scheduled pg_cron job session-purge-postgres\.\n/);
+      assert.match(
+        out,
+        /Purging: pg_cron is installed[^\n]*\n {2}\$ session-pg schedule [^\n]*\n {4}Scheduled pg_cron job session-purge-postgres\.\n/,
+      );
     } else {
       assert.match(out, /Purging: (the embedded PostgreSQL has no pg_cron|pg_cron is not installed), so session-pg purge/);
       assert.match(out, /\$ session-pg purge\n(?: {4}purged [^\n]*\n)* {4}Done: 3 expired sessions deleted\.\n/);

@@ -36,7 +36,10 @@ test('examples/psql.sql runs as the client role and prints each result', { skip:
 
 describe('examples/python', () => {
   const py = (args: string[]) => {
-    const r = spawnSync(python, [`${examples}python/session_demo.py`, ...args], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: appUrl } });
+    const r = spawnSync(python, [`${examples}python/session_demo.py`, ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, DATABASE_URL: appUrl },
+    });
     assert.equal(r.status, 0, r.stderr);
     return r.stdout.trim();
   };

@@ -11,7 +11,10 @@ import { freshDatabase, type TestDatabase } from './helpers.js';
 import { baseUrl, Browser, sessionIdOf } from './web.js';
 
 declare module 'express-session' {
-  interface SessionData { user?: string; n?: number }
+  interface SessionData {
+    user?: string;
+    n?: number;
+  }
 }
 
 let db: TestDatabase;
@@ -21,9 +24,17 @@ const servers: Server[] = [];
 async function startApp(store: ExpressSessionStore, cookie: session.CookieOptions = {}): Promise<string> {
   const app = express();
   app.use(session({ store, secret: 'test secret', resave: false, saveUninitialized: false, cookie }));
-  app.post('/login', (req, res) => { req.session.user = 'alice'; res.send('ok'); });
-  app.get('/whoami', (req, res) => { res.send(req.session.user ?? 'nobody'); });
-  app.post('/count', (req, res) => { req.session.n = (req.session.n ?? 0) + 1; res.send(String(req.session.n)); });
+  app.post('/login', (req, res) => {
+    req.session.user = 'alice';
+    res.send('ok');
+  });
+  app.get('/whoami', (req, res) => {
+    res.send(req.session.user ?? 'nobody');
+  });
+  app.post('/count', (req, res) => {
+    req.session.n = (req.session.n ?? 0) + 1;
+    res.send(String(req.session.n));
+  });
   app.post('/regenerate', (req, res, next) => {
     const user = req.session.user;
     req.session.regenerate((err) => {
@@ -32,8 +43,12 @@ async function startApp(store: ExpressSessionStore, cookie: session.CookieOption
       res.send('ok');
     });
   });
-  app.post('/logout', (req, res, next) => { req.session.destroy((err) => (err ? next(err) : res.send('bye'))); });
-  const server = await new Promise<Server>((resolve) => { const s = app.listen(0, '127.0.0.1', () => resolve(s)); });
+  app.post('/logout', (req, res, next) => {
+    req.session.destroy((err) => (err ? next(err) : res.send('bye')));
+  });
+  const server = await new Promise<Server>((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+  });
   servers.push(server);
   return baseUrl(server);
 }
@@ -147,7 +162,9 @@ describe('express-session with ExpressSessionStore', () => {
   });
 
   test('length counts live sessions; a non-JSON value is an error, not a crash', async () => {
-    const n = await new Promise<number>((resolve, reject) => store.length((err, len) => (err ? reject(err as Error) : resolve(len ?? -1))));
+    const n = await new Promise<number>((resolve, reject) =>
+      store.length((err, len) => (err ? reject(err as Error) : resolve(len ?? -1))),
+    );
     assert.ok(n >= 5, `length ${n}`);
     const key = await shared.generate({ value: 'not json' });
     const err = await new Promise<unknown>((resolve) => store.get(key, (e) => resolve(e)));

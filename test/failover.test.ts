@@ -74,7 +74,10 @@ describe('a primary and its synchronous standby', { skip }, () => {
         ['rotate', () => standby.rotate(key)],
       ];
       for (const [what, write] of writes) {
-        const err = await write().then(() => undefined, (e: unknown) => e);
+        const err = await write().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
         assert.ok(err instanceof SessionError, what);
         assert.equal(err.code, 'read_only', what);
         assert.equal(err.sqlState, '25006', what);
@@ -95,7 +98,9 @@ describe('a primary and its synchronous standby', { skip }, () => {
         await primary.clear(key);
         if ((await standby.get(key)).ok) stillThere += 1;
       }
-      t.diagnostic(`remote_apply: ${missed} of 250 reads after a generate missed, ${stillThere} of 250 reads after a clear still found the session`);
+      t.diagnostic(
+        `remote_apply: ${missed} of 250 reads after a generate missed, ${stillThere} of 250 reads after a clear still found the session`,
+      );
       assert.equal(missed, 0);
       assert.equal(stillThere, 0);
       // For comparison, what the docs warn about: with synchronous_commit = on the standby has the
@@ -128,9 +133,12 @@ describe('a primary and its synchronous standby', { skip }, () => {
       const p = pair.primary.port;
       const s = pair.standby.port;
       const cases: [string, 'primary first' | 'standby first', number][] = [
-        ['any', 'primary first', p], ['any', 'standby first', s],
-        ['read-write', 'standby first', p], ['primary', 'standby first', p],
-        ['read-only', 'primary first', s], ['standby', 'primary first', s],
+        ['any', 'primary first', p],
+        ['any', 'standby first', s],
+        ['read-write', 'standby first', p],
+        ['primary', 'standby first', p],
+        ['read-only', 'primary first', s],
+        ['standby', 'primary first', s],
         ['prefer-standby', 'primary first', s],
       ];
       for (const [attrs, order, expected] of cases) {
@@ -153,7 +161,9 @@ describe('a primary and its synchronous standby', { skip }, () => {
     });
 
     test('conninfo host and port lists', async () => {
-      const c = await connector({ conninfo: `host=127.0.0.1,127.0.0.1 port=${pair.standby.port},${pair.primary.port} dbname=app user=app target_session_attrs=read-write` }).connect({});
+      const c = await connector({
+        conninfo: `host=127.0.0.1,127.0.0.1 port=${pair.standby.port},${pair.primary.port} dbname=app user=app target_session_attrs=read-write`,
+      }).connect({});
       try {
         assert.equal(Number((await c.query('SELECT inet_server_port() AS p')).rows[0]?.p), pair.primary.port);
       } finally {
@@ -162,9 +172,14 @@ describe('a primary and its synchronous standby', { skip }, () => {
     });
 
     test('no host fits: `connection`, naming each host and why', async () => {
-      const store = connect({ connectionString: `postgresql://app@127.0.0.1:${pair.standby.port}/app?target_session_attrs=read-write` });
+      const store = connect({
+        connectionString: `postgresql://app@127.0.0.1:${pair.standby.port}/app?target_session_attrs=read-write`,
+      });
       try {
-        const err = await store.generate().then(() => undefined, (e: unknown) => e);
+        const err = await store.generate().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
         assert.ok(err instanceof SessionError);
         assert.equal(err.code, 'connection');
         assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${pair.standby.port} \\(not read-write\\)`));
@@ -176,7 +191,11 @@ describe('a primary and its synchronous standby', { skip }, () => {
     test('a store with prefer-standby reads from the standby and cannot write there', async () => {
       const key = await (async () => {
         const s = connect({ connectionString: primaryApp });
-        try { return await s.generate({ value: 'from the primary' }); } finally { await s.close(); }
+        try {
+          return await s.generate({ value: 'from the primary' });
+        } finally {
+          await s.close();
+        }
       })();
       const store = connect({ connectionString: both('prefer-standby') });
       try {
@@ -195,7 +214,11 @@ describe('a primary and its synchronous standby', { skip }, () => {
         { host: 'a,b,c', port: '1,2' },
         { conninfo: 'host=a target_session_attrs=primaryish' },
       ]) {
-        assert.throws(() => connect(options), (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument', JSON.stringify(options));
+        assert.throws(
+          () => connect(options),
+          (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument',
+          JSON.stringify(options),
+        );
       }
     });
   });
@@ -246,8 +269,12 @@ describe('a primary and its synchronous standby', { skip }, () => {
         await sleep(500);
         stop = true;
         await Promise.all(workers);
-        t.diagnostic(`${before} writes before the promotion, ${acked.size} acknowledged in all; errors: ${JSON.stringify(Object.fromEntries(errors))}`);
-        t.diagnostic(`writes again ${Math.round(firstWriteOnNew - promotedAt)} ms after the promotion (old primary stopped after ${Math.round(primaryStoppedAt - promotedAt)} ms); longest call ${Math.round(longest)} ms (deadline ${limit} ms)`);
+        t.diagnostic(
+          `${before} writes before the promotion, ${acked.size} acknowledged in all; errors: ${JSON.stringify(Object.fromEntries(errors))}`,
+        );
+        t.diagnostic(
+          `writes again ${Math.round(firstWriteOnNew - promotedAt)} ms after the promotion (old primary stopped after ${Math.round(primaryStoppedAt - promotedAt)} ms); longest call ${Math.round(longest)} ms (deadline ${limit} ms)`,
+        );
         assert.ok(firstWriteOnNew > 0, 'the store never wrote to the new primary');
         assert.ok(firstWriteOnNew - promotedAt < 10_000, 'writes resumed more than 10 s after the promotion');
         // The deadline plus slack for a machine shared with other test runs.
@@ -268,7 +295,9 @@ describe('a primary and its synchronous standby', { skip }, () => {
         for (let i = 0; i < entries.length; i += 200) {
           const part = entries.slice(i, i + 200);
           const got = await Promise.all(part.map(([k]) => check.get(k)));
-          got.forEach((r, j) => { if (!(r.ok && r.value === part[j]?.[1])) missing += 1; });
+          got.forEach((r, j) => {
+            if (!(r.ok && r.value === part[j]?.[1])) missing += 1;
+          });
         }
         t.diagnostic(`${missing} of ${entries.length} acknowledged writes missing on the new primary`);
         assert.equal(missing, 0);

@@ -9,7 +9,9 @@ import { freshDatabase, type TestDatabase } from './helpers.js';
 import { Browser, sessionIdOf } from './web.js';
 
 declare module 'fastify' {
-  interface Session { n?: number }
+  interface Session {
+    n?: number;
+  }
 }
 
 let db: TestDatabase;
@@ -24,16 +26,25 @@ before(async () => {
   store = new FastifySessionStore({ store: shared });
   app = Fastify();
   await withSessions(app, store);
-  app.post('/login', async (req) => { req.session.user = 'alice'; return 'ok'; });
+  app.post('/login', async (req) => {
+    req.session.user = 'alice';
+    return 'ok';
+  });
   app.get('/whoami', async (req) => req.session.user ?? 'nobody');
-  app.post('/count', async (req) => { req.session.n = (req.session.n ?? 0) + 1; return String(req.session.n); });
+  app.post('/count', async (req) => {
+    req.session.n = (req.session.n ?? 0) + 1;
+    return String(req.session.n);
+  });
   app.post('/regenerate', async (req) => {
     const user = req.session.user;
     await req.session.regenerate();
     if (user !== undefined) req.session.user = user;
     return 'ok';
   });
-  app.post('/logout', async (req) => { await req.session.destroy(); return 'bye'; });
+  app.post('/logout', async (req) => {
+    await req.session.destroy();
+    return 'bye';
+  });
   base = await app.listen({ port: 0, host: '127.0.0.1' });
 });
 after(async () => {

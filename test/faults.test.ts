@@ -10,7 +10,6 @@ import { PG_MIGRATE_LOCK_ID } from 'node-pg-migrate';
 import { connect, SessionError, type SessionStore } from '../src/index.js';
 import { connectAdmin, migrate } from '../src/admin-index.js';
 import { migrationNames } from '../src/migrate.js';
-import { toSessionError } from '../src/errors.js';
 import { freePort } from './harness/cluster.js';
 import { cliPath, errorCode, freshDatabase, missingTool, schemaDump, type TestDatabase } from './helpers.js';
 
@@ -21,16 +20,20 @@ const code = errorCode;
 /** A TCP server on loopback that accepts connections and then does `onSocket` with them. */
 async function fakeServer(onSocket: (s: Socket) => void): Promise<{ port: number; close(): Promise<void> }> {
   const sockets: Socket[] = [];
-  const server: Server = createServer((s) => { sockets.push(s); onSocket(s); });
+  const server: Server = createServer((s) => {
+    sockets.push(s);
+    onSocket(s);
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
   assert.ok(address !== null && typeof address === 'object');
   return {
     port: address.port,
-    close: () => new Promise<void>((resolve) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -41,7 +44,10 @@ describe('the database is unreachable at start', () => {
     const admin = connectAdmin({ ...target, host: '127.0.0.1', port });
     try {
       for (const call of [() => store.get('k'), () => store.generate(), () => admin.purge()]) {
-        const err = await call().then(() => undefined, (e: unknown) => e);
+        const err = await call().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
         assert.ok(err instanceof SessionError, `${what}: ${String(err)}`);
         assert.equal(err.code, 'connection', what);
         assert.match(err.message, message, what);
@@ -163,18 +169,26 @@ describe('a migration killed halfway', () => {
   function migrateProcess(url: string) {
     const child = spawn(process.execPath, [cliPath, 'migrate', '--database-url', url], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += String(d); });
-    child.stderr.on('data', (d: Buffer) => { out += String(d); });
+    child.stdout.on('data', (d: Buffer) => {
+      out += String(d);
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      out += String(d);
+    });
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string }>((resolve) =>
-      child.on('exit', (code, signal) => resolve({ code, signal, out })));
+      child.on('exit', (code, signal) => resolve({ code, signal, out })),
+    );
     return { child, exited };
   }
 
   /** Waits (bounded) until a backend other than `except` waits on a lock of `kind` in the database. */
   async function waitForLockWait(db: TestDatabase, except: number, kind: string): Promise<void> {
     for (let i = 0; i < 600; i += 1) {
-      const r = await db.query(`SELECT count(*)::int AS n FROM pg_stat_activity
-                                 WHERE datname = current_database() AND pid <> $1 AND wait_event_type = 'Lock' AND wait_event = $2`, [except, kind]);
+      const r = await db.query(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+                                 WHERE datname = current_database() AND pid <> $1 AND wait_event_type = 'Lock' AND wait_event = $2`,
+        [except, kind],
+      );
       if (r.rows[0]?.n === 1) return;
       await sleep(50);
     }
@@ -186,9 +200,16 @@ describe('a migration killed halfway', () => {
     reference = await freshDatabase('ref', { empty: true });
     await migrate({ connectionString: reference.url, log: false });
   });
-  after(async () => { await reference.drop(); });
+  after(async () => {
+    await reference.drop();
+  });
 
-  async function killedThenRerun(prepare: (db: TestDatabase) => Promise<void>, lock: (holder: pg.Client) => Promise<void>, kind: string, t: { diagnostic(m: string): void }) {
+  async function killedThenRerun(
+    prepare: (db: TestDatabase) => Promise<void>,
+    lock: (holder: pg.Client) => Promise<void>,
+    kind: string,
+    t: { diagnostic(m: string): void },
+  ) {
     const db = await freshDatabase('killed', { empty: true });
     const holder = new pg.Client({ connectionString: db.url });
     try {
@@ -208,7 +229,8 @@ describe('a migration killed halfway', () => {
       const rerun = await migrateProcess(db.url).exited;
       assert.equal(rerun.code, 0, rerun.out);
       assert.match(rerun.out, new RegExp(`Applied: ${migrationNames().join(', ')}`));
-      if (missingTool('pg_dump')) t.diagnostic(`the schema is not compared with a single run's: ${String(missingTool('pg_dump'))}`);
+      if (missingTool('pg_dump'))
+        t.diagnostic(`the schema is not compared with a single run's: ${String(missingTool('pg_dump'))}`);
       else assert.equal(schemaDump(db.url), schemaDump(reference.url));
       const store = connect({ connectionString: await db.clientRole() });
       try {
@@ -217,7 +239,9 @@ describe('a migration killed halfway', () => {
       } finally {
         await store.close();
       }
-      t.diagnostic(`killed while waiting on a lock (${kind}); the re-run applied every migration and the schema equals a single-run install`);
+      t.diagnostic(
+        `killed while waiting on a lock (${kind}); the re-run applied every migration and the schema equals a single-run install`,
+      );
     } finally {
       await holder.end().catch(() => {});
       await db.drop();
@@ -236,13 +260,20 @@ describe('a migration killed halfway', () => {
         await holder.query('BEGIN');
         await holder.query('LOCK TABLE public.session_migrations IN SHARE MODE');
       },
-      'relation', t);
+      'relation',
+      t,
+    );
   });
 
   test('while waiting for the advisory lock of another migration: re-running completes', async (t) => {
-    await killedThenRerun(async () => {}, async (holder) => {
-      await holder.query(`SELECT pg_advisory_lock(${PG_MIGRATE_LOCK_ID})`);
-    }, 'advisory', t);
+    await killedThenRerun(
+      async () => {},
+      async (holder) => {
+        await holder.query(`SELECT pg_advisory_lock(${PG_MIGRATE_LOCK_ID})`);
+      },
+      'advisory',
+      t,
+    );
   });
 
   test('figures', (t) => {

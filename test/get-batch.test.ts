@@ -31,7 +31,10 @@ async function keysOfEveryState(): Promise<(string | null)[]> {
   const cleared = await one<string>('SELECT session.session_generate(3600, $1)', ['gone']);
   await app.query('SELECT session.session_clear($1)', [cleared]);
   const expired = await one<string>('SELECT session.session_generate(0, $1)', ['old']);
-  const others = await inTurn(Array.from({ length: 20 }, (_, i) => `v${i}`), (v) => one<string>('SELECT session.session_generate(NULL, $1)', [v]));
+  const others = await inTurn(
+    Array.from({ length: 20 }, (_, i) => `v${i}`),
+    (v) => one<string>('SELECT session.session_generate(NULL, $1)', [v]),
+  );
   return [live, notSet, cleared, expired, 'no-such-key', null, 'k'.repeat(2000), '', live, ...others, notSet];
 }
 
@@ -40,15 +43,25 @@ describe('session_get_batch', () => {
     const keys = await keysOfEveryState();
     const expected: { ord: number; value: string | null; period: string }[] = [];
     for (const [i, key] of keys.entries()) {
-      const r = await app.query<{ value: string | null; period: string }>('SELECT value, period FROM session.session_get($1)', [key]);
+      const r = await app.query<{ value: string | null; period: string }>('SELECT value, period FROM session.session_get($1)', [
+        key,
+      ]);
       for (const row of r.rows) expected.push({ ord: i + 1, ...row });
     }
     const got = await app.query<{ ord: number; value: string | null; period: string }>(
-      'SELECT ord, value, period FROM session.session_get_batch($1::text[])', [keys]);
+      'SELECT ord, value, period FROM session.session_get_batch($1::text[])',
+      [keys],
+    );
     // The periods are computed a moment apart: equal, or one second less in the batch.
-    assert.deepEqual(got.rows.map(({ ord, value }) => ({ ord, value })), expected.map(({ ord, value }) => ({ ord, value })));
+    assert.deepEqual(
+      got.rows.map(({ ord, value }) => ({ ord, value })),
+      expected.map(({ ord, value }) => ({ ord, value })),
+    );
     for (const [i, row] of got.rows.entries()) assert.ok(Number(expected[i]?.period) - Number(row.period) <= 1);
-    assert.deepEqual(expected.map((r) => r.ord), [1, 2, 9, ...Array.from({ length: 20 }, (_, i) => 10 + i), 30]);
+    assert.deepEqual(
+      expected.map((r) => r.ord),
+      [1, 2, 9, ...Array.from({ length: 20 }, (_, i) => 10 + i), 30],
+    );
     assert.equal(expected[1]?.value, null, 'found, not set');
   });
 
@@ -60,16 +73,24 @@ describe('session_get_batch', () => {
   test('SECURITY DEFINER with a pinned search_path, documented; the client role may call it, PUBLIC and the admin role may not', async () => {
     const r = await db.query<{ prosecdef: boolean; proconfig: string[]; comment: string | null; acl: string[] }>(
       `SELECT p.prosecdef, p.proconfig, obj_description(p.oid, 'pg_proc') AS comment, p.proacl::text[] AS acl
-         FROM pg_proc p WHERE p.oid = 'session.session_get_batch(text[])'::regprocedure`);
+         FROM pg_proc p WHERE p.oid = 'session.session_get_batch(text[])'::regprocedure`,
+    );
     const row = r.rows[0];
     assert.equal(row?.prosecdef, true);
     assert.deepEqual(row?.proconfig, ['search_path=pg_catalog, pg_temp']);
     assert.match(row?.comment ?? '', /session_get/);
-    assert.deepEqual(row?.acl.filter((e) => e.startsWith('=')), []);
+    assert.deepEqual(
+      row?.acl.filter((e) => e.startsWith('=')),
+      [],
+    );
     const grants = await db.query<{ role: string; can: boolean }>(
       `SELECT r AS role, has_function_privilege(r, 'session.session_get_batch(text[])', 'EXECUTE') AS can
-         FROM unnest(ARRAY['session_client', 'session_admin']) r`);
-    assert.deepEqual(grants.rows, [{ role: 'session_client', can: true }, { role: 'session_admin', can: false }]);
+         FROM unnest(ARRAY['session_client', 'session_admin']) r`,
+    );
+    assert.deepEqual(grants.rows, [
+      { role: 'session_client', can: true },
+      { role: 'session_admin', can: false },
+    ]);
   });
 });
 
@@ -88,8 +109,12 @@ describe('gets through the client', () => {
         const together = await Promise.all(keys.slice(0, size).map((k) => store.get(k)));
         assert.deepEqual(together.map(shape), alone.slice(0, size).map(shape), `${size} at once`);
       }
-      assert.deepEqual(alone.slice(0, 4).map(shape), [{ ok: true, value: 'value' }, { ok: false, error: 'not_set' },
-        { ok: false, error: 'not_found' }, { ok: false, error: 'not_found' }]);
+      assert.deepEqual(alone.slice(0, 4).map(shape), [
+        { ok: true, value: 'value' },
+        { ok: false, error: 'not_set' },
+        { ok: false, error: 'not_found' },
+        { ok: false, error: 'not_found' },
+      ]);
     } finally {
       await store.close();
     }
@@ -106,7 +131,11 @@ describe('gets through the client', () => {
         const store = connect({ connectionString: url });
         try {
           const results = await Promise.all([...keys, 'no-such-key'].map((k) => store.get(k)));
-          assert.deepEqual(results.map(shape), [...keys.map((_, i) => ({ ok: true, value: `v${i}` })), { ok: false, error: 'not_found' }], what);
+          assert.deepEqual(
+            results.map(shape),
+            [...keys.map((_, i) => ({ ok: true, value: `v${i}` })), { ok: false, error: 'not_found' }],
+            what,
+          );
         } finally {
           await store.close();
         }
@@ -137,7 +166,10 @@ describe('gets through the client', () => {
         const keys = await Promise.all(Array.from({ length: 6 }, (_, i) => store.generate({ value: `v${i}` })));
         for (let round = 1; round <= 2; round++) {
           const results = await Promise.all([...keys, 'no-such-key'].map((k) => store.get(k)));
-          assert.deepEqual(results.map(shape), [...keys.map((_, i) => ({ ok: true, value: `v${i}` })), { ok: false, error: 'not_found' }]);
+          assert.deepEqual(results.map(shape), [
+            ...keys.map((_, i) => ({ ok: true, value: `v${i}` })),
+            { ok: false, error: 'not_found' },
+          ]);
           assert.equal(Number((await bare.query('SELECT last_value FROM public.batch_calls')).rows[0]?.last_value), round);
         }
       } finally {
@@ -151,9 +183,17 @@ describe('gets through the client', () => {
   test('gets made in the turn the store closes reject with `closed` and open no connection', async () => {
     const app2 = uniqueName('gc');
     const store = connect({ connectionString: clientUrl, applicationName: app2 });
-    const gets = Array.from({ length: 20 }, () => store.get('some-key').then(() => 'resolved', (err: { code?: string }) => err.code));
+    const gets = Array.from({ length: 20 }, () =>
+      store.get('some-key').then(
+        () => 'resolved',
+        (err: { code?: string }) => err.code,
+      ),
+    );
     await store.close();
-    assert.deepEqual(await Promise.all(gets), gets.map(() => 'closed'));
+    assert.deepEqual(
+      await Promise.all(gets),
+      gets.map(() => 'closed'),
+    );
     const open = await db.query('SELECT 1 FROM pg_stat_activity WHERE application_name = $1', [app2]);
     assert.equal(open.rows.length, 0);
   });
@@ -169,9 +209,15 @@ describe('gets through the client', () => {
       await holder.query('BEGIN');
       await holder.query('LOCK TABLE session.sessions IN ACCESS EXCLUSIVE MODE');
       const results = await Promise.allSettled(keys.map((k) => store.get(k)));
-      assert.deepEqual(results.map((r) => (r.status === 'rejected' ? (r.reason as { code?: string }).code : 'resolved')), keys.map(() => 'statement_timeout'));
+      assert.deepEqual(
+        results.map((r) => (r.status === 'rejected' ? (r.reason as { code?: string }).code : 'resolved')),
+        keys.map(() => 'statement_timeout'),
+      );
       await holder.query('ROLLBACK');
-      assert.deepEqual((await Promise.all(keys.map((k) => store.get(k)))).map(shape), keys.map(() => ({ ok: true, value: 'v' })));
+      assert.deepEqual(
+        (await Promise.all(keys.map((k) => store.get(k)))).map(shape),
+        keys.map(() => ({ ok: true, value: 'v' })),
+      );
     } finally {
       await holder.end();
       await store.close();

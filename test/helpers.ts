@@ -2,7 +2,7 @@
 // that harness/run.ts prepared, and roles it creates are dropped again.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -20,7 +20,8 @@ function required(name: string): string {
 // pg deprecates a query sent on a client that is still executing one (pg 9 makes it an error):
 // the library never does, and a test file that does so fails.
 process.on('warning', (w) => {
-  if (/already executing a query/.test(w.message)) throw new Error(`a pg.Client was sent a query while executing another: ${w.stack ?? w.message}`);
+  if (/already executing a query/.test(w.message))
+    throw new Error(`a pg.Client was sent a query while executing another: ${w.stack ?? w.message}`);
 });
 
 /** Calls `f` on each item in turn: one pg.Client runs one query at a time. */
@@ -51,7 +52,11 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[], url = adminUrl): Promise<pg.QueryResult<R>> {
+export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  text: string,
+  values?: unknown[],
+  url = adminUrl,
+): Promise<pg.QueryResult<R>> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {

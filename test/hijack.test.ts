@@ -9,31 +9,61 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { migrate } from '../src/admin-index.js';
 import { databaseUrl } from './harness/urls.js';
-import { adminQuery, adminUrl, missingTool, pgTool, shippedMigrations, uniqueName } from './helpers.js';
+import { adminQuery, adminUrl, missingTool, pgTool, uniqueName } from './helpers.js';
 
 const sqlDir = fileURLToPath(new URL('../../sql/', import.meta.url));
-const shippedCount = shippedMigrations().length;
 
 /** [name, argument types, result type] of each planted function. */
 const functions: [string, string, string][] = [
-  ['format', 'text', 'text'], ['format', 'text, text', 'text'], ['format', 'text, name', 'text'],
-  ['format', 'text, text, text', 'text'], ['format', 'text, text, name', 'text'], ['format', 'text, name, name', 'text'],
-  ['format', 'text, text, text, name', 'text'], ['format', 'text, text, text, text, name', 'text'],
-  ['format', 'text, name, text, text, name', 'text'], ['format', 'text, text, text, text, text', 'text'],
-  ['current_setting', 'text', 'text'], ['current_setting', 'text, boolean', 'text'],
-  ['current_database', '', 'name'], ['quote_literal', 'text', 'text'], ['quote_ident', 'text', 'text'],
-  ['set_config', 'text, text, boolean', 'text'], ['pg_advisory_xact_lock', 'bigint', 'void'],
-  ['pg_advisory_lock', 'bigint', 'void'], ['to_regclass', 'text', 'regclass'], ['to_regprocedure', 'text', 'regprocedure'],
-  ['now', '', 'timestamptz'], ['clock_timestamp', '', 'timestamptz'], ['octet_length', 'text', 'integer'],
-  ['sha256', 'bytea', 'bytea'], ['convert_to', 'text, name', 'bytea'], ['make_interval', 'integer', 'interval'],
-  ['pg_relation_size', 'regclass', 'bigint'], ['least', 'timestamptz, timestamptz', 'timestamptz'],
-  ['nullif', 'text, text', 'text'], ['upper', 'text', 'text'], ['lower', 'text', 'text'],
+  ['format', 'text', 'text'],
+  ['format', 'text, text', 'text'],
+  ['format', 'text, name', 'text'],
+  ['format', 'text, text, text', 'text'],
+  ['format', 'text, text, name', 'text'],
+  ['format', 'text, name, name', 'text'],
+  ['format', 'text, text, text, name', 'text'],
+  ['format', 'text, text, text, text, name', 'text'],
+  ['format', 'text, name, text, text, name', 'text'],
+  ['format', 'text, text, text, text, text', 'text'],
+  ['current_setting', 'text', 'text'],
+  ['current_setting', 'text, boolean', 'text'],
+  ['current_database', '', 'name'],
+  ['quote_literal', 'text', 'text'],
+  ['quote_ident', 'text', 'text'],
+  ['set_config', 'text, text, boolean', 'text'],
+  ['pg_advisory_xact_lock', 'bigint', 'void'],
+  ['pg_advisory_lock', 'bigint', 'void'],
+  ['to_regclass', 'text', 'regclass'],
+  ['to_regprocedure', 'text', 'regprocedure'],
+  ['now', '', 'timestamptz'],
+  ['clock_timestamp', '', 'timestamptz'],
+  ['octet_length', 'text', 'integer'],
+  ['sha256', 'bytea', 'bytea'],
+  ['convert_to', 'text, name', 'bytea'],
+  ['make_interval', 'integer', 'interval'],
+  ['pg_relation_size', 'regclass', 'bigint'],
+  ['least', 'timestamptz, timestamptz', 'timestamptz'],
+  ['nullif', 'text, text', 'text'],
+  ['upper', 'text', 'text'],
+  ['lower', 'text', 'text'],
 ];
 /** [operator, left type, right type] of each planted operator. */
 const operators: [string, string, string][] = [
-  ['||', 'text', 'text'], ['||', 'text', 'name'], ['||', 'name', 'text'], ['=', 'text', 'text'], ['=', 'name', 'text'],
-  ['=', 'text', 'name'], ['=', 'name', 'name'], ['<>', 'text', 'name'], ['<>', 'name', 'text'], ['<>', 'text', 'text'],
-  ['~', 'text', 'text'], ['!~', 'text', 'text'], ['~~', 'text', 'text'], ['<', 'bigint', 'integer'], ['>=', 'bigint', 'bigint'],
+  ['||', 'text', 'text'],
+  ['||', 'text', 'name'],
+  ['||', 'name', 'text'],
+  ['=', 'text', 'text'],
+  ['=', 'name', 'text'],
+  ['=', 'text', 'name'],
+  ['=', 'name', 'name'],
+  ['<>', 'text', 'name'],
+  ['<>', 'name', 'text'],
+  ['<>', 'text', 'text'],
+  ['~', 'text', 'text'],
+  ['!~', 'text', 'text'],
+  ['~~', 'text', 'text'],
+  ['<', 'bigint', 'integer'],
+  ['>=', 'bigint', 'bigint'],
 ];
 
 interface Attacker {
@@ -64,11 +94,15 @@ async function plant(dbUrl: string, role: string, schemas: string[]): Promise<At
       // "$user" only counts when the role may use the schema: the attacker sees to it.
       await c.query(`GRANT USAGE ON SCHEMA ${s} TO PUBLIC`);
       for (const [name, args, result] of functions) {
-        await c.query(`CREATE FUNCTION ${s}.${name}(${args}) RETURNS ${result} LANGUAGE plpgsql AS $$${body(`${schema}.${name}(${args})`, result)}$$`);
+        await c.query(
+          `CREATE FUNCTION ${s}.${name}(${args}) RETURNS ${result} LANGUAGE plpgsql AS $$${body(`${schema}.${name}(${args})`, result)}$$`,
+        );
       }
       for (const [[op, left, right], i] of operators.map((o, i) => [o, i] as const)) {
         const fn = `${s}.op_${i}`;
-        await c.query(`CREATE FUNCTION ${fn}(${left}, ${right}) RETURNS ${op === '||' ? 'text' : 'boolean'} LANGUAGE plpgsql AS $$${body(`${schema}.${left} ${op} ${right}`, 'boolean')}$$`);
+        await c.query(
+          `CREATE FUNCTION ${fn}(${left}, ${right}) RETURNS ${op === '||' ? 'text' : 'boolean'} LANGUAGE plpgsql AS $$${body(`${schema}.${left} ${op} ${right}`, 'boolean')}$$`,
+        );
         await c.query(`CREATE OPERATOR ${s}.${op} (LEFTARG = ${left}, RIGHTARG = ${right}, FUNCTION = ${fn})`);
       }
     }
@@ -77,16 +111,20 @@ async function plant(dbUrl: string, role: string, schemas: string[]): Promise<At
   }
   return {
     role,
-    calls: async () => (await adminQuery<{ what: string }>(`SELECT what FROM ${role}_log.calls ORDER BY n`, [], dbUrl)).rows.map((r) => r.what),
+    calls: async () =>
+      (await adminQuery<{ what: string }>(`SELECT what FROM ${role}_log.calls ORDER BY n`, [], dbUrl)).rows.map((r) => r.what),
   };
 }
 
 /** Every role's attributes and memberships: nothing a migration run may change. */
-const rights = async () => (await adminQuery(`
+const rights = async () =>
+  (
+    await adminQuery(`
   SELECT (SELECT json_agg(r ORDER BY r.rolname) FROM (SELECT rolname, rolsuper, rolcreaterole, rolcreatedb, rolreplication,
                  rolbypassrls, rolinherit, rolcanlogin FROM pg_roles) r) AS roles,
          (SELECT json_agg(m ORDER BY m.roleid, m.member) FROM (SELECT roleid::regrole::text AS roleid, member::regrole::text AS member,
-                 admin_option FROM pg_auth_members) m) AS members`)).rows[0];
+                 admin_option FROM pg_auth_members) m) AS members`)
+  ).rows[0];
 
 const psqlAs = (url: string, file: string) =>
   pgTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', url, '-f', `${sqlDir}${file}`]);
@@ -115,8 +153,15 @@ describe('planted look-alikes never run during migrations', { timeout: 180_000 }
       const migrator = as === 'owner' ? owner : String((await adminQuery<{ u: string }>('SELECT current_user AS u')).rows[0]?.u);
       // CREATE on the database lets the attacker make a schema named after the migrating role, which
       // is first in its default search_path ("$user", public); public is writable where granted.
-      await adminQuery(`GRANT CREATE ON DATABASE ${name} TO ${attacker}; GRANT CREATE ON SCHEMA public TO ${attacker}`, [], superUrl);
-      const mallory = await plant(databaseUrl(adminUrl, name, { user: attacker, password: 'pw' }), attacker, [migrator, 'public']);
+      await adminQuery(
+        `GRANT CREATE ON DATABASE ${name} TO ${attacker}; GRANT CREATE ON SCHEMA public TO ${attacker}`,
+        [],
+        superUrl,
+      );
+      const mallory = await plant(databaseUrl(adminUrl, name, { user: attacker, password: 'pw' }), attacker, [
+        migrator,
+        'public',
+      ]);
 
       // The plants work: an unpinned call as 001 makes it runs the attacker's code.
       await adminQuery(`DO $$ BEGIN PERFORM format('%s %s %s', 'a', 'b', current_database()); END $$`, [], url);
@@ -140,8 +185,10 @@ describe('planted look-alikes never run during migrations', { timeout: 180_000 }
       assert.deepEqual(await rights(), before);
       const installed = await adminQuery<{ n: number }>(`SELECT count(*)::int AS n FROM public.session_migrations`, [], superUrl);
       assert.ok((installed.rows[0]?.n ?? 0) >= 1);
-      t.diagnostic(`${functions.length} functions and ${operators.length} operators planted in schemas ${migrator} and public; `
-        + 'migrate, uninstall.sql and install.sql ran none of them; no role changed');
+      t.diagnostic(
+        `${functions.length} functions and ${operators.length} operators planted in schemas ${migrator} and public; ` +
+          'migrate, uninstall.sql and install.sql ran none of them; no role changed',
+      );
     });
   }
 });

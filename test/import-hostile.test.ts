@@ -68,7 +68,9 @@ async function damage(): Promise<{ ran: number; planted: boolean; admin: boolean
   const r = await db.query<{ ran: number; planted: boolean; admin: boolean }>(
     `SELECT (SELECT count(*)::int FROM cps.ran WHERE who <> $2) AS ran,
             EXISTS (SELECT FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))) AS planted,
-            pg_has_role($2, $3, 'MEMBER') AS admin`, [plantedKey, roles.app, roles.admin]);
+            pg_has_role($2, $3, 'MEMBER') AS admin`,
+    [plantedKey, roles.app, roles.admin],
+  );
   return r.rows[0] ?? { ran: -1, planted: true, admin: true };
 }
 const none = { ran: 0, planted: false, admin: false };
@@ -83,10 +85,13 @@ async function refused(table: string, message: RegExp): Promise<void> {
   assert.equal(n.rows[0]?.n, 0, `${table}: nothing is imported`);
 }
 
-test('a row-level security policy calling the app\'s function: refused, the function never runs', async () => {
+test("a row-level security policy calling the app's function: refused, the function never runs", async () => {
   await app.query(`ALTER TABLE cps.session ENABLE ROW LEVEL SECURITY;
                    CREATE POLICY everyone ON cps.session USING (cps.plant())`);
-  await refused('session', /session-pg: permission_denied: table "cps"\."session" has row-level security, .*ALTER TABLE "cps"\."session" DISABLE ROW LEVEL SECURITY/);
+  await refused(
+    'session',
+    /session-pg: permission_denied: table "cps"\."session" has row-level security, .*ALTER TABLE "cps"\."session" DISABLE ROW LEVEL SECURITY/,
+  );
   // FORCE makes the policy apply to the table's owner too; still nothing runs as the importer.
   await app.query('ALTER TABLE cps.session FORCE ROW LEVEL SECURITY');
   await refused('session', /row-level security/);
@@ -105,7 +110,10 @@ test('a view, a materialized view, a partitioned table, a domain column: refused
     CREATE TABLE cps.session_domain (sid varchar PRIMARY KEY, sess cps.json_d NOT NULL, expire timestamp NOT NULL);
     GRANT SELECT ON ALL TABLES IN SCHEMA cps TO ${roles.owner};`);
   await app.query('DELETE FROM cps.ran');
-  await refused('session_view', /table "cps"\."session_view" is a view, not a plain table: .*run no code of the table's owner.*copy its rows into a plain table/);
+  await refused(
+    'session_view',
+    /table "cps"\."session_view" is a view, not a plain table: .*run no code of the table's owner.*copy its rows into a plain table/,
+  );
   await refused('session_mat', /is a materialized view, not a plain table/);
   await refused('session_parts', /is a partitioned table, not a plain table/);
   await refused('session_domain', /wrong type: sess is cps\.json_d/);
@@ -121,7 +129,8 @@ test('the plain table the app owns imports, children of it are not read', async 
   assert.equal(done.scanned, 3);
   assert.deepEqual(await damage(), none);
   const got = await db.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM session.sessions WHERE digest IN (SELECT sha256(convert_to(sid, 'UTF8')) FROM ONLY cps.session)`);
+    `SELECT count(*)::int AS n FROM session.sessions WHERE digest IN (SELECT sha256(convert_to(sid, 'UTF8')) FROM ONLY cps.session)`,
+  );
   assert.equal(got.rows[0]?.n, 3);
 });
 
@@ -133,17 +142,19 @@ test('the table changed between two batches: the next batch checks again and ref
   await db.query('DELETE FROM session.sessions');
   const appUrl = databaseUrl(adminUrl, db.name, { user: roles.app, password });
   let batches = 0;
-  const code = await errorCode(importConnectPgSimple({ connectionString: ownerUrl, schema: 'cps', table: 'session_later', batchSize: 1 }, () => {
-    batches += 1;
-    // Between the first batch and the second, while the importer waits (psql runs synchronously).
-    if (batches === 1) psql(appUrl, 'ALTER TABLE cps.session_later ENABLE ROW LEVEL SECURITY');
-  }));
+  const code = await errorCode(
+    importConnectPgSimple({ connectionString: ownerUrl, schema: 'cps', table: 'session_later', batchSize: 1 }, () => {
+      batches += 1;
+      // Between the first batch and the second, while the importer waits (psql runs synchronously).
+      if (batches === 1) psql(appUrl, 'ALTER TABLE cps.session_later ENABLE ROW LEVEL SECURITY');
+    }),
+  );
   assert.equal(code, 'permission_denied');
   assert.equal(batches, 1);
   assert.deepEqual(await damage(), none);
 });
 
-test('an index or statistics expression calling the app\'s function (planning folds immutable calls): refused', async () => {
+test("an index or statistics expression calling the app's function (planning folds immutable calls): refused", async () => {
   await app.query(`
     CREATE FUNCTION cps.plant_folded(text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN RETURN cps.plant(); END $f$;
     CREATE TABLE cps.session_partial (LIKE cps.session INCLUDING ALL);
@@ -179,10 +190,12 @@ test('an index or statistics expression calling the app\'s function (planning fo
                    GRANT SELECT ON cps.session_indexed_later TO ${roles.owner};`);
   const appUrl = databaseUrl(adminUrl, db.name, { user: roles.app, password });
   let batches = 0;
-  const code = await errorCode(importConnectPgSimple({ connectionString: ownerUrl, schema: 'cps', table: 'session_indexed_later', batchSize: 1 }, () => {
-    batches += 1;
-    if (batches === 1) psql(appUrl, `CREATE INDEX ON cps.session_indexed_later (expire) WHERE cps.plant_folded('x')`);
-  }));
+  const code = await errorCode(
+    importConnectPgSimple({ connectionString: ownerUrl, schema: 'cps', table: 'session_indexed_later', batchSize: 1 }, () => {
+      batches += 1;
+      if (batches === 1) psql(appUrl, `CREATE INDEX ON cps.session_indexed_later (expire) WHERE cps.plant_folded('x')`);
+    }),
+  );
   assert.equal(code, 'database');
   assert.equal(batches, 1);
   assert.deepEqual(await damage(), none);

@@ -39,7 +39,8 @@ after(async () => {
   await adminQuery(`DROP ROLE IF EXISTS ${adminRole}`);
 });
 
-const one = async (c: pg.Client, sql: string, values: unknown[] = []) => Object.values((await c.query(sql, values)).rows[0] ?? {})[0];
+const one = async (c: pg.Client, sql: string, values: unknown[] = []) =>
+  Object.values((await c.query(sql, values)).rows[0] ?? {})[0];
 const value = async (key: string) => (await a.query('SELECT value FROM session.session_get($1)', [key])).rows[0]?.value;
 
 /**

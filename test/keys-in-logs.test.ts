@@ -39,7 +39,10 @@ async function rejection(p: Promise<unknown>): Promise<SessionError> {
 
 describe('keys in logs and errors', { timeout: 60_000 }, () => {
   // pooled: no settings when connecting, unnamed statements: each statement carries its settings.
-  for (const [label, options] of [['', {}], [' with pooled: true', { pooled: true }]] as const) {
+  for (const [label, options] of [
+    ['', {}],
+    [' with pooled: true', { pooled: true }],
+  ] as const) {
     test(`every API call through the client${label}, successes and errors: no key in the log or in util.inspect(error)`, async (t) => {
       const store: SessionStore = connect({ connectionString: appUrl, ...options });
       const admin: SessionAdmin = connectAdmin({ connectionString: opsUrl, connections: 1, ...options });
@@ -55,11 +58,20 @@ describe('keys in logs and errors', { timeout: 60_000 }, () => {
           assert.equal(await store.touch(key, { expiry: 900 }), true);
           const merged = await store.generate({ value: '{"a":1}' });
           keys.push(merged);
-          const { version } = await store.get(merged) as { version: number };
+          const { version } = (await store.get(merged)) as { version: number };
           // Alone, then two at once (group commit), then conditional: a write and a conflict.
           assert.equal(await store.merge(merged, { set: { b: i }, unset: ['a'] }, { expiry: 600 }), true);
-          assert.deepEqual(await Promise.all([store.merge(merged, { set: { c: i } }), store.merge(merged, { unset: ['c'] })]), [true, true]);
-          assert.equal(await store.set(merged, '{"d":1}', { ifVersion: version + 100 }).then(() => 'written', (e: SessionError) => e.code), 'conflict');
+          assert.deepEqual(await Promise.all([store.merge(merged, { set: { c: i } }), store.merge(merged, { unset: ['c'] })]), [
+            true,
+            true,
+          ]);
+          assert.equal(
+            await store.set(merged, '{"d":1}', { ifVersion: version + 100 }).then(
+              () => 'written',
+              (e: SessionError) => e.code,
+            ),
+            'conflict',
+          );
           const own = framework(`put${i}`);
           keys.push(own, `missing-key-${i}-${'m'.repeat(30)}`);
           assert.equal(await store.put(own, '{}'), true);
@@ -99,7 +111,9 @@ describe('keys in logs and errors', { timeout: 60_000 }, () => {
       assert.match(log, /unnamed portal|Query Text: UPDATE session\.sessions/);
       for (const key of keys) assert.ok(!log.includes(key), `a key is in the server log (${key.slice(0, 6)}…)`);
       for (const text of inspected) for (const key of keys) assert.ok(!text.includes(key), 'a key is in util.inspect(error)');
-      t.diagnostic(`${keys.length} keys, ${inspected.length} errors, ${log.split('\n').length} log lines with auto_explain (nested, verbose): no key`);
+      t.diagnostic(
+        `${keys.length} keys, ${inspected.length} errors, ${log.split('\n').length} log lines with auto_explain (nested, verbose): no key`,
+      );
     });
   }
 
@@ -114,7 +128,10 @@ describe('keys in logs and errors', { timeout: 60_000 }, () => {
       await raw.connect();
       try {
         // What the driver alone would hand to an application's error logger.
-        const driverError = await raw.query('SELECT session.session_set($1, $2)', [key, 'x'.repeat(1_048_577)]).then(() => undefined, (e: unknown) => e);
+        const driverError = await raw.query('SELECT session.session_set($1, $2)', [key, 'x'.repeat(1_048_577)]).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
         assert.ok(inspect(driverError).includes(key), 'the server did not send the parameters back: this test proves nothing');
       } finally {
         await raw.end();
@@ -140,7 +157,14 @@ describe('keys in logs and errors', { timeout: 60_000 }, () => {
       await proxy.connect();
       await c.connect();
       const q = async (text: string, values: unknown[]) => (await c.query(`${mark} ${text}`, values)).rows;
-      const fails = async (text: string, values: unknown[]) => assert.ok(await q(text, values).then(() => false, () => true), text);
+      const fails = async (text: string, values: unknown[]) =>
+        assert.ok(
+          await q(text, values).then(
+            () => false,
+            () => true,
+          ),
+          text,
+        );
       try {
         // More than five calls of each on this connection: custom plans first, then whatever the server picks.
         for (let i = 0; i < 7; i += 1) {
@@ -163,11 +187,16 @@ describe('keys in logs and errors', { timeout: 60_000 }, () => {
           await fails('SELECT session.session_merge($1, $2::jsonb, $3::text[], $4, $5)', [mk, '{"m": 2}', null, null, v]);
           await fails('SELECT session.session_merge($1, $2::jsonb)', [key, '{"m": 3}']);
           await q('SELECT session.session_set($1, $2, $3, $4)', [missing, '{}', null, v]);
-          const written = await q('SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])',
-            [['set', 'touch', 'put', 'generate', 'put', 'clear', 'set', 'merge', 'merge', 'merge'],
+          const written = await q(
+            'SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])',
+            [
+              ['set', 'touch', 'put', 'generate', 'put', 'clear', 'set', 'merge', 'merge', 'merge'],
               [key, own, missing, null, 'short', missing, key, mk, mk, key],
               ['a', null, 'b', 'c', 'd', null, 'x'.repeat(1_048_577), '{"set": {"n": 1}}', '{"unset": ["n"]}', '{"set": {}}'],
-              [null, 60, null, null, null, null, null, null, null, null], [null, null, null, null, null, null, null, null, '1', null]]);
+              [null, 60, null, null, null, null, null, null, null, null],
+              [null, null, null, null, null, null, null, null, '1', null],
+            ],
+          );
           keys.push(...written.map((r) => r.key as string | null).filter((k): k is string => k !== null));
           const rotated = (await q('SELECT session.session_rotate($1) AS k', [key]))[0]?.k as string;
           keys.push(rotated);
@@ -176,25 +205,49 @@ describe('keys in logs and errors', { timeout: 60_000 }, () => {
           const made = [framework(`pgen${round}${i}`), framework(`pbatch${round}${i}`), framework(`prot${round}${i}`)];
           keys.push(...made);
           await proxy.query(`${mark} SELECT session.partition_generate($1, $2, $3)`, [made[0], 600, 'v']);
-          await proxy.query(`${mark} SELECT * FROM session.partition_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])`,
-            [['generate', 'set', 'put', 'merge', 'clear'], [made[1], made[0], own, own, made[0]], ['g', 's', '{"p": 1}', '{"set": {"q": 2}}', null],
-              [null, null, null, null, null], [null, null, null, '1', null]]);
+          await proxy.query(
+            `${mark} SELECT * FROM session.partition_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])`,
+            [
+              ['generate', 'set', 'put', 'merge', 'clear'],
+              [made[1], made[0], own, own, made[0]],
+              ['g', 's', '{"p": 1}', '{"set": {"q": 2}}', null],
+              [null, null, null, null, null],
+              [null, null, null, '1', null],
+            ],
+          );
           await proxy.query(`${mark} SELECT session.partition_rotate($1, $2)`, [made[1], made[2]]);
-          assert.ok(await proxy.query(`${mark} SELECT session.partition_generate($1)`, ['short']).then(() => false, () => true));
+          assert.ok(
+            await proxy.query(`${mark} SELECT session.partition_generate($1)`, ['short']).then(
+              () => false,
+              () => true,
+            ),
+          );
         }
       } finally {
         await c.end();
         await proxy.end();
       }
     }
-    const entries = serverLog().slice(from).split(/\n(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)/);
+    const entries = serverLog()
+      .slice(from)
+      .split(/\n(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)/);
     const caller = (e: string) => e.includes(mark) || /parameters: \$1 = /.test(e);
     const nested = entries.filter((e) => /Query Text:/.test(e) && !caller(e));
     // The statements of the batch functions were logged, nested: the test sees what it checks.
-    assert.ok(nested.some((e) => /session\.sessions/.test(e)), 'no nested statement in the log');
-    assert.ok(entries.some((e) => caller(e) && keys.some((k) => e.includes(k))), 'the caller\'s own plans hold no key: this test proves nothing');
+    assert.ok(
+      nested.some((e) => /session\.sessions/.test(e)),
+      'no nested statement in the log',
+    );
+    assert.ok(
+      entries.some((e) => caller(e) && keys.some((k) => e.includes(k))),
+      "the caller's own plans hold no key: this test proves nothing",
+    );
     for (const e of entries.filter((x) => !caller(x))) {
-      for (const key of keys) assert.ok(!e.includes(key), `a key (${key.slice(0, 6)}…) is in a statement a function ran:\n${e.replaceAll(key, '<key>').slice(0, 1500)}`);
+      for (const key of keys)
+        assert.ok(
+          !e.includes(key),
+          `a key (${key.slice(0, 6)}…) is in a statement a function ran:\n${e.replaceAll(key, '<key>').slice(0, 1500)}`,
+        );
     }
     t.diagnostic(`${keys.length} keys, ${nested.length} nested plans logged: no key outside the caller's own statement`);
   });

@@ -131,7 +131,7 @@ describe('koa-session rolling: unchanged sessions are touched, never rewritten',
 });
 
 describe('koa-session maxAge becomes the expiry', () => {
-  test('a number of milliseconds: the cookie age plus koa-session\'s 10 s margin', async () => {
+  test("a number of milliseconds: the cookie age plus koa-session's 10 s margin", async () => {
     const app = await started(new KoaSessionStore({ store: f.shared }), { maxAge: 60_000 });
     const b = new Browser(app.base);
     await b.post('/login');
@@ -150,13 +150,15 @@ describe('koa-session maxAge becomes the expiry', () => {
 });
 
 describe('KoaSessionStore ids', () => {
-  test('koa-session\'s default UUID ids are accepted; a prefix with other characters is refused', async () => {
+  test("koa-session's default UUID ids are accepted; a prefix with other characters is refused", async () => {
     const store = new KoaSessionStore({ store: f.shared });
     const uuid = randomUUID();
     await store.set(uuid, { user: 'alice' }, 60_000, { changed: true, ctx: {} });
     assert.equal((await store.get(uuid))?.user, 'alice');
-    await assert.rejects(store.set(`sess:${randomUUID()}`, { user: 'alice' }, 60_000, { changed: true, ctx: {} }),
-      (err) => err instanceof SessionError && err.code === 'invalid_parameter');
+    await assert.rejects(
+      store.set(`sess:${randomUUID()}`, { user: 'alice' }, 60_000, { changed: true, ctx: {} }),
+      (err) => err instanceof SessionError && err.code === 'invalid_parameter',
+    );
   });
 });
 

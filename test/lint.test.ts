@@ -7,8 +7,12 @@ import { after, before, test } from 'node:test';
 import { freshDatabase, type TestDatabase } from './helpers.js';
 
 let db: TestDatabase;
-before(async () => { db = await freshDatabase('lint'); });
-after(async () => { await db.drop(); });
+before(async () => {
+  db = await freshDatabase('lint');
+});
+after(async () => {
+  await db.drop();
+});
 
 test('plpgsql_check finds nothing in any function', async (t) => {
   const available = await db.query(`SELECT 1 FROM pg_available_extensions WHERE name = 'plpgsql_check'`);
@@ -24,7 +28,8 @@ test('plpgsql_check finds nothing in any function', async (t) => {
   const findings: string[] = [];
   for (const f of fns.rows) {
     const r = await db.query<{ line: string }>(
-      `SELECT plpgsql_check_function(${f.oid}, fatal_errors => false, extra_warnings => true, performance_warnings => true, security_warnings => true) AS line`);
+      `SELECT plpgsql_check_function(${f.oid}, fatal_errors => false, extra_warnings => true, performance_warnings => true, security_warnings => true) AS line`,
+    );
     for (const row of r.rows) findings.push(`${f.sig}: ${row.line}`);
   }
   assert.deepEqual(findings, []);
@@ -36,13 +41,17 @@ test('every step of sql/steps, and the psql install and uninstall scripts, pin s
   const dir = fileURLToPath(new URL('../../sql/', import.meta.url));
   // A plain SET: it holds whether the file runs in a transaction or on its own, and psql prints no
   // result table for it. The psql scripts keep the value in a variable (\gset) for the same reason.
-  const pin = (file: string) => (file.endsWith('install.sql')
-    ? "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)"
-    : 'SET search_path = pg_catalog, pg_temp;');
-  const steps = readdirSync(join(dir, 'steps')).filter((f) => /^\d{3}_.*\.sql$/.test(f)).map((f) => `steps/${f}`);
+  const pin = (file: string) =>
+    file.endsWith('install.sql')
+      ? "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)"
+      : 'SET search_path = pg_catalog, pg_temp;';
+  const steps = readdirSync(join(dir, 'steps'))
+    .filter((f) => /^\d{3}_.*\.sql$/.test(f))
+    .map((f) => `steps/${f}`);
   assert.ok(steps.length >= 1, steps.join(' '));
   for (const file of [...steps, 'install.sql', 'uninstall.sql']) {
-    const statements = readFileSync(join(dir, file), 'utf8').split('\n')
+    const statements = readFileSync(join(dir, file), 'utf8')
+      .split('\n')
       .filter((l) => l.trim() !== '' && !l.startsWith('--') && !l.startsWith('\\set') && l !== 'BEGIN;');
     assert.ok(statements[0]?.startsWith(pin(file)), `${file} starts with: ${statements[0]}`);
   }

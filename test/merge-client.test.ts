@@ -27,7 +27,10 @@ const live = (r: GetResult) => {
   return r;
 };
 const fields = async (key: string) => JSON.parse(live(await store.get(key)).value) as Record<string, unknown>;
-const putKey = () => uniqueName('mc').replace(/[^A-Za-z0-9_-]/g, '_').padEnd(40, 'x');
+const putKey = () =>
+  uniqueName('mc')
+    .replace(/[^A-Za-z0-9_-]/g, '_')
+    .padEnd(40, 'x');
 
 describe('versions', () => {
   test('get returns the version session_get returns; set, put and merge move it, touch does not', async () => {
@@ -65,7 +68,11 @@ describe('versions', () => {
   test('bad options: invalid_argument before anything is sent', async () => {
     const key = await store.generate({ value: '{}' });
     for (const ifVersion of [1.5, '3', Number.MAX_SAFE_INTEGER + 2, NaN]) {
-      assert.equal(await errorCode(store.set(key, '{}', { ifVersion: ifVersion as number })), 'invalid_argument', String(ifVersion));
+      assert.equal(
+        await errorCode(store.set(key, '{}', { ifVersion: ifVersion as number })),
+        'invalid_argument',
+        String(ifVersion),
+      );
     }
   });
 });
@@ -106,9 +113,21 @@ describe('merge', () => {
     const key = await store.generate({ value: '{"a":1}' });
     const cyclic: Record<string, unknown> = {};
     cyclic.self = cyclic;
-    const bad: unknown[] = [null, [], 'x', { set: [] }, { set: 'x' }, { unset: 'a' }, { unset: [1] },
-      { set: { a: 'nul\u0000' } }, { set: { ['k\u0000']: 1 } }, { set: { a: '\ud800' } }, { unset: ['\udc00'] },
-      { set: { a: 1n } }, { set: cyclic }];
+    const bad: unknown[] = [
+      null,
+      [],
+      'x',
+      { set: [] },
+      { set: 'x' },
+      { unset: 'a' },
+      { unset: [1] },
+      { set: { a: 'nul\u0000' } },
+      { set: { 'k\u0000': 1 } },
+      { set: { a: '\ud800' } },
+      { unset: ['\udc00'] },
+      { set: { a: 1n } },
+      { set: cyclic },
+    ];
     for (const f of bad) {
       assert.equal(await errorCode(store.merge(key, f as { set?: Record<string, unknown> })), 'invalid_argument', String(f));
     }

@@ -33,46 +33,72 @@ const one = async <T>(sql: string, values: unknown[] = [], client = app): Promis
   Object.values((await client.query(sql, values)).rows[0] ?? {})[0] as T;
 const generate = (value: string | null = '{"a": 1}', expiry = 3600) =>
   one<string>('SELECT session.session_generate($1, $2)', [expiry, value]);
-interface Got { value: string | null; period: string; version: string }
+interface Got {
+  value: string | null;
+  period: string;
+  version: string;
+}
 const get = async (key: string): Promise<Got | undefined> =>
   (await app.query<Got>('SELECT * FROM session.session_get($1)', [key])).rows[0];
 const version = async (key: string) => (await get(key))?.version;
 const json = async (key: string) => JSON.parse((await get(key))?.value ?? 'null') as unknown;
-const merge = (key: string, set: unknown, unset: string[] | null = null, expiry: number | null = null,
-  ifVersion: string | null = null, client = app) =>
-  one<boolean>('SELECT session.session_merge($1, $2::jsonb, $3::text[], $4, $5)',
-    [key, set === null ? null : JSON.stringify(set), unset, expiry, ifVersion], client);
-const putKey = () => uniqueName('merge').replace(/[^A-Za-z0-9_-]/g, '_').padEnd(40, 'x');
+const merge = (
+  key: string,
+  set: unknown,
+  unset: string[] | null = null,
+  expiry: number | null = null,
+  ifVersion: string | null = null,
+  client = app,
+) =>
+  one<boolean>(
+    'SELECT session.session_merge($1, $2::jsonb, $3::text[], $4, $5)',
+    [key, set === null ? null : JSON.stringify(set), unset, expiry, ifVersion],
+    client,
+  );
+const putKey = () =>
+  uniqueName('merge')
+    .replace(/[^A-Za-z0-9_-]/g, '_')
+    .padEnd(40, 'x');
 
 describe('versions', () => {
   test('every write of the value moves the version; touch, rotate-free reads and failed writes do not', async () => {
     const key = await generate();
-    const v0 = BigInt(await version(key) as string);
+    const v0 = BigInt((await version(key)) as string);
     assert.ok(v0 > 0n && v0 < 2n ** 53n, 'a version fits a JavaScript number');
     assert.equal(await one('SELECT session.session_touch($1, 60)', [key]), true);
-    assert.equal(BigInt(await version(key) as string), v0, 'touch leaves it');
+    assert.equal(BigInt((await version(key)) as string), v0, 'touch leaves it');
     assert.equal(await one('SELECT session.session_set($1, $2)', [key, '{"b": 2}']), true);
-    const v1 = BigInt(await version(key) as string);
+    const v1 = BigInt((await version(key)) as string);
     assert.notEqual(v1, v0);
     assert.equal(await merge(key, { c: 3 }), true);
-    const v2 = BigInt(await version(key) as string);
+    const v2 = BigInt((await version(key)) as string);
     assert.ok(v2 !== v1 && v2 !== v0);
     assert.equal(await sqlState(one('SELECT session.session_set($1, $2)', [key, 'x'.repeat(2_000_000)])), '22001');
-    assert.equal(BigInt(await version(key) as string), v2, 'a failed write leaves it');
+    assert.equal(BigInt((await version(key)) as string), v2, 'a failed write leaves it');
     const pk = putKey();
     assert.equal(await one('SELECT session.session_put($1, $2)', [pk, '{}']), true);
     const p0 = await version(pk);
     assert.equal(await one('SELECT session.session_put($1, $2)', [pk, '{"x": 1}']), true);
     assert.notEqual(await version(pk), p0, 'a put over a live session moves it');
-    const rows = (await app.query<{ ord: number; version: string }>('SELECT ord, version FROM session.session_get_batch($1::text[])', [[pk, key]])).rows;
-    assert.deepEqual(rows.map((r) => [r.ord, r.version]), [[1, await version(pk)], [2, await version(key)]]);
+    const rows = (
+      await app.query<{ ord: number; version: string }>('SELECT ord, version FROM session.session_get_batch($1::text[])', [
+        [pk, key],
+      ])
+    ).rows;
+    assert.deepEqual(
+      rows.map((r) => [r.ord, r.version]),
+      [
+        [1, await version(pk)],
+        [2, await version(key)],
+      ],
+    );
   });
 
   test('set and put with if_version: the current version writes, a stale one is SP001 and changes nothing', async () => {
     const key = await generate('{"a": 1}');
-    const v = await version(key) as string;
+    const v = (await version(key)) as string;
     assert.equal(await one('SELECT session.session_set($1, $2, NULL, $3)', [key, '{"a": 2}', v]), true);
-    const moved = await version(key) as string;
+    const moved = (await version(key)) as string;
     let message = '';
     try {
       await app.query('SELECT session.session_set($1, $2, NULL, $3)', [key, '{"a": 3}', v]);
@@ -88,7 +114,7 @@ describe('versions', () => {
     assert.equal(await one('SELECT session.session_put($1, $2, NULL, $3)', [pk, '{}', v]), false);
     assert.equal(await get(pk), undefined, 'a conditional put creates nothing');
     assert.equal(await one('SELECT session.session_put($1, $2)', [pk, '{"p": 1}']), true);
-    const pv = await version(pk) as string;
+    const pv = (await version(pk)) as string;
     assert.equal(await sqlState(one('SELECT session.session_put($1, $2, NULL, $3)', [pk, '{"p": 2}', '1'])), 'SP001');
     assert.equal(await one('SELECT session.session_put($1, $2, 60, $3)', [pk, '{"p": 3}', pv]), true);
     assert.deepEqual(await json(pk), { p: 3 });
@@ -100,7 +126,7 @@ describe('versions', () => {
 
   test('a set racing a conditional set: the one that locks second sees the moved version', async () => {
     const key = await generate('{"n": 0}');
-    const v = await version(key) as string;
+    const v = (await version(key)) as string;
     await other.query('BEGIN');
     try {
       assert.equal(await one('SELECT session.session_set($1, $2, NULL, $3)', [key, '{"n": 1}', v], other), true);
@@ -134,8 +160,9 @@ describe('session_merge', () => {
     assert.equal(await merge(cleared, { a: 2 }), false);
     const expired = await generate('{"a": 1}', 0);
     assert.equal(await merge(expired, { a: 2 }), false);
-    const stored = async (key: string) => (await owner.query(
-      `SELECT value, cleared FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))`, [key])).rows;
+    const stored = async (key: string) =>
+      (await owner.query(`SELECT value, cleared FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))`, [key]))
+        .rows;
     assert.deepEqual(await stored(cleared), [{ value: null, cleared: true }], 'the tombstone is unchanged');
     assert.deepEqual(await stored(expired), [{ value: '{"a": 1}', cleared: false }], 'the expired session is unchanged');
   });
@@ -188,7 +215,7 @@ describe('session_merge', () => {
 
   test('if_version: the current one merges, a stale one is SP001 and changes nothing', async () => {
     const key = await generate('{"a": 1}');
-    const v = await version(key) as string;
+    const v = (await version(key)) as string;
     assert.equal(await merge(key, { b: 2 }, null, null, v), true);
     assert.equal(await sqlState(merge(key, { c: 3 }, null, null, v)), 'SP001');
     assert.deepEqual(await json(key), { a: 1, b: 2 });
@@ -233,26 +260,41 @@ describe('session_merge', () => {
     const key = await generate('{}');
     const pool = new pg.Pool({ connectionString: url, max: 4 });
     try {
-      await Promise.all(Array.from({ length: 20 }, (_, i) =>
-        pool.query('SELECT session.session_merge($1, $2::jsonb)', [key, JSON.stringify({ [`f${i}`]: i })])));
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          pool.query('SELECT session.session_merge($1, $2::jsonb)', [key, JSON.stringify({ [`f${i}`]: i })]),
+        ),
+      );
     } finally {
       await pool.end();
     }
-    assert.deepEqual(Object.keys(await json(key) as object).sort(), Array.from({ length: 20 }, (_, i) => `f${i}`).sort());
+    assert.deepEqual(Object.keys((await json(key)) as object).sort(), Array.from({ length: 20 }, (_, i) => `f${i}`).sort());
   });
 });
 
 describe('privileges', () => {
   test('the client role calls session_merge; it may not call the helpers; PUBLIC and the admin role may not merge', async () => {
-    for (const helper of ['session.check_version(1, 1)', `session.merged_value('{}', '{}', NULL, 10)`,
-      `session.merge_problem('{}')`, `session.merge_fields_problem('{}', NULL)`, `session.element_problem('merge', '{}', NULL)`,
-      'session.batch_versions(NULL, 0)']) {
+    for (const helper of [
+      'session.check_version(1, 1)',
+      `session.merged_value('{}', '{}', NULL, 10)`,
+      `session.merge_problem('{}')`,
+      `session.merge_fields_problem('{}', NULL)`,
+      `session.element_problem('merge', '{}', NULL)`,
+      'session.batch_versions(NULL, 0)',
+    ]) {
       assert.equal(await sqlState(app.query(`SELECT ${helper}`)), '42501', helper);
     }
     const r = await owner.query<{ role: string; can: boolean }>(
       `SELECT r AS role, has_function_privilege(r, 'session.session_merge(text, jsonb, text[], bigint, bigint)', 'EXECUTE') AS can
-         FROM unnest(ARRAY['session_client', 'session_admin', 'public']) r`);
-    assert.deepEqual(r.rows.map((x) => [x.role, x.can]), [['session_client', true], ['session_admin', false], ['public', false]]);
+         FROM unnest(ARRAY['session_client', 'session_admin', 'public']) r`,
+    );
+    assert.deepEqual(
+      r.rows.map((x) => [x.role, x.can]),
+      [
+        ['session_client', true],
+        ['session_admin', false],
+        ['public', false],
+      ],
+    );
   });
 });
-

@@ -9,35 +9,60 @@ import { SessionError } from '../src/errors.js';
 import { databaseUrl } from './harness/urls.js';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { adminQuery, adminUrl, bindir, cronDatabase, freshDatabase, missingTool, pgTool, psql, schemaDump, uniqueName } from './helpers.js';
+import {
+  adminQuery,
+  adminUrl,
+  bindir,
+  cronDatabase,
+  freshDatabase,
+  missingTool,
+  pgTool,
+  psql,
+  schemaDump,
+  uniqueName,
+} from './helpers.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const sqlDir = `${root}sql`;
 
 /** The migrations this package ships, oldest first. */
 const shipped = migrationNames();
-const uninstall = (url: string) => pgTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', url, '-f', `${sqlDir}/uninstall.sql`]);
+const uninstall = (url: string) =>
+  pgTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', url, '-f', `${sqlDir}/uninstall.sql`]);
 
 const logs = () => {
   const lines: string[] = [];
-  return { lines, log: (l: string) => { lines.push(l); } };
+  return {
+    lines,
+    log: (l: string) => {
+      lines.push(l);
+    },
+  };
 };
 
 describe('node-pg-migrate path', () => {
-  test('up, re-run is a no-op, status; down is refused; uninstall.sql removes everything; up again', { skip: missingTool('psql') }, async () => {
+  test('up, re-run is a no-op, status; down is refused; uninstall.sql removes everything; up again', {
+    skip: missingTool('psql'),
+  }, async () => {
     const db = await freshDatabase('mig', { empty: true });
     try {
       assert.deepEqual(await migrate({ connectionString: db.url, log: false }), shipped);
       assert.deepEqual(await migrate({ connectionString: db.url, log: false }), []);
       const status = await migrationStatus({ connectionString: db.url });
-      assert.deepEqual(status.map((m) => m.name), shipped);
+      assert.deepEqual(
+        status.map((m) => m.name),
+        shipped,
+      );
       assert.ok(status.every((m) => m.applied && m.runOn instanceof Date));
       const key = psql(db.url, `SELECT session.session_generate(60, 'x')`);
       assert.equal(key.length, 64);
 
       // Forward-only: down is refused with the way out, and changes nothing.
-      await assert.rejects(migrate({ connectionString: db.url, direction: 'down', log: false }),
-        (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument' && /forward-only.*sql\/uninstall\.sql/.test(e.message));
+      await assert.rejects(
+        migrate({ connectionString: db.url, direction: 'down', log: false }),
+        (e: unknown) =>
+          e instanceof SessionError && e.code === 'invalid_argument' && /forward-only.*sql\/uninstall\.sql/.test(e.message),
+      );
       assert.equal(psql(db.url, `SELECT value FROM session.session_get('${key}')`), 'x');
 
       uninstall(db.url);
@@ -54,22 +79,38 @@ describe('node-pg-migrate path', () => {
     }
   });
 
-  test('a database a pre-release installed is refused by migrate, status and install.sql, unchanged; uninstall.sql clears it', { skip: missingTool('psql') }, async () => {
+  test('a database a pre-release installed is refused by migrate, status and install.sql, unchanged; uninstall.sql clears it', {
+    skip: missingTool('psql'),
+  }, async () => {
     const db = await freshDatabase('prerel', { empty: true });
     try {
       // What a pre-release left: its migration names and a schema session with sessions in it.
-      psql(db.url, `CREATE TABLE public.session_migrations (id SERIAL PRIMARY KEY, name varchar(255) NOT NULL, run_on timestamp NOT NULL);
+      psql(
+        db.url,
+        `CREATE TABLE public.session_migrations (id SERIAL PRIMARY KEY, name varchar(255) NOT NULL, run_on timestamp NOT NULL);
         INSERT INTO public.session_migrations (name, run_on) SELECT n, now() FROM unnest('{${preReleaseMigrations.slice(0, 9).join(',')}}'::text[]) n;
         CREATE SCHEMA session; CREATE TABLE session.sessions (digest bytea PRIMARY KEY, value text);
-        INSERT INTO session.sessions VALUES ('\\x01', 'kept')`);
-      const state = () => psql(db.url, `SELECT (SELECT string_agg(name, ',' ORDER BY id) FROM public.session_migrations) || ' '
-        || (SELECT string_agg(value, ',') FROM session.sessions) || ' ' || (SELECT count(*) FROM pg_proc WHERE pronamespace = 'session'::regnamespace)`);
+        INSERT INTO session.sessions VALUES ('\\x01', 'kept')`,
+      );
+      const state = () =>
+        psql(
+          db.url,
+          `SELECT (SELECT string_agg(name, ',' ORDER BY id) FROM public.session_migrations) || ' '
+        || (SELECT string_agg(value, ',') FROM session.sessions) || ' ' || (SELECT count(*) FROM pg_proc WHERE pronamespace = 'session'::regnamespace)`,
+        );
       const before = state();
-      const refused = (e: unknown) => e instanceof SessionError && e.code === 'prerelease_schema' && e.sqlState === '55000'
-        && /pre-release.*nothing was changed.*sql\/uninstall\.sql/.test(e.message);
+      const refused = (e: unknown) =>
+        e instanceof SessionError &&
+        e.code === 'prerelease_schema' &&
+        e.sqlState === '55000' &&
+        /pre-release.*nothing was changed.*sql\/uninstall\.sql/.test(e.message);
       await assert.rejects(migrate({ connectionString: db.url, log: false }), refused);
       await assert.rejects(migrationStatus({ connectionString: db.url }), refused);
-      const out = spawnSync(join(bindir, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-v', 'VERBOSITY=verbose', '-d', db.url, '-f', `${sqlDir}/install.sql`], { encoding: 'utf8' });
+      const out = spawnSync(
+        join(bindir, 'psql'),
+        ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-v', 'VERBOSITY=verbose', '-d', db.url, '-f', `${sqlDir}/install.sql`],
+        { encoding: 'utf8' },
+      );
       assert.notEqual(out.status, 0, out.stdout);
       assert.match(out.stderr, /55000.*installed by a pre-release/s, out.stderr);
       assert.equal(state(), before);
@@ -105,8 +146,16 @@ describe('node-pg-migrate path', () => {
       const { lines, log } = logs();
       const url = databaseUrl(adminUrl, name, { user: owner, password: 'pw' });
       assert.deepEqual(await migrate({ connectionString: url, log }), shipped);
-      if (cronDatabase) assert.ok(lines.some((l) => l.includes('may not read cron.database_name') && l.includes('cron.schedule_in_database')), lines.join('\n'));
-      else assert.ok(lines.some((l) => l.includes('pg_cron is not loaded')), lines.join('\n'));
+      if (cronDatabase)
+        assert.ok(
+          lines.some((l) => l.includes('may not read cron.database_name') && l.includes('cron.schedule_in_database')),
+          lines.join('\n'),
+        );
+      else
+        assert.ok(
+          lines.some((l) => l.includes('pg_cron is not loaded')),
+          lines.join('\n'),
+        );
       const app = uniqueName('app');
       await adminQuery(`CREATE ROLE ${app} LOGIN PASSWORD 'pw' IN ROLE session_client`);
       try {
@@ -127,9 +176,14 @@ describe('node-pg-migrate path', () => {
 describe('psql path', { skip: missingTool('psql') || missingTool('pg_dump') }, () => {
   test('sql/install.sql applies every step of sql/steps, and the Node migrations are the same steps', () => {
     const install = readFileSync(`${sqlDir}/install.sql`, 'utf8');
-    const steps = readdirSync(`${sqlDir}/steps`).filter((x) => x.endsWith('.sql')).sort();
+    const steps = readdirSync(`${sqlDir}/steps`)
+      .filter((x) => x.endsWith('.sql'))
+      .sort();
     for (const f of steps) assert.ok(install.includes(`\\ir steps/${f}`), `install.sql does not apply ${f}`);
-    assert.deepEqual(shipped, steps.map((f) => f.slice(0, -4)));
+    assert.deepEqual(
+      shipped,
+      steps.map((f) => f.slice(0, -4)),
+    );
   });
 
   test('psql install gives the same schema as the migrations, is re-runnable, and Node sees it applied', async () => {
@@ -144,7 +198,10 @@ describe('psql path', { skip: missingTool('psql') || missingTool('pg_dump') }, (
       }
       assert.equal(schemaDump(viaPsql.url), schemaDump(viaNode.url));
       assert.deepEqual(await migrate({ connectionString: viaPsql.url, log: false }), []);
-      assert.equal(psql(viaPsql.url, 'SELECT string_agg(name, \' \' ORDER BY id) FROM public.session_migrations'), shipped.join(' '));
+      assert.equal(
+        psql(viaPsql.url, "SELECT string_agg(name, ' ' ORDER BY id) FROM public.session_migrations"),
+        shipped.join(' '),
+      );
     } finally {
       await viaNode.drop();
       await viaPsql.drop();
@@ -186,8 +243,11 @@ describe('pg_cron job', () => {
       await sleep(200);
     }
     psql(cronUrl, `SELECT session.session_generate(-5, 'expired')`);
-    psql(cronUrl, `INSERT INTO session.sessions (digest, expires_at, value)
-                   SELECT sha256(('cron' || i)::bytea), now() - interval '1 s', repeat('x', 1500) FROM generate_series(1, 30000) i`);
+    psql(
+      cronUrl,
+      `INSERT INTO session.sessions (digest, expires_at, value)
+                   SELECT sha256(('cron' || i)::bytea), now() - interval '1 s', repeat('x', 1500) FROM generate_series(1, 30000) i`,
+    );
     // Runs recorded from here on see the rows (they start after the INSERT committed).
     const before = psql(cronUrl, 'SELECT coalesce(max(runid), 0) FROM cron.job_run_details');
     setActive(true);
@@ -222,7 +282,8 @@ describe('pg_cron job', () => {
       assert.equal(hints.length, 1, lines.join('\n'));
       assert.match(hints[0]!, /CALL session\.session_purge_job\(\)/);
       for (const hint of hints) psql(cronUrl, hint);
-      const job = () => psql(cronUrl, `SELECT database || ' ' || command FROM cron.job WHERE jobname = 'session-purge-${db.name}'`);
+      const job = () =>
+        psql(cronUrl, `SELECT database || ' ' || command FROM cron.job WHERE jobname = 'session-purge-${db.name}'`);
       assert.equal(job(), `${db.name} CALL session.session_purge_job()`);
       psql(cronUrl, `SELECT cron.unschedule('session-purge-${db.name}')`);
     } finally {

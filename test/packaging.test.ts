@@ -28,14 +28,27 @@ test('the tarball has the license and the docs, and no source map or TypeScript 
   for (const f of ['LICENSE', 'README.md', 'docs/cli.md', 'dist/src/cli.js', 'dist/src/index.d.ts', 'sql/install.sql']) {
     assert.ok(files.includes(f), `${f} is shipped`);
   }
-  assert.deepEqual(files.filter((f) => f.endsWith('.map') || (f.endsWith('.ts') && !f.endsWith('.d.ts'))), []);
+  assert.deepEqual(
+    files.filter((f) => f.endsWith('.map') || (f.endsWith('.ts') && !f.endsWith('.d.ts'))),
+    [],
+  );
 });
 
 // GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens.
-const slug = (heading: string) => heading.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-');
+const slug = (heading: string) =>
+  heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N} _-]/gu, '')
+    .replace(/ /g, '-');
 
 test('every relative link in README.md and docs/ points at a file, and at a heading there', () => {
-  const docs = ['README.md', ...readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+  const docs = [
+    'README.md',
+    ...readdirSync(join(root, 'docs'))
+      .filter((f) => f.endsWith('.md'))
+      .map((f) => `docs/${f}`),
+  ];
   const missing: string[] = [];
   for (const doc of docs) {
     const text = readFileSync(join(root, doc), 'utf8').replace(/```[\s\S]*?```/g, '');
@@ -55,7 +68,7 @@ test('every relative link in README.md and docs/ points at a file, and at a head
   assert.deepEqual(missing, []);
 });
 
-test('the README\'s first screen: what it is, how to try it, an example, in 40 lines', () => {
+test("the README's first screen: what it is, how to try it, an example, in 40 lines", () => {
   const readme = readFileSync(join(root, 'README.md'), 'utf8').split('\n');
   const firstScreen = readme.slice(0, 40).join('\n');
   assert.match(firstScreen, /npm run demo/);
@@ -83,7 +96,10 @@ test('the Python example: wrong usage exits 2 with the usage text, never a trace
   }
   const script = join(root, 'examples/python/session_demo.py');
   for (const args of [['set'], ['set', 'key'], ['get'], ['clear'], ['get', 'a', 'b'], ['frobnicate']]) {
-    const r = spawnSync(python, [script, ...args], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: 'postgresql://127.0.0.1:1/none' } });
+    const r = spawnSync(python, [script, ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, DATABASE_URL: 'postgresql://127.0.0.1:1/none' },
+    });
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, /python3 session_demo\.py set KEY VALUE/);
     assert.doesNotMatch(r.stderr, /Traceback/);
@@ -98,7 +114,10 @@ test('the Python example: wrong usage exits 2 with the usage text, never a trace
   assert.equal(unset.status, 2, unset.stderr);
   assert.match(unset.stderr, /^session_demo: set DATABASE_URL to the database to use/);
   assert.doesNotMatch(unset.stderr + none.stderr, /Traceback|OperationalError/);
-  const down = spawnSync(python, [script, 'get', 'k'], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: 'postgresql://127.0.0.1:1/none' } });
+  const down = spawnSync(python, [script, 'get', 'k'], {
+    encoding: 'utf8',
+    env: { ...process.env, DATABASE_URL: 'postgresql://127.0.0.1:1/none' },
+  });
   assert.equal(down.status, 1);
   assert.match(down.stderr, /^session_demo: OperationalError: /);
   assert.doesNotMatch(down.stderr, /Traceback/);

@@ -19,7 +19,8 @@ import { startLoggingCluster } from './harness/logs.js';
 import { findPgBouncer, startPgBouncer, type PgBouncer } from './harness/pgbouncer.js';
 import { Browser } from './web.js';
 
-const skip = findPgBouncer() === undefined ? 'pgbouncer is not installed (Debian package `pgbouncer`; .ci/run installs it)' : false;
+const skip =
+  findPgBouncer() === undefined ? 'pgbouncer is not installed (Debian package `pgbouncer`; .ci/run installs it)' : false;
 if (skip) console.log(`# SKIP test/pgbouncer.test.ts: ${skip}`);
 
 let cluster: Cluster;
@@ -138,7 +139,11 @@ for (const poolMode of ['transaction', 'session'] as const) {
     test('statementTimeoutMs and lockTimeoutMs reach the server with each statement', async () => {
       const key = await (async () => {
         const s = connect({ connectionString: appUrl, pooled: true });
-        try { return await s.generate({ value: 'v' }); } finally { await s.close(); }
+        try {
+          return await s.generate({ value: 'v' });
+        } finally {
+          await s.close();
+        }
       })();
       keys.push(key);
       const owner = new pg.Client({ connectionString: cluster.urlFor('bouncer') });
@@ -224,22 +229,26 @@ for (const poolMode of ['transaction', 'session'] as const) {
 
     test('two stores sharing a pool of 3 server connections: every call is served', async () => {
       const small = await startPgBouncer({
-        serverPort: cluster.port, poolMode, users: { app: 'pw' },
+        serverPort: cluster.port,
+        poolMode,
+        users: { app: 'pw' },
         // Well below the default 120 s, so that a store holding too many server connections fails here.
         settings: ['default_pool_size = 3', 'query_wait_timeout = 15'],
       });
       const url = small.url('bouncer', 'app', 'pw');
       const stores = [connect({ connectionString: url, pooled: true }), connect({ connectionString: url, pooled: true })];
       try {
-        await Promise.all(stores.map(async (store, s) => {
-          const mine = await Promise.all(Array.from({ length: 50 }, (_, i) => store.generate({ value: `${s}:${i}` })));
-          keys.push(...mine);
-          for (let round = 0; round < 10; round += 1) {
-            const got = await Promise.all(mine.map((k) => store.get(k)));
-            for (const [i, g] of got.entries()) assertLive(g, `${s}:${i}${round === 0 ? '' : `:${round - 1}`}`);
-            assert.ok((await Promise.all(mine.map((k, i) => store.set(k, `${s}:${i}:${round}`)))).every((ok) => ok));
-          }
-        }));
+        await Promise.all(
+          stores.map(async (store, s) => {
+            const mine = await Promise.all(Array.from({ length: 50 }, (_, i) => store.generate({ value: `${s}:${i}` })));
+            keys.push(...mine);
+            for (let round = 0; round < 10; round += 1) {
+              const got = await Promise.all(mine.map((k) => store.get(k)));
+              for (const [i, g] of got.entries()) assertLive(g, `${s}:${i}${round === 0 ? '' : `:${round - 1}`}`);
+              assert.ok((await Promise.all(mine.map((k, i) => store.set(k, `${s}:${i}:${round}`)))).every((ok) => ok));
+            }
+          }),
+        );
       } finally {
         for (const store of stores) await store.close();
         await small.stop();
@@ -259,8 +268,14 @@ for (const poolMode of ['transaction', 'session'] as const) {
 
 test('pooled: timeouts that are not non-negative integers are refused at connect, before any connection', () => {
   for (const bad of [-1, 1.5, Number.NaN]) {
-    assert.throws(() => connect({ host: '127.0.0.1', port: 1, pooled: true, statementTimeoutMs: bad }), (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument');
-    assert.throws(() => connect({ host: '127.0.0.1', port: 1, pooled: true, lockTimeoutMs: bad }), (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument');
+    assert.throws(
+      () => connect({ host: '127.0.0.1', port: 1, pooled: true, statementTimeoutMs: bad }),
+      (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument',
+    );
+    assert.throws(
+      () => connect({ host: '127.0.0.1', port: 1, pooled: true, lockTimeoutMs: bad }),
+      (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument',
+    );
   }
 });
 

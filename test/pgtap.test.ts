@@ -9,7 +9,9 @@ import { after, before, test, type TestContext } from 'node:test';
 import { bindir, freshDatabase, pgTool, type TestDatabase } from './helpers.js';
 
 const dir = fileURLToPath(new URL('../../test/pgtap/', import.meta.url));
-const files = readdirSync(dir).filter((f) => f.endsWith('.sql')).sort();
+const files = readdirSync(dir)
+  .filter((f) => f.endsWith('.sql'))
+  .sort();
 
 let db: TestDatabase;
 let available = false;
@@ -20,7 +22,9 @@ before(async () => {
   await db.query(`SELECT session.session_generate(3600, 'kept'), session.session_generate(0, 'expired')`);
   await db.query('SELECT session.session_set_default_period(86400)');
 });
-after(async () => { await db.drop(); });
+after(async () => {
+  await db.drop();
+});
 
 function missing(t: TestContext): boolean {
   if (available) return false;
@@ -30,11 +34,13 @@ function missing(t: TestContext): boolean {
 
 /** Everything a run could leave behind: rows, settings, the purge cursor, pgTAP itself. */
 async function state(): Promise<unknown> {
-  return (await db.query(`
+  return (
+    await db.query(`
     SELECT (SELECT json_agg(json_build_array(digest, value, expires_at) ORDER BY digest) FROM session.sessions) AS sessions,
            (SELECT row_to_json(c) FROM session.config c) AS config,
            (SELECT row_to_json(p) FROM session.purge_state p) AS purge_state,
-           (SELECT count(*)::int FROM pg_extension WHERE extname = 'pgtap') AS pgtap`)).rows[0];
+           (SELECT count(*)::int FROM pg_extension WHERE extname = 'pgtap') AS pgtap`)
+  ).rows[0];
 }
 
 /** Checks one file's TAP output and returns its plan. */
@@ -43,9 +49,15 @@ function passes(file: string, output: string): number {
   const plan = lines.map((l) => /^1\.\.(\d+)$/.exec(l)?.[1]).find((n) => n !== undefined);
   assert.ok(plan !== undefined, `${file}: no plan line in its output:\n${output}`);
   // A failure is followed by its "#" diagnostics (have/want); keep them with it.
-  const failures = lines.filter((l, i) => /^not ok\b/.test(l) || (l.startsWith('#') && lines.slice(0, i).some((p) => /^not ok\b/.test(p))));
+  const failures = lines.filter(
+    (l, i) => /^not ok\b/.test(l) || (l.startsWith('#') && lines.slice(0, i).some((p) => /^not ok\b/.test(p))),
+  );
   assert.ok(failures.length === 0, `${file}: failed assertions:\n${failures.join('\n')}`);
-  assert.equal(lines.filter((l) => /^ok \d+\b/.test(l)).length, Number(plan), `${file}: not every planned assertion ran:\n${output}`);
+  assert.equal(
+    lines.filter((l) => /^ok \d+\b/.test(l)).length,
+    Number(plan),
+    `${file}: not every planned assertion ran:\n${output}`,
+  );
   return Number(plan);
 }
 
@@ -68,7 +80,9 @@ test('pg_prove runs the suite as a DBA would', async (t) => {
     return;
   }
   const before = await state();
-  const r = spawnSync('pg_prove', ['--psql-bin', join(bindir, 'psql'), '-d', db.url, ...files.map((f) => join(dir, f))], { encoding: 'utf8' });
+  const r = spawnSync('pg_prove', ['--psql-bin', join(bindir, 'psql'), '-d', db.url, ...files.map((f) => join(dir, f))], {
+    encoding: 'utf8',
+  });
   assert.equal(r.status, 0, `pg_prove exited ${r.status}:\n${r.stdout}${r.stderr}`);
   assert.match(r.stdout, /^Result: PASS$/m);
   assert.deepEqual(await state(), before);

@@ -26,7 +26,8 @@ after(async () => {
 
 /** Rows, settings and the shape of the schema: what an attack could change. */
 async function state(): Promise<unknown> {
-  return (await db.query(`
+  return (
+    await db.query(`
     SELECT (SELECT json_agg(json_build_array(digest, value, expires_at) ORDER BY digest) FROM session.sessions) AS rows,
            (SELECT row_to_json(c) FROM session.config c) AS config,
            (SELECT json_agg(json_build_array(p.proname, p.prosecdef, p.proconfig, p.proowner::regrole, p.proacl, md5(p.prosrc)) ORDER BY p.oid)
@@ -35,7 +36,8 @@ async function state(): Promise<unknown> {
               FROM pg_class c WHERE c.relnamespace = 'session'::regnamespace) AS relations,
            (SELECT json_build_array(n.nspname, n.nspowner::regrole, n.nspacl) FROM pg_namespace n WHERE n.nspname = 'session') AS schema,
            (SELECT json_agg(json_build_array(r.rolname, r.rolcanlogin, r.rolsuper) ORDER BY r.rolname)
-              FROM pg_roles r WHERE r.rolname IN ('session_client', current_user)) AS roles`)).rows[0];
+              FROM pg_roles r WHERE r.rolname IN ('session_client', current_user)) AS roles`)
+  ).rows[0];
 }
 
 /** Each statement must fail with 42501 and leave everything as it was. */
@@ -120,7 +122,9 @@ describe('a login role in session_client cannot', () => {
   });
 
   test('become the owner, a superuser, or hand out session_client', async () => {
-    const owner = String((await db.query(`SELECT nspowner::regrole::text AS o FROM pg_namespace WHERE nspname = 'session'`)).rows[0]?.o);
+    const owner = String(
+      (await db.query(`SELECT nspowner::regrole::text AS o FROM pg_namespace WHERE nspname = 'session'`)).rows[0]?.o,
+    );
     await refused([
       `SET ROLE ${owner}`,
       `SET SESSION AUTHORIZATION ${owner}`,
@@ -194,10 +198,13 @@ describe('a login role in session_client sees nothing through the catalog', () =
   });
 
   test('VACUUM FULL and ANALYZE by the app are skipped with a warning: the table is not rewritten', async () => {
-    const file = async () => (await db.query(`SELECT relfilenode FROM pg_class WHERE oid = 'session.sessions'::regclass`)).rows[0]?.relfilenode;
+    const file = async () =>
+      (await db.query(`SELECT relfilenode FROM pg_class WHERE oid = 'session.sessions'::regclass`)).rows[0]?.relfilenode;
     const before = await file();
     const warnings: string[] = [];
-    const onNotice = (n: { message?: string | undefined }) => { warnings.push(String(n.message)); };
+    const onNotice = (n: { message?: string | undefined }) => {
+      warnings.push(String(n.message));
+    };
     app.on('notice', onNotice);
     try {
       await app.query('VACUUM FULL session.sessions');
@@ -243,7 +250,11 @@ describe('temporary objects cannot hijack the API', () => {
 // The owner role's own connection is used above only to observe; make sure the test database's
 // template settings did not grant PUBLIC anything on the schema in the meantime.
 test('PUBLIC still has no privilege on the schema objects', async () => {
-  const r = await adminQuery<{ n: number }>(`SELECT count(*)::int AS n FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
-                                             WHERE c.relnamespace = 'session'::regnamespace AND a.grantee = 0`, [], db.url);
+  const r = await adminQuery<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+                                             WHERE c.relnamespace = 'session'::regnamespace AND a.grantee = 0`,
+    [],
+    db.url,
+  );
   assert.equal(r.rows[0]?.n, 0);
 });

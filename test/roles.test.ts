@@ -37,7 +37,15 @@ test('without CREATEROLE the migration succeeds and prints the SQL a DBA must ru
   const owner = databaseUrl(admin, 'app', { user: 'plain_owner', password: 'pw' });
 
   const lines: string[] = [];
-  assert.deepEqual(await migrate({ connectionString: owner, log: (l) => { lines.push(l); } }), shipped);
+  assert.deepEqual(
+    await migrate({
+      connectionString: owner,
+      log: (l) => {
+        lines.push(l);
+      },
+    }),
+    shipped,
+  );
   const output = lines.join('\n');
   // 001, 003, 004 and 005 each say what is missing; only the last one's SQL, the whole of it, is shown.
   assert.match(output, /WARNING: session-postgresql: plain_owner may not create roles/);
@@ -63,7 +71,11 @@ test('without CREATEROLE the migration succeeds and prints the SQL a DBA must ru
     await assert.rejects(query(app, `SELECT * FROM ${table}`), (e: { code?: string }) => e.code === '42501', table);
   }
   // The administrative calls are the admin role's, not the application's.
-  for (const call of ['SELECT * FROM session.session_stats()', 'SELECT session.session_set_default_period(1)', 'SELECT session.session_purge()']) {
+  for (const call of [
+    'SELECT * FROM session.session_stats()',
+    'SELECT session.session_set_default_period(1)',
+    'SELECT session.session_purge()',
+  ]) {
     await assert.rejects(query(app, call), (e: { code?: string }) => e.code === '42501', call);
   }
   assert.equal((await query(ops, 'SELECT session.session_purge() AS n')).rows[0].n, '0');

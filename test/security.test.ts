@@ -23,19 +23,32 @@ after(async () => {
 /** What the application's role (session_client) may call. */
 const clientFunctions = [
   'session_generate(expiry bigint, value text, subject text, label text, lifetime bigint)',
-  'session_set_subject(key text, subject text, label text)', 'session_list(subject text, max_sessions integer)',
-  'session_revoke(subject text, except_key text)', 'session_revoke_handle(subject text, handle uuid)',
-  'session_rotate(key text)', 'session_absolute_lifetime()',
-  'session_write_batch(kinds text[], keys text[], vals text[], expiries bigint[], versions bigint[])', 'session_get(key text)',
-  'session_get_batch(keys text[])', 'session_set(key text, value text, expiry bigint, if_version bigint)',
-  'session_touch(key text, expiry bigint)', 'session_clear(key text)', 'session_default_period()',
-  'session_put(key text, value text, expiry bigint, if_version bigint)', 'session_count()',
+  'session_set_subject(key text, subject text, label text)',
+  'session_list(subject text, max_sessions integer)',
+  'session_revoke(subject text, except_key text)',
+  'session_revoke_handle(subject text, handle uuid)',
+  'session_rotate(key text)',
+  'session_absolute_lifetime()',
+  'session_write_batch(kinds text[], keys text[], vals text[], expiries bigint[], versions bigint[])',
+  'session_get(key text)',
+  'session_get_batch(keys text[])',
+  'session_set(key text, value text, expiry bigint, if_version bigint)',
+  'session_touch(key text, expiry bigint)',
+  'session_clear(key text)',
+  'session_default_period()',
+  'session_put(key text, value text, expiry bigint, if_version bigint)',
+  'session_count()',
   'session_merge(key text, set_fields jsonb, unset_fields text[], expiry bigint, if_version bigint)',
 ];
 /** What the admin role (session_admin) may call: the calls that affect every session. */
 const adminFunctions = [
-  'session_set_default_period(period bigint)', 'session_purge(batch_size integer)', 'session_stats()',
-  'session_default_period()', 'session_count()', 'session_set_absolute_lifetime(lifetime bigint)', 'session_absolute_lifetime()',
+  'session_set_default_period(period bigint)',
+  'session_purge(batch_size integer)',
+  'session_stats()',
+  'session_default_period()',
+  'session_count()',
+  'session_set_absolute_lifetime(lifetime bigint)',
+  'session_absolute_lifetime()',
 ];
 
 describe('a login role in session_client', () => {
@@ -52,23 +65,38 @@ describe('a login role in session_client', () => {
     assert.ok(Number((await app.query('SELECT session.session_count() AS n')).rows[0]?.n) >= 1);
   });
 
-  test('cannot change the default period, purge or read stats: those are the admin role\'s', async () => {
+  test("cannot change the default period, purge or read stats: those are the admin role's", async () => {
     // With the default period at 1 s, every session written afterwards would end within a second.
-    for (const sql of ['SELECT session.session_set_default_period(1)', 'SELECT session.session_set_default_period(3155760000)',
-      'SELECT session.session_purge()', 'SELECT * FROM session.session_stats()']) {
+    for (const sql of [
+      'SELECT session.session_set_default_period(1)',
+      'SELECT session.session_set_default_period(3155760000)',
+      'SELECT session.session_purge()',
+      'SELECT * FROM session.session_stats()',
+    ]) {
       assert.equal(await sqlState(app.query(sql)), '42501', sql);
     }
     assert.equal((await db.query('SELECT default_period FROM session.config')).rows[0]?.default_period, '604800');
   });
 
   test('cannot select, insert, update, delete or truncate any table', async () => {
-    const tables = (await db.query<{ t: string; c: string }>(`
+    const tables = (
+      await db.query<{ t: string; c: string }>(`
       SELECT format('session.%I', c.relname) AS t, (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = 1) AS c
-        FROM pg_class c WHERE c.relnamespace = 'session'::regnamespace AND c.relkind = 'r' ORDER BY 1`)).rows;
-    assert.deepEqual(tables.map((r) => r.t), ['session.config', 'session.purge_state', 'session.sessions']);
+        FROM pg_class c WHERE c.relnamespace = 'session'::regnamespace AND c.relkind = 'r' ORDER BY 1`)
+    ).rows;
+    assert.deepEqual(
+      tables.map((r) => r.t),
+      ['session.config', 'session.purge_state', 'session.sessions'],
+    );
     for (const { t, c } of tables) {
-      for (const sql of [`SELECT * FROM ${t}`, `INSERT INTO ${t} DEFAULT VALUES`, `UPDATE ${t} SET ${c} = ${c}`,
-        `DELETE FROM ${t}`, `TRUNCATE ${t}`, `COPY ${t} TO STDOUT`]) {
+      for (const sql of [
+        `SELECT * FROM ${t}`,
+        `INSERT INTO ${t} DEFAULT VALUES`,
+        `UPDATE ${t} SET ${c} = ${c}`,
+        `DELETE FROM ${t}`,
+        `TRUNCATE ${t}`,
+        `COPY ${t} TO STDOUT`,
+      ]) {
         assert.equal(await sqlState(app.query(sql)), '42501', sql);
       }
     }
@@ -103,8 +131,12 @@ describe('a login role in session_admin', () => {
     await ops.query('SELECT session.session_set_default_period(604800)');
     assert.equal(Number((await ops.query('SELECT session.session_purge() AS n')).rows[0]?.n) >= 0, true);
     assert.equal((await ops.query('SELECT count(*) AS n FROM session.session_stats()')).rows[0]?.n, '1');
-    for (const sql of [`SELECT session.session_generate()`, `SELECT * FROM session.session_get('k')`,
-      `SELECT session.session_clear('k')`, `SELECT * FROM session.sessions`]) {
+    for (const sql of [
+      `SELECT session.session_generate()`,
+      `SELECT * FROM session.session_get('k')`,
+      `SELECT session.session_clear('k')`,
+      `SELECT * FROM session.sessions`,
+    ]) {
       assert.equal(await sqlState(ops.query(sql)), '42501', sql);
     }
   });
@@ -112,13 +144,22 @@ describe('a login role in session_admin', () => {
 
 describe('function definitions', () => {
   test('every public function is SECURITY DEFINER with a pinned search_path, granted as documented, never to PUBLIC', async () => {
-    const rows = (await db.query<{ sig: string; secdef: boolean; config: string[] | null; public_exec: boolean; client_exec: boolean; admin_exec: boolean }>(`
+    const rows = (
+      await db.query<{
+        sig: string;
+        secdef: boolean;
+        config: string[] | null;
+        public_exec: boolean;
+        client_exec: boolean;
+        admin_exec: boolean;
+      }>(`
       SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS sig, p.prosecdef AS secdef,
              p.proconfig AS config,
              has_function_privilege('public', p.oid, 'EXECUTE') AS public_exec,
              has_function_privilege('session_client', p.oid, 'EXECUTE') AS client_exec,
              has_function_privilege('session_admin', p.oid, 'EXECUTE') AS admin_exec
-        FROM pg_proc p WHERE p.pronamespace = 'session'::regnamespace`)).rows;
+        FROM pg_proc p WHERE p.pronamespace = 'session'::regnamespace`)
+    ).rows;
     // The procedure session_purge_job is the owner's (see sql/schema/50_admin.sql for why it cannot
     // be SECURITY DEFINER): no one else may execute it.
     // session_stats has only OUT arguments: it is called as session_stats().
@@ -139,13 +180,20 @@ describe('function definitions', () => {
 
 describe('search_path hijack', () => {
   test('look-alike functions and operators in an attacker schema first in search_path are never called', async () => {
-    await adminQuery(`GRANT CREATE ON DATABASE ${db.name} TO ${(await app.query<{ u: string }>('SELECT current_user AS u')).rows[0]?.u}`);
+    await adminQuery(
+      `GRANT CREATE ON DATABASE ${db.name} TO ${(await app.query<{ u: string }>('SELECT current_user AS u')).rows[0]?.u}`,
+    );
     await app.query(`CREATE SCHEMA evil`);
     await app.query(`CREATE TABLE evil.calls (fn text)`);
     for (const [name, args, ret] of [
-      ['sha256', 'bytea', 'bytea'], ['now', '', 'timestamptz'], ['encode', 'bytea, text', 'text'],
-      ['convert_to', 'text, name', 'bytea'], ['gen_random_uuid', '', 'uuid'], ['octet_length', 'text', 'int'],
-      ['translate', 'text, text, text', 'text'], ['make_interval', 'int, int, int, int, int, int, double precision', 'interval'],
+      ['sha256', 'bytea', 'bytea'],
+      ['now', '', 'timestamptz'],
+      ['encode', 'bytea, text', 'text'],
+      ['convert_to', 'text, name', 'bytea'],
+      ['gen_random_uuid', '', 'uuid'],
+      ['octet_length', 'text', 'int'],
+      ['translate', 'text, text, text', 'text'],
+      ['make_interval', 'int, int, int, int, int, int, double precision', 'interval'],
     ] as const) {
       await app.query(`CREATE FUNCTION evil.${name}(${args}) RETURNS ${ret} LANGUAGE plpgsql AS $$
         BEGIN INSERT INTO evil.calls VALUES ('${name}'); RETURN NULL; END $$`);

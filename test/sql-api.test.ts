@@ -8,8 +8,12 @@ import { after, before, describe, test } from 'node:test';
 import { freshDatabase, sqlState, type TestDatabase } from './helpers.js';
 
 let db: TestDatabase;
-before(async () => { db = await freshDatabase('sql'); });
-after(async () => { await db.drop(); });
+before(async () => {
+  db = await freshDatabase('sql');
+});
+after(async () => {
+  await db.drop();
+});
 
 const one = async <T>(sql: string, values?: unknown[]): Promise<T> => {
   const r = await db.query(sql, values);
@@ -21,7 +25,7 @@ const get = async (key: string | null) =>
   (await db.query<{ value: string | null; period: string }>('SELECT * FROM session.session_get($1)', [key])).rows;
 
 describe('semantics', () => {
-  test('even in one transaction, the period follows the clock, not the transaction\'s start', async () => {
+  test("even in one transaction, the period follows the clock, not the transaction's start", async () => {
     const c = new pg.Client({ connectionString: db.url });
     await c.connect();
     try {
@@ -33,7 +37,7 @@ describe('semantics', () => {
       await c.end();
     }
   });
-  test('the value limit is session.config\'s max_value_bytes, 1 MiB by default', async () => {
+  test("the value limit is session.config's max_value_bytes, 1 MiB by default", async () => {
     assert.equal(Number(await one(`SELECT max_value_bytes FROM session.config`)), 1048576);
   });
 });
@@ -44,9 +48,18 @@ describe('storage and purge', () => {
     const digest = await one<Buffer>(`SELECT sha256(convert_to($1, 'UTF8'))`, [k]);
     assert.equal(await one(`SELECT count(*)::int FROM session.sessions WHERE digest = $1`, [digest]), 1);
     // No column of any table in the schema holds the key, in any form of text.
-    const tables = await db.query<{ t: string }>(`SELECT format('%I.%I', schemaname, tablename) AS t FROM pg_tables WHERE schemaname = 'session'`);
+    const tables = await db.query<{ t: string }>(
+      `SELECT format('%I.%I', schemaname, tablename) AS t FROM pg_tables WHERE schemaname = 'session'`,
+    );
     for (const { t } of tables.rows) {
-      assert.equal(await one(`SELECT count(*)::int FROM ${t} x WHERE strpos(x::text, $1) > 0 OR strpos(encode(convert_to(x::text, 'UTF8'), 'hex'), encode(convert_to($1, 'UTF8'), 'hex')) > 0`, [k]), 0, t);
+      assert.equal(
+        await one(
+          `SELECT count(*)::int FROM ${t} x WHERE strpos(x::text, $1) > 0 OR strpos(encode(convert_to(x::text, 'UTF8'), 'hex'), encode(convert_to($1, 'UTF8'), 'hex')) > 0`,
+          [k],
+        ),
+        0,
+        t,
+      );
     }
   });
   test('purge deletes expired rows only, in bounded calls, until 0', async () => {
@@ -75,7 +88,8 @@ describe('storage and purge', () => {
 
 describe('session_purge_job (what the pg_cron job calls)', () => {
   // 30000 expired rows of about 1.5 kB: about 5 a page, so the default batch of 10000 takes 3 calls.
-  const backlog = () => db.query(`INSERT INTO session.sessions (digest, expires_at, value)
+  const backlog = () =>
+    db.query(`INSERT INTO session.sessions (digest, expires_at, value)
     SELECT sha256(('job' || i || random())::bytea), now() - interval '1 s', repeat('x', 1500) FROM generate_series(1, 30000) i`);
   const expired = async () => Number(await one(`SELECT count(*) FROM session.sessions WHERE expires_at <= now()`));
 

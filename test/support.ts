@@ -36,4 +36,3 @@ export const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 export function cli(args: string[], env: NodeJS.ProcessEnv = {}): SpawnSyncReturns<string> {
   return spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', env: { ...process.env, DATABASE_URL: '', ...env } });
 }
-

@@ -5,10 +5,17 @@ import type { AddressInfo } from 'node:net';
 /** One browser: keeps the cookies the server sets, sends them back, and `headers` (e.g. a User-Agent). */
 export class Browser {
   cookies = new Map<string, string>();
-  constructor(private readonly base: string, readonly headers: Record<string, string> = {}) {}
+  constructor(
+    private readonly base: string,
+    readonly headers: Record<string, string> = {},
+  ) {}
 
   /** `form`: sent as an HTML form would (application/x-www-form-urlencoded). */
-  async request(method: string, path: string, form?: Record<string, string>): Promise<{ status: number; body: string; setCookie: string[] }> {
+  async request(
+    method: string,
+    path: string,
+    form?: Record<string, string>,
+  ): Promise<{ status: number; body: string; setCookie: string[] }> {
     const cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
     const headers: Record<string, string> = { ...this.headers, ...(cookie ? { cookie } : {}) };
     const init: RequestInit = { method, headers, redirect: 'manual' };

@@ -34,7 +34,12 @@ function contract(target: () => ApiTarget): void {
   const open = () => {
     if (opened === undefined) {
       const t = target();
-      opened = { t, sql: new pg.Pool({ connectionString: t.url, max: 2 }), store: connect({ connectionString: t.url }), admin: connectAdmin({ connectionString: t.url }) };
+      opened = {
+        t,
+        sql: new pg.Pool({ connectionString: t.url, max: 2 }),
+        store: connect({ connectionString: t.url }),
+        admin: connectAdmin({ connectionString: t.url }),
+      };
     }
     return opened;
   };
@@ -190,7 +195,14 @@ function contract(target: () => ApiTarget): void {
       assert.deepEqual(await get(id('q')), []);
     });
     test('refuses keys that are short or not base64url (22023), and NULLs (22004)', async () => {
-      for (const k of ['short', 'a'.repeat(31), `${'a'.repeat(31)}=`, `${'a'.repeat(40)} `, "'; --".repeat(10), 'a'.repeat(1025)]) {
+      for (const k of [
+        'short',
+        'a'.repeat(31),
+        `${'a'.repeat(31)}=`,
+        `${'a'.repeat(40)} `,
+        "'; --".repeat(10),
+        'a'.repeat(1025),
+      ]) {
         assert.equal(await sqlState(sql.query('SELECT session.session_put($1, $2)', [k, 'v'])), '22023', k);
       }
       assert.equal(await sqlState(sql.query('SELECT session.session_put(NULL, $1)', ['v'])), '22004');
@@ -212,8 +224,14 @@ function contract(target: () => ApiTarget): void {
         assert.equal(await sqlState(sql.query('SELECT session.session_generate($1)', [e])), '22023', e);
       }
       const k = await generate(60, 'kept');
-      assert.equal(await sqlState(sql.query('SELECT session.session_set($1, $2, $3)', [k, 'new', '9223372036854775807'])), '22023');
-      assert.equal(await sqlState(sql.query('SELECT session.session_set($1, $2, $3)', ['unknown', 'new', '9223372036854775807'])), '22023');
+      assert.equal(
+        await sqlState(sql.query('SELECT session.session_set($1, $2, $3)', [k, 'new', '9223372036854775807'])),
+        '22023',
+      );
+      assert.equal(
+        await sqlState(sql.query('SELECT session.session_set($1, $2, $3)', ['unknown', 'new', '9223372036854775807'])),
+        '22023',
+      );
       assert.equal(await sqlState(sql.query('SELECT session.session_touch($1, $2)', [k, '3155760001'])), '22023');
       assert.equal((await get(k))[0]?.value, 'kept');
       // The bounds themselves are accepted.

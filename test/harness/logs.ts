@@ -9,10 +9,15 @@ export async function startLoggingCluster(database: string, extraSql: string[] =
   const cluster = await startCluster({
     cron: false,
     settings: [
-      `shared_preload_libraries = 'auto_explain'`, 'auto_explain.log_min_duration = 0',
-      'auto_explain.log_nested_statements = on', 'auto_explain.log_verbose = on', 'auto_explain.log_analyze = on',
+      `shared_preload_libraries = 'auto_explain'`,
+      'auto_explain.log_min_duration = 0',
+      'auto_explain.log_nested_statements = on',
+      'auto_explain.log_verbose = on',
+      'auto_explain.log_analyze = on',
       // Every role's default here: parameters of failing statements are logged in full.
-      'log_parameter_max_length_on_error = -1', 'log_error_verbosity = verbose', 'log_min_error_statement = error',
+      'log_parameter_max_length_on_error = -1',
+      'log_error_verbosity = verbose',
+      'log_min_error_statement = error',
     ],
   });
   // From PostgreSQL 16 on, auto_explain logs every statement's parameters unless told not to: the

@@ -41,11 +41,15 @@ function osUser(): string | undefined {
   return process.getuid?.() === 0 ? (process.env.PG_TEST_OS_USER ?? 'postgres') : undefined;
 }
 
-const canConnect = (port: number) => new Promise<boolean>((resolve) => {
-  const socket = tcpConnect(port, '127.0.0.1');
-  socket.once('connect', () => { socket.destroy(); resolve(true); });
-  socket.once('error', () => resolve(false));
-});
+const canConnect = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const socket = tcpConnect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 
 export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBouncer> {
   const binary = findPgBouncer();
@@ -54,22 +58,30 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
   const port = await freePort();
   const ini = join(dir, 'pgbouncer.ini');
   const logFile = join(dir, 'pgbouncer.log');
-  writeFileSync(join(dir, 'userlist.txt'), Object.entries(options.users).map(([u, p]) => `"${u}" "${p}"\n`).join(''));
-  writeFileSync(ini, [
-    '[databases]',
-    `* = host=127.0.0.1 port=${options.serverPort}`,
-    '[pgbouncer]',
-    `logfile = ${logFile}`,
-    `pidfile = ${join(dir, 'pgbouncer.pid')}`,
-    'listen_addr = 127.0.0.1',
-    `listen_port = ${port}`,
-    `unix_socket_dir = ${dir}`,
-    'auth_type = md5',
-    `auth_file = ${join(dir, 'userlist.txt')}`,
-    `pool_mode = ${options.poolMode}`,
-    ...(options.settings ?? []),
-    '',
-  ].join('\n'));
+  writeFileSync(
+    join(dir, 'userlist.txt'),
+    Object.entries(options.users)
+      .map(([u, p]) => `"${u}" "${p}"\n`)
+      .join(''),
+  );
+  writeFileSync(
+    ini,
+    [
+      '[databases]',
+      `* = host=127.0.0.1 port=${options.serverPort}`,
+      '[pgbouncer]',
+      `logfile = ${logFile}`,
+      `pidfile = ${join(dir, 'pgbouncer.pid')}`,
+      'listen_addr = 127.0.0.1',
+      `listen_port = ${port}`,
+      `unix_socket_dir = ${dir}`,
+      'auth_type = md5',
+      `auth_file = ${join(dir, 'userlist.txt')}`,
+      `pool_mode = ${options.poolMode}`,
+      ...(options.settings ?? []),
+      '',
+    ].join('\n'),
+  );
   const user = osUser();
   if (user !== undefined) {
     const id = (flag: string) => Number(execFileSync('id', [flag, user], { encoding: 'utf8' }).trim());

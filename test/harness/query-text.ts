@@ -11,7 +11,9 @@ async function main(url: string): Promise<void> {
   await client.connect();
   try {
     // Several statements come back as one result each.
-    const results = await client.query({ text: sql, rowMode: 'array' }) as unknown as pg.QueryArrayResult | pg.QueryArrayResult[];
+    const results = (await client.query({ text: sql, rowMode: 'array' })) as unknown as
+      | pg.QueryArrayResult
+      | pg.QueryArrayResult[];
     for (const r of Array.isArray(results) ? results : [results]) {
       for (const row of r.rows as (string | null)[][]) process.stdout.write(`${row.map((v) => v ?? '').join('|')}\n`);
     }

@@ -18,13 +18,21 @@ const knownOptions = ['--stress'];
 async function main(): Promise<number> {
   const unknown = process.argv.slice(2).filter((a) => a.startsWith('--') && !knownOptions.includes(a));
   if (unknown.length > 0) {
-    console.error(`run.js: unknown option ${unknown.join(' ')} (options: ${knownOptions.join(' ')}; other arguments pick test files by name)`);
+    console.error(
+      `run.js: unknown option ${unknown.join(' ')} (options: ${knownOptions.join(' ')}; other arguments pick test files by name)`,
+    );
     return 2;
   }
   let cluster: Cluster | undefined;
   const cleanup = () => cluster?.destroy();
-  process.on('SIGINT', () => { cleanup(); process.exit(130); });
-  process.on('SIGTERM', () => { cleanup(); process.exit(143); });
+  process.on('SIGINT', () => {
+    cleanup();
+    process.exit(130);
+  });
+  process.on('SIGTERM', () => {
+    cleanup();
+    process.exit(143);
+  });
   try {
     let adminUrl = process.env.DATABASE_URL;
     if (adminUrl) {
@@ -32,7 +40,9 @@ async function main(): Promise<number> {
     } else {
       cluster = await startCluster();
       adminUrl = cluster.url;
-      console.log(`# throwaway cluster on port ${cluster.port}: ${cluster.version}${cluster.embedded ? ', embedded' : ''} (${cluster.bindir}), pg_cron ${cluster.cron ? 'preloaded' : 'not installed'}`);
+      console.log(
+        `# throwaway cluster on port ${cluster.port}: ${cluster.version}${cluster.embedded ? ', embedded' : ''} (${cluster.bindir}), pg_cron ${cluster.cron ? 'preloaded' : 'not installed'}`,
+      );
     }
     const admin = new pg.Client({ connectionString: adminUrl });
     await admin.connect();
@@ -46,10 +56,12 @@ async function main(): Promise<number> {
     const stress = process.argv.includes('--stress');
     const dirs = (stress ? ['../stress/'] : ['..', '../unit/']).map((d) => fileURLToPath(new URL(d, import.meta.url)));
     const only = process.argv.slice(2).filter((a) => !a.startsWith('--'));
-    const files = dirs.flatMap((dir) => readdirSync(dir)
-      .filter((f) => f.endsWith('.test.js') && (only.length === 0 || only.some((o) => f.includes(o))))
-      .sort()
-      .map((f) => join(dir, f)));
+    const files = dirs.flatMap((dir) =>
+      readdirSync(dir)
+        .filter((f) => f.endsWith('.test.js') && (only.length === 0 || only.some((o) => f.includes(o))))
+        .sort()
+        .map((f) => join(dir, f)),
+    );
     const env = {
       ...process.env,
       TEST_ADMIN_URL: adminUrl,
@@ -66,7 +78,10 @@ async function main(): Promise<number> {
   }
 }
 
-main().then((code) => process.exit(code), (err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

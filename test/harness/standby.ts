@@ -30,7 +30,13 @@ const standbyName = 'standby1';
 export async function startReplicatedPair(settings: string[] = []): Promise<ReplicatedPair> {
   const primary = await startCluster({
     cron: false,
-    settings: ['wal_level = replica', 'max_wal_senders = 4', 'hot_standby = on', `synchronous_standby_names = '${standbyName}'`, ...settings],
+    settings: [
+      'wal_level = replica',
+      'max_wal_senders = 4',
+      'hot_standby = on',
+      `synchronous_standby_names = '${standbyName}'`,
+      ...settings,
+    ],
   });
   const data = join(dirname(primary.logFile), 'standby');
   const port = await freePort();
@@ -38,11 +44,35 @@ export async function startReplicatedPair(settings: string[] = []): Promise<Repl
     if (r.status !== 0) throw new Error(`${what} failed (${r.status}): ${String(r.stderr)}${String(r.stdout)}`);
   };
   try {
-    must(primary.run('pg_basebackup', ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', data, '-R', '-X', 'stream', '-c', 'fast', '--no-sync']), 'pg_basebackup');
+    must(
+      primary.run('pg_basebackup', [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(primary.port),
+        '-U',
+        'postgres',
+        '-D',
+        data,
+        '-R',
+        '-X',
+        'stream',
+        '-c',
+        'fast',
+        '--no-sync',
+      ]),
+      'pg_basebackup',
+    );
     // The copy has the primary's settings: its own port and name, and once promoted it must not
     // wait for a standby of its own.
-    appendFileSync(join(data, 'postgresql.conf'), `\nport = ${port}\ncluster_name = '${standbyName}'\nsynchronous_standby_names = ''\n`);
-    must(primary.run('pg_ctl', ['-D', data, '-l', join(dirname(data), 'standby.log'), '-w', '-t', '60', 'start']), 'starting the standby');
+    appendFileSync(
+      join(data, 'postgresql.conf'),
+      `\nport = ${port}\ncluster_name = '${standbyName}'\nsynchronous_standby_names = ''\n`,
+    );
+    must(
+      primary.run('pg_ctl', ['-D', data, '-l', join(dirname(data), 'standby.log'), '-w', '-t', '60', 'start']),
+      'starting the standby',
+    );
   } catch (err) {
     primary.destroy();
     throw err;
@@ -76,7 +106,9 @@ async function waitForSync(primaryUrl: string): Promise<void> {
   await c.connect();
   try {
     for (let i = 0; i < 300; i += 1) {
-      const r = await c.query(`SELECT 1 FROM pg_stat_replication WHERE application_name = $1 AND sync_state = 'sync'`, [standbyName]);
+      const r = await c.query(`SELECT 1 FROM pg_stat_replication WHERE application_name = $1 AND sync_state = 'sync'`, [
+        standbyName,
+      ]);
       if (r.rowCount === 1) return;
       await sleep(100);
     }

@@ -30,7 +30,11 @@ export interface Deployment {
   /** The cluster index of each partition. */
   clusterOf: number[];
   /** Runs SQL as superuser on a URL. */
-  query<R extends pg.QueryResultRow = pg.QueryResultRow>(url: string, text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    url: string,
+    text: string,
+    values?: unknown[],
+  ): Promise<pg.QueryResult<R>>;
   destroy(): Promise<void>;
 }
 
@@ -44,7 +48,11 @@ export function requirePassword(cluster: Cluster, role: string): void {
   if (r.status !== 0) throw new Error(`pg_ctl reload failed: ${String(r.stderr)}`);
 }
 
-export async function sql<R extends pg.QueryResultRow = pg.QueryResultRow>(url: string, text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+export async function sql<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  url: string,
+  text: string,
+  values?: unknown[],
+): Promise<pg.QueryResult<R>> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
@@ -59,9 +67,11 @@ export async function sql<R extends pg.QueryResultRow = pg.QueryResultRow>(url: 
  * would run the server out of connections when many keys are checked at once.
  */
 export async function partitionsOf(proxyUrl: string, keys: string[], partitions = 4): Promise<number[]> {
-  const r = await sql<{ p: number }>(proxyUrl,
+  const r = await sql<{ p: number }>(
+    proxyUrl,
     'SELECT session_proxy.key_hash(k) & ($2::int - 1) AS p FROM unnest($1::text[]) WITH ORDINALITY AS u(k, i) ORDER BY i',
-    [keys, partitions]);
+    [keys, partitions],
+  );
   return r.rows.map((row) => Number(row.p));
 }
 
@@ -84,7 +94,9 @@ export async function deploy(options: DeployOptions = {}): Promise<Deployment> {
   const clusters: Cluster[] = options.clusters ?? [];
   try {
     while (clusters.length < servers) {
-      clusters.push(await startCluster({ settings: ['wal_level = logical', 'max_connections = 300', ...(options.settings ?? [])] }));
+      clusters.push(
+        await startCluster({ settings: ['wal_level = logical', 'max_connections = 300', ...(options.settings ?? [])] }),
+      );
     }
     const password = randomBytes(12).toString('hex');
     const tag = randomBytes(3).toString('hex');
@@ -100,16 +112,20 @@ export async function deploy(options: DeployOptions = {}): Promise<Deployment> {
     }
     await migratePartitions(partitionUrls, { log: false });
     if (options.purgeJobs) {
-      for (const cluster of clusters) if (cluster.cron) await sql(cluster.urlFor(cluster.cronDatabase), 'CREATE EXTENSION IF NOT EXISTS pg_cron');
+      for (const cluster of clusters)
+        if (cluster.cron) await sql(cluster.urlFor(cluster.cronDatabase), 'CREATE EXTENSION IF NOT EXISTS pg_cron');
       for (const [p, url] of partitionUrls.entries()) {
         const cluster = clusters[clusterOf[p] as number] as Cluster;
         if (cluster.cron) await schedulePurge({ connectionString: url, cronDatabaseUrl: cluster.urlFor(cluster.cronDatabase) });
       }
     }
     for (const cluster of clusters) {
-      await sql(cluster.url, `DO $$ BEGIN
+      await sql(
+        cluster.url,
+        `DO $$ BEGIN
         IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${partitionLogin}') THEN CREATE ROLE ${partitionLogin} LOGIN IN ROLE session_proxy; END IF;
-      END $$`);
+      END $$`,
+      );
       await sql(cluster.url, `ALTER ROLE ${partitionLogin} PASSWORD '${password}'`);
       requirePassword(cluster, partitionLogin);
     }
@@ -118,7 +134,9 @@ export async function deploy(options: DeployOptions = {}): Promise<Deployment> {
     await sql(first.url, `CREATE DATABASE ${proxyDb}`);
     const proxyUrl = first.urlFor(proxyDb);
     await installProxy({
-      connectionString: proxyUrl, partitions: proxyPartitionUrls, log: false,
+      connectionString: proxyUrl,
+      partitions: proxyPartitionUrls,
+      log: false,
       ...(options.tcpUserTimeoutMs === undefined ? {} : { tcpUserTimeoutMs: options.tcpUserTimeoutMs }),
       ...(options.queryTimeoutSeconds === undefined ? {} : { queryTimeoutSeconds: options.queryTimeoutSeconds }),
     });

@@ -41,7 +41,9 @@ async function failure(p: Promise<unknown>): Promise<SessionError> {
 }
 
 describe('a partition server down', () => {
-  test('the other partitions answer; the missing ones fail at once with `connection`; all recover', { timeout: 120_000 }, async (t) => {
+  test('the other partitions answer; the missing ones fail at once with `connection`; all recover', {
+    timeout: 120_000,
+  }, async (t) => {
     const up = onCluster(0);
     const down = onCluster(1);
     assert.ok(up.length > 0 && down.length > 0);
@@ -72,19 +74,34 @@ describe('a partition server down', () => {
       await c.connect();
       try {
         const elements = [...up.slice(0, 5), ...down.slice(0, 5)];
-        const rows = (await c.query<{ ord: number; sqlstate: string | null; message: string | null; ok: boolean | null }>(
-          'SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])',
-          [elements.map(() => 'set'), elements.map((s) => s.key), elements.map((s) => `${s.value}!`), elements.map(() => null)])).rows;
-        assert.deepEqual(rows.map((r) => [r.sqlstate, r.ok]), elements.map((_, i) => (i < Math.min(5, up.length) ? [null, true] : ['08006', null])));
+        const rows = (
+          await c.query<{ ord: number; sqlstate: string | null; message: string | null; ok: boolean | null }>(
+            'SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])',
+            [elements.map(() => 'set'), elements.map((s) => s.key), elements.map((s) => `${s.value}!`), elements.map(() => null)],
+          )
+        ).rows;
+        assert.deepEqual(
+          rows.map((r) => [r.sqlstate, r.ok]),
+          elements.map((_, i) => (i < Math.min(5, up.length) ? [null, true] : ['08006', null])),
+        );
         for (const r of rows) assert.ok(!elements.some((s) => (r.message ?? '').includes(s.key)));
         for (const s of up.slice(0, 5)) s.value = `${s.value}!`;
         // Many gets in one call: it fails as a whole (08006) when a partition of its keys is down,
         // and answers when its keys are on the partitions that are up.
-        const state = await c.query('SELECT * FROM session.session_get_batch($1::text[])', [[up[0]?.key, down[0]?.key]])
-          .then(() => 'none', (err: { code?: string }) => String(err.code));
+        const state = await c.query('SELECT * FROM session.session_get_batch($1::text[])', [[up[0]?.key, down[0]?.key]]).then(
+          () => 'none',
+          (err: { code?: string }) => String(err.code),
+        );
         assert.equal(state, '08006');
-        const found = (await c.query<{ ord: number; value: string }>('SELECT * FROM session.session_get_batch($1::text[])', [up.map((s) => s.key)])).rows;
-        assert.deepEqual(found.map((r) => [r.ord, r.value]), up.map((s, i) => [i + 1, s.value]));
+        const found = (
+          await c.query<{ ord: number; value: string }>('SELECT * FROM session.session_get_batch($1::text[])', [
+            up.map((s) => s.key),
+          ])
+        ).rows;
+        assert.deepEqual(
+          found.map((r) => [r.ord, r.value]),
+          up.map((s, i) => [i + 1, s.value]),
+        );
       } finally {
         await c.end();
       }
@@ -138,7 +155,10 @@ describe('a partition server down', () => {
  */
 function signal(cluster: Cluster, sig: 'STOP' | 'CONT'): void {
   const pm = readFileSync(join(dirname(cluster.logFile), 'data', 'postmaster.pid'), 'utf8').split('\n')[0] as string;
-  const children = execFileSync('ps', ['-o', 'pid=', '--ppid', pm], { encoding: 'utf8' }).split('\n').map((s) => s.trim()).filter(Boolean);
+  const children = execFileSync('ps', ['-o', 'pid=', '--ppid', pm], { encoding: 'utf8' })
+    .split('\n')
+    .map((s) => s.trim())
+    .filter(Boolean);
   execFileSync('kill', [`-${sig}`, pm, ...children]);
 }
 
@@ -147,7 +167,9 @@ describe('a partition server hung', () => {
   // never makes it do: without a statement_timeout on the caller's connection this call waits
   // forever. With one, the timeout's signal wakes the loop and PL/Proxy's query_timeout (2 s here,
   // shorter) or the statement_timeout itself ends the call.
-  test('a partition backend that stops answering: the caller\'s statement timeout ends the call', { timeout: 120_000 }, async (t) => {
+  test("a partition backend that stops answering: the caller's statement timeout ends the call", {
+    timeout: 120_000,
+  }, async (t) => {
     const hung = onCluster(1);
     const fine = onCluster(0);
     // One proxy connection that has talked to every partition.
@@ -157,13 +179,20 @@ describe('a partition server hung', () => {
       await c.query('SELECT session.session_count()');
       const cluster = d.clusters[1] as Cluster;
       // The proxy's backends on that server stop; its postmaster still takes PL/Proxy's cancel request.
-      const backends = (await d.query<{ pid: number }>(cluster.url,
-        `SELECT pid FROM pg_stat_activity WHERE application_name = 'session-postgresql proxy'`)).rows.map((r) => String(r.pid));
+      const backends = (
+        await d.query<{ pid: number }>(
+          cluster.url,
+          `SELECT pid FROM pg_stat_activity WHERE application_name = 'session-postgresql proxy'`,
+        )
+      ).rows.map((r) => String(r.pid));
       assert.ok(backends.length > 0);
       execFileSync('kill', ['-STOP', ...backends]);
       try {
         const started = performance.now();
-        const err = await c.query('SELECT * FROM session.session_get($1)', [hung[0]?.key]).then(() => undefined, (e: pg.DatabaseError) => e);
+        const err = await c.query('SELECT * FROM session.session_get($1)', [hung[0]?.key]).then(
+          () => undefined,
+          (e: pg.DatabaseError) => e,
+        );
         const took = performance.now() - started;
         assert.ok(err?.code === '08006' || err?.code === '57014', err?.message);
         t.diagnostic(`statement_timeout 3 s, query_timeout 2 s: the call failed with ${err?.code} after ${took.toFixed(0)} ms`);
@@ -173,15 +202,18 @@ describe('a partition server hung', () => {
       } finally {
         execFileSync('kill', ['-CONT', ...backends]);
       }
-      const r = await c.query('SELECT value FROM session.session_get($1)', [hung[0]?.key]).catch(() =>
-        c.query('SELECT value FROM session.session_get($1)', [hung[0]?.key]));
+      const r = await c
+        .query('SELECT value FROM session.session_get($1)', [hung[0]?.key])
+        .catch(() => c.query('SELECT value FROM session.session_get($1)', [hung[0]?.key]));
       assert.equal(r.rows[0]?.value, hung[0]?.value);
     } finally {
       await c.end();
     }
   });
 
-  test('when connecting: the caller\'s statement timeout ends the call (PL/Proxy has no connect timeout)', { timeout: 120_000 }, async (t) => {
+  test("when connecting: the caller's statement timeout ends the call (PL/Proxy has no connect timeout)", {
+    timeout: 120_000,
+  }, async (t) => {
     const hung = onCluster(1);
     const fresh = connect({ connectionString: d.clientUrl, connections: 1, statementTimeoutMs: 3000 });
     const cluster = d.clusters[1] as Cluster;

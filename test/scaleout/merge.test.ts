@@ -26,7 +26,11 @@ const one = async <T>(text: string, values?: unknown[]): Promise<T> =>
   Object.values((await sqlClient.query(text, values)).rows[0] ?? {})[0] as T;
 const generate = (value: string | null) => one<string>('SELECT session.session_generate(3600, $1)', [value]);
 const get = async (key: string) =>
-  (await sqlClient.query<{ value: string | null; period: string; version: string }>('SELECT * FROM session.session_get($1)', [key])).rows[0];
+  (
+    await sqlClient.query<{ value: string | null; period: string; version: string }>('SELECT * FROM session.session_get($1)', [
+      key,
+    ])
+  ).rows[0];
 async function sqlState(p: Promise<unknown>): Promise<string> {
   try {
     await p;
@@ -60,16 +64,27 @@ describe('SQL through the proxy', () => {
     assert.ok(new Set(await partitionsOf(d.proxyUrl, keys)).size > 1, 'the keys are on several partitions');
     for (const key of keys) {
       const [p] = await rowsOf(key);
-      const stored = (await d.query<{ version: string }>(d.partitionUrls[p as number] as string,
-        `SELECT version::text FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))`, [key])).rows[0];
+      const stored = (
+        await d.query<{ version: string }>(
+          d.partitionUrls[p as number] as string,
+          `SELECT version::text FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))`,
+          [key],
+        )
+      ).rows[0];
       assert.equal((await get(key))?.version, stored?.version);
     }
-    const batch = (await sqlClient.query<{ ord: number; version: string }>(
-      'SELECT ord, version FROM session.session_get_batch($1::text[])', [keys])).rows;
-    assert.deepEqual(batch.map((r) => r.version), await Promise.all(keys.map(async (k) => (await get(k))?.version)));
+    const batch = (
+      await sqlClient.query<{ ord: number; version: string }>('SELECT ord, version FROM session.session_get_batch($1::text[])', [
+        keys,
+      ])
+    ).rows;
+    assert.deepEqual(
+      batch.map((r) => r.version),
+      await Promise.all(keys.map(async (k) => (await get(k))?.version)),
+    );
   });
 
-  test('session_merge on the key\'s partition, with the rules of one database', async () => {
+  test("session_merge on the key's partition, with the rules of one database", async () => {
     const key = await generate('{"a": 1, "b": 2}');
     assert.equal(await one('SELECT session.session_merge($1, $2::jsonb, $3::text[])', [key, '{"c": 3}', ['a']]), true);
     assert.deepEqual(JSON.parse((await get(key))?.value as string), { b: 2, c: 3 });
@@ -79,30 +94,53 @@ describe('SQL through the proxy', () => {
     assert.equal(await sqlState(one('SELECT session.session_merge($1, $2::jsonb)', [key, '[1]'])), '22023');
     const v = (await get(key))?.version;
     assert.equal(await one('SELECT session.session_merge($1, $2::jsonb, NULL, NULL, $3)', [key, '{"d": 4}', v]), true);
-    assert.equal(await sqlState(one('SELECT session.session_merge($1, $2::jsonb, NULL, NULL, $3)', [key, '{"e": 5}', v])), 'SP001');
+    assert.equal(
+      await sqlState(one('SELECT session.session_merge($1, $2::jsonb, NULL, NULL, $3)', [key, '{"e": 5}', v])),
+      'SP001',
+    );
     assert.equal(await sqlState(one('SELECT session.session_set($1, $2, NULL, $3)', [key, '{}', v])), 'SP001');
     assert.deepEqual(JSON.parse((await get(key))?.value as string), { b: 2, c: 3, d: 4 });
     await one('SELECT session.session_clear($1)', [key]);
     assert.equal(await one('SELECT session.session_merge($1, $2::jsonb)', [key, '{"f": 6}']), false, 'a logout stays final');
   });
 
-  test('session_write_batch: merges and versions spread over partitions, each element with its single call\'s result', async () => {
+  test("session_write_batch: merges and versions spread over partitions, each element with its single call's result", async () => {
     const keys = await Promise.all(Array.from({ length: 6 }, () => generate('{"n": 0}')));
     const versions = await Promise.all(keys.map(async (k) => (await get(k))?.version as string));
     const text = '[1]';
     const odd = await generate(text);
-    const rows = (await sqlClient.query<{ ord: number; sqlstate: string | null; ok: boolean | null }>(
-      'SELECT ord, sqlstate, ok FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])',
-      [[...keys.map(() => 'merge'), 'merge', 'set', 'merge', 'touch'],
-        [...keys, odd, keys[0], keys[1], keys[2]],
-        [...keys.map((_, i) => JSON.stringify({ set: { [`k${i}`]: i } })), '{"set": {}}', '{"n": 9}', '{"set": {"late": 1}}', null],
-        [...keys.map(() => null), null, null, null, null],
-        [...versions, null, versions[0], versions[1], versions[2]]])).rows;
-    assert.deepEqual(rows.map((r) => [r.sqlstate, r.ok]), [
-      ...keys.map(() => [null, true]), ['SP002', null], ['SP001', null], ['SP001', null], ['22023', null]]);
-    for (const [i, key] of keys.entries()) assert.deepEqual(JSON.parse((await get(key))?.value as string), { n: 0, [`k${i}`]: i });
-    assert.equal(await sqlState(sqlClient.query(
-      `SELECT * FROM session.session_write_batch('{merge}', ARRAY[$1], '{"{}"}', '{NULL}', '{1,2}')`, [keys[0]])), '22023');
+    const rows = (
+      await sqlClient.query<{ ord: number; sqlstate: string | null; ok: boolean | null }>(
+        'SELECT ord, sqlstate, ok FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])',
+        [
+          [...keys.map(() => 'merge'), 'merge', 'set', 'merge', 'touch'],
+          [...keys, odd, keys[0], keys[1], keys[2]],
+          [
+            ...keys.map((_, i) => JSON.stringify({ set: { [`k${i}`]: i } })),
+            '{"set": {}}',
+            '{"n": 9}',
+            '{"set": {"late": 1}}',
+            null,
+          ],
+          [...keys.map(() => null), null, null, null, null],
+          [...versions, null, versions[0], versions[1], versions[2]],
+        ],
+      )
+    ).rows;
+    assert.deepEqual(
+      rows.map((r) => [r.sqlstate, r.ok]),
+      [...keys.map(() => [null, true]), ['SP002', null], ['SP001', null], ['SP001', null], ['22023', null]],
+    );
+    for (const [i, key] of keys.entries())
+      assert.deepEqual(JSON.parse((await get(key))?.value as string), { n: 0, [`k${i}`]: i });
+    assert.equal(
+      await sqlState(
+        sqlClient.query(`SELECT * FROM session.session_write_batch('{merge}', ARRAY[$1], '{"{}"}', '{NULL}', '{1,2}')`, [
+          keys[0],
+        ]),
+      ),
+      '22023',
+    );
   });
 });
 

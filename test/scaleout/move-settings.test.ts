@@ -15,8 +15,12 @@ import { databaseUrl } from '../harness/urls.js';
 import { deploy, newPartition, requirePassword, sql, type Deployment } from './deployment.js';
 
 const logEverything = [
-  'log_min_duration_statement = 0', "log_statement = 'all'", "session_preload_libraries = 'auto_explain'",
-  'auto_explain.log_min_duration = 0', 'auto_explain.log_nested_statements = on', 'auto_explain.log_verbose = on',
+  'log_min_duration_statement = 0',
+  "log_statement = 'all'",
+  "session_preload_libraries = 'auto_explain'",
+  'auto_explain.log_min_duration = 0',
+  'auto_explain.log_nested_statements = on',
+  'auto_explain.log_verbose = on',
 ];
 
 let d: Deployment;
@@ -50,7 +54,9 @@ async function quietly(url: string, text: string): Promise<void> {
 const config = async (url: string) =>
   (await sql<{ c: Record<string, unknown> }>(url, `SELECT to_jsonb(c) AS c FROM session.config c`)).rows[0]?.c;
 
-test('a move copies every setting and sends no password in any statement: both servers log everything', { timeout: 300_000 }, async () => {
+test('a move copies every setting and sends no password in any statement: both servers log everything', {
+  timeout: 300_000,
+}, async () => {
   // Settings that differ from the defaults, on every partition.
   const admin = connectAdmin({ connectionString: d.clientAdminUrl, connections: 1 });
   try {
@@ -77,11 +83,14 @@ test('a move copies every setting and sends no password in any statement: both s
   // replication slot (which would hold the old server's WAL) nor anything that stops a second try.
   const wrong = `pw${randomBytes(12).toString('hex')}`;
   const bad = databaseUrl(d.partitionUrls[moving] as string, fromDb, { user: 'session_mover', password: wrong });
-  await assert.rejects(movePartition({ proxies: [d.proxyUrl], partition: moving, from, to, publisherUrl: bad, log: false }), (err: unknown) => {
-    assert.match(String((err as Error).message), /password authentication failed/);
-    assert.ok(!JSON.stringify(err, Object.getOwnPropertyNames(err)).includes(wrong));
-    return true;
-  });
+  await assert.rejects(
+    movePartition({ proxies: [d.proxyUrl], partition: moving, from, to, publisherUrl: bad, log: false }),
+    (err: unknown) => {
+      assert.match(String((err as Error).message), /password authentication failed/);
+      assert.ok(!JSON.stringify(err, Object.getOwnPropertyNames(err)).includes(wrong));
+      return true;
+    },
+  );
   assert.equal((await sql(source.url, 'SELECT 1 FROM pg_replication_slots')).rowCount, 0);
 
   const before = await config(d.partitionUrls[moving] as string);
@@ -95,8 +104,12 @@ test('a move copies every setting and sends no password in any statement: both s
   let onMoved = false;
   for (let i = 0; i < 200 && !onMoved; i++) {
     const key = await store.generate({ expiry: 86400 * 30, value: 'x' });
-    const row = await sql<{ left: number }>(to, `SELECT extract(epoch FROM expires_at - now())::int AS left FROM session.sessions
-      WHERE digest = sha256(convert_to($1, 'UTF8'))`, [key]);
+    const row = await sql<{ left: number }>(
+      to,
+      `SELECT extract(epoch FROM expires_at - now())::int AS left FROM session.sessions
+      WHERE digest = sha256(convert_to($1, 'UTF8'))`,
+      [key],
+    );
     if (row.rowCount === 1) {
       onMoved = true;
       assert.ok((row.rows[0]?.left ?? Infinity) <= 3600, `${row.rows[0]?.left} s left`);

@@ -35,7 +35,9 @@ after(async () => {
 const moving = 1;
 const partitionOf = async (key: string) => (await partitionsOf(d.proxyUrl, [key]))[0];
 
-test('a partition moves to a new server under writes through two proxies: 0 acknowledged writes lost', { timeout: 300_000 }, async (t) => {
+test('a partition moves to a new server under writes through two proxies: 0 acknowledged writes lost', {
+  timeout: 300_000,
+}, async (t) => {
   const newUrl = await newPartition(d, target, 'part1_moved');
 
   // Sessions to write to: 40 on the moving partition, 10 elsewhere; plus 3000 to copy.
@@ -84,13 +86,20 @@ test('a partition moves to a new server under writes through two proxies: 0 ackn
       }
     }
   };
-  const split = (keys: string[], parts: number) => Array.from({ length: parts }, (_, i) => keys.filter((_, j) => j % parts === i));
+  const split = (keys: string[], parts: number) =>
+    Array.from({ length: parts }, (_, i) => keys.filter((_, j) => j % parts === i));
   const workers = [...split(mine, 6).map((k, i) => writer(k, i)), writer(others, 6), generator(0), generator(1)];
   await sleep(500);
 
   let result;
   try {
-    result = await movePartition({ proxies: [d.proxyUrl, proxy2], partition: moving, from: d.partitionUrls[moving] as string, to: newUrl, log: false });
+    result = await movePartition({
+      proxies: [d.proxyUrl, proxy2],
+      partition: moving,
+      from: d.partitionUrls[moving] as string,
+      to: newUrl,
+      log: false,
+    });
     await sleep(500);
   } finally {
     running = false;
@@ -109,11 +118,16 @@ test('a partition moves to a new server under writes through two proxies: 0 ackn
     if (!(r.ok && r.value === value)) lost += 1;
   }
   const movedGenerated = (await partitionsOf(d.proxyUrl, [...generated.keys()])).filter((p) => p === moving).length;
-  t.diagnostic(`moved ${result.rows} rows; writes paused ${result.pausedMs.toFixed(0)} ms; ${result.terminated} waiting call(s) ended; ` +
-    `${writes} sets and ${generated.size} generates acknowledged (${movedGenerated} on the moved partition), ` +
-    `${errors.length} calls failed (${[...new Set(errors)].join(', ') || 'none'}); ${lost} acknowledged writes lost`);
+  t.diagnostic(
+    `moved ${result.rows} rows; writes paused ${result.pausedMs.toFixed(0)} ms; ${result.terminated} waiting call(s) ended; ` +
+      `${writes} sets and ${generated.size} generates acknowledged (${movedGenerated} on the moved partition), ` +
+      `${errors.length} calls failed (${[...new Set(errors)].join(', ') || 'none'}); ${lost} acknowledged writes lost`,
+  );
   assert.equal(lost, 0);
-  assert.ok(errors.every((c) => c === 'connection'), errors.join(' '));
+  assert.ok(
+    errors.every((c) => c === 'connection'),
+    errors.join(' '),
+  );
   assert.ok(movedGenerated > 0 && writes > 0);
 
   // The sessions live on the new server now, and the old database takes no connection.

@@ -29,13 +29,17 @@ after(async () => {
 const store = (i: number) => stores[i % stores.length] as SessionStore;
 
 describe('per-subject races', () => {
-  test('revoke-all against concurrent set, put, touch and rotate of the subject\'s sessions: nothing revoked comes back', { timeout: 120_000 }, async (t) => {
+  test("revoke-all against concurrent set, put, touch and rotate of the subject's sessions: nothing revoked comes back", {
+    timeout: 120_000,
+  }, async (t) => {
     let rounds = 0;
     let writes = 0;
     let rotations = 0;
     for (let round = 0; round < 10; round += 1) {
       const subject = `user-${round}`;
-      const pool = await Promise.all(Array.from({ length: 40 }, (_, i) => store(i).generate({ value: `v${i}`, subject, label: `device ${i}` })));
+      const pool = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => store(i).generate({ value: `v${i}`, subject, label: `device ${i}` })),
+      );
       const everKey = new Set(pool);
       let revokedAt = Infinity;
       let stop = false;
@@ -74,10 +78,14 @@ describe('per-subject races', () => {
       assert.deepEqual(await store(0).list(subject), []);
       rounds += 1;
     }
-    t.diagnostic(`${rounds} rounds: ${writes} writes and ${rotations} rotations raced a revoke; no session of the subject survived`);
+    t.diagnostic(
+      `${rounds} rounds: ${writes} writes and ${rotations} rotations raced a revoke; no session of the subject survived`,
+    );
   });
 
-  test('rotate against concurrent get and set on the old key: nothing written after the rotation returned lands anywhere', { timeout: 120_000 }, async (t) => {
+  test('rotate against concurrent get and set on the old key: nothing written after the rotation returned lands anywhere', {
+    timeout: 120_000,
+  }, async (t) => {
     let lateWrites = 0;
     for (let round = 0; round < 30; round += 1) {
       const old = await store(0).generate({ value: 'initial', subject: 'rotator' });

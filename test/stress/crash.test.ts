@@ -13,7 +13,9 @@ import { startCluster, type Cluster } from '../harness/cluster.js';
 import { databaseUrl } from '../harness/urls.js';
 
 const unhandled: string[] = [];
-const onUnhandled = (what: string) => (err: unknown) => { unhandled.push(`${what}: ${String(err)}`); };
+const onUnhandled = (what: string) => (err: unknown) => {
+  unhandled.push(`${what}: ${String(err)}`);
+};
 const onRejection = onUnhandled('unhandledRejection');
 const onException = onUnhandled('uncaughtException');
 
@@ -48,13 +50,21 @@ after(() => {
 });
 
 /** What one writer knows about one key it owns: the last acknowledged value, and later attempts. */
-interface KeyLog { acked: string; unsure: string[] }
+interface KeyLog {
+  acked: string;
+  unsure: string[];
+}
 
 describe('server crashes while the client writes', () => {
   test('immediate and fast stops, and terminated connections: nothing acknowledged is lost', { timeout: 600_000 }, async (t) => {
     const c = cluster as Cluster;
     const idleErrors: string[] = [];
-    const store: SessionStore = connect({ connectionString: appUrl, applicationName: 'crash-test', connectTimeoutMs: 2000, onError: (e) => idleErrors.push(e.code) });
+    const store: SessionStore = connect({
+      connectionString: appUrl,
+      applicationName: 'crash-test',
+      connectTimeoutMs: 2000,
+      onError: (e) => idleErrors.push(e.code),
+    });
     const keys = new Map<string, KeyLog>();
     const figures = { generated: 0, sets: 0, rejected: 0, rejectedInOutage: 0, faults: 0 };
     const codes = new Map<string, number>();
@@ -84,7 +94,8 @@ describe('server crashes while the client writes', () => {
           if (err instanceof assert.AssertionError) throw err;
           assert.ok(err instanceof SessionError, `rejected with a non-SessionError: ${String(err)}`);
           codes.set(err.code, (codes.get(err.code) ?? 0) + 1);
-          if (err.code !== 'connection' && odd.length < 5) odd.push(`${err.code} ${err.sqlState ?? ''} ${err.message} / ${String((err.cause as Error | undefined)?.stack)}`);
+          if (err.code !== 'connection' && odd.length < 5)
+            odd.push(`${err.code} ${err.sqlState ?? ''} ${err.message} / ${String((err.cause as Error | undefined)?.stack)}`);
           figures.rejected += 1;
           if (wasOutage && outage) figures.rejectedInOutage += 1;
           await sleep(20);
@@ -106,7 +117,15 @@ describe('server crashes while the client writes', () => {
     };
 
     const writers = Array.from({ length: 4 }, (_, w) => writer(w));
-    const faults: ('immediate' | 'fast' | 'terminate')[] = ['immediate', 'terminate', 'immediate', 'fast', 'immediate', 'terminate', 'immediate'];
+    const faults: ('immediate' | 'fast' | 'terminate')[] = [
+      'immediate',
+      'terminate',
+      'immediate',
+      'fast',
+      'immediate',
+      'terminate',
+      'immediate',
+    ];
     try {
       for (const fault of faults) {
         await sleep(1500);
@@ -150,7 +169,11 @@ describe('server crashes while the client writes', () => {
       await fresh.close();
       await store.close();
     }
-    assert.deepEqual([...codes.keys()].filter((k) => k !== 'connection'), [], `unexpected codes: ${JSON.stringify([...codes])}: ${odd.join('\n')}`);
+    assert.deepEqual(
+      [...codes.keys()].filter((k) => k !== 'connection'),
+      [],
+      `unexpected codes: ${JSON.stringify([...codes])}: ${odd.join('\n')}`,
+    );
     assert.deepEqual(unhandled, []);
     const line = `crashes: ${figures.faults} faults (${faults.join(', ')}) while 4 writers ran; ${figures.generated} generates and ${figures.sets} sets acknowledged, all present afterwards (0 lost); ${figures.rejected} writes rejected with SessionError 'connection' (${figures.rejectedInOutage} during outages); ${lostAckButCommitted} writes committed although their acknowledgement was lost; ${idleErrors.length} idle-connection errors reported to onError; 0 unhandled errors or rejections`;
     t.diagnostic(line);
@@ -162,13 +185,18 @@ describe('server killed while batches of writes are in flight', () => {
   test('no caller of a batch cut by the crash was resolved unless its write is there', { timeout: 600_000 }, async (t) => {
     const c = cluster as Cluster;
     // One write lane and many callers: there is always a batch (up to 256 calls) in flight.
-    const store = connect({ connectionString: appUrl, applicationName: 'crash-batch', writeConnections: 1, connectTimeoutMs: 2000 });
+    const store = connect({
+      connectionString: appUrl,
+      applicationName: 'crash-batch',
+      writeConnections: 1,
+      connectTimeoutMs: 2000,
+    });
     const callers = 512;
     const perCaller = 4;
     const pad = 'p'.repeat(2000);
     const keys: string[] = [];
     for (let i = 0; i < callers * perCaller; i += 256) {
-      keys.push(...await Promise.all(Array.from({ length: 256 }, () => store.generate({ value: 'v0', expiry: 3600 }))));
+      keys.push(...(await Promise.all(Array.from({ length: 256 }, () => store.generate({ value: 'v0', expiry: 3600 })))));
     }
     const logs = new Map<string, KeyLog>(keys.map((k) => [k, { acked: 'v0', unsure: [] }]));
     const generated = new Map<string, string>();

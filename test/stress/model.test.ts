@@ -41,11 +41,16 @@ const totals = { sequences: 0, commands: 0, calls: 0, sessions: 0, expiredHits: 
 
 /** A fresh table and settings for every sequence (the model starts empty). */
 async function setup(api: Api): Promise<{ model: Model; real: Real }> {
-  await db.query('TRUNCATE session.sessions; UPDATE session.config SET default_period = 604800, absolute_lifetime = NULL; UPDATE session.purge_state SET next_block = 0');
+  await db.query(
+    'TRUNCATE session.sessions; UPDATE session.config SET default_period = 604800, absolute_lifetime = NULL; UPDATE session.purge_state SET next_block = 0',
+  );
   const real: Real = {
     api,
     present: async (keys) => {
-      const r = await db.query<{ k: string }>(`SELECT k FROM unnest($1::text[]) k JOIN session.sessions s ON s.digest = sha256(convert_to(k, 'UTF8'))`, [keys]);
+      const r = await db.query<{ k: string }>(
+        `SELECT k FROM unnest($1::text[]) k JOIN session.sessions s ON s.digest = sha256(convert_to(k, 'UTF8'))`,
+        [keys],
+      );
       return new Set(r.rows.map((x) => x.k));
     },
   };
@@ -76,13 +81,19 @@ function property(api: () => Api, count = true) {
 describe('model-based: ocaml-session semantics', () => {
   test(`through the TypeScript client (${runs} sequences of up to ${maxCommands} commands)`, { timeout: 600_000 }, async (t) => {
     const started = performance.now();
-    await fc.assert(property(() => clientApi(store, admin)), { numRuns: runs });
+    await fc.assert(
+      property(() => clientApi(store, admin)),
+      { numRuns: runs },
+    );
     t.diagnostic(`${Math.round((performance.now() - started) / 1000)} s`);
   });
 
   test(`through the SQL functions, as the client role (${runs} sequences)`, { timeout: 600_000 }, async (t) => {
     const started = performance.now();
-    await fc.assert(property(() => sqlApi(sql)), { numRuns: runs });
+    await fc.assert(
+      property(() => sqlApi(sql)),
+      { numRuns: runs },
+    );
     t.diagnostic(`${Math.round((performance.now() - started) / 1000)} s`);
   });
 
@@ -92,22 +103,46 @@ describe('model-based: ocaml-session semantics', () => {
   // case. Over 250 seeds (test/stress/RELIABILITY.md), 245 stopped at 1–3 commands, 4 at 4 and one
   // at 5: the bound.
   const mutants: [string, (a: Api) => Api][] = [
-    ['set creates unknown keys (session fixation)', (a) => ({ ...a, set: async (k, v, e) => (await a.set(k, v, e)) || a.put(k, v, e).catch(() => false) })],
+    [
+      'set creates unknown keys (session fixation)',
+      (a) => ({ ...a, set: async (k, v, e) => (await a.set(k, v, e)) || a.put(k, v, e).catch(() => false) }),
+    ],
     ['clear does nothing', (a) => ({ ...a, clear: async () => {} })],
-    ['get ignores the value', (a) => ({ ...a, get: async (k) => { const r = await a.get(k); return r.ok ? { ...r, value: `${r.value}.` } : r; } })],
+    [
+      'get ignores the value',
+      (a) => ({
+        ...a,
+        get: async (k) => {
+          const r = await a.get(k);
+          return r.ok ? { ...r, value: `${r.value}.` } : r;
+        },
+      }),
+    ],
     ['setDefaultPeriod is ignored', (a) => ({ ...a, setDefaultPeriod: async () => {} })],
     ['generate ignores its expiry', (a) => ({ ...a, generate: (_e, v, s, l) => a.generate(undefined, v, s, l) })],
-    ['rotate hands out a new, empty session', (a) => ({ ...a, rotate: async (k) => ((await a.rotate(k)) === null ? null : a.generate(undefined, undefined)) })],
+    [
+      'rotate hands out a new, empty session',
+      (a) => ({ ...a, rotate: async (k) => ((await a.rotate(k)) === null ? null : a.generate(undefined, undefined)) }),
+    ],
     ['revoke ignores the exception', (a) => ({ ...a, revoke: (s) => a.revoke(s, undefined) })],
     ['the absolute lifetime is ignored', (a) => ({ ...a, generate: (e, v, s) => a.generate(e, v, s, undefined) })],
     ['touch writes the value', (a) => ({ ...a, touch: async (k, e) => (await a.touch(k, e)) && a.set(k, 'touched', e) })],
-    ['merge replaces the value with the fields it sets', (a) => ({ ...a, merge: (k, set, _u, e) => a.set(k, JSON.stringify(set), e) })],
-    ['set and merge ignore ifVersion', (a) => ({ ...a, set: (k, v, e) => a.set(k, v, e), merge: (k, s, u, e) => a.merge(k, s, u, e) })],
+    [
+      'merge replaces the value with the fields it sets',
+      (a) => ({ ...a, merge: (k, set, _u, e) => a.set(k, JSON.stringify(set), e) }),
+    ],
+    [
+      'set and merge ignore ifVersion',
+      (a) => ({ ...a, set: (k, v, e) => a.set(k, v, e), merge: (k, s, u, e) => a.merge(k, s, u, e) }),
+    ],
   ];
   const maxShrunk = 5;
   for (const [name, mutate] of mutants) {
     test(`a mutant is caught and shrunk: ${name}`, { timeout: 300_000 }, async (t) => {
-      const details = await fc.check(property(() => mutate(sqlApi(sql)), false), { numRuns: 1000 });
+      const details = await fc.check(
+        property(() => mutate(sqlApi(sql)), false),
+        { numRuns: 1000 },
+      );
       assert.equal(details.failed, true, 'the mutant survived');
       // Iterating the counterexample yields fast-check's command wrappers, also those after the
       // failing one, which never ran; fast-check's own toString prints only the ones that ran.

@@ -19,10 +19,18 @@ import type { SessionAdmin } from '../../src/admin-index.js';
 /** The store's API, as the model sees it. Errors are thrown as `{ code }` (SessionError codes). */
 export interface Api {
   generate(expiry: number | undefined, value: string | undefined, subject?: string, lifetime?: number): Promise<string>;
-  get(key: string): Promise<{ ok: true; value: string; period: number; version: number } | { ok: false; error: 'not_found' | 'not_set' }>;
+  get(
+    key: string,
+  ): Promise<{ ok: true; value: string; period: number; version: number } | { ok: false; error: 'not_found' | 'not_set' }>;
   set(key: string, value: string, expiry: number | undefined, ifVersion?: number): Promise<boolean>;
   put(key: string, value: string, expiry: number | undefined, ifVersion?: number): Promise<boolean>;
-  merge(key: string, set: Record<string, unknown>, unset: string[], expiry: number | undefined, ifVersion?: number): Promise<boolean>;
+  merge(
+    key: string,
+    set: Record<string, unknown>,
+    unset: string[],
+    expiry: number | undefined,
+    ifVersion?: number,
+  ): Promise<boolean>;
   touch(key: string, expiry: number | undefined): Promise<boolean>;
   clear(key: string): Promise<void>;
   setSubject(key: string, subject: string | null): Promise<boolean>;
@@ -142,7 +150,8 @@ function expectError(r: { ok: boolean; code?: string }, code: string, what: stri
   assert.deepEqual(r, { ok: false, code }, what);
 }
 
-const show = (v: string | undefined) => (v === undefined ? 'undefined' : v.length > 24 ? `<${v.length} chars>` : JSON.stringify(v));
+const show = (v: string | undefined) =>
+  v === undefined ? 'undefined' : v.length > 24 ? `<${v.length} chars>` : JSON.stringify(v);
 
 // A generated key is named by its place counted back from the newest key: removing an earlier
 // command then leaves what a later one names unchanged (counted from the oldest, every later
@@ -152,12 +161,16 @@ type KeyRef = { kind: 'generated'; i: number } | { kind: 'fixed'; key: string } 
 function resolve(m: Model, ref: KeyRef): string {
   if (ref.kind === 'fixed') return ref.key;
   if (ref.kind === 'object') {
-    const objects = m.keys.filter((k) => { const e = m.rows.get(k); return e !== undefined && !e.cleared && objectOf(e) !== undefined; });
+    const objects = m.keys.filter((k) => {
+      const e = m.rows.get(k);
+      return e !== undefined && !e.cleared && objectOf(e) !== undefined;
+    });
     return objects.length === 0 ? 'no-object-session-yet' : (objects[objects.length - 1 - (ref.i % objects.length)] as string);
   }
   return m.keys.length === 0 ? 'no-key-generated-yet' : (m.keys[m.keys.length - 1 - (ref.i % m.keys.length)] as string);
 }
-const showRef = (ref: KeyRef) => (ref.kind === 'fixed' ? show(ref.key) : ref.kind === 'object' ? `object[-${ref.i + 1}]` : `key[-${ref.i + 1}]`);
+const showRef = (ref: KeyRef) =>
+  ref.kind === 'fixed' ? show(ref.key) : ref.kind === 'object' ? `object[-${ref.i + 1}]` : `key[-${ref.i + 1}]`;
 
 abstract class Cmd implements fc.AsyncCommand<Model, Real, false> {
   check(): boolean {
@@ -168,18 +181,28 @@ abstract class Cmd implements fc.AsyncCommand<Model, Real, false> {
 }
 
 class Generate extends Cmd {
-  constructor(readonly expiry: number | undefined, readonly value: string | undefined,
-              readonly subject?: string, readonly lifetime?: number) { super(); }
+  constructor(
+    readonly expiry: number | undefined,
+    readonly value: string | undefined,
+    readonly subject?: string,
+    readonly lifetime?: number,
+  ) {
+    super();
+  }
   async run(m: Model, real: Real) {
     const { r, t0, t1 } = await timed(m, () => real.api.generate(this.expiry, this.value, this.subject, this.lifetime));
-    const error = writeError(this.value, this.expiry)
-      ?? (this.lifetime !== undefined && (this.lifetime < 1 || this.lifetime > MAX_EXPIRY) ? 'invalid_parameter' : undefined);
+    const error =
+      writeError(this.value, this.expiry) ??
+      (this.lifetime !== undefined && (this.lifetime < 1 || this.lifetime > MAX_EXPIRY) ? 'invalid_parameter' : undefined);
     if (error !== undefined) return expectError(r, error, this.toString());
     assert.ok(r.ok, `${this}: ${JSON.stringify(r)}`);
     assert.match(r.v, /^[A-Za-z0-9_-]{64}$/);
     assert.ok(!m.rows.has(r.v) && !m.keys.includes(r.v), 'a key was handed out twice');
     m.keys.push(r.v);
-    const cap = this.lifetime === undefined ? {} : { capLo: t0 + this.lifetime * 1000 - SLACK_MS, capHi: t1 + this.lifetime * 1000 + SLACK_MS };
+    const cap =
+      this.lifetime === undefined
+        ? {}
+        : { capLo: t0 + this.lifetime * 1000 - SLACK_MS, capHi: t1 + this.lifetime * 1000 + SLACK_MS };
     const e = entry(this.value ?? null, { lo: 0, hi: 0 }, { subject: this.subject ?? null, ...cap });
     m.rows.set(r.v, { ...e, ...window(m, this.expiry, t0, t1, e) });
   }
@@ -190,7 +213,9 @@ class Generate extends Cmd {
 }
 
 class Get extends Cmd {
-  constructor(readonly ref: KeyRef) { super(); }
+  constructor(readonly ref: KeyRef) {
+    super();
+  }
   async run(m: Model, real: Real) {
     const key = resolve(m, this.ref);
     const { r, t0, t1 } = await timed(m, () => real.api.get(key));
@@ -206,18 +231,26 @@ class Get extends Cmd {
     e.lo = Math.max(e.lo, t0);
     if (e.value === null) return assert.deepEqual(r.v, { ok: false, error: 'not_set' }, this.toString());
     assert.ok(r.v.ok, `${this}: expected the value, got ${JSON.stringify(r.v)}`);
-    if (e.json === undefined) assert.ok(r.v.value === e.value, `${this}: wrong value ${show(r.v.value)}, expected ${show(e.value)}`);
+    if (e.json === undefined)
+      assert.ok(r.v.value === e.value, `${this}: wrong value ${show(r.v.value)}, expected ${show(e.value)}`);
     else assert.deepEqual(JSON.parse(r.v.value), e.json, `${this}: wrong merged value ${show(r.v.value)}`);
     // The version stays while nothing writes the value, and moves with every write.
     assert.ok(Number.isSafeInteger(r.v.version), `${this}: version ${r.v.version}`);
-    if (e.seen !== undefined && e.seen.writes === e.writes) assert.equal(r.v.version, e.seen.version, `${this}: the version moved without a write`);
-    if (e.seen !== undefined && e.seen.writes !== e.writes) assert.ok(r.v.version > e.seen.version, `${this}: the version did not move with a write`);
+    if (e.seen !== undefined && e.seen.writes === e.writes)
+      assert.equal(r.v.version, e.seen.version, `${this}: the version moved without a write`);
+    if (e.seen !== undefined && e.seen.writes !== e.writes)
+      assert.ok(r.v.version > e.seen.version, `${this}: the version did not move with a write`);
     e.seen = { version: r.v.version, writes: e.writes };
     const min = Math.max(0, Math.floor((e.lo - t1) / 1000));
     const max = Math.floor((e.hi - t0) / 1000);
-    assert.ok(Number.isInteger(r.v.period) && r.v.period >= min && r.v.period <= max, `${this}: period ${r.v.period} not in [${min}, ${max}]`);
+    assert.ok(
+      Number.isInteger(r.v.period) && r.v.period >= min && r.v.period <= max,
+      `${this}: period ${r.v.period} not in [${min}, ${max}]`,
+    );
   }
-  toString() { return `get(${showRef(this.ref)})`; }
+  toString() {
+    return `get(${showRef(this.ref)})`;
+  }
 }
 
 /** Which version a conditional write gives: none, the last one a get saw of the key, or a stale one. */
@@ -235,8 +268,14 @@ function ifVersionOf(e: Entry | undefined, choice: IfVersion): { version: number
  * current one, or `check()`'s error, or written. A session that may have expired (unknown) also
  * accepts false. Returns whether it wrote.
  */
-function conditional(m: Model, r: { ok: true; v: boolean } | { ok: false; code: string }, st: Status, current: boolean,
-  check: string | undefined, what: string): boolean {
+function conditional(
+  m: Model,
+  r: { ok: true; v: boolean } | { ok: false; code: string },
+  st: Status,
+  current: boolean,
+  check: string | undefined,
+  what: string,
+): boolean {
   if (st === 'expired') {
     assert.deepEqual(r, { ok: true, v: false }, `${what}: expired`);
     return false;
@@ -253,8 +292,15 @@ function conditional(m: Model, r: { ok: true; v: boolean } | { ok: false; code: 
 }
 
 class Write extends Cmd {
-  constructor(readonly fn: 'set' | 'put', readonly ref: KeyRef, readonly value: string, readonly expiry: number | undefined,
-              readonly ifVersion: IfVersion = 'none') { super(); }
+  constructor(
+    readonly fn: 'set' | 'put',
+    readonly ref: KeyRef,
+    readonly value: string,
+    readonly expiry: number | undefined,
+    readonly ifVersion: IfVersion = 'none',
+  ) {
+    super();
+  }
   async run(m: Model, real: Real) {
     const key = resolve(m, this.ref);
     const e = m.rows.get(key);
@@ -270,13 +316,19 @@ class Write extends Cmd {
     if (conditional(m, r as { ok: true; v: boolean } | { ok: false; code: string }, st, current, undefined, this.toString())) {
       // A put that created the row starts it afresh; otherwise the row keeps its subject and cap.
       const { json: _, ...kept } = e ?? entry(null, { lo: 0, hi: 0 });
-      m.rows.set(key, e === undefined ? entry(this.value, window(m, this.expiry, t0, t1))
-        : { ...kept, value: this.value, writes: kept.writes + 1, ...window(m, this.expiry, t0, t1, e) });
+      m.rows.set(
+        key,
+        e === undefined
+          ? entry(this.value, window(m, this.expiry, t0, t1))
+          : { ...kept, value: this.value, writes: kept.writes + 1, ...window(m, this.expiry, t0, t1, e) },
+      );
     } else if (e !== undefined && r.ok) {
       expiredBy(e, t1);
     }
   }
-  toString() { return `${this.fn}(${showRef(this.ref)}, ${show(this.value)}, ${this.expiry}${this.ifVersion === 'none' ? '' : `, ${this.ifVersion}`})`; }
+  toString() {
+    return `${this.fn}(${showRef(this.ref)}, ${show(this.value)}, ${this.expiry}${this.ifVersion === 'none' ? '' : `, ${this.ifVersion}`})`;
+  }
 }
 
 /** The JSON object a stored value holds, or undefined (not set, not JSON, not an object). */
@@ -285,7 +337,7 @@ function objectOf(e: Entry): Record<string, unknown> | undefined {
   if (e.value === null) return undefined;
   try {
     const v = JSON.parse(e.value) as unknown;
-    return typeof v === 'object' && v !== null && !Array.isArray(v) ? v as Record<string, unknown> : undefined;
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }
@@ -293,19 +345,33 @@ function objectOf(e: Entry): Record<string, unknown> | undefined {
 
 /** merge: top-level fields removed then set, on a live session holding a JSON object. */
 class Merge extends Cmd {
-  constructor(readonly ref: KeyRef, readonly set: Record<string, unknown>, readonly unset: string[], readonly expiry: number | undefined,
-              readonly ifVersion: IfVersion) { super(); }
+  constructor(
+    readonly ref: KeyRef,
+    readonly set: Record<string, unknown>,
+    readonly unset: string[],
+    readonly expiry: number | undefined,
+    readonly ifVersion: IfVersion,
+  ) {
+    super();
+  }
   async run(m: Model, real: Real) {
     const key = resolve(m, this.ref);
     const e = m.rows.get(key);
     const { version, current } = ifVersionOf(e, this.ifVersion);
     const { r, t0, t1 } = await timed(m, () => real.api.merge(key, this.set, this.unset, this.expiry, version));
-    if (this.expiry !== undefined && Math.abs(this.expiry) > MAX_EXPIRY) return expectError(r, 'invalid_parameter', this.toString());
+    if (this.expiry !== undefined && Math.abs(this.expiry) > MAX_EXPIRY)
+      return expectError(r, 'invalid_parameter', this.toString());
     const st = e === undefined ? 'expired' : status(e, t0, t1);
     if (e !== undefined && st !== 'live') m[st === 'expired' ? 'expiredHits' : 'ambiguous'] += 1;
     const base = e === undefined ? undefined : objectOf(e);
-    const wrote = conditional(m, r as { ok: true; v: boolean } | { ok: false; code: string }, st, current,
-      base === undefined ? 'not_object' : undefined, this.toString());
+    const wrote = conditional(
+      m,
+      r as { ok: true; v: boolean } | { ok: false; code: string },
+      st,
+      current,
+      base === undefined ? 'not_object' : undefined,
+      this.toString(),
+    );
     if (e === undefined) return;
     if (wrote) {
       m.merged += 1;
@@ -317,16 +383,24 @@ class Merge extends Cmd {
       expiredBy(e, t1);
     }
   }
-  toString() { return `merge(${showRef(this.ref)}, ${JSON.stringify(this.set)}, ${JSON.stringify(this.unset)}, ${this.expiry}, ${this.ifVersion})`; }
+  toString() {
+    return `merge(${showRef(this.ref)}, ${JSON.stringify(this.set)}, ${JSON.stringify(this.unset)}, ${this.expiry}, ${this.ifVersion})`;
+  }
 }
 
 /** touch: like set, but the value stays as it is. */
 class Touch extends Cmd {
-  constructor(readonly ref: KeyRef, readonly expiry: number | undefined) { super(); }
+  constructor(
+    readonly ref: KeyRef,
+    readonly expiry: number | undefined,
+  ) {
+    super();
+  }
   async run(m: Model, real: Real) {
     const key = resolve(m, this.ref);
     const { r, t0, t1 } = await timed(m, () => real.api.touch(key, this.expiry));
-    if (this.expiry !== undefined && Math.abs(this.expiry) > MAX_EXPIRY) return expectError(r, 'invalid_parameter', this.toString());
+    if (this.expiry !== undefined && Math.abs(this.expiry) > MAX_EXPIRY)
+      return expectError(r, 'invalid_parameter', this.toString());
     assert.ok(r.ok, `${this}: ${JSON.stringify(r)}`);
     const e = m.rows.get(key);
     const st = e === undefined ? 'expired' : status(e, t0, t1);
@@ -335,11 +409,18 @@ class Touch extends Cmd {
     if (r.v) Object.assign(e, window(m, this.expiry, t0, t1, e));
     else expiredBy(e, t1);
   }
-  toString() { return `touch(${showRef(this.ref)}, ${this.expiry})`; }
+  toString() {
+    return `touch(${showRef(this.ref)}, ${this.expiry})`;
+  }
 }
 
 class SetSubject extends Cmd {
-  constructor(readonly ref: KeyRef, readonly subject: string | null) { super(); }
+  constructor(
+    readonly ref: KeyRef,
+    readonly subject: string | null,
+  ) {
+    super();
+  }
   async run(m: Model, real: Real) {
     const key = resolve(m, this.ref);
     const { r, t0, t1 } = await timed(m, () => real.api.setSubject(key, this.subject));
@@ -349,7 +430,9 @@ class SetSubject extends Cmd {
     if (st !== 'unknown') assert.equal(r.v, st === 'live', `${this}: ${st}`);
     if (e !== undefined && r.v) e.subject = this.subject;
   }
-  toString() { return `setSubject(${showRef(this.ref)}, ${show(this.subject ?? undefined)})`; }
+  toString() {
+    return `setSubject(${showRef(this.ref)}, ${show(this.subject ?? undefined)})`;
+  }
 }
 
 /** The sessions of a subject that are live, and those within the clock tolerance of expiring. */
@@ -362,32 +445,51 @@ function ofSubject(m: Model, subject: string, t0: number, t1: number, except?: s
 }
 
 class List extends Cmd {
-  constructor(readonly subject: string) { super(); }
+  constructor(readonly subject: string) {
+    super();
+  }
   async run(m: Model, real: Real) {
     const { r, t0, t1 } = await timed(m, () => real.api.list(this.subject));
     assert.ok(r.ok, `${this}: ${JSON.stringify(r)}`);
     const { live, unknown } = ofSubject(m, this.subject, t0, t1);
-    assert.ok(r.v >= live.length && r.v <= live.length + unknown.length, `${this}: ${r.v} not in [${live.length}, ${live.length + unknown.length}]`);
+    assert.ok(
+      r.v >= live.length && r.v <= live.length + unknown.length,
+      `${this}: ${r.v} not in [${live.length}, ${live.length + unknown.length}]`,
+    );
   }
-  toString() { return `list(${show(this.subject)})`; }
+  toString() {
+    return `list(${show(this.subject)})`;
+  }
 }
 
 class Revoke extends Cmd {
-  constructor(readonly subject: string, readonly except: KeyRef | undefined) { super(); }
+  constructor(
+    readonly subject: string,
+    readonly except: KeyRef | undefined,
+  ) {
+    super();
+  }
   async run(m: Model, real: Real) {
     const except = this.except === undefined ? undefined : resolve(m, this.except);
     const { r, t0, t1 } = await timed(m, () => real.api.revoke(this.subject, except));
     assert.ok(r.ok, `${this}: ${JSON.stringify(r)}`);
     const { live, unknown } = ofSubject(m, this.subject, t0, t1, except);
-    assert.ok(r.v >= live.length && r.v <= live.length + unknown.length, `${this}: ${r.v} not in [${live.length}, ${live.length + unknown.length}]`);
+    assert.ok(
+      r.v >= live.length && r.v <= live.length + unknown.length,
+      `${this}: ${r.v} not in [${live.length}, ${live.length + unknown.length}]`,
+    );
     // Live or expired at that moment: either way, no call finds or writes it again.
     for (const [, e] of [...live, ...unknown]) e.cleared = true;
   }
-  toString() { return `revoke(${show(this.subject)}, ${this.except === undefined ? 'all' : `except ${showRef(this.except)}`})`; }
+  toString() {
+    return `revoke(${show(this.subject)}, ${this.except === undefined ? 'all' : `except ${showRef(this.except)}`})`;
+  }
 }
 
 class Rotate extends Cmd {
-  constructor(readonly ref: KeyRef) { super(); }
+  constructor(readonly ref: KeyRef) {
+    super();
+  }
   async run(m: Model, real: Real) {
     const key = resolve(m, this.ref);
     const { r, t0, t1 } = await timed(m, () => real.api.rotate(key));
@@ -408,11 +510,15 @@ class Rotate extends Cmd {
     m.rows.set(r.v, { ...moved, lo: Math.max(e.lo, t0 - SLACK_MS) });
     e.cleared = true;
   }
-  toString() { return `rotate(${showRef(this.ref)})`; }
+  toString() {
+    return `rotate(${showRef(this.ref)})`;
+  }
 }
 
 class Clear extends Cmd {
-  constructor(readonly ref: KeyRef) { super(); }
+  constructor(readonly ref: KeyRef) {
+    super();
+  }
   async run(m: Model, real: Real) {
     const key = resolve(m, this.ref);
     const { r } = await timed(m, () => real.api.clear(key));
@@ -421,7 +527,9 @@ class Clear extends Cmd {
     const e = m.rows.get(key);
     if (e !== undefined) e.cleared = true;
   }
-  toString() { return `clear(${showRef(this.ref)})`; }
+  toString() {
+    return `clear(${showRef(this.ref)})`;
+  }
 }
 
 class Count extends Cmd {
@@ -433,7 +541,9 @@ class Count extends Cmd {
     const unknown = st.filter((s) => s === 'unknown').length;
     assert.ok(r.v >= live && r.v <= live + unknown, `count ${r.v} not in [${live}, ${live + unknown}]`);
   }
-  toString() { return 'count()'; }
+  toString() {
+    return 'count()';
+  }
 }
 
 class DefaultPeriod extends Cmd {
@@ -441,30 +551,40 @@ class DefaultPeriod extends Cmd {
     const { r } = await timed(m, () => real.api.defaultPeriod());
     assert.deepEqual(r, { ok: true, v: m.defaultPeriod }, this.toString());
   }
-  toString() { return 'defaultPeriod()'; }
+  toString() {
+    return 'defaultPeriod()';
+  }
 }
 
 class SetDefaultPeriod extends Cmd {
-  constructor(readonly period: number) { super(); }
+  constructor(readonly period: number) {
+    super();
+  }
   async run(m: Model, real: Real) {
     const { r } = await timed(m, () => real.api.setDefaultPeriod(this.period));
     if (this.period < 1 || this.period > MAX_EXPIRY) return expectError(r, 'invalid_parameter', this.toString());
     assert.ok(r.ok, `${this}: ${JSON.stringify(r)}`);
     m.defaultPeriod = this.period;
   }
-  toString() { return `setDefaultPeriod(${this.period})`; }
+  toString() {
+    return `setDefaultPeriod(${this.period})`;
+  }
 }
 
 class Purge extends Cmd {
-  constructor(readonly batchSize: number | undefined) { super(); }
+  constructor(readonly batchSize: number | undefined) {
+    super();
+  }
   async run(m: Model, real: Real) {
     const { r, t0, t1 } = await timed(m, () => real.api.purge(this.batchSize));
     assert.ok(r.ok, `${this}: ${JSON.stringify(r)}`);
     // The model's tables are tiny (one block range), so one call sweeps them whole, whatever the batch.
     const expired = [...m.rows].filter(([, e]) => rowStatus(e, t0, t1) === 'expired').map(([k]) => k);
     const unknown = [...m.rows].filter(([, e]) => rowStatus(e, t0, t1) === 'unknown').map(([k]) => k);
-    assert.ok(r.v >= expired.length && r.v <= expired.length + unknown.length,
-      `purge deleted ${r.v}, expected [${expired.length}, ${expired.length + unknown.length}]`);
+    assert.ok(
+      r.v >= expired.length && r.v <= expired.length + unknown.length,
+      `purge deleted ${r.v}, expected [${expired.length}, ${expired.length + unknown.length}]`,
+    );
     for (const k of expired) m.rows.delete(k);
     if (unknown.length > 0) {
       const left = await real.present(unknown);
@@ -472,18 +592,41 @@ class Purge extends Cmd {
       assert.equal(unknown.length - left.size, r.v - expired.length, 'purge count and rows left disagree');
     }
   }
-  toString() { return `purge(${this.batchSize})`; }
+  toString() {
+    return `purge(${this.batchSize})`;
+  }
 }
 
 class Wait extends Cmd {
-  constructor(readonly ms: number) { super(); }
-  async run() { await sleep(this.ms); }
-  toString() { return `wait(${this.ms}ms)`; }
+  constructor(readonly ms: number) {
+    super();
+  }
+  async run() {
+    await sleep(this.ms);
+  }
+  toString() {
+    return `wait(${this.ms}ms)`;
+  }
 }
 
 // ---- arbitraries ----
 const IDS = ['I'.repeat(32), 'framework-id_0123456789abcdefghij', 'A'.repeat(64)];
-const expiryArb = fc.constantFrom(undefined, undefined, -MAX_EXPIRY, -1, 0, 1, 1, 2, 60, 3600, 604800, MAX_EXPIRY, MAX_EXPIRY + 1, -MAX_EXPIRY - 1);
+const expiryArb = fc.constantFrom(
+  undefined,
+  undefined,
+  -MAX_EXPIRY,
+  -1,
+  0,
+  1,
+  1,
+  2,
+  60,
+  3600,
+  604800,
+  MAX_EXPIRY,
+  MAX_EXPIRY + 1,
+  -MAX_EXPIRY - 1,
+);
 const big = {
   at: 'x'.repeat(MAX_VALUE_BYTES),
   over: 'x'.repeat(MAX_VALUE_BYTES + 1),
@@ -493,8 +636,9 @@ const big = {
 };
 const FIELDS = ['a', 'b', 'c', 'é😀'];
 /** Values that hold JSON objects of those fields, for merges to work on. */
-const jsonValueArb = fc.dictionary(fc.constantFrom(...FIELDS), fc.oneof(fc.integer(), fc.string({ maxLength: 4 }), fc.constant(null)),
-  { maxKeys: 3 }).map((o) => JSON.stringify(o));
+const jsonValueArb = fc
+  .dictionary(fc.constantFrom(...FIELDS), fc.oneof(fc.integer(), fc.string({ maxLength: 4 }), fc.constant(null)), { maxKeys: 3 })
+  .map((o) => JSON.stringify(o));
 const ifVersionArb = fc.constantFrom<IfVersion>('none', 'none', 'none', 'seen', 'stale');
 const valueArb = fc.oneof(
   { weight: 10, arbitrary: jsonValueArb },
@@ -505,7 +649,10 @@ const valueArb = fc.oneof(
 const keyArb: fc.Arbitrary<KeyRef> = fc.oneof(
   { weight: 8, arbitrary: fc.nat(20).map((i): KeyRef => ({ kind: 'generated', i })) },
   { weight: 3, arbitrary: fc.constantFrom(...IDS).map((key): KeyRef => ({ kind: 'fixed', key })) },
-  { weight: 1, arbitrary: fc.constantFrom('', 'garbage', 'no such key'.padEnd(64, '_')).map((key): KeyRef => ({ kind: 'fixed', key })) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom('', 'garbage', 'no such key'.padEnd(64, '_')).map((key): KeyRef => ({ kind: 'fixed', key })),
+  },
 );
 
 /** Merges go mostly to the newest sessions holding JSON objects. */
@@ -521,21 +668,47 @@ const lifetimeArb = fc.constantFrom(undefined, 1, 2, 3600, 0, MAX_EXPIRY + 1);
 /** One weighted arbitrary over all commands (fc.commands would pick them uniformly). */
 export const commandArb: fc.Arbitrary<Cmd> = fc.oneof(
   { weight: 5, arbitrary: fc.tuple(expiryArb, fc.option(valueArb, { nil: undefined })).map(([e, v]) => new Generate(e, v)) },
-  { weight: 2, arbitrary: fc.tuple(expiryArb, fc.option(valueArb, { nil: undefined }), subjectArb, lifetimeArb).map(([e, v, s, l]) => new Generate(e, v, s, l)) },
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(expiryArb, fc.option(valueArb, { nil: undefined }), subjectArb, lifetimeArb)
+      .map(([e, v, s, l]) => new Generate(e, v, s, l)),
+  },
   { weight: 2, arbitrary: fc.tuple(keyArb, expiryArb).map(([k, e]) => new Touch(k, e)) },
   { weight: 1, arbitrary: fc.tuple(keyArb, fc.option(subjectArb, { nil: null })).map(([k, s]) => new SetSubject(k, s)) },
   { weight: 1, arbitrary: subjectArb.map((s) => new List(s)) },
   { weight: 1, arbitrary: fc.tuple(subjectArb, fc.option(keyArb, { nil: undefined })).map(([s, k]) => new Revoke(s, k)) },
   { weight: 2, arbitrary: keyArb.map((k) => new Rotate(k)) },
   { weight: 8, arbitrary: keyArb.map((k) => new Get(k)) },
-  { weight: 5, arbitrary: fc.tuple(keyArb, valueArb, expiryArb, ifVersionArb).map(([k, v, e, i]) => new Write('set', k, v, e, i)) },
-  { weight: 3, arbitrary: fc.tuple(keyArb, valueArb, expiryArb, ifVersionArb).map(([k, v, e, i]) => new Write('put', k, v, e, i)) },
-  { weight: 4, arbitrary: fc.tuple(mergeKeyArb, fc.dictionary(fc.constantFrom(...FIELDS), fc.oneof(fc.integer(), fc.string({ maxLength: 4 }), fc.constant(null)), { maxKeys: 2 }),
-    fc.subarray(FIELDS, { maxLength: 2 }), expiryArb, ifVersionArb).map(([k, set, unset, e, i]) => new Merge(k, set, unset, e, i)) },
+  {
+    weight: 5,
+    arbitrary: fc.tuple(keyArb, valueArb, expiryArb, ifVersionArb).map(([k, v, e, i]) => new Write('set', k, v, e, i)),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.tuple(keyArb, valueArb, expiryArb, ifVersionArb).map(([k, v, e, i]) => new Write('put', k, v, e, i)),
+  },
+  {
+    weight: 4,
+    arbitrary: fc
+      .tuple(
+        mergeKeyArb,
+        fc.dictionary(fc.constantFrom(...FIELDS), fc.oneof(fc.integer(), fc.string({ maxLength: 4 }), fc.constant(null)), {
+          maxKeys: 2,
+        }),
+        fc.subarray(FIELDS, { maxLength: 2 }),
+        expiryArb,
+        ifVersionArb,
+      )
+      .map(([k, set, unset, e, i]) => new Merge(k, set, unset, e, i)),
+  },
   { weight: 2, arbitrary: keyArb.map((k) => new Clear(k)) },
   { weight: 1, arbitrary: fc.constant(new Count()) },
   { weight: 1, arbitrary: fc.constant(new DefaultPeriod()) },
-  { weight: 1, arbitrary: fc.constantFrom(1, 2, 60, 86400, 604800, MAX_EXPIRY, 0, -1, MAX_EXPIRY + 1).map((p) => new SetDefaultPeriod(p)) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(1, 2, 60, 86400, 604800, MAX_EXPIRY, 0, -1, MAX_EXPIRY + 1).map((p) => new SetDefaultPeriod(p)),
+  },
   { weight: 1, arbitrary: fc.constantFrom(undefined, 1, 1000).map((b) => new Purge(b)) },
   { weight: 1, arbitrary: fc.integer({ min: 0, max: 1100 }).map((ms) => new Wait(ms)) },
 );
@@ -545,15 +718,24 @@ export { Cmd };
 /** The TypeScript client as the model's `Api`: `s` for the client calls, `a` for the admin calls. */
 export function clientApi(s: SessionStore, a: SessionAdmin): Api {
   return {
-    generate: (expiry, value, subject, lifetime) => s.generate({
-      ...(expiry === undefined ? {} : { expiry }), ...(value === undefined ? {} : { value }),
-      ...(subject === undefined ? {} : { subject }), ...(lifetime === undefined ? {} : { lifetime }),
-    }),
+    generate: (expiry, value, subject, lifetime) =>
+      s.generate({
+        ...(expiry === undefined ? {} : { expiry }),
+        ...(value === undefined ? {} : { value }),
+        ...(subject === undefined ? {} : { subject }),
+        ...(lifetime === undefined ? {} : { lifetime }),
+      }),
     get: (key) => s.get(key),
-    set: (key, value, expiry, ifVersion) => s.set(key, value, { ...(expiry === undefined ? {} : { expiry }), ...(ifVersion === undefined ? {} : { ifVersion }) }),
-    put: (key, value, expiry, ifVersion) => s.put(key, value, { ...(expiry === undefined ? {} : { expiry }), ...(ifVersion === undefined ? {} : { ifVersion }) }),
-    merge: (key, set, unset, expiry, ifVersion) => s.merge(key, { set, unset },
-      { ...(expiry === undefined ? {} : { expiry }), ...(ifVersion === undefined ? {} : { ifVersion }) }),
+    set: (key, value, expiry, ifVersion) =>
+      s.set(key, value, { ...(expiry === undefined ? {} : { expiry }), ...(ifVersion === undefined ? {} : { ifVersion }) }),
+    put: (key, value, expiry, ifVersion) =>
+      s.put(key, value, { ...(expiry === undefined ? {} : { expiry }), ...(ifVersion === undefined ? {} : { ifVersion }) }),
+    merge: (key, set, unset, expiry, ifVersion) =>
+      s.merge(
+        key,
+        { set, unset },
+        { ...(expiry === undefined ? {} : { expiry }), ...(ifVersion === undefined ? {} : { ifVersion }) },
+      ),
     touch: (key, expiry) => s.touch(key, expiry === undefined ? {} : { expiry }),
     clear: (key) => s.clear(key),
     setSubject: (key, subject) => s.setSubject(key, subject),
@@ -569,8 +751,13 @@ export function clientApi(s: SessionStore, a: SessionAdmin): Api {
 
 /** The SQL functions over the wire, with the documented SQLSTATEs named as the client names them. */
 export function sqlApi(c: pg.Client): Api {
-  const names: Record<string, string> = { '22023': 'invalid_parameter', '22001': 'value_too_large', '22004': 'null_value',
-    SP001: 'conflict', SP002: 'not_object' };
+  const names: Record<string, string> = {
+    '22023': 'invalid_parameter',
+    '22001': 'value_too_large',
+    '22004': 'null_value',
+    SP001: 'conflict',
+    SP002: 'not_object',
+  };
   const q = async (text: string, values: unknown[] = []) => {
     try {
       return (await c.query({ text, values, rowMode: 'array' })).rows;
@@ -582,26 +769,53 @@ export function sqlApi(c: pg.Client): Api {
   };
   const one = async (text: string, values: unknown[] = []) => (await q(text, values))[0]?.[0];
   return {
-    generate: async (expiry, value, subject, lifetime) => String(await one('SELECT session.session_generate($1, $2, $3, NULL, $4)',
-      [expiry ?? null, value ?? null, subject ?? null, lifetime ?? null])),
+    generate: async (expiry, value, subject, lifetime) =>
+      String(
+        await one('SELECT session.session_generate($1, $2, $3, NULL, $4)', [
+          expiry ?? null,
+          value ?? null,
+          subject ?? null,
+          lifetime ?? null,
+        ]),
+      ),
     get: async (key) => {
       const row = (await q('SELECT value, period, version FROM session.session_get($1)', [key]))[0];
       if (row === undefined) return { ok: false, error: 'not_found' };
-      return row[0] === null ? { ok: false, error: 'not_set' } : { ok: true, value: String(row[0]), period: Number(row[1]), version: Number(row[2]) };
+      return row[0] === null
+        ? { ok: false, error: 'not_set' }
+        : { ok: true, value: String(row[0]), period: Number(row[1]), version: Number(row[2]) };
     },
-    set: async (key, value, expiry, v) => (await one('SELECT session.session_set($1, $2, $3, $4)', [key, value, expiry ?? null, v ?? null])) === true,
-    put: async (key, value, expiry, v) => (await one('SELECT session.session_put($1, $2, $3, $4)', [key, value, expiry ?? null, v ?? null])) === true,
-    merge: async (key, set, unset, expiry, v) => (await one('SELECT session.session_merge($1, $2::jsonb, $3::text[], $4, $5)',
-      [key, JSON.stringify(set), unset, expiry ?? null, v ?? null])) === true,
+    set: async (key, value, expiry, v) =>
+      (await one('SELECT session.session_set($1, $2, $3, $4)', [key, value, expiry ?? null, v ?? null])) === true,
+    put: async (key, value, expiry, v) =>
+      (await one('SELECT session.session_put($1, $2, $3, $4)', [key, value, expiry ?? null, v ?? null])) === true,
+    merge: async (key, set, unset, expiry, v) =>
+      (await one('SELECT session.session_merge($1, $2::jsonb, $3::text[], $4, $5)', [
+        key,
+        JSON.stringify(set),
+        unset,
+        expiry ?? null,
+        v ?? null,
+      ])) === true,
     touch: async (key, expiry) => (await one('SELECT session.session_touch($1, $2)', [key, expiry ?? null])) === true,
-    clear: async (key) => { await q('SELECT session.session_clear($1)', [key]); },
+    clear: async (key) => {
+      await q('SELECT session.session_clear($1)', [key]);
+    },
     setSubject: async (key, subject) => (await one('SELECT session.session_set_subject($1, $2)', [key, subject])) === true,
     list: async (subject) => (await q('SELECT handle FROM session.session_list($1)', [subject])).length,
     revoke: async (subject, except) => Number(await one('SELECT session.session_revoke($1, $2)', [subject, except ?? null])),
     rotate: async (key) => ((await one('SELECT session.session_rotate($1)', [key])) ?? null) as string | null,
     count: async () => Number(await one('SELECT session.session_count()')),
     defaultPeriod: async () => Number(await one('SELECT session.session_default_period()')),
-    setDefaultPeriod: async (p) => { await q('SELECT session.session_set_default_period($1)', [p]); },
-    purge: async (b) => Number(await one(b === undefined ? 'SELECT session.session_purge()' : 'SELECT session.session_purge($1)', b === undefined ? [] : [b])),
+    setDefaultPeriod: async (p) => {
+      await q('SELECT session.session_set_default_period($1)', [p]);
+    },
+    purge: async (b) =>
+      Number(
+        await one(
+          b === undefined ? 'SELECT session.session_purge()' : 'SELECT session.session_purge($1)',
+          b === undefined ? [] : [b],
+        ),
+      ),
   };
 }

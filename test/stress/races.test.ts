@@ -24,7 +24,10 @@ function prng(s: number): () => number {
 const random = prng(seed);
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
 
-interface Timed { start: number; end: number }
+interface Timed {
+  start: number;
+  end: number;
+}
 async function timed<T>(f: () => Promise<T>): Promise<Timed & { result: T }> {
   const start = performance.now();
   const result = await f();
@@ -57,10 +60,19 @@ after(async () => {
 });
 
 describe('races', () => {
-  test('concurrent clients on shared keys: reads see only values written to that key, never older than a write or clear that returned', { timeout: 300_000 }, async (t) => {
+  test('concurrent clients on shared keys: reads see only values written to that key, never older than a write or clear that returned', {
+    timeout: 300_000,
+  }, async (t) => {
     const clients = open(6);
     const keys = Array.from({ length: 6 }, (_, i) => `shared-key-${i}`.padEnd(40, '_'));
-    type Op = Timed & { key: number; kind: 'write' | 'clear' | 'get'; value?: string | undefined; ok: boolean; read?: string | null; put?: boolean };
+    type Op = Timed & {
+      key: number;
+      kind: 'write' | 'clear' | 'get';
+      value?: string | undefined;
+      ok: boolean;
+      read?: string | null;
+      put?: boolean;
+    };
     const ops: Op[] = [];
     for (const [i, key] of keys.entries()) {
       const r = await timed(() => (clients[0] as SessionStore).put(key, `k${i}:init`));
@@ -68,35 +80,43 @@ describe('races', () => {
     }
     const workers = 12;
     const perWorker = Number(process.env.RACE_OPS ?? 800);
-    await Promise.all(Array.from({ length: workers }, async (_, w) => {
-      const store = clients[w % clients.length] as SessionStore;
-      for (let n = 0; n < perWorker; n += 1) {
-        const k = Math.floor(random() * keys.length);
-        const key = keys[k] as string;
-        const value = `k${k}:w${w}:${n}`;
-        const roll = random();
-        if (roll < 0.3) {
-          const r = await timed(() => store.put(key, value));
-          ops.push({ ...r, key: k, kind: 'write', value, ok: r.result, put: true });
-        } else if (roll < 0.5) {
-          const r = await timed(() => store.set(key, value));
-          ops.push({ ...r, key: k, kind: 'write', value, ok: r.result });
-        } else if (roll < 0.55 && n >= perWorker * 0.8) {
-          // Clears only in the last fifth: a cleared key stays dead (its tombstone refuses every
-          // write), so earlier clears would leave little to race.
-          const r = await timed(() => store.clear(key));
-          ops.push({ ...r, key: k, kind: 'clear', ok: true });
-        } else {
-          const r = await timed(() => store.get(key));
-          const read = r.result.ok ? r.result.value : r.result.error === 'not_found' ? null : 'NOT_SET';
-          ops.push({ ...r, key: k, kind: 'get', ok: true, read });
+    await Promise.all(
+      Array.from({ length: workers }, async (_, w) => {
+        const store = clients[w % clients.length] as SessionStore;
+        for (let n = 0; n < perWorker; n += 1) {
+          const k = Math.floor(random() * keys.length);
+          const key = keys[k] as string;
+          const value = `k${k}:w${w}:${n}`;
+          const roll = random();
+          if (roll < 0.3) {
+            const r = await timed(() => store.put(key, value));
+            ops.push({ ...r, key: k, kind: 'write', value, ok: r.result, put: true });
+          } else if (roll < 0.5) {
+            const r = await timed(() => store.set(key, value));
+            ops.push({ ...r, key: k, kind: 'write', value, ok: r.result });
+          } else if (roll < 0.55 && n >= perWorker * 0.8) {
+            // Clears only in the last fifth: a cleared key stays dead (its tombstone refuses every
+            // write), so earlier clears would leave little to race.
+            const r = await timed(() => store.clear(key));
+            ops.push({ ...r, key: k, kind: 'clear', ok: true });
+          } else {
+            const r = await timed(() => store.get(key));
+            const read = r.result.ok ? r.result.value : r.result.error === 'not_found' ? null : 'NOT_SET';
+            ops.push({ ...r, key: k, kind: 'get', ok: true, read });
+          }
         }
-      }
-    }));
+      }),
+    );
     // Final reads, after every writer returned.
     for (const [i, key] of keys.entries()) {
       const r = await timed(() => (clients[1] as SessionStore).get(key));
-      ops.push({ ...r, key: i, kind: 'get', ok: true, read: r.result.ok ? r.result.value : r.result.error === 'not_found' ? null : 'NOT_SET' });
+      ops.push({
+        ...r,
+        key: i,
+        kind: 'get',
+        ok: true,
+        read: r.result.ok ? r.result.value : r.result.error === 'not_found' ? null : 'NOT_SET',
+      });
     }
 
     let reads = 0;
@@ -108,7 +128,10 @@ describe('races', () => {
       const clears = mine.filter((o) => o.kind === 'clear');
       // put creates a missing session, but never writes over a cleared one (its tombstone).
       for (const p of writes.filter((x) => x.put === true && !x.ok)) {
-        assert.ok(clears.some((c) => c.start < p.end), `key ${k}: put refused although no clear had been called`);
+        assert.ok(
+          clears.some((c) => c.start < p.end),
+          `key ${k}: put refused although no clear had been called`,
+        );
       }
       for (const g of mine.filter((o) => o.kind === 'get')) {
         reads += 1;
@@ -118,7 +141,10 @@ describe('races', () => {
           // Not found: every successful write that returned before this get was called must be
           // followed (or overlapped) by a clear that was called before this get returned.
           for (const w of writes.filter((x) => x.ok && before_(x, g))) {
-            assert.ok(clears.some((c) => !before_(c, w) && c.start < g.end), `key ${k}: not found, yet ${w.value} was written and never cleared`);
+            assert.ok(
+              clears.some((c) => !before_(c, w) && c.start < g.end),
+              `key ${k}: not found, yet ${w.value} was written and never cleared`,
+            );
           }
           continue;
         }
@@ -126,7 +152,11 @@ describe('races', () => {
         assert.ok(w !== undefined, `key ${k}: read ${g.read}, which nobody wrote to this key`);
         assert.ok(w.ok && w.start < g.end, `key ${k}: read ${g.read} from a write that failed or came later`);
         const newer = changes.find((o) => o !== w && before_(w, o) && before_(o, g));
-        assert.equal(newer, undefined, `key ${k}: read the stale ${g.read} although ${newer?.kind} ${newer?.value ?? ''} returned before the read`);
+        assert.equal(
+          newer,
+          undefined,
+          `key ${k}: read the stale ${g.read} although ${newer?.kind} ${newer?.value ?? ''} returned before the read`,
+        );
       }
     }
     const writes = ops.filter((o) => o.kind === 'write');
@@ -135,10 +165,14 @@ describe('races', () => {
     console.log(`# ${line}`);
   });
 
-  test('purge in a loop against set extending sessions at their expiry: no acknowledged extension is deleted', { timeout: 300_000 }, async (t) => {
+  test('purge in a loop against set extending sessions at their expiry: no acknowledged extension is deleted', {
+    timeout: 300_000,
+  }, async (t) => {
     const [extender] = open(1) as [SessionStore];
     const purger = openAdmin();
-    const earlier = Number((await db.query('SELECT count(*)::int AS n FROM session.sessions WHERE expires_at > now()')).rows[0]?.n);
+    const earlier = Number(
+      (await db.query('SELECT count(*)::int AS n FROM session.sessions WHERE expires_at > now()')).rows[0]?.n,
+    );
     // Expired filler spread over many pages, so that each purge call sweeps and deletes for real.
     await db.query(`INSERT INTO session.sessions (digest, expires_at, value)
                     SELECT sha256(('filler' || i)::bytea), now() - interval '1 s', repeat('f', 200) FROM generate_series(1, 20000) i`);
@@ -157,12 +191,16 @@ describe('races', () => {
     const refused: string[] = [];
     try {
       for (let round = 0; round < rounds; round += 1) {
-        const born = await Promise.all(Array.from({ length: perRound }, (_, i) => timed(() => extender.generate({ expiry: 1, value: `r${round}:${i}` }))));
+        const born = await Promise.all(
+          Array.from({ length: perRound }, (_, i) => timed(() => extender.generate({ expiry: 1, value: `r${round}:${i}` }))),
+        );
         // Each session is extended at a random moment around its expiry (1 s after it was born).
-        await Promise.all(born.map(async ({ end, result: key }) => {
-          await sleep(Math.max(0, end + 700 + random() * 600 - performance.now()));
-          (await extender.set(key, `extended:${key}`, { expiry: 3600 }) ? acknowledged : refused).push(key);
-        }));
+        await Promise.all(
+          born.map(async ({ end, result: key }) => {
+            await sleep(Math.max(0, end + 700 + random() * 600 - performance.now()));
+            ((await extender.set(key, `extended:${key}`, { expiry: 3600 })) ? acknowledged : refused).push(key);
+          }),
+        );
       }
     } finally {
       purging = false;
@@ -175,9 +213,15 @@ describe('races', () => {
     }
     for (const key of refused) assert.deepEqual(await extender.get(key), { ok: false, error: 'not_found' });
     // Exactly the extended sessions (and the live ones of earlier tests) are left: purge deleted the rest.
-    const left = await db.query<{ value: string | null; expired: boolean }>(`SELECT value, expires_at <= now() AS expired FROM session.sessions WHERE value LIKE 'r%:%' OR value LIKE 'extended:%'`);
+    const left = await db.query<{ value: string | null; expired: boolean }>(
+      `SELECT value, expires_at <= now() AS expired FROM session.sessions WHERE value LIKE 'r%:%' OR value LIKE 'extended:%'`,
+    );
     const extended = new Set(acknowledged.map((k) => `extended:${k}`));
-    assert.deepEqual(left.rows.filter((r) => r.value === null || !extended.has(r.value)), [], 'rows left besides the extended sessions');
+    assert.deepEqual(
+      left.rows.filter((r) => r.value === null || !extended.has(r.value)),
+      [],
+      'rows left besides the extended sessions',
+    );
     assert.equal(left.rows.length, acknowledged.length);
     assert.equal((await db.query('SELECT count(*)::int AS n FROM session.sessions')).rows[0]?.n, earlier + acknowledged.length);
     assert.ok(acknowledged.length > 0 && refused.length > 0, 'the extensions did not straddle the expiry');
@@ -186,7 +230,9 @@ describe('races', () => {
     console.log(`# ${line}`);
   });
 
-  test('set_default_period concurrent with generate: every new session gets the old or the new period', { timeout: 300_000 }, async (t) => {
+  test('set_default_period concurrent with generate: every new session gets the old or the new period', {
+    timeout: 300_000,
+  }, async (t) => {
     const generators = open(3);
     const setter = openAdmin();
     // Periods 100000 s apart: the period a session got is recognisable however long we take to read it.
@@ -203,9 +249,13 @@ describe('races', () => {
     })();
     const born: (Timed & { result: string })[] = [];
     try {
-      await Promise.all(generators.flatMap((g) => [0, 1].map(async () => {
-        for (let i = 0; i < 500; i += 1) born.push(await timed(() => g.generate()));
-      })));
+      await Promise.all(
+        generators.flatMap((g) =>
+          [0, 1].map(async () => {
+            for (let i = 0; i < 500; i += 1) born.push(await timed(() => g.generate()));
+          }),
+        ),
+      );
     } finally {
       running = false;
       await setterLoop;
@@ -216,7 +266,14 @@ describe('races', () => {
       const r = await timed(() => reader.get(b.result));
       assert.ok(r.result.ok === false && r.result.error === 'not_set');
       // The session's expiry, read as the owner, minus the generate call's bracket gives its period.
-      const exp = Number((await db.query(`SELECT extract(epoch FROM expires_at - now()) AS s FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))`, [b.result])).rows[0]?.s);
+      const exp = Number(
+        (
+          await db.query(
+            `SELECT extract(epoch FROM expires_at - now()) AS s FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))`,
+            [b.result],
+          )
+        ).rows[0]?.s,
+      );
       const got = periods.find((p) => Math.abs(exp + (performance.now() - b.start) / 1000 - p) < 60);
       assert.ok(got !== undefined, `a session got a period of about ${exp} s, which nobody set`);
       const inForce = changes.filter((c) => before_(c, b)).at(-1)?.period ?? initial;
@@ -230,7 +287,9 @@ describe('races', () => {
     console.log(`# ${line}`);
   });
 
-  test('5 concurrent `session-pg migrate` processes on an empty database, 3 times: all succeed, one applies, same schema as one run', { timeout: 300_000 }, async (t) => {
+  test('5 concurrent `session-pg migrate` processes on an empty database, 3 times: all succeed, one applies, same schema as one run', {
+    timeout: 300_000,
+  }, async (t) => {
     const reference = await freshDatabase('single', { empty: true });
     try {
       await migrate({ connectionString: reference.url, log: false });
@@ -238,17 +297,36 @@ describe('races', () => {
       for (let round = 0; round < 3; round += 1) {
         const racy = await freshDatabase('racy', { empty: true });
         try {
-          const runs = await Promise.all(Array.from({ length: 5 }, () => new Promise<{ code: number | null; out: string }>((resolve) => {
-            const child = spawn(process.execPath, [cliPath, 'migrate', '--database-url', racy.url], { stdio: ['ignore', 'pipe', 'pipe'] });
-            let out = '';
-            child.stdout.on('data', (d: Buffer) => { out += String(d); });
-            child.stderr.on('data', (d: Buffer) => { out += String(d); });
-            child.on('exit', (code) => resolve({ code, out }));
-          })));
+          const runs = await Promise.all(
+            Array.from(
+              { length: 5 },
+              () =>
+                new Promise<{ code: number | null; out: string }>((resolve) => {
+                  const child = spawn(process.execPath, [cliPath, 'migrate', '--database-url', racy.url], {
+                    stdio: ['ignore', 'pipe', 'pipe'],
+                  });
+                  let out = '';
+                  child.stdout.on('data', (d: Buffer) => {
+                    out += String(d);
+                  });
+                  child.stderr.on('data', (d: Buffer) => {
+                    out += String(d);
+                  });
+                  child.on('exit', (code) => resolve({ code, out }));
+                }),
+            ),
+          );
           for (const r of runs) assert.equal(r.code, 0, r.out);
-          assert.equal(runs.filter((r) => r.out.includes(`Applied: ${shipped.join(', ')}`)).length, 1, runs.map((r) => r.out).join('\n---\n'));
+          assert.equal(
+            runs.filter((r) => r.out.includes(`Applied: ${shipped.join(', ')}`)).length,
+            1,
+            runs.map((r) => r.out).join('\n---\n'),
+          );
           // Each migration recorded exactly once.
-          assert.equal((await racy.query(`SELECT string_agg(name, ' ' ORDER BY id) AS names FROM public.session_migrations`)).rows[0]?.names, shipped.join(' '));
+          assert.equal(
+            (await racy.query(`SELECT string_agg(name, ' ' ORDER BY id) AS names FROM public.session_migrations`)).rows[0]?.names,
+            shipped.join(' '),
+          );
           assert.equal(schemaDump(racy.url), expected);
         } finally {
           await racy.drop();
@@ -257,7 +335,8 @@ describe('races', () => {
     } finally {
       await reference.drop();
     }
-    const line = 'concurrent migrations: 3 rounds of 5 OS processes, 15 exits 0, 3 applied once each, schema identical to a single run';
+    const line =
+      'concurrent migrations: 3 rounds of 5 OS processes, 15 exits 0, 3 applied once each, schema identical to a single run';
     t.diagnostic(line);
     console.log(`# ${line}`);
   });

@@ -31,8 +31,23 @@ after(async () => {
   await db.drop();
 });
 
-interface Tracked { key: string; value: string | null; lo: number; hi: number; cleared: boolean }
-interface Sample { at: number; heap: number; rss: number; table: number; rows: number; live: number; dead: number; autovacuums: number }
+interface Tracked {
+  key: string;
+  value: string | null;
+  lo: number;
+  hi: number;
+  cleared: boolean;
+}
+interface Sample {
+  at: number;
+  heap: number;
+  rss: number;
+  table: number;
+  rows: number;
+  live: number;
+  dead: number;
+  autovacuums: number;
+}
 
 test(`soak: ${seconds} s of mixed traffic with a purge every 3 s`, { timeout: (seconds + 300) * 1000 }, async (t) => {
   const counts = { generate: 0, get: 0, set: 0, clear: 0, purged: 0, purges: 0, errors: 0, lost: 0, expiredReads: 0 };
@@ -41,12 +56,23 @@ test(`soak: ${seconds} s of mixed traffic with a purge every 3 s`, { timeout: (s
   const sample = async (at: number): Promise<Sample> => {
     gc();
     const m = process.memoryUsage();
-    const r = (await db.query<{ table: string; rows: number; live: number; dead: string; autovacuums: string }>(`
+    const r = (
+      await db.query<{ table: string; rows: number; live: number; dead: string; autovacuums: string }>(`
       SELECT pg_total_relation_size('session.sessions') AS table, (SELECT count(*)::int FROM session.sessions) AS rows,
              (SELECT count(*)::int FROM session.sessions WHERE expires_at > now()) AS live,
              n_dead_tup AS dead, autovacuum_count AS autovacuums
-        FROM pg_stat_user_tables WHERE relid = 'session.sessions'::regclass`)).rows[0];
-    return { at, heap: m.heapUsed, rss: m.rss, table: Number(r?.table), rows: Number(r?.rows), live: Number(r?.live), dead: Number(r?.dead), autovacuums: Number(r?.autovacuums) };
+        FROM pg_stat_user_tables WHERE relid = 'session.sessions'::regclass`)
+    ).rows[0];
+    return {
+      at,
+      heap: m.heapUsed,
+      rss: m.rss,
+      table: Number(r?.table),
+      rows: Number(r?.rows),
+      live: Number(r?.live),
+      dead: Number(r?.dead),
+      autovacuums: Number(r?.autovacuums),
+    };
   };
 
   const started = performance.now();
@@ -134,15 +160,17 @@ test(`soak: ${seconds} s of mixed traffic with a purge every 3 s`, { timeout: (s
 
   await Promise.all([...Array.from({ length: 4 }, (_, w) => worker(w)), purger(), sampler()]);
 
-  const fmt = (s: Sample) => `${String(s.at).padStart(4)} s  heap ${(s.heap / MB).toFixed(1)} MB  rss ${(s.rss / MB).toFixed(0)} MB  table ${(s.table / MB).toFixed(2)} MB  rows ${s.rows} (live ${s.live}, dead tuples ${s.dead})  autovacuums ${s.autovacuums}`;
+  const fmt = (s: Sample) =>
+    `${String(s.at).padStart(4)} s  heap ${(s.heap / MB).toFixed(1)} MB  rss ${(s.rss / MB).toFixed(0)} MB  table ${(s.table / MB).toFixed(2)} MB  rows ${s.rows} (live ${s.live}, dead tuples ${s.dead})  autovacuums ${s.autovacuums}`;
   for (const s of samples) t.diagnostic(fmt(s));
   const ops = counts.generate + counts.get + counts.set + counts.clear;
-  const first = samples[1] ?? samples[0] as Sample; // after 10 s of warm-up
+  const first = samples[1] ?? (samples[0] as Sample); // after 10 s of warm-up
   const last = samples.at(-1) as Sample;
   const peak = (xs: Sample[]) => Math.max(...xs.map((s) => s.table));
-  const line = `soak: ${seconds} s, ${ops} calls (${counts.generate} generate, ${counts.get} get, ${counts.set} set, ${counts.clear} clear; ${Math.round(ops / seconds)}/s), ${counts.purges} purges deleted ${counts.purged} rows; `
-    + `${counts.errors} errors, ${counts.lost} lost; heap ${(first.heap / MB).toFixed(1)} MB after warm-up → ${(last.heap / MB).toFixed(1)} MB at the end, rss ${(first.rss / MB).toFixed(0)} → ${(last.rss / MB).toFixed(0)} MB; `
-    + `table ${(first.table / MB).toFixed(2)} MB → ${(last.table / MB).toFixed(2)} MB (peak ${(peak(samples) / MB).toFixed(2)} MB), ${last.autovacuums} autovacuums`;
+  const line =
+    `soak: ${seconds} s, ${ops} calls (${counts.generate} generate, ${counts.get} get, ${counts.set} set, ${counts.clear} clear; ${Math.round(ops / seconds)}/s), ${counts.purges} purges deleted ${counts.purged} rows; ` +
+    `${counts.errors} errors, ${counts.lost} lost; heap ${(first.heap / MB).toFixed(1)} MB after warm-up → ${(last.heap / MB).toFixed(1)} MB at the end, rss ${(first.rss / MB).toFixed(0)} → ${(last.rss / MB).toFixed(0)} MB; ` +
+    `table ${(first.table / MB).toFixed(2)} MB → ${(last.table / MB).toFixed(2)} MB (peak ${(peak(samples) / MB).toFixed(2)} MB), ${last.autovacuums} autovacuums`;
   t.diagnostic(line);
   console.log(`# ${line}`);
 
@@ -157,6 +185,8 @@ test(`soak: ${seconds} s of mixed traffic with a purge every 3 s`, { timeout: (s
     const third = (i: number) => samples.filter((x) => x.at > (i * seconds) / 3 && x.at <= ((i + 1) * seconds) / 3);
     assert.ok(peak(third(2)) <= 1.25 * peak(third(1)), `the table kept growing: ${samples.map((x) => x.table).join(', ')}`);
   } else {
-    t.diagnostic(`table-size bound not asserted: SOAK_SECONDS=${seconds} is under 150 s, too short for autovacuum (60 s naptime) to settle`);
+    t.diagnostic(
+      `table-size bound not asserted: SOAK_SECONDS=${seconds} is under 150 s, too short for autovacuum (60 s naptime) to settle`,
+    );
   }
 });

@@ -4,7 +4,12 @@ import { test } from 'node:test';
 import { Deadlines, overdue, Watch } from '../../src/deadline.js';
 
 test('a call may take statementTimeoutMs plus max(250 ms, a tenth)', () => {
-  for (const [timeout, limit] of [[1000, 1250], [2500, 2750], [5000, 5500], [60_000, 66_000]] as const) {
+  for (const [timeout, limit] of [
+    [1000, 1250],
+    [2500, 2750],
+    [5000, 5500],
+    [60_000, 66_000],
+  ] as const) {
     const d = new Deadlines(timeout);
     try {
       assert.equal(d.limitMs, limit, String(timeout));
@@ -26,7 +31,7 @@ test('a connection is late when any of its calls is older than the limit, not on
   assert.equal(overdue(batch, 10_000, 1500), true);
 });
 
-test('the timeout error says what happened and keeps only the cause\'s message', () => {
+test("the timeout error says what happened and keeps only the cause's message", () => {
   const d = new Deadlines(1000);
   try {
     const cause = Object.assign(new Error('terminated'), { query: 'SELECT $1', parameters: ['secret-key'] });

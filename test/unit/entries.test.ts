@@ -28,7 +28,9 @@ function loadedBy(entry: string): string[] {
       await import(${JSON.stringify(new URL(`../../src/${entry}`, import.meta.url).href)});`;
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
-    return readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l !== '');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -39,19 +41,38 @@ const operations = /node-pg-migrate|\/dist\/src\/(migrate|admin|admin-store|admi
 
 test('the client entry (session-postgresql) loads no migration, admin, import or scale-out module', () => {
   const loaded = loadedBy('index.js');
-  assert.ok(loaded.some((u) => u.endsWith('/dist/src/store.js')), 'the hook saw the client modules');
-  assert.deepEqual(loaded.filter((u) => operations.test(u)), []);
+  assert.ok(
+    loaded.some((u) => u.endsWith('/dist/src/store.js')),
+    'the hook saw the client modules',
+  );
+  assert.deepEqual(
+    loaded.filter((u) => operations.test(u)),
+    [],
+  );
 });
 
 test('the framework entries load none of them either', () => {
   for (const entry of ['express.js', 'fastify.js', 'koa.js']) {
-    assert.deepEqual(loadedBy(entry).filter((u) => operations.test(u)), [], entry);
+    assert.deepEqual(
+      loadedBy(entry).filter((u) => operations.test(u)),
+      [],
+      entry,
+    );
   }
 });
 
 test('the admin entry (session-postgresql/admin) loads them: the check above can see them', () => {
   const loaded = loadedBy('admin-index.js');
-  for (const name of ['node-pg-migrate', '/dist/src/migrate.js', '/dist/src/scaleout.js', '/dist/src/import.js', '/dist/src/admin-store.js']) {
-    assert.ok(loaded.some((u) => u.includes(name)), name);
+  for (const name of [
+    'node-pg-migrate',
+    '/dist/src/migrate.js',
+    '/dist/src/scaleout.js',
+    '/dist/src/import.js',
+    '/dist/src/admin-store.js',
+  ]) {
+    assert.ok(
+      loaded.some((u) => u.includes(name)),
+      name,
+    );
   }
 });

@@ -7,13 +7,19 @@ import { hostPlan } from '../../src/hosts.js';
 const invalid = (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument';
 
 test('a URL with several hosts: one URL per host, in order, the rest kept, target_session_attrs taken out', () => {
-  const plan = hostPlan({ connectionString: 'postgresql://app:s3cret@db1:5432,[::1]:5433,db3/sessions?sslmode=disable&target_session_attrs=read-write&application_name=x' });
+  const plan = hostPlan({
+    connectionString:
+      'postgresql://app:s3cret@db1:5432,[::1]:5433,db3/sessions?sslmode=disable&target_session_attrs=read-write&application_name=x',
+  });
   assert.equal(plan.attrs, 'read-write');
-  assert.deepEqual(plan.hosts.map((h) => h.connectionString), [
-    'postgresql://app:s3cret@db1:5432/sessions?sslmode=disable&application_name=x',
-    'postgresql://app:s3cret@[::1]:5433/sessions?sslmode=disable&application_name=x',
-    'postgresql://app:s3cret@db3/sessions?sslmode=disable&application_name=x',
-  ]);
+  assert.deepEqual(
+    plan.hosts.map((h) => h.connectionString),
+    [
+      'postgresql://app:s3cret@db1:5432/sessions?sslmode=disable&application_name=x',
+      'postgresql://app:s3cret@[::1]:5433/sessions?sslmode=disable&application_name=x',
+      'postgresql://app:s3cret@db3/sessions?sslmode=disable&application_name=x',
+    ],
+  );
 });
 
 test('one host without target_session_attrs: the options unchanged', () => {
@@ -25,13 +31,25 @@ test('one host without target_session_attrs: the options unchanged', () => {
 test('host and port lists (options and conninfo): one port for all, or one per host', () => {
   assert.deepEqual(hostPlan({ host: 'a,b', port: '5432,5433', targetSessionAttrs: 'primary' }), {
     attrs: 'primary',
-    hosts: [{ host: 'a', port: 5432, targetSessionAttrs: 'primary' }, { host: 'b', port: 5433, targetSessionAttrs: 'primary' }],
+    hosts: [
+      { host: 'a', port: 5432, targetSessionAttrs: 'primary' },
+      { host: 'b', port: 5433, targetSessionAttrs: 'primary' },
+    ],
   });
   const fromConninfo = hostPlan({ conninfo: 'host=a,b port=6000 dbname=s target_session_attrs=prefer-standby' });
   assert.equal(fromConninfo.attrs, 'prefer-standby');
-  assert.deepEqual(fromConninfo.hosts.map((h) => [h.host, h.port, h.dbname]), [['a', 6000, 's'], ['b', 6000, 's']]);
+  assert.deepEqual(
+    fromConninfo.hosts.map((h) => [h.host, h.port, h.dbname]),
+    [
+      ['a', 6000, 's'],
+      ['b', 6000, 's'],
+    ],
+  );
   // An option given beside conninfo wins, as for every other option.
-  assert.equal(hostPlan({ conninfo: 'host=a,b target_session_attrs=standby', targetSessionAttrs: 'read-write' }).attrs, 'read-write');
+  assert.equal(
+    hostPlan({ conninfo: 'host=a,b target_session_attrs=standby', targetSessionAttrs: 'read-write' }).attrs,
+    'read-write',
+  );
 });
 
 test('malformed lists and unknown values: invalid_argument, without the password in the message', () => {
@@ -41,6 +59,10 @@ test('malformed lists and unknown values: invalid_argument, without the password
     { host: 'a,b,c', port: '1,2' },
     { conninfo: 'host=a,b target_session_attrs=master' },
   ]) {
-    assert.throws(() => hostPlan(options), (e: unknown) => invalid(e) && !(e as Error).message.includes('s3cret'), JSON.stringify(options));
+    assert.throws(
+      () => hostPlan(options),
+      (e: unknown) => invalid(e) && !(e as Error).message.includes('s3cret'),
+      JSON.stringify(options),
+    );
   }
 });

@@ -27,7 +27,8 @@ test('values of other JSON types, or arrays of another length or order, differ',
   const before = text({ a: [1, 2], b: { c: 1 }, d: '1', e: null, f: [{ g: 1 }], h: {} });
   const after = text({ a: [2, 1], b: { c: 1, x: 0 }, d: 1, e: false, f: [{ g: 1 }, 2], h: [] });
   assert.deepEqual(changesOf(before, after), {
-    set: { a: [2, 1], b: { c: 1, x: 0 }, d: 1, e: false, f: [{ g: 1 }, 2], h: [] }, unset: [],
+    set: { a: [2, 1], b: { c: 1, x: 0 }, d: 1, e: false, f: [{ g: 1 }, 2], h: [] },
+    unset: [],
   });
 });
 
@@ -42,6 +43,12 @@ test('keys parseSession drops (named like Object.prototype members) are neither 
 });
 
 test('a value that is not a JSON object: SessionError database', () => {
-  assert.throws(() => changesOf('[1]', '{}'), (e: unknown) => e instanceof SessionError && e.code === 'database');
-  assert.throws(() => changesOf('{}', 'null'), (e: unknown) => e instanceof SessionError && e.code === 'database');
+  assert.throws(
+    () => changesOf('[1]', '{}'),
+    (e: unknown) => e instanceof SessionError && e.code === 'database',
+  );
+  assert.throws(
+    () => changesOf('{}', 'null'),
+    (e: unknown) => e instanceof SessionError && e.code === 'database',
+  );
 });

@@ -26,7 +26,13 @@ test('never more than 256 keys in one statement', () => {
   assert.deepEqual(parts(513), [171, 171, 171]);
   for (const n of [600, 1000, 4097]) {
     const p = parts(n);
-    assert.ok(p.every((s) => s <= 256), String(n));
-    assert.equal(p.reduce((a, b) => a + b, 0), n);
+    assert.ok(
+      p.every((s) => s <= 256),
+      String(n),
+    );
+    assert.equal(
+      p.reduce((a, b) => a + b, 0),
+      n,
+    );
   }
 });

@@ -6,7 +6,9 @@ import { dataOf, parseSession } from '../../src/session-json.js';
 
 describe('parseSession', () => {
   test('drops the keys at every level and keeps the rest; the result has plain prototypes', () => {
-    const s = parseSession('{"__proto__":{"a":1},"x":{"constructor":{"prototype":{"b":2}},"y":[{"valueOf":3,"z":4}]},"prototype":5}');
+    const s = parseSession(
+      '{"__proto__":{"a":1},"x":{"constructor":{"prototype":{"b":2}},"y":[{"valueOf":3,"z":4}]},"prototype":5}',
+    );
     assert.deepEqual(s, { x: { y: [{ z: 4 }] } });
     assert.equal(Object.getPrototypeOf(s), Object.prototype);
     assert.equal(Object.hasOwn(s, '__proto__'), false);
@@ -14,7 +16,11 @@ describe('parseSession', () => {
 
   test('a value that is not a JSON object is a SessionError with code database', () => {
     for (const text of ['[]', '"s"', '1', 'null', 'false', 'nope']) {
-      assert.throws(() => parseSession(text), (err) => err instanceof SessionError && err.code === 'database', text);
+      assert.throws(
+        () => parseSession(text),
+        (err) => err instanceof SessionError && err.code === 'database',
+        text,
+      );
     }
   });
 });

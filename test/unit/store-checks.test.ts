@@ -7,10 +7,11 @@ import { connectAdmin, type SessionAdmin } from '../../src/admin-index.js';
 import { freePort } from '../harness/cluster.js';
 
 /** The code of the SessionError `p` rejects with. */
-const code = (p: Promise<unknown>): Promise<string> => p.then(
-  () => assert.fail('expected a rejection'),
-  (err: unknown) => (err instanceof SessionError ? err.code : assert.fail(`not a SessionError: ${String(err)}`)),
-);
+const code = (p: Promise<unknown>): Promise<string> =>
+  p.then(
+    () => assert.fail('expected a rejection'),
+    (err: unknown) => (err instanceof SessionError ? err.code : assert.fail(`not a SessionError: ${String(err)}`)),
+  );
 
 describe('input checks happen before any query is sent', () => {
   // A store whose database is unreachable: any query would fail with `connection`.
@@ -57,4 +58,3 @@ describe('input checks happen before any query is sent', () => {
     assert.ok(Date.now() - started < 10_000);
   });
 });
-

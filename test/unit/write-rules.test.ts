@@ -37,7 +37,11 @@ describe('checkedSubject', () => {
   });
   test('anything else is invalid_argument', () => {
     for (const s of ['', 'x'.repeat(257), 'é'.repeat(129), 'a\u0000b', '\ud800', 42, {}, ['a']]) {
-      assert.throws(() => checkedSubject(s), (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument', JSON.stringify(s));
+      assert.throws(
+        () => checkedSubject(s),
+        (e: unknown) => e instanceof SessionError && e.code === 'invalid_argument',
+        JSON.stringify(s),
+      );
     }
   });
 });
