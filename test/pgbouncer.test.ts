@@ -42,7 +42,7 @@ after(() => cluster?.destroy());
 const serverLog = () => readFileSync(cluster.logFile, 'utf8');
 const count = (text: string, needle: string) => text.split(needle).length - 1;
 const writeBatches = 'Query Text: SELECT ord, sqlstate, message, ok, key FROM session.session_write_batch';
-const getBatches = 'Query Text: SELECT value, period, ord FROM session.session_get_batch';
+const getBatches = 'Query Text: SELECT value, period, ord, version FROM session.session_get_batch';
 
 /** A live session's get: the value, and a period that may have started to run down. */
 function assertLive(got: GetResult, value: string, period = 604800): void {
