@@ -11,8 +11,8 @@ export const variantNames = ['none', 'fillfactor80', 'btree', 'brin', 'partial',
 export type Variant = (typeof variantNames)[number];
 
 export const variantLabels: Record<Variant, string> = {
-  none: 'as shipped: no index on expires_at, fillfactor 100 (the default)',
-  fillfactor80: 'no index on expires_at, fillfactor 80 (room for HOT updates from the start)',
+  none: 'no index on expires_at, fillfactor 100 (the default, as pre-releases shipped)',
+  fillfactor80: 'as shipped: no index on expires_at, fillfactor 80 (room for HOT updates from the start)',
   btree: 'B-tree on expires_at',
   brin: 'BRIN on expires_at',
   partial: 'partial B-tree on expires_at WHERE value IS NULL (unset sessions only)',
@@ -20,7 +20,7 @@ export const variantLabels: Record<Variant, string> = {
 };
 
 const variantSql: Record<Exclude<Variant, 'partitioned'>, string> = {
-  none: '',
+  none: 'ALTER TABLE session.sessions SET (fillfactor = 100)',
   fillfactor80: 'ALTER TABLE session.sessions SET (fillfactor = 80)',
   btree: 'CREATE INDEX sessions_expires_at ON session.sessions (expires_at)',
   brin: 'CREATE INDEX sessions_expires_at_brin ON session.sessions USING brin (expires_at)',
