@@ -3,20 +3,9 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { noticeLines } from '../src/migrate.js';
 import { databaseUrl } from './harness/urls.js';
-import {
-  adminQuery,
-  adminUrl,
-  cli,
-  cronDatabase,
-  freshDatabase,
-  pgTool,
-  psql,
-  shippedMigrations,
-  uniqueName,
-} from './helpers.js';
+import { adminQuery, adminUrl, cli, cronDatabase, freshDatabase, psql, shippedMigrations, uniqueName } from './helpers.js';
 
 const shipped = shippedMigrations();
 const migrateModule = new URL('../src/migrate.js', import.meta.url).href;
@@ -101,7 +90,7 @@ test('a database migrated by a newer version: status reports it, migrate refuses
   }
 });
 
-test('migrate prints no node-pg-migrate banner, and migrate() from TypeScript logs nothing unless asked', async () => {
+test('migrate prints no node-pg-migrate banner, and migrate() from TypeScript logs nothing unless asked', async (t) => {
   const db = await freshDatabase('clibanner', { empty: true });
   try {
     const r = cli(['migrate', '--database-url', db.url]);
@@ -115,20 +104,12 @@ test('migrate prints no node-pg-migrate banner, and migrate() from TypeScript lo
     assert.equal(again.stdout, 'Nothing to do: the database is up to date.\n');
     assert.equal(again.stderr, '');
 
-    // The same install from a script, into a database removed with uninstall.sql (so notices are
-    // raised again): not a line.
-    pgTool('psql', [
-      '-X',
-      '-q',
-      '-v',
-      'ON_ERROR_STOP=1',
-      '-d',
-      db.url,
-      '-f',
-      fileURLToPath(new URL('../../sql/uninstall.sql', import.meta.url)),
-    ]);
+    // The same install from a script, into another empty database (so notices are raised
+    // again): not a line.
+    const other = await freshDatabase('clibanner2', { empty: true });
+    t.after(() => other.drop());
     const script = `const { migrate } = await import(${JSON.stringify(migrateModule)});
-      const connectionString = ${JSON.stringify(db.url)};
+      const connectionString = ${JSON.stringify(other.url)};
       await migrate({ connectionString });`;
     const ts = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
     assert.equal(ts.status, 0, ts.stderr);
