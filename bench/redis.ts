@@ -63,11 +63,15 @@ const settings = {
 const log = (s: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${s}`);
 const ticksPerSec = 100; // USER_HZ on Linux
 
-/** utime + stime of a process in µs; 0 once it is gone. */
-function cpuUs(pid: number): number {
+/**
+ * utime + stime of a process in µs (with `reaped`, also that of its children that have exited and
+ * been waited for: cutime + cstime); 0 once it is gone.
+ */
+function cpuUs(pid: number, reaped = false): number {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / ticksPerSec;
+    const ticks = Number(fields[11]) + Number(fields[12]) + (reaped ? Number(fields[13]) + Number(fields[14]) : 0);
+    return (ticks * 1e6) / ticksPerSec;
   } catch {
     return 0;
   }
@@ -293,7 +297,9 @@ async function main(): Promise<void> {
       'SHOW data_directory',
     );
     const postmaster = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-    const pgCpuUs = () => clusterPids(postmaster).reduce((sum, pid) => sum + cpuUs(pid), 0);
+    // A backend that exits takes its CPU time with it, into the postmaster's reaped children's: so
+    // the postmaster counts with those, its live children without.
+    const pgCpuUs = () => clusterPids(postmaster).reduce((sum, pid) => sum + cpuUs(pid, pid === postmaster), 0);
     for (const name of names) {
       if (name === 'ours') {
         contenders.push({
