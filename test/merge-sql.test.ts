@@ -4,6 +4,7 @@
 // two connections all keep their changes.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { freshDatabase, sqlState, uniqueName, type TestDatabase } from './helpers.js';
 
@@ -130,10 +131,11 @@ describe('versions', () => {
     await other.query('BEGIN');
     try {
       assert.equal(await one('SELECT session.session_set($1, $2, NULL, $3)', [key, '{"n": 1}', v], other), true);
-      const second = one('SELECT session.session_set($1, $2, NULL, $3)', [key, '{"n": 2}', v]);
-      await new Promise((r) => setTimeout(r, 200));
+      // Its state is taken at once: the rejection may come before the COMMIT's reply is read.
+      const second = sqlState(one('SELECT session.session_set($1, $2, NULL, $3)', [key, '{"n": 2}', v]));
+      await sleep(200);
       await other.query('COMMIT');
-      assert.equal(await sqlState(second), 'SP001');
+      assert.equal(await second, 'SP001');
     } catch (err) {
       await other.query('ROLLBACK');
       throw err;
@@ -229,7 +231,7 @@ describe('session_merge', () => {
       assert.equal(await merge(key, { x: 'first' }, ['a'], null, null, other), true);
       // This merge waits for the other transaction's row lock, then applies to what it committed.
       second = merge(key, { y: 'second' }, ['b']);
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
       await other.query('COMMIT');
     } catch (err) {
       await other.query('ROLLBACK');
@@ -246,7 +248,7 @@ describe('session_merge', () => {
     try {
       await other.query('SELECT session.session_clear($1)', [key]);
       waiting = merge(key, { b: 2 });
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
       await other.query('COMMIT');
     } catch (err) {
       await other.query('ROLLBACK');
