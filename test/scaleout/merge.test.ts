@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { connect, SessionError, type SessionStore } from '../../src/index.js';
+import { connect, type SessionStore } from '../../src/index.js';
+import { errorCode as code, sqlState } from '../support.js';
 import { deploy, partitionsOf, type Deployment } from './deployment.js';
 
 let d: Deployment;
@@ -31,23 +32,6 @@ const get = async (key: string) =>
       key,
     ])
   ).rows[0];
-async function sqlState(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    return String((err as { code?: unknown }).code);
-  }
-  throw new Error('expected an error, got a result');
-}
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    if (!(err instanceof SessionError)) throw new Error(`not a SessionError: ${String(err)}`);
-    return err.code;
-  }
-  throw new Error('expected a SessionError');
-}
 /** The partitions that hold a row of this key, read as their owner. */
 async function rowsOf(key: string): Promise<number[]> {
   const found: number[] = [];
