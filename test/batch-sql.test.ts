@@ -344,6 +344,168 @@ describe('session_write_batch, element by element', () => {
     assert.ok(compared > 200, `${compared} rows compared`);
   });
 
+  test('random runs of merges, sets and touches over many live keys (written in one statement) end as the single calls do', async () => {
+    // Batches of these kinds only, mostly of distinct live keys: many are written whole by the
+    // batch's first statement; the others (a stale version, a value that is not an object, bad
+    // fields, a key twice, an expired or cleared session) are undone there and go the general way.
+    const states: KeyState[] = [...Array.from({ length: 30 }, (): KeyState => 'live'), 'expired', 'cleared'];
+    const fields = ['a', 'b', 'c'];
+    const { compared, whole } = await differential(states, ['merge', 'merge', 'merge', 'set', 'touch'], 60, 31, {
+      length: 6,
+      nullValue: 40,
+      expiries: [null, null, null, 60, 0, 3155760001],
+      initial: '{"o": 1}',
+      versions: true,
+      value: (kind, random) => {
+        if (kind === 'merge') {
+          if (random(20) === 0) return '{"set": [1]}';
+          const set = Object.fromEntries(fields.filter(() => random(2) === 0).map((f) => [f, random(100)]));
+          return JSON.stringify(random(2) === 0 ? { set } : { set, unset: fields.filter(() => random(3) === 0) });
+        }
+        return random(10) === 0 ? `[${random(10)}]` : JSON.stringify({ [fields[random(3)] as string]: random(100) });
+      },
+    });
+    assert.ok(compared > 1000, `${compared} rows compared`);
+    assert.ok(whole >= 3, `${whole} batches written whole`);
+  });
+
+  test('a batch of live sets, touches and merges is one statement; any other batch takes the general way', async () => {
+    // Which way a batch went, from the owner's view of the functions called in its transaction.
+    const ways = async (ops: Op[]) => {
+      const c = new pg.Client({ connectionString: db.url });
+      await c.connect();
+      try {
+        await c.query("BEGIN; SET LOCAL track_functions = 'all'");
+        const rows = (
+          await c.query<Row>('SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])', [
+            ops.map((o) => o[0]),
+            ops.map((o) => o[1]),
+            ops.map((o) => o[2]),
+            ops.map((o) => o[3]),
+          ])
+        ).rows;
+        const general = await c.query(
+          "SELECT 1 FROM pg_stat_xact_user_functions WHERE schemaname = 'session' AND funcname = 'write_digests'",
+        );
+        await c.query('COMMIT');
+        return { rows: rows.map((r) => [r.sqlstate, r.ok]), general: general.rowCount === 1 };
+      } finally {
+        await c.end();
+      }
+    };
+    const keys = await inTurn(Array.from({ length: 3 }), () => generate('{"a": 1}'));
+    const versionsOf = (ks: string[]) =>
+      inTurn(ks, async (k) =>
+        String(
+          (await db.query('SELECT version FROM session.sessions WHERE digest = session.key_digest($1)', [k])).rows[0]?.version,
+        ),
+      );
+    const before = await versionsOf(keys);
+    const live: Op[] = [
+      ['set', keys[0] as string, '{"s": 1}', null],
+      ['touch', keys[1] as string, null, 60],
+      ['merge', keys[2] as string, '{"set": {"m": 2}}', null],
+    ];
+    assert.deepEqual(await ways(live), {
+      rows: [
+        [null, true],
+        [null, true],
+        [null, true],
+      ],
+      general: false,
+    });
+    assert.deepEqual(await inTurn(keys, (k) => getValue(k)), ['{"s": 1}', '{"a": 1}', '{"a": 1, "m": 2}']);
+    // One element that the first statement cannot write undoes it: the general way writes the
+    // others, once each.
+    const cleared = await generate('{"a": 1}');
+    await one('SELECT session.session_clear($1)', [cleared]);
+    assert.deepEqual(await ways([...live, ['merge', cleared, '{"set": {"m": 3}}', null]]), {
+      rows: [
+        [null, true],
+        [null, true],
+        [null, true],
+        [null, false],
+      ],
+      general: true,
+    });
+    assert.deepEqual(await inTurn(keys, (k) => getValue(k)), ['{"s": 1}', '{"a": 1}', '{"a": 1, "m": 2}']);
+    // Every value write adds one to the version: the set and the merge were written twice, the touch never.
+    assert.deepEqual(
+      (await versionsOf(keys)).map((v, i) => BigInt(v) - BigInt(before[i] as string)),
+      [2n, 0n, 2n],
+    );
+    assert.deepEqual(await ways([['put', newPutKey(), 'p', null]]), { rows: [[null, true]], general: true });
+  });
+
+  test('a merge the stored value or its fields refuse fails alone; the batch writes the others', async () => {
+    // Keys of their own, so that every good element could go in the batch's one-statement path.
+    const keys = await inTurn(Array.from({ length: 12 }), (_, i) =>
+      generate(i === 1 ? 'not json {' : i === 3 ? '[1]' : i === 11 ? null : '{"a": 1}'),
+    );
+    const elements: [fields: string | null, sqlstate: string | null][] = [
+      ['{"set": {"b": 2}}', null],
+      ['{"set": {"b": 2}}', 'SP002'],
+      ['{"set": {"c": 3}, "unset": ["a"]}', null],
+      ['{"set": {"b": 2}}', 'SP002'],
+      ['{"set": ', '22023'],
+      ['{"set": {"d": 4}, "unset": [1]}', '22023'],
+      ['{"set": {"d": 4}, "unset": [["a"]]}', '22023'],
+      ['{"set": {"d": 4}, "extra": 1}', '22023'],
+      ['{"set": [1]}', '22023'],
+      [null, '22004'],
+      ['{"set": null, "unset": null}', null],
+      ['{"set": {"b": 2}}', 'SP002'],
+    ];
+    const rows = await batch(elements.map(([fields], i): Op => ['merge', keys[i] as string, fields, null]));
+    assert.deepEqual(
+      rows.map((r) => r.sqlstate),
+      elements.map(([, state]) => state),
+    );
+    assert.deepEqual(await inTurn(keys, (k) => getValue(k)), [
+      '{"a": 1, "b": 2}',
+      'not json {',
+      '{"c": 3}',
+      '[1]',
+      ...Array.from({ length: 6 }, () => '{"a": 1}'),
+      '{"a": 1}',
+      null,
+    ]);
+    // The same batch without the stored value that is not JSON: the good merges, the same results.
+    const again = await inTurn(Array.from({ length: 3 }), () => generate('{"a": 1}'));
+    const fast = await batch(again.map((k, i): Op => ['merge', k, i === 1 ? '{"set": 1}' : '{"set": {"b": 2}}', null]));
+    assert.deepEqual(
+      fast.map((r) => [r.sqlstate, r.ok]),
+      [
+        [null, true],
+        ['22023', null],
+        [null, true],
+      ],
+    );
+  });
+
+  test('a merge whose result is over the size limit fails alone (22001); the others are written', async () => {
+    await db.query('UPDATE session.config SET max_value_bytes = 200');
+    try {
+      const keys = await inTurn(Array.from({ length: 3 }), () => generate('{"a": 1}'));
+      const rows = await batch(
+        keys.map((k, i): Op => ['merge', k, JSON.stringify({ set: { b: 'x'.repeat(i === 1 ? 300 : 50) } }), null]),
+      );
+      assert.deepEqual(
+        rows.map((r) => r.sqlstate),
+        [null, '22001', null],
+      );
+      assert.equal(await getValue(keys[1] as string), '{"a": 1}');
+      assert.equal(
+        await getValue(keys[2] as string),
+        JSON.stringify({ a: 1, b: 'x'.repeat(50) })
+          .replaceAll(':', ': ')
+          .replace(',', ', '),
+      );
+    } finally {
+      await db.query('UPDATE session.config SET max_value_bytes = DEFAULT');
+    }
+  });
+
   test('a batch of sets and touches of distinct live keys is written whole: every value and expiry', async () => {
     const keys = await inTurn(Array.from({ length: 40 }), () => generate('old', 60));
     const rows = await batch(

@@ -60,6 +60,23 @@ $$;
 COMMENT ON FUNCTION session.batch_length(text[], text[], text[], bigint[]) IS
   'Private. The number of elements of a batch. Errors: 22023 arrays of several dimensions or of different lengths.';
 
+-- Private helper: what a batch merge's fields, already read as jsonb, break: 'SQLSTATE message' or
+-- NULL. A plain SQL expression (no subquery), so that the batch checks all its merges in one
+-- statement; merge_problem applies it one element at a time.
+CREATE OR REPLACE FUNCTION session.merge_shape_problem(f jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+  WHEN jsonb_typeof(f) <> 'object' OR f - '{set,unset}'::text[] <> '{}'::jsonb
+    THEN '22023 a merge''s fields must be a JSON object with only "set" and "unset"'
+  -- The path query only when there is something to look at: it costs more than the rest.
+  WHEN jsonb_typeof(f->'unset') NOT IN ('array', 'null')
+       OR (f->'unset' <> '[]'::jsonb AND (f->'unset') @? 'strict $[*] ? (@.type() != "string")')
+    THEN '22023 "unset" must be an array of field names (strings)'
+  ELSE session.merge_fields_problem(CASE WHEN jsonb_typeof(f->'set') <> 'null' THEN f->'set' END, NULL)
+END;
+COMMENT ON FUNCTION session.merge_shape_problem(jsonb) IS
+  'Private. What a batch merge''s fields, as jsonb, break (see merge_problem), as ''SQLSTATE message''; NULL when none.';
+
 -- Private helper: a batch merge's fields, vals[i] = '{"set": {...}, "unset": [...]}' (either
 -- member may be left out), checked as session_merge checks its arguments: 'SQLSTATE message' or
 -- NULL. PostgreSQL 15 cannot test text for JSON without trying: the block catches the cast's error.
@@ -77,15 +94,7 @@ BEGIN
   EXCEPTION WHEN data_exception THEN
     RETURN '22023 a merge''s fields must be JSON: {"set": {...}, "unset": [...]}';
   END;
-  IF jsonb_typeof(f) <> 'object' OR f - 'set' - 'unset' <> '{}'::jsonb THEN
-    RETURN '22023 a merge''s fields must be a JSON object with only "set" and "unset"';
-  END IF;
-  IF jsonb_typeof(f->'unset') NOT IN ('array', 'null')
-     OR EXISTS (SELECT FROM jsonb_array_elements(CASE WHEN jsonb_typeof(f->'unset') = 'array' THEN f->'unset' END) e
-                 WHERE jsonb_typeof(e) <> 'string') THEN
-    RETURN '22023 "unset" must be an array of field names (strings)';
-  END IF;
-  RETURN session.merge_fields_problem(CASE WHEN jsonb_typeof(f->'set') <> 'null' THEN f->'set' END, NULL);
+  RETURN session.merge_shape_problem(f);
 END
 $$;
 COMMENT ON FUNCTION session.merge_problem(text) IS
@@ -208,29 +217,45 @@ BEGIN
     PERFORM set_config('lock_timeout', '2s', true);
   END IF;
 
-  -- The common case first, in one statement: unconditional sets and touches of keys that occur
-  -- once in the batch, checked, written together. It locks their live rows without waiting and
-  -- writes them; what it does not write (a failed check, no live session, a row held elsewhere, a
-  -- row changed since the statement began) goes the general way below, which gives each such
-  -- element its result.
-  WITH target AS MATERIALIZED (
-    SELECT u.o::integer AS o, u.kind, u.v, u.e, s.ctid AS tid
-      FROM unnest(kinds, digests, problems, vals, expiries, versions) WITH ORDINALITY u(kind, d, problem, v, e, ver, o)
-      JOIN session.sessions s ON s.digest = u.d
-     WHERE u.kind IN ('set', 'touch') AND u.problem IS NULL AND u.ver IS NULL
-       AND u.d NOT IN (SELECT x.d FROM unnest(digests) x(d) WHERE x.d IS NOT NULL GROUP BY x.d HAVING count(*) > 1)
-       AND s.expires_at > t AND NOT s.cleared
-       FOR UPDATE OF s SKIP LOCKED),
-  written AS (
-    UPDATE session.sessions s
-       SET value = CASE WHEN target.kind = 'set' THEN target.v ELSE s.value END,
-           version = CASE WHEN target.kind = 'set' THEN s.version + 1 ELSE s.version END,
-           expires_at = least(t + make_interval(secs => coalesce(target.e, period)), s.ends_at),
-           written_at = t
-      FROM target
-     WHERE s.ctid = target.tid
-    RETURNING target.o)
-  SELECT coalesce(array_agg(written.o), '{}') INTO applied FROM written;
+  -- The common case first, in one statement: sets, touches and merges of keys that occur once in
+  -- the batch, checked, written together. It locks their live rows without waiting and writes
+  -- them; what it does not write (a failed check, no live session, a row held elsewhere, a version
+  -- that moved, a merge the stored value refuses) goes the general way below, which gives each
+  -- such element its result. A stored value that is not JSON fails the statement's cast: the block
+  -- then undoes it, and every element goes the general way.
+  BEGIN
+    WITH target AS MATERIALIZED (
+      SELECT u.o::integer AS o, u.kind, u.v, u.e, s.ctid AS tid, CASE WHEN u.kind = 'merge' THEN s.value END AS stored
+        FROM unnest(kinds, digests, problems, vals, expiries, versions) WITH ORDINALITY u(kind, d, problem, v, e, ver, o)
+        JOIN session.sessions s ON s.digest = u.d
+       WHERE u.kind IN ('set', 'touch', 'merge') AND u.problem IS NULL AND (u.ver IS NULL OR u.ver = s.version)
+         AND u.d NOT IN (SELECT x.d FROM unnest(digests) x(d) WHERE x.d IS NOT NULL GROUP BY x.d HAVING count(*) > 1)
+         AND s.expires_at > t AND NOT s.cleared
+         FOR UPDATE OF s SKIP LOCKED),
+    -- A merge as merged_value makes it: removed fields, then set ones, printed by jsonb; NULL when
+    -- the stored value is not a JSON object (merged_value's error). Materialized: the UPDATE reads
+    -- it twice.
+    made AS MATERIALIZED (
+      SELECT target.o, target.kind, target.v, target.e, target.tid,
+             CASE WHEN target.kind = 'merge' AND jsonb_typeof(m.stored) = 'object'
+                  THEN ((CASE WHEN jsonb_typeof(m.f->'unset') = 'array' AND m.f->'unset' <> '[]'::jsonb
+                              THEN m.stored - ARRAY(SELECT jsonb_array_elements_text(m.f->'unset')) ELSE m.stored END)
+                        || CASE WHEN jsonb_typeof(m.f->'set') = 'object' THEN m.f->'set' ELSE '{}'::jsonb END)::text END AS merged
+        FROM target
+        CROSS JOIN LATERAL (SELECT target.stored::jsonb AS stored, CASE WHEN target.kind = 'merge' THEN target.v::jsonb END AS f) m),
+    written AS (
+      UPDATE session.sessions s
+         SET value = CASE made.kind WHEN 'set' THEN made.v WHEN 'merge' THEN made.merged ELSE s.value END,
+             version = CASE WHEN made.kind = 'touch' THEN s.version ELSE s.version + 1 END,
+             expires_at = least(t + make_interval(secs => coalesce(made.e, period)), s.ends_at),
+             written_at = t
+        FROM made
+       WHERE s.ctid = made.tid AND (made.kind <> 'merge' OR octet_length(made.merged) <= max_value_bytes)
+      RETURNING made.o)
+    SELECT coalesce(array_agg(written.o), '{}') INTO applied FROM written;
+  EXCEPTION WHEN data_exception THEN
+    applied := '{}';
+  END;
   IF cardinality(applied) = n THEN
     PERFORM set_config('lock_timeout', caller_lock_timeout, true);
     RETURN QUERY SELECT g.o::integer, NULL::text, NULL::text, true FROM generate_series(1, n) g(o);
@@ -415,6 +440,11 @@ AS $$
 DECLARE
   n constant integer := session.batch_length(kinds, keys, vals, expiries);
   cfg session.config;
+  caller_lock_timeout constant text := current_setting('lock_timeout');
+  t constant timestamptz := clock_timestamp();
+  written bigint;
+  -- The lock_timeout the batch runs under.
+  lock_timeout_set text;
   -- Per element: the key a generate made, the digest, 'SQLSTATE message' of a failed check.
   new_keys text[];
   digests bytea[] := '{}'::bytea[];
@@ -431,19 +461,94 @@ BEGIN
   vals := vals[array_lower(vals, 1):array_upper(vals, 1)];
   expiries := expiries[array_lower(expiries, 1):array_upper(expiries, 1)];
   SELECT * INTO STRICT cfg FROM session.config;
-  FOR i IN 1 .. n LOOP
-    IF kinds[i] = 'generate' THEN
-      new_keys[i] := session.new_key();
-      digests[i] := session.key_digest(new_keys[i]);
-    ELSE
-      digests[i] := session.key_digest(keys[i]);
-    END IF;
-    problems[i] := session.write_problem(kinds[i], keys[i], vals[i], expiries[i], cfg.max_value_bytes);
-    IF problems[i] IS NULL AND (kinds[i] = 'merge' OR versions[i] IS NOT NULL) THEN
-      problems[i] := session.element_problem(kinds[i], vals[i], versions[i]);
-    END IF;
-  END LOOP;
-  IF new_keys IS NULL THEN
+
+  -- The common case, in one statement: sets, touches and merges, each of a live session that no
+  -- other transaction holds, each key once, every check passed, every version current, every
+  -- merge into a JSON object. Either all of them are written here, or none: a batch with any
+  -- other element is undone (SP999, never raised out of here; or a cast's error for text that is
+  -- not JSON) and goes the general way below, which gives each element its own result. What it
+  -- writes is what the general way writes for the same elements.
+  IF kinds <@ '{set,touch,merge}'::text[] THEN
+    -- As in write_digests: a caller's shorter lock_timeout still applies, a longer one is cut to 2 s.
+    -- (An assignment, not PERFORM: a simple expression costs no statement.)
+    lock_timeout_set := CASE WHEN caller_lock_timeout::interval = interval '0' OR caller_lock_timeout::interval > interval '2s'
+                             THEN set_config('lock_timeout', '2s', true) ELSE caller_lock_timeout END;
+    BEGIN
+      WITH target AS MATERIALIZED (
+        SELECT u.o, u.kind, u.v, u.e, s.ctid AS tid,
+               CASE WHEN u.kind = 'merge' THEN s.value::jsonb END AS stored, CASE WHEN u.kind = 'merge' THEN u.v::jsonb END AS f
+          FROM unnest(kinds, keys, vals, expiries, versions) WITH ORDINALITY u(kind, k, v, e, ver, o)
+          JOIN session.sessions s ON s.digest = session.key_digest(u.k)
+         WHERE session.write_problem(u.kind, u.k, u.v, u.e, cfg.max_value_bytes) IS NULL
+           AND (u.kind <> 'merge' OR (u.v IS NOT NULL AND session.merge_shape_problem(u.v::jsonb) IS NULL))
+           AND (u.ver IS NULL OR u.ver = s.version) AND s.expires_at > t AND NOT s.cleared
+           FOR UPDATE OF s SKIP LOCKED),
+      -- A merge as merged_value makes it; NULL when the stored value is not a JSON object.
+      made AS MATERIALIZED (
+        SELECT target.o, target.kind, target.v, target.e, target.tid,
+               CASE WHEN target.kind = 'merge' AND jsonb_typeof(target.stored) = 'object'
+                    THEN ((CASE WHEN jsonb_typeof(target.f->'unset') = 'array' AND target.f->'unset' <> '[]'::jsonb
+                                THEN target.stored - ARRAY(SELECT jsonb_array_elements_text(target.f->'unset'))
+                                ELSE target.stored END)
+                          || CASE WHEN jsonb_typeof(target.f->'set') = 'object' THEN target.f->'set' ELSE '{}'::jsonb END)::text
+               END AS merged
+          FROM target),
+      changed AS (
+        UPDATE session.sessions s
+           SET value = CASE made.kind WHEN 'set' THEN made.v WHEN 'merge' THEN made.merged ELSE s.value END,
+               version = CASE WHEN made.kind = 'touch' THEN s.version ELSE s.version + 1 END,
+               expires_at = least(t + make_interval(secs => coalesce(made.e, cfg.default_period)), s.ends_at),
+               written_at = t
+          FROM made
+         WHERE s.ctid = made.tid AND (made.kind <> 'merge' OR octet_length(made.merged) <= cfg.max_value_bytes)
+        RETURNING made.o)
+      SELECT count(*) INTO written FROM changed;
+      IF written < n THEN
+        RAISE SQLSTATE 'SP999';
+      END IF;
+      IF lock_timeout_set <> caller_lock_timeout THEN
+        lock_timeout_set := set_config('lock_timeout', caller_lock_timeout, true);
+      END IF;
+      ok := true;
+      FOR i IN 1 .. n LOOP
+        ord := i;
+        RETURN NEXT;
+      END LOOP;
+      RETURN;
+    EXCEPTION WHEN data_exception OR SQLSTATE 'SP999' THEN
+      -- The block's writes and settings are undone: the general way starts from scratch.
+      NULL;
+    END;
+  END IF;
+
+  -- Per element, in one statement: the key a generate makes, the digest (of that new key for a
+  -- generate) and what write_problem finds.
+  SELECT array_agg(x.nk ORDER BY x.o), array_agg(session.key_digest(coalesce(x.nk, x.k)) ORDER BY x.o),
+         array_agg(session.write_problem(x.kind, x.k, x.v, x.e, cfg.max_value_bytes) ORDER BY x.o)
+    INTO new_keys, digests, problems
+    FROM (SELECT u.o, u.kind, u.k, u.v, u.e, CASE WHEN u.kind = 'generate' THEN session.new_key() END AS nk
+            FROM unnest(kinds, keys, vals, expiries) WITH ORDINALITY u(kind, k, v, e, o)) x;
+  -- Then element_problem's checks, for all elements in one statement too; a merge whose fields
+  -- are not JSON fails the cast, and only then are the elements checked one at a time.
+  IF 'merge' = ANY (kinds) OR versions IS NOT NULL THEN
+    BEGIN
+      SELECT array_agg(coalesce(x.problem,
+                                CASE WHEN x.ver IS NOT NULL AND x.kind NOT IN ('set', 'put', 'merge')
+                                       THEN '22023 only set, put and merge take a version'
+                                     WHEN x.kind = 'merge' AND x.v IS NULL
+                                       THEN '22004 a merge needs its fields: {"set": {...}, "unset": [...]}'
+                                     WHEN x.kind = 'merge' THEN session.merge_shape_problem(x.v::jsonb) END) ORDER BY x.o)
+        INTO problems
+        FROM unnest(kinds, vals, versions, problems) WITH ORDINALITY x(kind, v, ver, problem, o);
+    EXCEPTION WHEN data_exception THEN
+      FOR i IN 1 .. n LOOP
+        IF problems[i] IS NULL AND (kinds[i] = 'merge' OR versions[i] IS NOT NULL) THEN
+          problems[i] := session.element_problem(kinds[i], vals[i], versions[i]);
+        END IF;
+      END LOOP;
+    END;
+  END IF;
+  IF array_position(kinds, 'generate') IS NULL THEN
     RETURN QUERY SELECT w.ord, w.sqlstate, w.message, w.ok, NULL::text
                    FROM session.write_digests(kinds, digests, problems, vals, expiries, versions,
                                               cfg.default_period, cfg.absolute_lifetime, cfg.max_value_bytes) w;
@@ -481,22 +586,13 @@ AS $$
 DECLARE
   -- One time for all elements, as for one session_get.
   t constant timestamptz := clock_timestamp();
-  digests bytea[] := '{}'::bytea[];
-  k text;
-  n integer := 0;
 BEGIN
-  IF keys IS NULL THEN
-    RETURN;
-  END IF;
-  -- Every element in storage order, whatever the bounds and dimensions: ord counts from 1.
-  FOREACH k IN ARRAY keys LOOP
-    n := n + 1;
-    digests[n] := session.key_digest(k);
-  END LOOP;
+  -- unnest takes every element in storage order, whatever the bounds and dimensions: ord counts
+  -- from 1. The digests are made in the statement, not in a loop of PL/pgSQL assignments.
   RETURN QUERY
     SELECT u.o::integer, s.value, floor(extract(epoch FROM s.expires_at - t))::bigint, s.version
-      FROM unnest(digests) WITH ORDINALITY u(d, o)
-      JOIN session.sessions s ON s.digest = u.d
+      FROM unnest(keys) WITH ORDINALITY u(k, o)
+      JOIN session.sessions s ON s.digest = session.key_digest(u.k)
      WHERE s.expires_at > t AND NOT s.cleared
      ORDER BY u.o;
 END

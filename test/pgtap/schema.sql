@@ -83,9 +83,9 @@ SELECT isnt_definer('session', 'session_purge_job', ARRAY['integer', 'double pre
 
 SELECT is_empty(
   $$ SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
-      WHERE p.pronamespace = 'session'::regnamespace AND p.prokind = 'f' AND p.proname NOT IN ('key_digest', 'new_key', 'well_formed_key', 'write_problem', 'merge_fields_problem', 'write_check')
+      WHERE p.pronamespace = 'session'::regnamespace AND p.prokind = 'f' AND p.proname NOT IN ('key_digest', 'new_key', 'well_formed_key', 'write_problem', 'merge_fields_problem', 'merge_shape_problem', 'write_check')
         AND p.proconfig IS DISTINCT FROM ARRAY['search_path=pg_catalog, pg_temp'] $$,
-  'every function but the inlined key_digest, new_key, well_formed_key, write_problem and merge_fields_problem, and write_check (called only under the batch functions'' pinned path), pins search_path');
+  'every function but the inlined key_digest, new_key, well_formed_key, write_problem, merge_fields_problem and merge_shape_problem, and write_check (called only under the batch functions'' pinned path), pins search_path');
 -- Whoever owns the schema owns what the definer functions run as; a stray owner would change that.
 SELECT is_empty(
   $$ SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p, pg_catalog.pg_namespace n
