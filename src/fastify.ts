@@ -130,9 +130,9 @@ export class FastifySessionStore extends FrameworkStore {
   }
 }
 
-/** A memo entry: no value, since concurrent requests on one id share it (see `Loaded.value`). */
+/** A memo entry: no value or version, since concurrent requests on one id share it (see `Loaded.value`). */
 function shared(loaded: Loaded): Loaded {
-  const { value: _value, ...entry } = loaded;
+  const { value: _value, version: _version, ...entry } = loaded;
   return entry;
 }
 

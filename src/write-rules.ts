@@ -71,6 +71,12 @@ export interface Loaded {
    * change is then written whole.
    */
   value?: string | undefined;
+  /**
+   * The session's version when it held `value` (from `get`, or counted after this request's own
+   * conditional write); undefined when unknown. While the session is still at it, a change is
+   * written whole (a conditional `set`), which costs less than a merge and stores the same.
+   */
+  version?: number | undefined;
   expiresAt: number;
   /** The subject the session has in the database, as far as this store knows (undefined: unknown). */
   subject?: string | null | undefined;
@@ -163,7 +169,13 @@ export class FrameworkSessions {
     const sess = parseSession(r.value);
     // Keys parseSession dropped stay stored until a whole write: a changed session is written whole.
     const value = droppedKeys(r.value, sess) ? undefined : r.value;
-    const loaded: Loaded = { sid, data: dataOf(sess, ignored), value, expiresAt: Date.now() + r.period * 1000 };
+    const loaded: Loaded = {
+      sid,
+      data: dataOf(sess, ignored),
+      value,
+      version: r.version,
+      expiresAt: Date.now() + r.period * 1000,
+    };
     if (this.mapSubject !== undefined) loaded.subject = this.loadedSubject(sess);
     return { sess, loaded };
   }
@@ -221,11 +233,15 @@ export class FrameworkSessions {
     return this.period.value;
   }
 
-  /** After a write: the session now expires `seconds` from now and, as this request sees it, holds `save`. */
-  private restarted(loaded: Loaded, seconds: number, save: Save): void {
+  /**
+   * After a write: the session now expires `seconds` from now and, as this request sees it, holds
+   * `save`, at `version` (undefined: unknown).
+   */
+  private restarted(loaded: Loaded, seconds: number, save: Save, version: number | undefined): void {
     loaded.expiresAt = Date.now() + seconds * 1000;
     if (save.data !== undefined) loaded.data = save.data;
     if (loaded.value !== undefined) loaded.value = save.value;
+    loaded.version = version;
   }
 
   /**
@@ -253,15 +269,37 @@ export class FrameworkSessions {
     }
     this.stats.written += 1;
     const options = expiry === undefined ? {} : { expiry };
-    const found = !changed
-      ? await this.store.touch(loaded.sid, options)
-      : changes === undefined || changes === null
-        ? await this.store.set(loaded.sid, save.value, options)
-        : await this.merge(loaded.sid, changes, save.value, options);
+    let version = changed ? undefined : loaded.version;
+    let found: boolean;
+    if (!changed) found = await this.store.touch(loaded.sid, options);
+    else if (changes === undefined || changes === null) found = await this.store.set(loaded.sid, save.value, options);
+    else {
+      const written = await this.whole(loaded, save.value, options);
+      if (written === 'conflict') found = await this.merge(loaded.sid, changes, save.value, options);
+      else {
+        found = written;
+        if (found) version = (loaded.version as number) + 1;
+      }
+    }
     if (!found) return false;
-    this.restarted(loaded, period, save);
+    this.restarted(loaded, period, save, version);
     await this.attribute(loaded, subject, save);
     return true;
+  }
+
+  /**
+   * Writes the changed session whole if nothing wrote it since this request's copy (a `set` with
+   * `ifVersion`): the stored value then is `loaded.value`, so the merge of the changes would store
+   * the same, at more cost. 'conflict' when the version moved (nothing written) or is unknown.
+   */
+  private async whole(loaded: Loaded, value: string, options: { expiry?: number }): Promise<boolean | 'conflict'> {
+    if (loaded.version === undefined) return 'conflict';
+    try {
+      return await this.store.set(loaded.sid, value, { ...options, ifVersion: loaded.version });
+    } catch (err) {
+      if (err instanceof SessionError && err.code === 'conflict') return 'conflict';
+      throw err;
+    }
   }
 
   /**

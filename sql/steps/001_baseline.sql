@@ -1088,6 +1088,18 @@ BEGIN
   vals := vals[array_lower(vals, 1):array_upper(vals, 1)];
   expiries := expiries[array_lower(expiries, 1):array_upper(expiries, 1)];
   SELECT * INTO STRICT cfg FROM session.config;
+  -- Per element: the digest (a generate's: of the key it makes) and what write_problem finds.
+  -- Assignments of expressions, not a statement: a statement's plan could carry the keys as
+  -- literals into a log (auto_explain), and these expressions are evaluated without one.
+  FOR i IN 1 .. n LOOP
+    IF kinds[i] = 'generate' THEN
+      new_keys[i] := session.new_key();
+      digests[i] := session.key_digest(new_keys[i]);
+    ELSE
+      digests[i] := session.key_digest(keys[i]);
+    END IF;
+    problems[i] := session.write_problem(kinds[i], keys[i], vals[i], expiries[i], cfg.max_value_bytes);
+  END LOOP;
 
   -- The common case, in one statement: sets, touches and merges, each of a live session that no
   -- other transaction holds, each key once, every check passed, every version current, every
@@ -1104,9 +1116,9 @@ BEGIN
       WITH target AS MATERIALIZED (
         SELECT u.o, u.kind, u.v, u.e, s.ctid AS tid,
                CASE WHEN u.kind = 'merge' THEN s.value::jsonb END AS stored, CASE WHEN u.kind = 'merge' THEN u.v::jsonb END AS f
-          FROM unnest(kinds, keys, vals, expiries, versions) WITH ORDINALITY u(kind, k, v, e, ver, o)
-          JOIN session.sessions s ON s.digest = session.key_digest(u.k)
-         WHERE session.write_problem(u.kind, u.k, u.v, u.e, cfg.max_value_bytes) IS NULL
+          FROM unnest(kinds, digests, problems, vals, expiries, versions) WITH ORDINALITY u(kind, d, problem, v, e, ver, o)
+          JOIN session.sessions s ON s.digest = u.d
+         WHERE u.problem IS NULL
            AND (u.kind <> 'merge' OR (u.v IS NOT NULL AND session.merge_shape_problem(u.v::jsonb) IS NULL))
            AND (u.ver IS NULL OR u.ver = s.version) AND s.expires_at > t AND NOT s.cleared
            FOR UPDATE OF s SKIP LOCKED),
@@ -1148,13 +1160,6 @@ BEGIN
     END;
   END IF;
 
-  -- Per element, in one statement: the key a generate makes, the digest (of that new key for a
-  -- generate) and what write_problem finds.
-  SELECT array_agg(x.nk ORDER BY x.o), array_agg(session.key_digest(coalesce(x.nk, x.k)) ORDER BY x.o),
-         array_agg(session.write_problem(x.kind, x.k, x.v, x.e, cfg.max_value_bytes) ORDER BY x.o)
-    INTO new_keys, digests, problems
-    FROM (SELECT u.o, u.kind, u.k, u.v, u.e, CASE WHEN u.kind = 'generate' THEN session.new_key() END AS nk
-            FROM unnest(kinds, keys, vals, expiries) WITH ORDINALITY u(kind, k, v, e, o)) x;
   -- Then element_problem's checks, for all elements in one statement too; a merge whose fields
   -- are not JSON fails the cast, and only then are the elements checked one at a time.
   IF 'merge' = ANY (kinds) OR versions IS NOT NULL THEN
@@ -1175,7 +1180,7 @@ BEGIN
       END LOOP;
     END;
   END IF;
-  IF array_position(kinds, 'generate') IS NULL THEN
+  IF new_keys IS NULL THEN
     RETURN QUERY SELECT w.ord, w.sqlstate, w.message, w.ok, NULL::text
                    FROM session.write_digests(kinds, digests, problems, vals, expiries, versions,
                                               cfg.default_period, cfg.absolute_lifetime, cfg.max_value_bytes) w;
@@ -1213,13 +1218,23 @@ AS $$
 DECLARE
   -- One time for all elements, as for one session_get.
   t constant timestamptz := clock_timestamp();
+  digests bytea[] := '{}'::bytea[];
+  k text;
+  n integer := 0;
 BEGIN
-  -- unnest takes every element in storage order, whatever the bounds and dimensions: ord counts
-  -- from 1. The digests are made in the statement, not in a loop of PL/pgSQL assignments.
+  IF keys IS NULL THEN
+    RETURN;
+  END IF;
+  -- Every element in storage order, whatever the bounds and dimensions: ord counts from 1. The
+  -- digests are made here, not in the statement: its plan could carry the keys into a log.
+  FOREACH k IN ARRAY keys LOOP
+    n := n + 1;
+    digests[n] := session.key_digest(k);
+  END LOOP;
   RETURN QUERY
     SELECT u.o::integer, s.value, floor(extract(epoch FROM s.expires_at - t))::bigint, s.version
-      FROM unnest(keys) WITH ORDINALITY u(k, o)
-      JOIN session.sessions s ON s.digest = session.key_digest(u.k)
+      FROM unnest(digests) WITH ORDINALITY u(d, o)
+      JOIN session.sessions s ON s.digest = u.d
      WHERE s.expires_at > t AND NOT s.cleared
      ORDER BY u.o;
 END
