@@ -123,6 +123,35 @@ for (const v of variants) {
       assert.deepEqual(await fields(sid), { user: 'alice', role: 'admin' });
     });
 
+    test('a save that nothing raced is written whole at the next version; a raced one is merged', async () => {
+      const { user, sid } = await login();
+      const stored = async () =>
+        (
+          await f.db.query<{ value: string; version: string }>(
+            `SELECT value, version::text FROM session.sessions WHERE digest = sha256(convert_to($1, 'UTF8'))`,
+            [sid],
+          )
+        ).rows[0] as { value: string; version: string };
+      const before = await stored();
+      assert.equal((await user.post(field('w', '1', false))).status, 200);
+      const whole = await stored();
+      assert.equal(BigInt(whole.version), BigInt(before.version) + 1n);
+      // The framework's own JSON, not jsonb's text of a merge (a space after every colon).
+      assert.equal(JSON.parse(whole.value).w, '1');
+      assert.ok(!whole.value.includes('": '), whole.value);
+      // Both load the same version; the first save is written whole, the second finds the version
+      // moved and merges its change into the first one's.
+      const res = await overlap(user, [field('y', '1'), field('z', '2')]);
+      assert.deepEqual(
+        res.map((r) => r.status),
+        [200, 200],
+      );
+      const raced = await stored();
+      assert.equal(BigInt(raced.version), BigInt(whole.version) + 2n);
+      assert.ok(raced.value.includes('": '), raced.value);
+      assert.deepEqual(await fields(sid), { user: 'alice', role: 'admin', w: '1', y: '1', z: '2' });
+    });
+
     test('a merged save restarts the expiry from the cookie (one hour)', async () => {
       const { user, sid } = await login();
       await f.db.query(
