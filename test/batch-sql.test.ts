@@ -377,12 +377,16 @@ describe('session_write_batch, element by element', () => {
       try {
         await c.query("BEGIN; SET LOCAL track_functions = 'all'");
         const rows = (
-          await c.query<Row>('SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[])', [
-            ops.map((o) => o[0]),
-            ops.map((o) => o[1]),
-            ops.map((o) => o[2]),
-            ops.map((o) => o[3]),
-          ])
+          await c.query<Row>(
+            'SELECT * FROM session.session_write_batch($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])',
+            [
+              ops.map((o) => o[0]),
+              ops.map((o) => o[1]),
+              ops.map((o) => o[2]),
+              ops.map((o) => o[3]),
+              ops.map((o) => o[4] ?? null),
+            ],
+          )
         ).rows;
         const general = await c.query(
           "SELECT 1 FROM pg_stat_xact_user_functions WHERE schemaname = 'session' AND funcname = 'write_digests'",
@@ -435,6 +439,20 @@ describe('session_write_batch, element by element', () => {
       [2n, 0n, 2n],
     );
     assert.deepEqual(await ways([['put', newPutKey(), 'p', null]]), { rows: [[null, true]], general: true });
+    // Versions: a current one is written in the one statement; a stale one, or one given to a
+    // touch (which takes none), sends the batch the general way, which reports it.
+    const [current] = await versionsOf([keys[0] as string]);
+    assert.deepEqual(await ways([['set', keys[0] as string, '{"v": 1}', null, current]]), {
+      rows: [[null, true]],
+      general: false,
+    });
+    assert.deepEqual(await ways([['set', keys[0] as string, '{"v": 2}', null, current]]), {
+      rows: [['SP001', null]],
+      general: true,
+    });
+    const [now] = await versionsOf([keys[1] as string]);
+    assert.deepEqual(await ways([['touch', keys[1] as string, null, 60, now]]), { rows: [['22023', null]], general: true });
+    assert.equal(await getValue(keys[0] as string), '{"v": 1}');
   });
 
   test('a merge the stored value or its fields refuse fails alone; the batch writes the others', async () => {

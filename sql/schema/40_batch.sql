@@ -475,8 +475,8 @@ BEGIN
   END LOOP;
 
   -- The common case, in one statement: sets, touches and merges, each of a live session that no
-  -- other transaction holds, each key once, every check passed, every version current, every
-  -- merge into a JSON object. Either all of them are written here, or none: a batch with any
+  -- other transaction holds, each key once, every check passed, every version current (and none
+  -- given to a touch), every merge into a JSON object. Either all of them are written here, or none: a batch with any
   -- other element is undone (SP999, never raised out of here; or a cast's error for text that is
   -- not JSON) and goes the general way below, which gives each element its own result. What it
   -- writes is what the general way writes for the same elements.
@@ -493,7 +493,7 @@ BEGIN
           JOIN session.sessions s ON s.digest = u.d
          WHERE u.problem IS NULL
            AND (u.kind <> 'merge' OR (u.v IS NOT NULL AND session.merge_shape_problem(u.v::jsonb) IS NULL))
-           AND (u.ver IS NULL OR u.ver = s.version) AND s.expires_at > t AND NOT s.cleared
+           AND (u.ver IS NULL OR (u.kind <> 'touch' AND u.ver = s.version)) AND s.expires_at > t AND NOT s.cleared
            FOR UPDATE OF s SKIP LOCKED),
       -- A merge as merged_value makes it; NULL when the stored value is not a JSON object.
       made AS MATERIALIZED (
