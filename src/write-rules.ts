@@ -245,12 +245,14 @@ export class FrameworkSessions {
   }
 
   /**
-   * Saves a session this request loaded: the top-level fields it changed or removed, as one
-   * `merge` (the whole value with `set` when `loaded.value` is unknown), or else only a move of
-   * its expiry with `touch`, and that only once no more than `touchThreshold` of the period
-   * remains. None ever creates: a session cleared meanwhile stays cleared. Merging only this
-   * request's changes keeps those of requests that saved meanwhile. Resolves false when the
-   * session is gone (cleared or expired); `loaded` then is stale and nothing was written.
+   * Saves a session this request loaded: a change is written whole if the session is still at
+   * the version this request loaded (a `set` with `ifVersion`), else as one `merge` of the
+   * top-level fields it changed or removed (the whole value with a plain `set` when
+   * `loaded.value` is unknown); no change only moves the expiry with `touch`, and that only once
+   * no more than `touchThreshold` of the period remains. None ever creates: a session cleared
+   * meanwhile stays cleared. Merging only this request's changes keeps those of requests that
+   * saved meanwhile. Resolves false when the session is gone (cleared or expired); `loaded` then
+   * is stale and nothing was written.
    */
   async update(loaded: Loaded, save: Save): Promise<boolean> {
     const { expiry } = save;
