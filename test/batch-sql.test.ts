@@ -441,7 +441,7 @@ describe('session_write_batch, element by element', () => {
     assert.deepEqual(await ways([['put', newPutKey(), 'p', null]]), { rows: [[null, true]], general: true });
     // Versions: a current one is written in the one statement; a stale one, or one given to a
     // touch (which takes none), sends the batch the general way, which reports it.
-    const [current] = await versionsOf([keys[0] as string]);
+    const current = (await versionsOf([keys[0] as string]))[0] as string;
     assert.deepEqual(await ways([['set', keys[0] as string, '{"v": 1}', null, current]]), {
       rows: [[null, true]],
       general: false,
@@ -450,7 +450,7 @@ describe('session_write_batch, element by element', () => {
       rows: [['SP001', null]],
       general: true,
     });
-    const [now] = await versionsOf([keys[1] as string]);
+    const now = (await versionsOf([keys[1] as string]))[0] as string;
     assert.deepEqual(await ways([['touch', keys[1] as string, null, 60, now]]), { rows: [['22023', null]], general: true });
     assert.equal(await getValue(keys[0] as string), '{"v": 1}');
   });
