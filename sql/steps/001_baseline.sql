@@ -1101,13 +1101,15 @@ BEGIN
     problems[i] := session.write_problem(kinds[i], keys[i], vals[i], expiries[i], cfg.max_value_bytes);
   END LOOP;
 
-  -- The common case, in one statement: sets, touches and merges, each of a live session that no
-  -- other transaction holds, each key once, every check passed, every version current (and none
-  -- given to a touch), every merge into a JSON object. Either all of them are written here, or none: a batch with any
-  -- other element is undone (SP999, never raised out of here; or a cast's error for text that is
-  -- not JSON) and goes the general way below, which gives each element its own result. What it
-  -- writes is what the general way writes for the same elements.
-  IF kinds <@ '{set,touch,merge}'::text[] THEN
+  -- The framework stores' saves, in one statement: sets, touches and merges, with a merge or a
+  -- version among them, each of a live session that no other transaction holds, each key once,
+  -- every check passed, every version current (and none given to a touch), every merge into a
+  -- JSON object. Either all of them are written here, or none: a batch with any other element is
+  -- undone (SP999, never raised out of here; or a cast's error for text that is not JSON) and
+  -- goes the general way below, which gives each element its own result. What it writes is what
+  -- the general way writes for the same elements. Plain sets and touches go the general way
+  -- first: its one-statement path writes big batches of them for less.
+  IF kinds <@ '{set,touch,merge}'::text[] AND (array_position(kinds, 'merge') IS NOT NULL OR versions IS NOT NULL) THEN
     -- As in write_digests: a caller's shorter lock_timeout still applies, a longer one is cut to 2 s.
     -- (An assignment, not PERFORM: a simple expression costs no statement.)
     lock_timeout_set := CASE WHEN caller_lock_timeout::interval = interval '0' OR caller_lock_timeout::interval > interval '2s'
